@@ -1,0 +1,44 @@
+"""The `litebert` command line: one sub-command group per module that owns the work.
+
+Each module listed in COMMAND_MODULES exposes `add_commands(subparsers)`, which adds its sub-commands and
+sets `func` on each parser to a function taking the parsed `argparse.Namespace` and returning an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = [
+    "litebert.params",
+    "litebert.tokenizer",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="litebert",
+        description="ALBERT in PyTorch: model, tokenizer, pretraining data, pretraining, fine-tuning.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        # Bad input is reported in one line, without a traceback.
+        print(f"litebert {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

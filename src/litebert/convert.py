@@ -1,0 +1,276 @@
+"""Checkpoint directories in and out: Hugging Face ALBERT and BERT layouts, and litebert's own.
+
+A directory holds `config.json` and `model.safetensors` (or a `pytorch_model.bin`, read with weights_only).
+Names are translated by declarative module maps: a litebert module path on the left, the other layout's on
+the right, with `{block}` (litebert's attention/FFN block), `{group}`/`{inner}` (HF ALBERT's group and layer
+within it) or `{layer}` (BERT) placeholders. Parameter names (`weight`, `bias`) follow unchanged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from litebert.config import AlbertConfig
+
+log = logging.getLogger("litebert")
+
+NATIVE = "litebert"
+"""Value of config.json's `litebert_layout` key in directories written in litebert's own layout."""
+
+_EMBEDDINGS = {
+    "embeddings.word_embeddings": "embeddings.word_embeddings",
+    "embeddings.position_embeddings": "embeddings.position_embeddings",
+    "embeddings.token_type_embeddings": "embeddings.token_type_embeddings",
+    "embeddings.layer_norm": "embeddings.LayerNorm",
+}
+
+ALBERT_MAP = {
+    **_EMBEDDINGS,
+    "embeddings.projection": "encoder.embedding_hidden_mapping_in",
+    "encoder.attention.{block}.query": "encoder.albert_layer_groups.{group}.albert_layers.{inner}.attention.query",
+    "encoder.attention.{block}.key": "encoder.albert_layer_groups.{group}.albert_layers.{inner}.attention.key",
+    "encoder.attention.{block}.value": "encoder.albert_layer_groups.{group}.albert_layers.{inner}.attention.value",
+    "encoder.attention.{block}.dense": "encoder.albert_layer_groups.{group}.albert_layers.{inner}.attention.dense",
+    "encoder.attention.{block}.layer_norm":
+        "encoder.albert_layer_groups.{group}.albert_layers.{inner}.attention.LayerNorm",
+    "encoder.ffn.{block}.intermediate": "encoder.albert_layer_groups.{group}.albert_layers.{inner}.ffn",
+    "encoder.ffn.{block}.output": "encoder.albert_layer_groups.{group}.albert_layers.{inner}.ffn_output",
+    "encoder.ffn.{block}.layer_norm":
+        "encoder.albert_layer_groups.{group}.albert_layers.{inner}.full_layer_layer_norm",
+    "pooler": "pooler",
+}
+ALBERT_HEAD_MAP = {
+    "predictions.dense": "predictions.dense",
+    "predictions.layer_norm": "predictions.LayerNorm",
+    "predictions": "predictions",  # the output bias
+    "sop_classifier": "sop_classifier.classifier",
+    "classifier": "classifier",
+    "qa_outputs": "qa_outputs",
+}
+BERT_MAP = {
+    **_EMBEDDINGS,
+    "encoder.attention.{block}.query": "encoder.layer.{layer}.attention.self.query",
+    "encoder.attention.{block}.key": "encoder.layer.{layer}.attention.self.key",
+    "encoder.attention.{block}.value": "encoder.layer.{layer}.attention.self.value",
+    "encoder.attention.{block}.dense": "encoder.layer.{layer}.attention.output.dense",
+    "encoder.attention.{block}.layer_norm": "encoder.layer.{layer}.attention.output.LayerNorm",
+    "encoder.ffn.{block}.intermediate": "encoder.layer.{layer}.intermediate.dense",
+    "encoder.ffn.{block}.output": "encoder.layer.{layer}.output.dense",
+    "encoder.ffn.{block}.layer_norm": "encoder.layer.{layer}.output.LayerNorm",
+    "pooler": "pooler.dense",
+}
+BERT_HEAD_MAP = {
+    "predictions.dense": "cls.predictions.transform.dense",
+    "predictions.layer_norm": "cls.predictions.transform.LayerNorm",
+    "predictions": "cls.predictions",
+    "sop_classifier": "cls.seq_relationship",
+    "classifier": "classifier",
+    "qa_outputs": "qa_outputs",
+}
+# Keys other layouts carry that hold nothing of their own: tied copies and constant buffers.
+_DERIVED = re.compile(r"(^|\.)(predictions\.decoder\.(weight|bias)|position_ids|cls\.predictions\.decoder\.\w+)$")
+
+
+# ---------------------------------------------------------------------------------------------- names
+def _placeholders(config: AlbertConfig, block: int, layout: str) -> dict[str, int]:
+    if layout == "bert":
+        return {"layer": block}
+    return {"group": block // config.inner_group_num, "inner": block % config.inner_group_num}
+
+
+def external_name(name: str, config: AlbertConfig, layout: str) -> str:
+    """litebert parameter name → the same parameter's name in the `albert` or `bert` layout."""
+    base_prefix = "albert." if layout == "albert" else "bert."
+    body = name.removeprefix("albert.")
+    # AlbertModel's own names carry no prefix; the result always does (see _normalise_prefix).
+    is_base = body.split(".")[0] in ("embeddings", "encoder", "pooler")
+    module, _, param = body.rpartition(".")
+    table = (ALBERT_MAP if layout == "albert" else BERT_MAP) if is_base else \
+        (ALBERT_HEAD_MAP if layout == "albert" else BERT_HEAD_MAP)
+    block = None
+    match = re.match(r"^(encoder\.(?:attention|ffn))\.(\d+)\.(.*)$", module)
+    if match:
+        module, block = f"{match[1]}.{{block}}.{match[3]}", int(match[2])
+    if module not in table:
+        raise ValueError(f"no {layout} name for litebert parameter {name!r}")
+    target = table[module].format(**_placeholders(config, block, layout)) if block is not None else table[module]
+    return f"{base_prefix if is_base else ''}{target}.{param}"
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint directory; never executes code from the file."""
+    st, pt = directory / "model.safetensors", directory / "pytorch_model.bin"
+    if st.exists():
+        return load_file(str(st))
+    if pt.exists():
+        return torch.load(pt, map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin")
+
+
+def _layout_of(data: dict[str, Any]) -> str:
+    if data.get("litebert_layout") == NATIVE:
+        return NATIVE
+    return "bert" if data.get("model_type") == "bert" else "albert"
+
+
+def _normalise_prefix(state: dict[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
+    """Base models saved alone (HF `AlbertModel`/`BertModel`) carry no `albert.`/`bert.` prefix; add it."""
+    prefix = "albert." if layout == NATIVE or layout == "albert" else "bert."
+    if any(k.startswith(prefix) for k in state):
+        return state
+    return {(prefix + k if k.split(".")[0] in ("embeddings", "encoder", "pooler") else k): v
+            for k, v in state.items()}
+
+
+def _drop_identity_projection(state: dict, layout: str, config: AlbertConfig) -> None:
+    """An E = H model without projection is written to HF ALBERT with an identity map; take it out again."""
+    if layout != "albert" or config.project_embeddings:
+        return
+    w = state.pop("albert.encoder.embedding_hidden_mapping_in.weight", None)
+    b = state.pop("albert.encoder.embedding_hidden_mapping_in.bias", None)
+    if w is not None and not (torch.equal(w, torch.eye(w.shape[0], dtype=w.dtype)) and not b.any()):
+        raise ValueError("config.json says project_embeddings=false but embedding_hidden_mapping_in is not the "
+                         "identity; remove project_embeddings from config.json to keep the projection")
+
+
+def load_pretrained(cls, directory: Path, **overrides: Any):
+    """Build `cls` from a checkpoint directory (see module docstring), checking every key and shape."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: not a checkpoint directory")
+    cfg_path = directory / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{directory}: no config.json")
+    data = json.loads(cfg_path.read_text())
+    layout = _layout_of(data)
+    if layout == "albert" and "project_embeddings" not in data:
+        data["project_embeddings"] = True  # Hugging Face's ALBERT always has the E→H map
+    data.pop("litebert_layout", None)
+    config = AlbertConfig.from_dict(data)
+    if overrides:
+        config = config.replace(**overrides)
+    state = _normalise_prefix(read_state_dict(directory), layout)
+    _drop_identity_projection(state, layout, config)
+    with torch.device("meta"):
+        model = cls(config)
+    wanted = {name: (name if layout == NATIVE else external_name(name, config, layout))
+              for name in model.state_dict()}
+    loaded, fresh = _match_keys(model, wanted, state, directory)
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(loaded, strict=False, assign=True)
+    if fresh:
+        _initialise_fresh_head(model, fresh)
+    return model
+
+
+def _match_keys(model, wanted: dict[str, str], state: dict, directory: Path):
+    """Pick the tensors `model` needs from `state`; returns (tensors by litebert name, names left fresh).
+
+    The encoder must be complete. A head may be absent altogether (fine-tuning starts from a pretraining
+    checkpoint), and keys of other heads are ignored, both logged; anything else is an error.
+    """
+    own = model.state_dict()
+    missing = [n for n, ext in wanted.items() if ext not in state]
+    missing_base = [n for n in missing if n.startswith("albert.")]
+    head = [n for n in wanted if not n.startswith("albert.")]
+    missing_head = [n for n in missing if not n.startswith("albert.")]
+    if missing_base or (missing_head and len(missing_head) != len(head)):
+        names = ", ".join(wanted[n] for n in (missing_base or missing_head))
+        raise ValueError(f"{directory}: checkpoint lacks keys {names}")
+    used = set(wanted.values())
+    extra = [k for k in state if k not in used and not _DERIVED.search(k)]
+    head_names = {"predictions", "sop_classifier", "classifier", "qa_outputs", "answerability", "cls"}
+    unexpected = [k for k in extra if k.split(".")[0] not in head_names]
+    if unexpected:
+        raise ValueError(f"{directory}: unexpected keys {', '.join(unexpected)}")
+    if extra:
+        log.info("%s: ignoring weights of another head: %s", directory, ", ".join(extra))
+    loaded = {}
+    for name, ext in wanted.items():
+        if ext not in state:
+            continue
+        if tuple(state[ext].shape) != tuple(own[name].shape):
+            raise ValueError(f"{directory}: key {ext} has shape {tuple(state[ext].shape)}, "
+                             f"expected {tuple(own[name].shape)}")
+        loaded[name] = state[ext].to(own[name].dtype)
+    if missing_head:
+        log.warning("%s: newly initialised head weights: %s", directory, ", ".join(missing_head))
+    return loaded, missing_head
+
+
+def _initialise_fresh_head(model, fresh: list[str]) -> None:
+    """Initialise the head modules that the checkpoint did not have, as a new model would."""
+    heads = sorted({name.split(".")[0] for name in fresh})
+    model.init_weights(*(getattr(model, h) for h in heads))
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def hf_expressible(model) -> str | None:
+    """None when Hugging Face's ALBERT classes can hold this model, else the reason they cannot."""
+    config = model.config
+    if config.share in ("attention", "ffn"):
+        return f"share={config.share!r} (HF ALBERT shares whole layers or nothing)"
+    if config.qa_answerability:
+        return "the SQuAD 2.0 answerability head"
+    return None
+
+
+def _hf_config(model) -> dict[str, Any]:
+    config = model.config
+    data = config.to_dict()
+    if config.share == "none":  # one group per layer application shares nothing
+        data["num_hidden_groups"] = config.num_hidden_layers
+    data["share"] = "all" if config.share == "none" else config.share
+    data["architectures"] = [type(model).__name__]
+    return data
+
+
+def _hf_state(model) -> dict[str, torch.Tensor]:
+    config = model.config
+    hf_cfg = config.replace(share="all", num_hidden_groups=config.num_hidden_layers) \
+        if config.share == "none" else config
+    state = {external_name(name, hf_cfg, "albert"): t for name, t in model.state_dict().items()}
+    if not config.project_embeddings:  # HF always maps E→H: write the identity, which changes nothing
+        H = config.hidden_size
+        state["albert.encoder.embedding_hidden_mapping_in.weight"] = torch.eye(H)
+        state["albert.encoder.embedding_hidden_mapping_in.bias"] = torch.zeros(H)
+    if type(model).__name__ == "AlbertModel":
+        state = {k.removeprefix("albert."): v for k, v in state.items()}
+    return state
+
+
+def save_pretrained(model, directory: Path) -> str:
+    """Write config.json + model.safetensors atomically; HF ALBERT layout when expressible."""
+    reason = hf_expressible(model)
+    if reason is None:
+        data, state, layout = _hf_config(model), _hf_state(model), "huggingface"
+    else:
+        data = {**model.config.to_dict(), "architectures": [type(model).__name__], "litebert_layout": NATIVE}
+        state, layout = dict(model.state_dict()), NATIVE
+        log.warning("%s: saved in litebert's layout: Hugging Face cannot express %s", directory, reason)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    _atomic_write(directory / "config.json",
+                  lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    return layout
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
