@@ -223,20 +223,25 @@ def hf_expressible(model) -> str | None:
     return None
 
 
+def _hf_equivalent(config: AlbertConfig) -> AlbertConfig:
+    """The same function in HF ALBERT's terms: nothing shared = one group per applied layer.
+
+    Inner layers are flattened into plain layers (L x inner layers of one each), which computes the same and
+    avoids Hugging Face 4.x's head-mask indexing fault for groups of several inner layers.
+    """
+    if config.share != "none":
+        return config
+    depth = config.depth
+    return config.replace(share="all", num_hidden_layers=depth, num_hidden_groups=depth, inner_group_num=1)
+
+
 def _hf_config(model) -> dict[str, Any]:
-    config = model.config
-    data = config.to_dict()
-    if config.share == "none":  # one group per layer application shares nothing
-        data["num_hidden_groups"] = config.num_hidden_layers
-    data["share"] = "all" if config.share == "none" else config.share
-    data["architectures"] = [type(model).__name__]
-    return data
+    return {**_hf_equivalent(model.config).to_dict(), "architectures": [type(model).__name__]}
 
 
 def _hf_state(model) -> dict[str, torch.Tensor]:
     config = model.config
-    hf_cfg = config.replace(share="all", num_hidden_groups=config.num_hidden_layers) \
-        if config.share == "none" else config
+    hf_cfg = _hf_equivalent(config)
     state = {external_name(name, hf_cfg, "albert"): t for name, t in model.state_dict().items()}
     if not config.project_embeddings:  # HF always maps E→H: write the identity, which changes nothing
         H = config.hidden_size

@@ -1,0 +1,426 @@
+"""Readers for the benchmark files as distributed, and the GLUE / RACE encoders on top of them.
+
+Files -> typed examples:
+  * GLUE TSVs (`read_glue_tsv`): header or not per task, test files without labels, QQP's short rows.
+  * SQuAD v1.1 / v2.0 JSON (`read_squad`).
+  * RACE split directories (`read_race`): `{middle,high}/*.txt`, one JSON passage per file.
+  * Rated snippets (`read_rated_snippets`, the movie-reviews task): `id<TAB>rating<TAB>text`, split by hash.
+Every reader returns `(examples, ReadReport)`. A row that breaks the format raises ValueError with
+`file:line` (or the question / file it concerns) and what was expected; the quirks the official files
+really have are skipped and counted in the report, which the caller prints. Nothing is dropped silently.
+
+Examples -> model inputs: `encode_pair_examples` (GLUE) and `encode_choice_examples` (RACE) build
+`[CLS] a [SEP] b [SEP]` sequences padded to a fixed length, as ALBERT's run scripts do.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from litebert.finetune.tasks import RaceFormat, RatedSnippetsFormat, SquadFormat, Task, TsvFormat
+
+
+@dataclass
+class ReadReport:
+    """What a reader kept and what it skipped, per reason, with the first place each reason occurred."""
+
+    path: str
+    examples: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    first_skipped_at: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, reason: str, where: str) -> None:
+        """Count one skipped row/file under `reason`; `where` is e.g. "train.tsv:17"."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.first_skipped_at.setdefault(reason, where)
+
+    def summary(self) -> str:
+        """One line for logs, e.g. "QQP/train.tsv: 363846 examples; skipped 3 wrong_field_count (first at ...)"."""
+        text = f"{self.path}: {self.examples} examples"
+        for reason, count in self.skipped.items():
+            text += f"; skipped {count} {reason} (first at {self.first_skipped_at[reason]})"
+        return text
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """A GLUE example: one sentence or a pair, with a label string, a float (STS-B) or None (test)."""
+
+    guid: str
+    text_a: str
+    text_b: str | None
+    label: str | float | None
+
+
+@dataclass(frozen=True)
+class SquadExample:
+    """A SQuAD question with its paragraph; answers are (text, character start in `context`)."""
+
+    qid: str
+    question: str
+    context: str
+    answers: list[tuple[str, int]]
+    is_impossible: bool = False
+    plausible_answers: list[tuple[str, int]] = field(default_factory=list)
+    """SQuAD 2.0's answers an annotator found plausible for an unanswerable question (not checked)."""
+
+
+@dataclass(frozen=True)
+class ChoiceExample:
+    """A RACE question: read `context`, pick one of `options`; `label` is the option index."""
+
+    guid: str
+    context: str
+    question: str
+    options: tuple[str, ...]
+    label: int | None
+
+
+Example = TextExample | SquadExample | ChoiceExample
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GLUE
+
+
+def read_glue_tsv(path: str, task: Task) -> tuple[list[TextExample], ReadReport]:
+    """Read a GLUE train/dev/test TSV of `task` as its official download lays it out.
+
+    The guid is the value of the task's id column when the file has it (test files, most dev files),
+    else the 0-based data-row number. Files without the label column (test sets) give label None.
+    """
+    fmt = task.format
+    if not isinstance(fmt, TsvFormat):
+        raise ValueError(f"{task.name} is not a TSV task")
+    report = ReadReport(path)
+    examples: list[TextExample] = []
+    with open(path, encoding="utf-8", newline="") as f:
+        # QUOTE_NONE: GLUE sentences contain unbalanced quotes that the default dialect would merge across lines.
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        first = next(rows, None)
+        if first is None:
+            raise ValueError(f"{path}: empty file")
+        if fmt.headerless and fmt.text_a not in first:
+            header, data = list(fmt.headerless), itertools.chain([(1, first)], ((rows.line_num, r) for r in rows))
+        else:
+            header, data = first, ((rows.line_num, r) for r in rows)
+        columns = _glue_columns(header, fmt, path)
+        for row_number, (line, row) in enumerate(data):
+            where = f"{path}:{line}"
+            if not row:
+                report.skip("blank_line", where)
+                continue
+            if len(row) != len(header):
+                if fmt.skip_malformed:
+                    report.skip("wrong_field_count", where)
+                    continue
+                raise ValueError(f"{where}: expected {len(header)} tab-separated fields {header}, found {len(row)}")
+            examples.append(_text_example(row, columns, row_number, task, where))
+    _check_unique([e.guid for e in examples], path)
+    report.examples = len(examples)
+    return examples, report
+
+
+def _glue_columns(header: list[str], fmt: TsvFormat, path: str) -> dict[str, int | None]:
+    """Column index of each role; label/id are None when the file does not carry them."""
+    wanted = {"text_a": fmt.text_a, "text_b": fmt.text_b}
+    missing = [name for name in wanted.values() if name is not None and name not in header]
+    if missing:
+        raise ValueError(f"{path}:1: header {header} lacks column(s) {missing}")
+    optional = {"label": fmt.label, "id": fmt.id_column}
+    return {role: header.index(name) if name in header else None for role, name in {**wanted, **optional}.items()}
+
+
+def _text_example(
+    row: list[str], columns: dict[str, int | None], row_number: int, task: Task, where: str
+) -> TextExample:
+    text_b = row[columns["text_b"]] if columns["text_b"] is not None else None
+    guid = row[columns["id"]] if columns["id"] is not None else str(row_number)
+    label: str | float | None = None
+    if columns["label"] is not None:
+        raw = row[columns["label"]]
+        if task.kind == "regression":
+            try:
+                label = float(raw)
+            except ValueError:
+                raise ValueError(f"{where}: expected a float label, found {raw!r}") from None
+        elif raw in task.labels:
+            label = raw
+        else:
+            raise ValueError(f"{where}: expected a label in {list(task.labels)}, found {raw!r}")
+    return TextExample(guid=guid, text_a=row[columns["text_a"]], text_b=text_b, label=label)
+
+
+def _check_unique(ids: list[str], path: str) -> None:
+    seen: set[str] = set()
+    for guid in ids:
+        if guid in seen:
+            raise ValueError(f"{path}: id {guid!r} occurs more than once")
+        seen.add(guid)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SQuAD
+
+
+def read_squad(path: str) -> tuple[list[SquadExample], ReadReport]:
+    """Read an official SQuAD v1.1 or v2.0 JSON file into one example per question.
+
+    Each answer must sit at its `answer_start` in the context: training labels are built from that offset.
+    """
+    with open(path, encoding="utf-8") as f:
+        dataset = json.load(f)
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
+        raise ValueError(f"{path}: expected a JSON object with a 'data' list (official SQuAD format)")
+    report = ReadReport(path)
+    examples = [
+        _squad_example(qa, paragraph["context"], f"{path}: article {a} paragraph {p} question {q}")
+        for a, article in enumerate(dataset["data"])
+        for p, paragraph in enumerate(_required(article, "paragraphs", f"{path}: article {a}"))
+        for q, qa in enumerate(_required(paragraph, "qas", f"{path}: article {a} paragraph {p}"))
+    ]
+    _check_unique([e.qid for e in examples], path)
+    report.examples = len(examples)
+    return examples, report
+
+
+def _squad_example(qa: dict, context: str, where: str) -> SquadExample:
+    qid = _required(qa, "id", where)
+    where = f"{where} (id {qid})"
+    answers = [_squad_answer(a, context, where) for a in _required(qa, "answers", where)]
+    is_impossible = bool(qa.get("is_impossible", False))
+    if is_impossible and answers:
+        raise ValueError(f"{where}: marked is_impossible but has answers")
+    plausible = [(a["text"], a["answer_start"]) for a in qa.get("plausible_answers", [])]
+    return SquadExample(qid=qid, question=_required(qa, "question", where), context=context, answers=answers,
+                        is_impossible=is_impossible, plausible_answers=plausible)
+
+
+def _squad_answer(answer: dict, context: str, where: str) -> tuple[str, int]:
+    text, start = _required(answer, "text", where), _required(answer, "answer_start", where)
+    if context[start:start + len(text)] != text:
+        raise ValueError(f"{where}: answer {text!r} is not at character {start} of the context")
+    return text, start
+
+
+def _required(obj: dict, key: str, where: str):
+    if not isinstance(obj, dict) or key not in obj:
+        raise ValueError(f"{where}: missing field {key!r}")
+    return obj[key]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# RACE
+
+
+def read_race(split_dir: str, fmt: RaceFormat) -> tuple[list[ChoiceExample], ReadReport]:
+    """Read `split_dir/{level}/*.txt` for each level of `fmt`, files in name order.
+
+    Each file is one JSON object {"article", "questions", "options", "answers" (letters), "id"}; the guid
+    of its i-th question is f"{id}-{i}". Files not ending in .txt are skipped and counted.
+    """
+    report = ReadReport(split_dir)
+    examples: list[ChoiceExample] = []
+    for level in fmt.levels:
+        level_dir = os.path.join(split_dir, level)
+        if not os.path.isdir(level_dir):
+            raise FileNotFoundError(f"{level_dir}: no RACE '{level}' directory")
+        for name in sorted(os.listdir(level_dir)):
+            file_path = os.path.join(level_dir, name)
+            if not name.endswith(".txt"):
+                report.skip("not_a_txt_file", file_path)
+                continue
+            with open(file_path, encoding="utf-8") as f:
+                try:
+                    passage = json.load(f)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{file_path}:{err.lineno}: not a JSON object: {err.msg}") from None
+            examples.extend(_race_examples(passage, fmt.num_choices, file_path))
+    _check_unique([e.guid for e in examples], split_dir)
+    report.examples = len(examples)
+    return examples, report
+
+
+def _race_examples(passage: dict, num_choices: int, where: str) -> list[ChoiceExample]:
+    article, passage_id = _required(passage, "article", where), _required(passage, "id", where)
+    questions, options, answers = (_required(passage, k, where) for k in ("questions", "options", "answers"))
+    if not len(questions) == len(options) == len(answers):
+        raise ValueError(f"{where}: {len(questions)} questions, {len(options)} option lists, {len(answers)} answers")
+    letters = [chr(ord("A") + i) for i in range(num_choices)]
+    examples = []
+    for i, (question, opts, answer) in enumerate(zip(questions, options, answers)):
+        if len(opts) != num_choices or answer not in letters:
+            raise ValueError(f"{where}: question {i}: expected {num_choices} options and an answer in {letters}, "
+                             f"found {len(opts)} options and {answer!r}")
+        examples.append(ChoiceExample(guid=f"{passage_id}-{i}", context=article, question=question,
+                                      options=tuple(opts), label=letters.index(answer)))
+    return examples
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rated snippets (movie-reviews)
+
+SPLITS = ("train", "dev", "test")
+
+
+def hash_split(key: str, bounds: tuple[float, float]) -> str:
+    """"train", "dev" or "test" for `key`, from the first 8 bytes of SHA-256("snippet:" + key) read as a
+    fraction of 2**64: below bounds[0] train, below bounds[1] dev, else test. Stable across runs and machines."""
+    u = int.from_bytes(hashlib.sha256(f"snippet:{key}".encode()).digest()[:8], "big") / 2**64
+    return "train" if u < bounds[0] else "dev" if u < bounds[1] else "test"
+
+
+def read_rated_snippets(path: str, task: Task) -> tuple[list[TextExample], ReadReport]:
+    """Read one split of a rated-snippets file; `path` is `FILE#split` (split in train/dev/test).
+
+    Lines are `id<TAB>mean rating<TAB>text` (CRLF line ends are fine). Ratings within the neutral band are
+    skipped and counted as `neutral_rating`; the other splits' lines are not counted at all.
+    """
+    fmt = task.format
+    if not isinstance(fmt, RatedSnippetsFormat):
+        raise ValueError(f"{task.name} is not a rated-snippets task")
+    file_path, _, split = path.rpartition("#")
+    if split not in SPLITS or not file_path:
+        raise ValueError(f"{path}: expected FILE#split with split in {SPLITS}")
+    report = ReadReport(path)
+    examples: list[TextExample] = []
+    with open(file_path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            where = f"{file_path}:{line_number}"
+            fields = line.rstrip("\r\n").split("\t")
+            if fields == [""]:
+                report.skip("blank_line", where)
+                continue
+            if len(fields) != 3:
+                raise ValueError(f"{where}: expected 3 tab-separated fields (id, rating, text), found {len(fields)}")
+            guid, rating, text = fields
+            if hash_split(guid, fmt.split_bounds) != split:
+                continue
+            try:
+                value = float(rating)
+            except ValueError:
+                raise ValueError(f"{where}: expected a numeric rating, found {rating!r}") from None
+            if abs(value) <= fmt.neutral_band:
+                report.skip("neutral_rating", where)
+                continue
+            examples.append(TextExample(guid=guid, text_a=text, text_b=None,
+                                        label=task.labels[int(value > 0)]))
+    _check_unique([e.guid for e in examples], path)
+    report.examples = len(examples)
+    return examples, report
+
+
+def read_examples(task: Task, path: str) -> tuple[list[Example], ReadReport]:
+    """Read any of `task`'s files (`path` = a TSV, a SQuAD JSON, a RACE split directory or `FILE#split`)."""
+    if isinstance(task.format, TsvFormat):
+        return read_glue_tsv(path, task)
+    if isinstance(task.format, SquadFormat):
+        return read_squad(path)
+    if isinstance(task.format, RatedSnippetsFormat):
+        return read_rated_snippets(path, task)
+    return read_race(path, task.format)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Encoding
+
+
+class Tokenizer(Protocol):
+    """What the encoders need of a tokenizer (litebert.tokenizer.AlbertTokenizer has it)."""
+
+    cls_token_id: int
+    sep_token_id: int
+    pad_token_id: int
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+    def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]: ...
+
+
+def encode_pair_examples(
+    examples: list[TextExample], task: Task, tokenizer: Tokenizer, max_seq_length: int
+) -> dict[str, torch.Tensor]:
+    """GLUE examples -> `input_ids`, `attention_mask`, `token_type_ids` (N, max_seq_length) and `labels`.
+
+    `labels` (N,) holds label ids (int64) or scores (float32, regression) and is absent when the examples
+    are unlabelled (test sets). A pair too long loses tokens from its longer side first (BERT's rule).
+    """
+    sequences = []
+    for example in examples:
+        ids_a = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example.text_a))
+        ids_b = None
+        if example.text_b is not None:
+            ids_b = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example.text_b))
+        sequences.append(_pack(ids_a, ids_b, max_seq_length, tokenizer))
+    batch = _pad(sequences, max_seq_length, tokenizer.pad_token_id)
+    labels = [example.label for example in examples]
+    if all(label is not None for label in labels):
+        if task.kind == "regression":
+            batch["labels"] = torch.tensor(labels, dtype=torch.float32)
+        else:
+            batch["labels"] = torch.tensor([task.label_id(label) for label in labels], dtype=torch.int64)
+    elif any(label is not None for label in labels):
+        raise ValueError("some examples have labels and some do not")
+    return batch
+
+
+def encode_choice_examples(
+    examples: list[ChoiceExample], task: Task, tokenizer: Tokenizer, max_seq_length: int
+) -> dict[str, torch.Tensor]:
+    """RACE examples -> `input_ids`, `attention_mask`, `token_type_ids` (N, num_choices, max_seq_length), `labels` (N,).
+
+    As run_race.py: choice k reads `[CLS] article [SEP] question+option_k [SEP]`, where a question with a
+    blank "_" has the option put in the blank; the question+option keeps its last `max_qa_length` tokens
+    and the article is cut to fit.
+    """
+    fmt = task.format
+    if not isinstance(fmt, RaceFormat):
+        raise ValueError(f"{task.name} is not a multiple-choice task")
+    sequences = []
+    for example in examples:
+        context = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example.context))
+        for option in example.options:
+            qa = example.question.replace("_", option) if "_" in example.question else f"{example.question} {option}"
+            qa_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(qa))[-fmt.max_qa_length:]
+            kept_context = context[: max(0, max_seq_length - 3 - len(qa_ids))]
+            sequences.append(_pack(kept_context, qa_ids, max_seq_length, tokenizer))
+    batch = _pad(sequences, max_seq_length, tokenizer.pad_token_id)
+    batch = {k: v.view(len(examples), fmt.num_choices, max_seq_length) for k, v in batch.items()}
+    if all(e.label is not None for e in examples):
+        batch["labels"] = torch.tensor([e.label for e in examples], dtype=torch.int64)
+    return batch
+
+
+def _pack(ids_a: list[int], ids_b: list[int] | None, max_len: int, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
+    """`[CLS] a [SEP] (b [SEP])` ids and token types, truncated to `max_len` by shortening the longer side."""
+    ids_a = list(ids_a)
+    ids_b = list(ids_b) if ids_b is not None else None
+    budget = max_len - (3 if ids_b is not None else 2)
+    while len(ids_a) + len(ids_b or []) > budget:
+        # Trimming the longer side keeps as much of both as possible (run_classifier's _truncate_seq_pair).
+        longer = ids_a if ids_b is None or len(ids_a) > len(ids_b) else ids_b
+        longer.pop()
+    input_ids = [tokenizer.cls_token_id, *ids_a, tokenizer.sep_token_id]
+    types = [0] * len(input_ids)
+    if ids_b is not None:
+        input_ids += [*ids_b, tokenizer.sep_token_id]
+        types += [1] * (len(ids_b) + 1)
+    return input_ids, types
+
+
+def _pad(sequences: list[tuple[list[int], list[int]]], length: int, pad_id: int) -> dict[str, torch.Tensor]:
+    input_ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), length), dtype=np.int64)
+    types = np.zeros((len(sequences), length), dtype=np.int64)
+    for i, (ids, type_ids) in enumerate(sequences):
+        input_ids[i, : len(ids)], mask[i, : len(ids)], types[i, : len(ids)] = ids, 1, type_ids
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask),
+            "token_type_ids": torch.from_numpy(types)}

@@ -1,0 +1,413 @@
+"""Task table, readers of the official formats, GLUE/RACE encoders, SQuAD windows/decoding, offline scoring."""
+import json
+import os
+import re
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from litebert import metrics
+from litebert.finetune import evaluate, readers, squad
+from litebert.finetune.tasks import TASKS, HParams, TsvFormat, get_task
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+GLUE, SQUAD, RACE = (os.path.join(FIXTURES, name) for name in ("glue", "squad", "race"))
+
+
+class ChunkTokenizer:
+    """Stand-in for the SentencePiece tokenizer: lower-cases, splits punctuation off, cuts letter/digit
+    runs into pieces of at most 3 characters and marks word starts with "▁"; the vocabulary grows on demand."""
+
+    pad_token_id, cls_token_id, sep_token_id = 0, 2, 3
+
+    def __init__(self):
+        self.vocab = {"<pad>": 0, "<unk>": 1, "[CLS]": 2, "[SEP]": 3}
+
+    def tokenize(self, text):
+        pieces = []
+        for word in text.lower().split():
+            runs = re.findall(r"[a-z0-9]+|[^a-z0-9]", word)
+            chunks = [run[i:i + 3] for run in runs for i in range(0, len(run), 3)]
+            pieces += ["▁" + chunks[0], *chunks[1:]]
+        return pieces
+
+    def convert_tokens_to_ids(self, tokens):
+        return [self.vocab.setdefault(token, len(self.vocab)) for token in tokens]
+
+    def decode(self, ids):
+        inverse = {i: t for t, i in self.vocab.items()}
+        return "".join(inverse[i] for i in ids).replace("▁", " ").strip()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Task table
+
+
+def test_task_table_rows():
+    assert set(TASKS) == {"cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte", "wnli",
+                          "squad1.1", "squad2.0", "race-middle", "race-high", "race", "movie-reviews"}
+    submissions = [t.submission for task in TASKS.values() for t in task.test_files if t.submission]
+    assert sorted(submissions) == sorted(["CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv",
+                                          "MNLI-mm.tsv", "QNLI.tsv", "RTE.tsv", "WNLI.tsv", "AX.tsv"])
+    mnli = TASKS["mnli"]
+    assert mnli.dev_files == ("MNLI/dev_matched.tsv", "MNLI/dev_mismatched.tsv")
+    assert mnli.hparams == HParams(learning_rate=3e-5, batch_size=128, max_seq_length=512,
+                                   train_steps=10000, warmup_steps=1000)
+    assert TASKS["sts-b"].kind == "regression" and TASKS["sts-b"].num_labels == 1
+    assert TASKS["squad1.1"].hparams.schedule(steps_per_epoch=100) == (200, 20)  # 2 epochs, 10% warmup
+    assert get_task("MNLI") is mnli
+    with pytest.raises(ValueError, match="unknown task 'mnlii'"):
+        get_task("mnlii")
+    with pytest.raises(ValueError, match="exactly one of train_steps"):
+        HParams(learning_rate=1e-5, batch_size=8, max_seq_length=128, warmup_steps=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GLUE readers
+
+
+GLUE_TASKS = [name for name, task in TASKS.items() if isinstance(task.format, TsvFormat)]
+
+
+@pytest.mark.parametrize("name", GLUE_TASKS)
+def test_every_glue_dev_and_test_file_reads(name):
+    task = TASKS[name]
+    for dev in task.dev_files:
+        examples, report = readers.read_glue_tsv(os.path.join(GLUE, dev), task)
+        assert examples and report.examples == len(examples) and not report.skipped
+        assert all(e.label is not None for e in examples)
+        assert all((e.text_b is None) == (task.format.text_b is None) for e in examples)
+    for test in task.test_files:
+        examples, _ = readers.read_glue_tsv(os.path.join(GLUE, test.path), task)
+        # Test sets carry no labels, and their id column becomes the guid the submission must repeat.
+        assert examples and all(e.label is None for e in examples)
+        assert [e.guid for e in examples] == [str(i) for i in range(len(examples))]
+
+
+def test_cola_headerless_train_dev_and_headed_test():
+    cola = TASKS["cola"]
+    dev, _ = readers.read_glue_tsv(os.path.join(GLUE, "CoLA/dev.tsv"), cola)
+    assert [(e.guid, e.label) for e in dev] == [("0", "1"), ("1", "0"), ("2", "1")]
+    assert dev[1].text_a == "They drank the pub."
+    assert dev[2].text_a == '"Mary, " he said, "come here."'  # quotes kept verbatim (QUOTE_NONE)
+    test, _ = readers.read_glue_tsv(os.path.join(GLUE, "CoLA/test.tsv"), cola)
+    assert test[0].text_a == "Bill whistled past the house."
+
+
+def test_unbalanced_quote_does_not_swallow_rows():
+    examples, _ = readers.read_glue_tsv(os.path.join(GLUE, "SST-2/dev.tsv"), TASKS["sst-2"])
+    assert len(examples) == 3
+    assert examples[1].text_a == '" unflinchingly bleak and desperate ' and examples[1].label == "0"
+
+
+def test_qqp_short_rows_are_skipped_and_counted():
+    qqp = TASKS["qqp"]
+    path = os.path.join(GLUE, "QQP/train.tsv")
+    examples, report = readers.read_glue_tsv(path, qqp)
+    assert [e.guid for e in examples] == ["133273", "360472", "150662"]
+    assert report.skipped == {"wrong_field_count": 1}
+    assert report.first_skipped_at["wrong_field_count"] == f"{path}:3"
+    assert "skipped 1 wrong_field_count" in report.summary()
+
+
+def test_malformed_rows_raise_with_file_and_line(tmp_path):
+    path = tmp_path / "dev.tsv"
+    path.write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tonly two\n")
+    with pytest.raises(ValueError, match=r"dev.tsv:3: expected 4 tab-separated fields .* found 2"):
+        readers.read_glue_tsv(str(path), TASKS["rte"])
+    path.write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n")
+    with pytest.raises(ValueError, match=r"dev.tsv:2: expected a label in \['entailment', .*\], found 'maybe'"):
+        readers.read_glue_tsv(str(path), TASKS["rte"])
+    path.write_text("index\tquestion\tlabel\n")
+    with pytest.raises(ValueError, match=r"dev.tsv:1: header .* lacks column\(s\) \['sentence'\]"):
+        readers.read_glue_tsv(str(path), TASKS["qnli"])
+
+
+def test_stsb_float_labels_and_mnli_gold_label():
+    stsb, _ = readers.read_glue_tsv(os.path.join(GLUE, "STS-B/dev.tsv"), TASKS["sts-b"])
+    assert [e.label for e in stsb] == [5.0, 4.75, 5.0, 2.4]
+    assert stsb[0].text_b == "A man wearing a hard hat is dancing."
+    mnli, _ = readers.read_glue_tsv(os.path.join(GLUE, "MNLI/dev_matched.tsv"), TASKS["mnli"])
+    assert [e.label for e in mnli] == ["neutral", "contradiction"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SQuAD and RACE readers
+
+
+def test_read_squad_v1_and_v2():
+    v1, report = readers.read_squad(os.path.join(SQUAD, "dev-v1.1.json"))
+    assert report.examples == len(v1) == 7 and not any(e.is_impossible for e in v1)
+    assert v1[1].answers[1] == ("Levi's Stadium", v1[1].context.index("Levi's"))
+    v2, _ = readers.read_squad(os.path.join(SQUAD, "dev-v2.0.json"))
+    impossible = [e for e in v2 if e.is_impossible]
+    assert len(impossible) == 3 and all(not e.answers and e.plausible_answers for e in impossible)
+
+
+def test_squad_answer_offset_mismatch_is_an_error(tmp_path):
+    data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "abc def", "qas": [
+        {"id": "q7", "question": "?", "answers": [{"text": "def", "answer_start": 3}]}]}]}]}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"id q7\): answer 'def' is not at character 3"):
+        readers.read_squad(str(path))
+
+
+def test_read_race_levels_and_labels(tmp_path):
+    examples, report = readers.read_race(os.path.join(RACE, "dev"), TASKS["race"].format)
+    assert [(e.guid, e.label) for e in examples] == [("middle1.txt-0", 1), ("middle1.txt-1", 3), ("high3.txt-0", 2)]
+    assert examples[2].options[2] == "In 1969." and report.examples == 3
+    high, _ = readers.read_race(os.path.join(RACE, "dev"), TASKS["race-high"].format)
+    assert [e.guid for e in high] == ["high3.txt-0"]
+    # A stray file is counted, not silently ignored; a wrong answer letter is an error.
+    shutil.copytree(os.path.join(RACE, "dev"), tmp_path / "dev")
+    (tmp_path / "dev/high/.DS_Store").write_text("")
+    _, report = readers.read_race(str(tmp_path / "dev"), TASKS["race"].format)
+    assert report.skipped == {"not_a_txt_file": 1}
+    passage = json.loads((tmp_path / "dev/high/3.txt").read_text())
+    passage["answers"] = ["E"]
+    (tmp_path / "dev/high/3.txt").write_text(json.dumps(passage))
+    with pytest.raises(ValueError, match=r"3.txt: question 0: expected 4 options and an answer in"):
+        readers.read_race(str(tmp_path / "dev"), TASKS["race"].format)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GLUE / RACE encoders
+
+
+def test_encode_pairs_layout_truncation_and_labels():
+    tok = ChunkTokenizer()
+    mrpc = TASKS["mrpc"]
+    examples = [readers.TextExample("0", "aaa bbb", "ccc", "1"),
+                readers.TextExample("1", "aaa bbb ccc ddd eee fff", "ggg", "0")]
+    batch = readers.encode_pair_examples(examples, mrpc, tok, max_seq_length=8)
+    ids = batch["input_ids"].tolist()
+    a, b, c = tok.convert_tokens_to_ids(["▁aaa", "▁bbb", "▁ccc"])
+    assert ids[0] == [2, a, b, 3, c, 3, 0, 0]
+    assert batch["token_type_ids"][0].tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    assert batch["attention_mask"][0].tolist() == [1, 1, 1, 1, 1, 1, 0, 0]
+    # 6 + 1 tokens for a budget of 5: the longer side loses its tail, the short one is kept.
+    assert tok.decode(ids[1]) == "[CLS] aaa bbb ccc ddd[SEP] ggg[SEP]"
+    assert batch["labels"].tolist() == [1, 0]
+    stsb = readers.encode_pair_examples([readers.TextExample("0", "x", "y", 3.2)], TASKS["sts-b"], tok, 8)
+    assert stsb["labels"].dtype.is_floating_point and stsb["labels"].tolist() == [pytest.approx(3.2)]
+    unlabelled = readers.encode_pair_examples([readers.TextExample("0", "x", None, None)], TASKS["sst-2"], tok, 8)
+    assert "labels" not in unlabelled and unlabelled["input_ids"][0, :3].tolist()[::2] == [2, 3]
+
+
+def test_encode_choices_fills_blanks_and_keeps_question_tail():
+    tok = ChunkTokenizer()
+    race = TASKS["race"]
+    examples, _ = readers.read_race(os.path.join(RACE, "dev"), race.format)
+    batch = readers.encode_choice_examples(examples, race, tok, max_seq_length=48)
+    assert batch["input_ids"].shape == (3, 4, 48) and batch["labels"].tolist() == [1, 3, 2]
+    # "Tom's father is _ ." with option "a farmer": the option goes into the blank.
+    second = tok.decode(batch["input_ids"][0, 1][batch["attention_mask"][0, 1].bool()].tolist())
+    assert second.endswith("[SEP] tom's father is a farmer .[SEP]")
+    two_piece_qa = replace(race, format=replace(race.format, max_qa_length=2))
+    short = readers.encode_choice_examples(examples[:1], two_piece_qa, tok, 48)
+    row = short["input_ids"][0, 1][short["attention_mask"][0, 1].bool()].tolist()
+    # Only the last 2 pieces of "... a farmer ." ("▁far", "mer", "▁.") follow the article.
+    assert tok.decode(row[-4:]) == "[SEP]mer .[SEP]"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SQuAD windows, labels and decoding
+
+
+def _answer_rotations(examples):
+    """One copy of each example per gold answer, that answer first (features label the first answer)."""
+    return [replace(e, answers=[a]) for e in examples for a in e.answers]
+
+
+@pytest.mark.parametrize("file", ["dev-v1.1.json", "dev-v2.0.json"])
+def test_label_positions_give_back_every_gold_answer(file):
+    examples, _ = readers.read_squad(os.path.join(SQUAD, file))
+    # Windows of 64 - 12 - 3 = 49+ tokens: the longest answer fits, the longest context does not.
+    config = squad.SquadConfig(max_seq_length=64, doc_stride=8, max_query_length=12)
+    rotated = _answer_rotations(examples)
+    features = squad.build_features(rotated, ChunkTokenizer(), config)
+    for index, example in enumerate(rotated):
+        mine = [f for f in features if f.example_index == index]
+        assert len(mine) > 1 or len(example.context) < 200
+        labelled = [f for f in mine if f.start_position > 0]
+        assert labelled, example.answers
+        for f in labelled:
+            text = example.context[f.token_offsets[f.start_position][0]:f.token_offsets[f.end_position][1]]
+            assert text == example.answers[0][0]
+    impossible = [i for i, e in enumerate(examples) if e.is_impossible]
+    for f in squad.build_features([examples[i] for i in impossible], ChunkTokenizer(), config):
+        assert (f.start_position, f.end_position) == (0, 0)
+
+
+def test_tighter_span_inside_a_word():
+    # "(1990)," is one whitespace word; its pieces "▁(", "199", "0", ")", "," let the label cover "1990" only.
+    tokens, offsets = squad.tokenize_context("It began in (1990), then", ChunkTokenizer())
+    assert tokens[4:9] == ["▁(", "199", "0", ")", ","]
+    start, end = squad.answer_token_span(offsets, 13, 17)
+    assert (start, end) == (5, 6)
+    # Pieces match left to right, so a repeated piece text maps to its own occurrence.
+    assert squad.align_pieces("AAAAA", ["▁aaa", "aa"]) == [(0, 3), (3, 5)]
+    assert squad.align_pieces("(x", ["▁", "(", "x"]) == [(0, 0), (0, 1), (1, 2)]
+    # Accents and case are folded as ALBERT's normaliser does; "İ" lower-cases to 2 characters.
+    assert squad.align_pieces("Café", ["▁ca", "fe"]) == [(0, 2), (2, 4)]
+    assert squad.align_pieces("İx", ["▁i", "x"]) == [(0, 1), (1, 2)]
+    # Pieces that do not spell the word (here an unknown token) fall back to the whole word.
+    assert squad.align_pieces("Café", ["▁caf", "<unk>"]) == [(0, 4), (0, 4)]
+
+
+def _long_example():
+    words = [f"w{i}" for i in range(120)]
+    words[70:72] = ["golden", "gate"]
+    answer_start = len(" ".join(words[:70])) + 1
+    return readers.SquadExample("long", "which bridge ?", " ".join(words), [("golden gate", answer_start)])
+
+
+def test_windows_cover_every_token_and_max_context_is_unique():
+    tok = ChunkTokenizer()
+    example = _long_example()
+    config = squad.SquadConfig(max_seq_length=32, doc_stride=10, max_query_length=8)
+    features = squad.build_features([example], tok, config)
+    _, offsets = squad.tokenize_context(example.context, tok)
+    seen, max_context = {}, {}
+    for f in features:
+        for pos, span in enumerate(f.token_offsets):
+            if span is not None:
+                seen[span] = seen.get(span, 0) + 1
+                max_context[span] = max_context.get(span, 0) + f.token_is_max_context[pos]
+    assert set(seen) == set(offsets)  # every context token is in some window
+    assert all(count == 1 for count in max_context.values())  # and scored in exactly one
+    assert max(seen.values()) > 1  # windows overlap
+    # BERT's rule on windows (0,5), (3,5), (6,5): token 4 has min(4,0)+.05 in the first, min(1,3)+.05 in the second.
+    windows = squad.doc_windows(11, 5, 3)
+    assert windows == [(0, 5), (3, 5), (6, 5)]
+    assert [squad.is_max_context(windows, w, 4) for w in range(3)] == [False, True, False]
+    # A tie (token 2 of windows (0,4), (1,4): min(2,1) = min(1,2)) goes to the first window.
+    assert [squad.is_max_context([(0, 4), (1, 4)], w, 2) for w in range(2)] == [True, False]
+
+
+def _logits_for(features, peaks):
+    """Logits (F, L) at -10 everywhere, with bumps {(row, "start" | "end", position): value}."""
+    length = len(features[0].input_ids)
+    start, end = np.full((len(features), length), -10.0), np.full((len(features), length), -10.0)
+    for (row, kind, pos), value in peaks.items():
+        (start if kind == "start" else end)[row, pos] = value
+    return start, end
+
+
+def test_decoding_returns_the_exact_substring_and_respects_max_context():
+    tok = ChunkTokenizer()
+    example = _long_example()
+    config = squad.SquadConfig(max_seq_length=32, doc_stride=10, max_query_length=8, n_best_size=5)
+    features = squad.build_features([example], tok, config)
+    labelled = [(r, f) for r, f in enumerate(features) if f.start_position > 0]
+    row, gold = next((r, f) for r, f in labelled if f.token_is_max_context[f.start_position])
+    peaks = {(row, "start", gold.start_position): 5.0, (row, "end", gold.end_position): 5.0}
+    # A stronger peak on a token this other window does not own must be ignored.
+    other = next(r for r, f in enumerate(features) if r != row and any(
+        o is not None and not m for o, m in zip(f.token_offsets, f.token_is_max_context)))
+    stray = next(p for p, (o, m) in enumerate(zip(features[other].token_offsets, features[other].token_is_max_context))
+                 if o is not None and not m)
+    peaks[(other, "start", stray)] = 9.0
+    peaks[(other, "end", stray)] = 9.0
+    start, end = _logits_for(features, peaks)
+    decoded = squad.decode_predictions([example], features, start, end, config, version_2=False)
+    assert decoded.predictions == {"long": "golden gate"}
+    assert decoded.nbest["long"][0].text == "golden gate" and decoded.null_odds == {}
+    assert sum(c.probability for c in decoded.nbest["long"]) == pytest.approx(1.0)
+
+
+def test_version_2_null_odds_threshold_and_choice():
+    tok = ChunkTokenizer()
+    examples, _ = readers.read_squad(os.path.join(SQUAD, "dev-v2.0.json"))
+    config = squad.SquadConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    features = squad.build_features(examples, tok, config)
+    peaks = {}
+    for row, f in enumerate(features):
+        example = examples[f.example_index]
+        target = f.start_position, f.end_position
+        if example.is_impossible:  # point at the plausible answer, with a stronger null
+            text, char = example.plausible_answers[0]
+            span = squad.answer_token_span([o or (0, 0) for o in f.token_offsets], char, char + len(text))
+            target = span if span and f.token_is_max_context[span[0]] else (0, 0)
+            peaks[(row, "start", 0)] = peaks[(row, "end", 0)] = 2.0  # null score 4 in each window
+        if target != (0, 0):
+            peaks[(row, "start", target[0])], peaks[(row, "end", target[1])] = 1.0, 1.0  # span score 2
+    start, end = _logits_for(features, peaks)
+    decoded = squad.decode_predictions(examples, features, start, end, config, version_2=True)
+    for example in examples:
+        odds = decoded.null_odds[example.qid]
+        if example.is_impossible:
+            # null 4 - span 2 = 2 > 0: abstain; the best span is still the plausible answer.
+            assert odds == pytest.approx(2.0) and decoded.predictions[example.qid] == ""
+            assert decoded.best_non_null[example.qid] == example.plausible_answers[0][0]
+        else:
+            # null = -20 (no bump at [CLS]) - 2 = -22: answer.
+            assert odds == pytest.approx(-22.0) and decoded.predictions[example.qid] == example.answers[0][0]
+    assert all(c.text == "" for c in decoded.nbest[examples[2].qid][:1])
+    # The chosen threshold separates the two groups, so it reproduces these perfect predictions ...
+    threshold = squad.choose_null_threshold(examples, decoded)
+    assert -22.0 <= threshold < 2.0
+    dataset = json.load(open(os.path.join(SQUAD, "dev-v2.0.json")))
+    assert metrics.evaluate_squad(dataset, decoded.with_threshold(threshold))["f1"] == 100.0
+    # ... while a threshold above every odds answers everything and loses the 3 unanswerable questions.
+    assert metrics.evaluate_squad(dataset, decoded.with_threshold(5.0))["exact"] == pytest.approx(50.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Offline scoring
+
+
+def test_score_squad_prediction_files(tmp_path):
+    data = os.path.join(SQUAD, "dev-v2.0.json")
+    examples, _ = readers.read_squad(data)
+    preds = {e.qid: (e.answers[0][0] if e.answers else "") for e in examples}
+    preds[examples[0].qid] = "in France"  # "france" vs "in france": P 1/2, R 1 -> F1 2/3, EM 0
+    na = {e.qid: 0.9 if e.is_impossible else 0.1 for e in examples}
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    (tmp_path / "na.json").write_text(json.dumps(na))
+    result = evaluate.score_predictions("squad2.0", data, str(tmp_path / "p.json"), str(tmp_path / "na.json"))
+    assert result["exact"] == pytest.approx(100 * 5 / 6) and result["f1"] == pytest.approx(100 * (5 + 2 / 3) / 6)
+    assert result["HasAns_total"] == 3 and result["NoAns_total"] == 3 and "best_f1_thresh" in result
+    v1_data = os.path.join(SQUAD, "dev-v1.1.json")
+    (tmp_path / "v1.json").write_text(json.dumps({e.qid: e.answers[-1][0] for e in readers.read_squad(v1_data)[0]}))
+    v1 = evaluate.score_predictions("squad1.1", v1_data, str(tmp_path / "v1.json"))
+    assert v1 == {"exact_match": 100.0, "f1": 100.0}
+    del preds[examples[3].qid]
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    with pytest.raises(ValueError, match=examples[3].qid):
+        evaluate.score_predictions("squad2.0", data, str(tmp_path / "p.json"))
+
+
+def test_score_glue_prediction_files(tmp_path):
+    mrpc = TASKS["mrpc"]
+    path = tmp_path / "MRPC.tsv"
+    evaluate.write_glue_predictions(str(path), mrpc, ["0", "1"], np.array([1, 1]))
+    assert path.read_text() == "index\tprediction\n0\t1\n1\t1\n"
+    # Gold 1, 0; predicted 1, 1: accuracy 1/2, F1 = 2*1 / (2*1 + 1 + 0) = 2/3.
+    result = evaluate.score_predictions("mrpc", os.path.join(GLUE, "MRPC/dev.tsv"), str(path))
+    assert result == {"f1": pytest.approx(2 / 3), "accuracy": 0.5}
+    stsb = tmp_path / "STS-B.tsv"
+    evaluate.write_glue_predictions(str(stsb), TASKS["sts-b"], ["0", "1", "2", "3"], np.array([4.9, 4.0, 4.5, 1.0]))
+    scores = evaluate.score_predictions("sts-b", os.path.join(GLUE, "STS-B/dev.tsv"), str(stsb))
+    gold = np.array([5.0, 4.75, 5.0, 2.4])
+    assert scores["pearson"] == pytest.approx(metrics.pearson(np.array([4.9, 4.0, 4.5, 1.0]), gold), abs=1e-6)
+    mnli = tmp_path / "MNLI-mm.tsv"
+    mnli.write_text("index\tprediction\n0\tcontradiction\n")
+    with pytest.raises(ValueError, match="no prediction for example id '1'"):
+        evaluate.score_predictions("mnli", os.path.join(GLUE, "MNLI/dev_mismatched.tsv"), str(mnli))
+    mnli.write_text("index\tprediction\n0\tcontradiction\n1\tyes\n")
+    with pytest.raises(ValueError, match=r"id '1'.*label 'yes' is not one of"):
+        evaluate.score_predictions("mnli", os.path.join(GLUE, "MNLI/dev_mismatched.tsv"), str(mnli))
+    with pytest.raises(ValueError, match="has no label"):
+        evaluate.score_predictions("rte", os.path.join(GLUE, "RTE/test.tsv"), str(mnli))
+
+
+def test_score_race_prediction_file(tmp_path):
+    path = tmp_path / "race.json"
+    path.write_text(json.dumps({"middle1.txt-0": "B", "middle1.txt-1": "A", "high3.txt-0": "C"}))
+    race = evaluate.score_predictions("race", os.path.join(RACE, "dev"), str(path))
+    assert race == {"accuracy": pytest.approx(2 / 3)}
+    assert evaluate.score_predictions("race-high", os.path.join(RACE, "dev"), str(path)) == {"accuracy": 1.0}
