@@ -1,0 +1,210 @@
+"""Data parallelism applied from outside the model: process group from torchrun's environment, DDP or FSDP
+wrapping, full state dicts for checkpoints, and `agree`, the one place where ranks make a joint decision.
+
+The model (`litebert.model`) is written for one device and knows nothing of this module. `run` in
+`litebert.pretrain` calls `init_distributed()` (a no-op outside torchrun), `parallelize(model, ...)`, and each
+step `agree(...)`: whether to skip the step (a rank saw a non-finite loss or gradient), whether to stop (a rank
+was interrupted, or rank 0's clock says the time budget is used), and the mean loss every rank then feeds to
+the spike guard. Every rank uses the one result, so no rank can take a branch another does not.
+
+A rank that dies must not leave the others waiting forever in a collective: the process group is created with a
+short `timeout`, and torchrun tears the job down when a worker exits non-zero.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+
+@dataclass
+class ParallelConfig:
+    """How the model is spread over processes (the world itself comes from torchrun's environment)."""
+
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state with `fully_shard` (for the large presets); else DDP."""
+    timeout_s: float = 120.0
+    """Seconds a collective may wait for a missing rank before the job fails (instead of hanging)."""
+    backend: str | None = None
+    """Process-group backend; None picks nccl on CUDA and gloo on CPU."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job: rank, world size, the device it computes on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that logs and writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(config: ParallelConfig, device: str | None = None) -> World:
+    """Join the process group torchrun describes in RANK / WORLD_SIZE / LOCAL_RANK (a single process without).
+
+    `device` "cpu" or "cuda" (default: cuda when available); each rank takes cuda:LOCAL_RANK.
+    """
+    device_type = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device(device_type, local_rank) if device_type == "cuda" else torch.device("cpu")
+    if device_type == "cuda":
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not dist.is_initialized():
+        backend = config.backend or ("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend, timeout=timedelta(seconds=config.timeout_s),
+                                device_id=dev if device_type == "cuda" else None)
+    return World(rank, world_size, local_rank, dev)
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What every rank does after a step's gradients are ready (identical on all ranks)."""
+
+    skip: bool
+    """Some rank saw a non-finite loss or gradient norm: no optimizer update this step."""
+    stop: bool
+    """Some rank asked to stop (interrupt), or rank 0's clock is past the time budget."""
+    elapsed_s: float
+    """Rank 0's training clock: the one the time-based schedule and the budget follow."""
+    loss: float
+    """The step's loss averaged over ranks (what the spike guard watches)."""
+
+
+def agree(world: World, *, nonfinite: bool, stop: bool, elapsed_s: float, loss: float,
+          budget_s: float | None = None) -> Decision:
+    """The one cross-rank decision of a step: a single all-reduce of [nonfinite, stop, rank 0's clock, loss].
+
+    Summed: any rank's flag counts; only rank 0 contributes its clock; the loss sum over ranks is averaged.
+    """
+    values = torch.tensor([float(nonfinite), float(stop), elapsed_s if world.rank == 0 else 0.0, loss],
+                          dtype=torch.float64)
+    if world.distributed:
+        values = values.to(world.device)
+        dist.all_reduce(values)
+        values = values.cpu()
+    any_nonfinite, any_stop, clock, loss_sum = values.tolist()
+    # A NaN loss on one rank makes the sum NaN; that is already a skip.
+    skip = any_nonfinite > 0 or loss_sum != loss_sum
+    over_budget = budget_s is not None and clock >= budget_s
+    return Decision(skip=skip, stop=any_stop > 0 or over_budget, elapsed_s=clock,
+                    loss=loss_sum / world.world_size)
+
+
+def all_reduce_sum(world: World, values: torch.Tensor) -> torch.Tensor:
+    """Sum a small float tensor of statistics over ranks (for logging: counts, sums)."""
+    if world.distributed:
+        values = values.to(world.device, copy=True)
+        dist.all_reduce(values)
+    return values.cpu()
+
+
+def all_gather_objects(world: World, obj) -> list:
+    """Every rank's `obj` (JSON-like: RNG states, data positions), in rank order, on every rank."""
+    if not world.distributed:
+        return [obj]
+    out = [None] * world.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+@contextmanager
+def gradient_sync(model: nn.Module, enabled: bool):
+    """Within it, backward only accumulates locally unless `enabled` (the last micro-batch of a step).
+
+    Skipping the all-reduce on the other micro-batches is DDP's `no_sync` / FSDP's
+    `set_requires_gradient_sync(False)`; a single process has nothing to skip.
+    """
+    inner = getattr(model, "_orig_mod", model)  # under torch.compile
+    if enabled:
+        yield
+    elif hasattr(inner, "no_sync"):
+        with inner.no_sync():
+            yield
+    elif hasattr(inner, "set_requires_gradient_sync"):
+        inner.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            inner.set_requires_gradient_sync(True)
+    else:
+        yield
+
+
+def parallelize(model: nn.Module, world: World, config: ParallelConfig, compile: bool = False,
+                unused_parameters: bool = False) -> nn.Module:
+    """The model as the training step calls it: moved to the device, then FSDP- or DDP-wrapped, then compiled.
+
+    `unused_parameters`: some parameters never get a gradient (the SOP head, when the data has no sentence
+    task); DDP's static-graph mode learns which on the first step instead of waiting for them forever.
+
+    With FSDP the model is sharded in place (each layer block its own unit) and returned as is; with DDP the
+    wrapper is returned and `model` keeps the unwrapped parameters (DDP shares them).
+    """
+    model.to(world.device)
+    if world.distributed and config.fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for block in (*model.albert.encoder.attention, *model.albert.encoder.ffn):
+            fully_shard(block)
+        fully_shard(model)
+        wrapped = model
+    elif world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [world.device.index] if world.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=ids, static_graph=unused_parameters)
+    else:
+        wrapped = model
+    return torch.compile(wrapped) if compile else wrapped
+
+
+def model_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The full (unsharded) model state on CPU, keyed by parameter name as one process would hold it.
+
+    `model` is the unwrapped module (FSDP-sharded or not). Under FSDP this is a collective: every rank calls
+    it, rank 0 receives the tensors. Checkpoints store this, so they load at any world size.
+    """
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The full optimizer state on CPU, keyed by parameter name (not position): portable like the model's."""
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a full state dict (saved at any world size) into the local, possibly sharded, model."""
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a full optimizer state dict (from `optimizer_state_dict`) into the local optimizer."""
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))

@@ -1,0 +1,169 @@
+"""The pretraining optimizer: LAMB as google-research/albert wrote it, torch's AdamW as the alternative, the
+parameter groups both use, and the learning-rate schedule (linear warmup, polynomial decay to 0).
+
+LAMB (You et al. 2020) is Adam whose update is rescaled per weight matrix by the trust ratio ‖w‖ / ‖update‖,
+so every layer moves by the same fraction of its norm whatever the batch size. The official optimizer
+(`lamb_optimizer.py`), which this follows line for line:
+
+    m = β1 m + (1 - β1) g;   v = β2 v + (1 - β2) g²          (no bias correction: m and v start at 0)
+    u = m / (√v + ε) + λ w                                   (decay added to the update: decoupled, AdamW-like)
+    r = ‖w‖ / ‖u‖  if both norms are > 0, else 1             (1 for parameters excluded from adaptation)
+    w = w - lr · r · u
+
+LayerNorm weights and all biases are excluded from both the decay and the trust ratio: the official code
+passes `exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"]` and leaves
+`exclude_from_layer_adaptation` unset, which makes it the same list. Gradients are clipped to a global norm of
+1.0 before the optimizer sees them (the caller does that: it also needs the norm for logging).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+OPTIMIZERS = ("lamb", "adamw")
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer; the defaults are the ALBERT paper's (and `run_pretraining.py`'s)."""
+
+    name: str = "lamb"
+    """`lamb` (the paper's) or `adamw` (torch.optim.AdamW, with bias correction)."""
+    lr: float = 0.00176
+    """Peak learning rate, reached at the end of warmup."""
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    """Decoupled weight decay λ, applied to every parameter whose name matches none of `exclude`."""
+    exclude: list[str] = field(default_factory=lambda: ["LayerNorm", "layer_norm", "bias"])
+    """Regexes (re.search on the parameter name) of parameters kept out of weight decay and the trust ratio."""
+    clip_norm: float = 1.0
+    """Global gradient-norm clipping threshold; 0 turns clipping off."""
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
+        if self.lr <= 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warmup to the peak, then polynomial decay to 0 (the official `create_optimizer`).
+
+    Progress is measured in optimizer steps, or, with `budget_s`, in wall-clock seconds (as cramming does):
+    the learning rate is then a function of the fraction of the budget used.
+    """
+
+    warmup_steps: int = 3125
+    """Steps of linear warmup from 0 (ignored with a budget)."""
+    total_steps: int = 125_000
+    """Steps over which the learning rate decays to 0 (ignored with a budget)."""
+    power: float = 1.0
+    """Exponent of the decay: 1 = linear."""
+    budget_s: float | None = None
+    """Wall-clock budget in seconds; when set, training stops when it is used and the schedule follows time."""
+    warmup_fraction: float = 0.025
+    """With a budget: the fraction of it spent warming up (3125 / 125000, the paper's ratio)."""
+
+    def progress(self, step: int, elapsed_s: float) -> tuple[float, float]:
+        """(fraction of training done, fraction at which warmup ends), by steps or by time."""
+        if self.budget_s is not None:
+            return min(elapsed_s / self.budget_s, 1.0), self.warmup_fraction
+        return min(step / self.total_steps, 1.0), self.warmup_steps / self.total_steps
+
+
+def learning_rate(peak: float, progress: float, warmup: float, power: float = 1.0) -> float:
+    """lr at `progress` ∈ [0, 1] of training, warmup ending at `warmup` ∈ [0, 1].
+
+    Warmup is `peak * progress / warmup`; afterwards `peak * (1 - progress) ** power`. In steps this is the
+    official schedule exactly: lr(step) = peak * step / warmup_steps, then peak * (1 - step / total) ** power
+    (the decay is not restarted after warmup, and at step 0 the learning rate is 0).
+    """
+    if progress < warmup:
+        return peak * progress / warmup
+    return peak * max(0.0, 1.0 - progress) ** power
+
+
+def excluded(name: str, patterns: list[str]) -> bool:
+    """Whether a parameter name matches one of the exclusion regexes (the official `re.search` test)."""
+    return any(re.search(p, name) for p in patterns)
+
+
+def param_groups(model: nn.Module, weight_decay: float, exclude: list[str]) -> list[dict]:
+    """Two groups: matrices and embeddings (decayed, trust ratio on) and LayerNorms + biases (neither).
+
+    Parameters that share storage (tied weights) appear once, under their first name.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if excluded(name, exclude) else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "adapt": True},
+        {"params": no_decay, "weight_decay": 0.0, "adapt": False},
+    ]
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB exactly as google-research/albert's `LAMBOptimizer` (see the module docstring).
+
+    Each param group may set `weight_decay` and `adapt` (apply the trust ratio). State per parameter:
+    `exp_avg` (m) and `exp_avg_sq` (v), both fp32 like the parameters.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                 weight_decay: float = 0.0, adapt: bool = True):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, adapt=adapt)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                update = m / (v.sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update.add_(p, alpha=group["weight_decay"])
+                if group["adapt"]:
+                    w_norm, u_norm = p.norm(), update.norm()
+                    one = torch.ones_like(w_norm)
+                    ratio = torch.where(w_norm > 0, torch.where(u_norm > 0, w_norm / u_norm, one), one)
+                    update.mul_(ratio)
+                p.sub_(update, alpha=group["lr"])
+        return loss
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
+    """LAMB or AdamW over `param_groups(model)`, at the peak learning rate (the loop sets it every step)."""
+    groups = param_groups(model, config.weight_decay, config.exclude)
+    betas = (config.beta1, config.beta2)
+    if config.name == "lamb":
+        return Lamb(groups, lr=config.lr, betas=betas, eps=config.eps)
+    for g in groups:
+        g.pop("adapt")
+    return torch.optim.AdamW(groups, lr=config.lr, betas=betas, eps=config.eps)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+

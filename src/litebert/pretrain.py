@@ -1,0 +1,956 @@
+"""ALBERT pretraining: masked LM over the masked positions + sentence-order prediction, LAMB, one loop.
+
+`run(config)` reads top to bottom, nanoGPT-style. Each optimizer step:
+
+    accumulate   forward/backward over `accumulate` micro-batches (gradients all-reduced on the last one)
+    clip         global gradient norm to 1.0
+    agree        one cross-rank decision: skip (non-finite), stop (budget, interrupt), rank 0's clock, mean loss
+    step         optimizer update, unless skipped; a loss spike rolls back to the last checkpoint instead
+    log          rank 0: metrics.jsonl, progress bar, TensorBoard
+    eval         held-out split every `eval_every` steps: MLM loss/accuracy, SOP accuracy
+    checkpoint   every `save_every` steps, when eval improves the best MLM accuracy, and at the end
+
+The recipe's defaults are the paper's: LAMB lr 0.00176, warmup 3125 steps, linear decay to 0 at 125k steps,
+global batch 4096 (micro-batch x accumulation x world size), bf16 autocast with fp32 master weights.
+Parallelism (DDP / FSDP via torchrun) and torch.compile wrap the model from outside (`litebert.distributed`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import random
+import re
+import shutil
+import signal
+import statistics
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from litebert import checkpoint as ckpt
+from litebert import distributed as D
+from litebert.config import AlbertConfig
+from litebert.model import AlbertForPreTraining
+from litebert.optim import OptimConfig, ScheduleConfig, build_optimizer, learning_rate, set_learning_rate
+
+
+# ================================================================================================ config
+@dataclass
+class ModelConfig:
+    """Which ALBERT to train."""
+
+    preset: str = "albert-base-v2"
+    """A name from `litebert.config.PRESETS`."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """AlbertConfig fields changed from the preset, e.g. {"vocab_size": 8000, "hidden_dropout_prob": 0.1}."""
+
+    def build(self) -> AlbertConfig:
+        return AlbertConfig.preset(self.preset, **self.overrides)
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from (a `litebert data create` directory)."""
+
+    path: str = ""
+    """The data directory; its manifest records the tokenizer and vocab_size."""
+    seq_length: int | None = None
+    """Pad every batch to this length (fixed shapes, e.g. for compile); None pads to the longest in the batch.
+    Must be at least the data's max_seq_length."""
+    tokenizer: str | None = None
+    """Tokenizer directory copied into the final model; None takes the one the manifest names."""
+    verify_shards: bool = True
+    """Check each shard's sha256 when opening it."""
+
+
+@dataclass
+class BatchConfig:
+    """How many sequences make one optimizer step."""
+
+    micro_batch: int = 32
+    """Sequences per forward pass on each rank (what fits in memory)."""
+    global_batch: int | None = 4096
+    """Sequences per optimizer step over all ranks; must be micro_batch x world size x accumulate."""
+    accumulate: int | None = None
+    """Micro-batches per step per rank; None derives it from global_batch."""
+
+    def steps_to_accumulate(self, world_size: int) -> int:
+        """Micro-batches per optimizer step on each rank; ValueError if global_batch does not divide."""
+        per_pass = self.micro_batch * world_size
+        if self.accumulate is not None:
+            if self.global_batch is not None and self.global_batch != per_pass * self.accumulate:
+                raise ValueError(f"global batch {self.global_batch} != micro-batch {self.micro_batch} x world size "
+                                 f"{world_size} x accumulate {self.accumulate}")
+            return self.accumulate
+        if self.global_batch is None:
+            return 1
+        if self.global_batch % per_pass:
+            raise ValueError(f"global batch {self.global_batch} is not a multiple of micro-batch {self.micro_batch} "
+                             f"x world size {world_size}")
+        return self.global_batch // per_pass
+
+
+@dataclass
+class TrainConfig:
+    """The loop."""
+
+    max_steps: int | None = None
+    """Optimizer steps to run; None = schedule.total_steps (or unlimited with a time budget)."""
+    seed: int = 12345
+    """Seeds model init (identical on all ranks), dropout (per rank) and the data order."""
+    bf16: bool = True
+    """bf16 autocast for the forward pass (fp32 master weights and optimizer state)."""
+    compile: bool = False
+    """torch.compile the model."""
+    device: str | None = None
+    """`cpu` or `cuda`; None picks cuda when available."""
+    log_every: int = 10
+    """Steps between metrics.jsonl records (averages over the steps since the last one)."""
+    eval_every: int = 1000
+    """Steps between evaluations on the eval split; 0 turns evaluation off."""
+    eval_batches: int = 50
+    """Micro-batches per rank in each evaluation."""
+    progress: bool = True
+    """Show a tqdm progress bar on rank 0."""
+
+
+@dataclass
+class CheckpointConfig:
+    """Saving and resuming."""
+
+    save_every: int = 1000
+    """Steps between checkpoints (one is always written at the end)."""
+    keep_last: int = 3
+    """Checkpoints kept besides the best one."""
+    resume: str | None = None
+    """`latest` (must find a checkpoint in OUTPUT), a checkpoint directory, or None: resume automatically
+    when OUTPUT already holds a checkpoint of this configuration."""
+    allow_config_change: bool = False
+    """Resume even though the configuration differs from the saved one (the differences are printed)."""
+
+
+@dataclass
+class GuardConfig:
+    """Divergence guard: skip non-finite steps, roll back on loss spikes."""
+
+    spike_factor: float = 3.0
+    """A step whose loss exceeds spike_factor x the median of the last `window` losses is a spike; 0 = off."""
+    window: int = 50
+    """Losses in the running median (a spike is only called once the window is full)."""
+    max_rollbacks: int = 10
+    """Give up (error) after this many rollbacks in one run."""
+    max_consecutive_skips: int = 20
+    """Give up (error) after this many non-finite steps in a row: the model itself is broken."""
+
+
+@dataclass
+class PretrainConfig:
+    """Everything `litebert pretrain` needs; saved resolved in OUTPUT/config.json and every checkpoint."""
+
+    output: str = ""
+    """Run directory: metrics.jsonl, checkpoints/, tb/, final/, summary.json."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    parallel: D.ParallelConfig = field(default_factory=D.ParallelConfig)
+
+
+# Fields a resumed run may change without --allow-config-change: they do not alter the trajectory.
+RESUME_FREE = {"output", "train.max_steps", "train.log_every", "train.progress", "train.compile", "train.device",
+               "train.eval_every", "train.eval_batches", "checkpoint.save_every", "checkpoint.keep_last",
+               "checkpoint.resume", "checkpoint.allow_config_change", "data.path", "data.tokenizer",
+               "data.verify_shards", "parallel.timeout_s", "parallel.backend"}
+
+
+def config_from_dict(cls, data: dict[str, Any]):
+    """A (nested) config dataclass from a dict, e.g. a --config JSON file; unknown keys are an error."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ValueError(f"unknown config key {cls.__name__}.{key} (known: {', '.join(names)})")
+        default = getattr(cls(), key)
+        kwargs[key] = config_from_dict(type(default), value) if dataclasses.is_dataclass(default) else value
+    return cls(**kwargs)
+
+
+def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """{"optim.lr": 0.00176, ...}: a nested config (dataclass or dict) as dotted keys."""
+    items = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    out = {}
+    for key, value in items.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "overrides":
+            out.update(flat_config(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_differences(saved: dict[str, Any], current: PretrainConfig) -> list[str]:
+    """'key: saved -> current' for every field that differs and matters for the trajectory."""
+    old, new = flat_config(saved), flat_config(current)
+    return [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+            for k in sorted(set(old) | set(new)) if k not in RESUME_FREE and old.get(k) != new.get(k)]
+
+
+def parse_duration(text: str) -> float:
+    """'90' / '90s' / '15m' / '2h' / '1h30m' -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise ValueError(f"cannot read the duration {text!r}: use e.g. 900, 15m, 2h, 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+# ================================================================================================ batches
+def micro_batches(dataset: Iterable, batch_size: int, collate: Callable[[list], dict]) -> Iterator[dict]:
+    """Endless micro-batches of `batch_size` examples, epoch after epoch.
+
+    Between two yields the dataset's position is exactly after the examples yielded, so its `state_dict()`
+    is the data cursor a checkpoint needs (a batch that spans an epoch end takes the rest from the next).
+    """
+    buffer = []
+    while True:
+        count = 0
+        for example in dataset:
+            count += 1
+            buffer.append(example)
+            if len(buffer) == batch_size:
+                batch, buffer = collate(buffer), []
+                yield batch
+        if count == 0 and not buffer:
+            raise ValueError(f"the training data yields no examples for this rank (batch size {batch_size})")
+
+
+def model_inputs(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """The forward's arguments: MLM labels are masked_lm_ids, -100 on padding predictions (weight 0)."""
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    labels = b["masked_lm_ids"].masked_fill(b["masked_lm_weights"] == 0, -100)  # (B, P)
+    sop = b["sentence_order_label"]  # (B,), -100 when the data has no sentence task
+    return dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
+                masked_lm_positions=b["masked_lm_positions"], labels=labels,
+                sentence_order_label=None if bool((sop == -100).all()) else sop)
+
+
+# Per-step sums, kept as one float64 vector so a single all-reduce gathers them for logging.
+STATS = ("loss", "mlm_loss", "sop_loss", "mlm_correct", "mlm_count", "sop_correct", "sop_count", "tokens",
+         "micro_batches")
+
+
+def batch_stats(out, batch: dict[str, Tensor]) -> Tensor:
+    """The STATS of one micro-batch as a float64 vector on the model's device (no host sync here)."""
+    device = out.sop_logits.device
+    weights = batch["masked_lm_weights"].to(device)  # (B, P)
+    mlm_hit = (out.prediction_logits.argmax(-1) == batch["masked_lm_ids"].to(device)).float()  # (B, P)
+    sop_label = batch["sentence_order_label"].to(device)  # (B,)
+    sop_valid = sop_label != -100
+    sop_hit = (out.sop_logits.argmax(-1) == sop_label) & sop_valid
+    sop_loss = out.sop_loss.detach() if out.sop_loss is not None else torch.zeros((), device=device)
+    return torch.stack([
+        out.loss.detach(), out.mlm_loss.detach(), sop_loss,
+        (mlm_hit * weights).sum(), weights.sum(), sop_hit.sum(), sop_valid.sum(),
+        batch["attention_mask"].to(device).sum(), torch.ones((), device=device),
+    ]).double()
+
+
+# ================================================================================================ step
+def train_step(model: nn.Module, batches: list[dict], device: torch.device, autocast) -> Tensor:
+    """Forward and backward over one optimizer step's micro-batches; gradients accumulate in `.grad`.
+
+    Each micro-batch's loss is divided by their number, so the gradient is that of the mean loss (the
+    gradient all-reduce then averages over ranks). Returns the summed STATS of the micro-batches.
+    """
+    stats = torch.zeros(len(STATS), dtype=torch.float64, device=device)
+    for i, batch in enumerate(batches):
+        with D.gradient_sync(model, enabled=i == len(batches) - 1):
+            with autocast:
+                out = model(**model_inputs(batch, device))
+            (out.loss / len(batches)).backward()
+        stats += batch_stats(out, batch)
+    return stats.cpu()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[dict], world: D.World, autocast) -> dict[str, float]:
+    """MLM loss and accuracy (over masked positions, weighted) and SOP accuracy on held-out batches."""
+    was_training = model.training
+    model.eval()
+    stats = torch.zeros(len(STATS), dtype=torch.float64, device=world.device)
+    for batch in batches:
+        with autocast:
+            out = model(**model_inputs(batch, world.device))
+        stats += batch_stats(out, batch)
+    model.train(was_training)
+    return summarize(D.all_reduce_sum(world, stats))
+
+
+def summarize(stats: Tensor) -> dict[str, float]:
+    """Mean losses and accuracies from summed STATS (over micro-batches and ranks)."""
+    s = dict(zip(STATS, stats.cpu().tolist()))
+    n = max(s["micro_batches"], 1.0)
+    return {"loss": s["loss"] / n, "mlm_loss": s["mlm_loss"] / n, "sop_loss": s["sop_loss"] / n,
+            "mlm_acc": s["mlm_correct"] / max(s["mlm_count"], 1.0),
+            "sop_acc": s["sop_correct"] / s["sop_count"] if s["sop_count"] else None,  # None: no sentence task
+            "tokens": s["tokens"]}
+
+
+# ================================================================================================ state
+@dataclass
+class Progress:
+    """Counters that a checkpoint saves and a resume restores."""
+
+    step: int = 0
+    """Optimizer updates done (skipped steps do not count)."""
+    tokens: float = 0.0
+    """Real (non-padding) tokens trained on, all ranks."""
+    elapsed_s: float = 0.0
+    """Wall-clock seconds of training so far, rank 0's clock, across resumes."""
+    skipped: int = 0
+    rollbacks: int = 0
+    best_mlm_acc: float | None = None
+    best_step: int | None = None
+
+
+class SpikeGuard:
+    """Running median of recent losses; `is_spike(loss)` when loss > factor x median (window full)."""
+
+    def __init__(self, factor: float, window: int):
+        self.factor = factor
+        self.losses: deque[float] = deque(maxlen=window)
+
+    def is_spike(self, loss: float) -> bool:
+        full = len(self.losses) == self.losses.maxlen
+        return self.factor > 0 and full and loss > self.factor * statistics.median(self.losses)
+
+    def record(self, loss: float) -> None:
+        self.losses.append(loss)
+
+    def state_dict(self) -> dict:
+        return {"losses": list(self.losses)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.losses.clear()
+        self.losses.extend(state["losses"])
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG this process draws from: python, numpy (global), torch CPU (and CUDA)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Hooks:
+    """Optional callbacks into the loop (instrumentation and fault injection, e.g. in tests)."""
+
+    before_forward: Callable[[int, nn.Module], None] | None = None
+    """Called with (step about to run, model) before its first micro-batch."""
+    after_backward: Callable[[int, nn.Module], None] | None = None
+    """Called with (step, model) once its gradients are accumulated, before clipping."""
+
+
+# ================================================================================================ data
+def open_data(config: PretrainConfig, model_config: AlbertConfig, world: D.World):
+    """(train dataset, eval dataset or None, collate, manifest) for this rank; errors name the directory."""
+    from litebert.data.dataset import PretrainingDataset
+
+    if not config.data.path:
+        raise ValueError("no training data: pass --data DIR (made by `litebert data create`)")
+    tokenizer = None
+    if config.data.tokenizer:  # the one shipped with the final model must be the one the data was made with
+        from litebert.tokenizer import AlbertTokenizer
+
+        tokenizer = AlbertTokenizer.from_pretrained(config.data.tokenizer)
+    common = dict(seed=config.train.seed, rank=world.rank, world_size=world.world_size, tokenizer=tokenizer,
+                  vocab_size=model_config.vocab_size, verify=config.data.verify_shards)
+    train = PretrainingDataset(config.data.path, "train", **common)
+    if len(train) < config.batch.micro_batch:
+        raise ValueError(f"{config.data.path}: the train split has {train.num_examples} examples, too few for "
+                         f"micro-batch {config.batch.micro_batch} x world size {world.world_size}")
+    eval_data = None
+    splits = train.manifest["splits"]
+    if "eval" in splits and sum(s["examples"] for s in splits["eval"]["shards"]) >= world.world_size:
+        eval_data = PretrainingDataset(config.data.path, "eval", shuffle=False, **common)
+    if train.max_seq_length > model_config.max_position_embeddings:
+        raise ValueError(f"{config.data.path} has max_seq_length {train.max_seq_length}, more than the model's "
+                         f"max_position_embeddings {model_config.max_position_embeddings}")
+    if config.data.seq_length is not None:
+        if config.data.seq_length < train.max_seq_length:
+            raise ValueError(f"--seq-length {config.data.seq_length} is shorter than the data's max_seq_length "
+                             f"{train.max_seq_length} ({config.data.path})")
+        if config.data.seq_length > model_config.max_position_embeddings:
+            raise ValueError(f"--seq-length {config.data.seq_length} exceeds max_position_embeddings "
+                             f"{model_config.max_position_embeddings}")
+    collate = dataclasses.replace(train.collator(), pad_to=config.data.seq_length)
+    return train, eval_data, collate, train.manifest
+
+
+def adapt_cursor(saved: list[dict], world: D.World) -> dict:
+    """This rank's data position from the positions saved by every rank, possibly at another world size.
+
+    Same world size: this rank's own (exact resume). Otherwise the epoch and the global number of examples
+    consumed are kept (each rank r of W reads every W-th example of the epoch's permutation).
+    """
+    if len(saved) == world.world_size:
+        return saved[world.rank]
+    first = saved[0]
+    consumed = first["cursor"] * len(saved)
+    return {**first, "cursor": consumed // world.world_size, "rank": world.rank, "world_size": world.world_size}
+
+
+# ================================================================================================ run
+class MetricsLog:
+    """Rank 0's record of the run: metrics.jsonl (one JSON object per line), TensorBoard, the progress bar."""
+
+    def __init__(self, output: Path, enabled: bool, total: int | None, progress: bool, initial: int):
+        self.enabled = enabled
+        self.path = output / "metrics.jsonl"
+        self.writer = self.bar = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(output / "tb"))
+        except ImportError:
+            pass
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past `step` (a resume or rollback repeats those steps)."""
+        if not self.enabled or not self.path.exists():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        self.path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            prefix = record.get("split", "train")
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
+                    self.writer.add_scalar(f"{prefix}/{key}", value, record["step"])
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            (self.bar.write if self.bar is not None else print)(text, file=sys.stderr)
+
+    def advance(self, step: int, record: dict | None, eta_s: float | None) -> None:
+        if self.bar is None:
+            return
+        self.bar.n = step
+        if record is not None:
+            self.bar.set_postfix_str(
+                f"loss {record['loss']:.3f} mlm {record['mlm_acc']:.3f} sop {_fmt(record['sop_acc'])} "
+                f"lr {record['lr']:.2e} {record['tokens_per_s']:.0f} tok/s"
+                + (f" eta {eta_s / 60:.1f}m" if eta_s is not None else ""), refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def run(config: PretrainConfig, *, train_data=None, eval_data=None, collate=None, hooks: Hooks | None = None
+        ) -> dict[str, Any]:
+    """Pretrain as `config` says; return the summary (also written to OUTPUT/summary.json).
+
+    `train_data` / `eval_data` / `collate` replace the data directory (any iterables of examples with
+    `state_dict()` / `load_state_dict()`, and a function batching them), e.g. for tests.
+    """
+    hooks = hooks or Hooks()
+    world = D.init_distributed(config.parallel, config.train.device)
+    try:
+        return _run(config, world, train_data, eval_data, collate, hooks)
+    finally:
+        D.shutdown(world)
+
+
+def find_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path) -> ckpt.Checkpoint | None:
+    """The checkpoint to resume from (None: start), after checking that OUTPUT holds no other configuration.
+
+    An explicit --resume CHECKPOINT, else the newest loadable one in OUTPUT/checkpoints; a run directory
+    whose saved configuration differs is refused, naming the differences, unless allow_config_change.
+    """
+    resume = config.checkpoint.resume
+    explicit = resume not in (None, "latest")
+    saved = ckpt.load_checkpoint(Path(resume)) if explicit else ckpt.load_latest(ckpt_dir)
+    if resume == "latest" and saved is None:
+        raise ValueError(f"--resume: no checkpoint in {ckpt_dir}")
+    newer = [p.name for p in ckpt.list_checkpoints(ckpt_dir) if explicit and p.name > saved.path.name]
+    if newer:  # they would be taken for this run's own on the next restart
+        raise ValueError(f"--resume {resume}: {ckpt_dir} holds newer checkpoints ({', '.join(newer)}); move them "
+                         "away or resume into another --output")
+    reference = saved.state["config"] if saved is not None else _read_json(output / "config.json")
+    if reference is not None:
+        changes = config_differences(reference, config)
+        if changes and not config.checkpoint.allow_config_change:
+            raise ValueError(f"{output} holds a run with another configuration ("
+                             + "; ".join(changes) + "): use another --output, or --allow-config-change")
+    return saved
+
+
+def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate, hooks: Hooks) -> dict[str, Any]:
+    output = Path(config.output)
+    ckpt_dir = output / "checkpoints"
+    model_config = config.model.build()
+    accumulate = config.batch.steps_to_accumulate(world.world_size)
+    if config.schedule.budget_s is None and config.train.max_steps is None:
+        config.train.max_steps = config.schedule.total_steps
+    manifest = None
+    if train_data is None:
+        train_data, eval_data, collate, manifest = open_data(config, model_config, world)
+
+    saved = find_checkpoint(config, output, ckpt_dir)
+    if world.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+
+    # ---- model, optimizer (same init on every rank), then per-rank randomness for dropout
+    seed_everything(config.train.seed)
+    model = AlbertForPreTraining(model_config)
+    no_sop = manifest is not None and manifest["settings"].get("sentence_task") == "none"
+    model_for_step = D.parallelize(model, world, config.parallel, compile=config.train.compile,
+                                   unused_parameters=no_sop)
+    optimizer = build_optimizer(model, config.optim)  # after FSDP: it must see the sharded parameters
+    seed_everything(config.train.seed + 1 + world.rank)
+    progress, guard = Progress(), SpikeGuard(config.guard.spike_factor, config.guard.window)
+
+    def restore(c: ckpt.Checkpoint, rollback: bool) -> None:
+        """Load a checkpoint. A rollback keeps the data position (skipping the spiking batches), the clock,
+        the token count and the skip/rollback counters; a resume restores everything."""
+        D.load_model_state(model, c.model)
+        D.load_optimizer_state(model, optimizer, c.state["optimizer"])
+        kept = ("skipped", "rollbacks", "tokens", "elapsed_s") if rollback else ()
+        for key, value in c.state["progress"].items():
+            if key not in kept:
+                setattr(progress, key, value)
+        guard.load_state_dict(c.state["guard"])
+        rngs = c.state["rng"]
+        if len(rngs) == world.world_size:
+            set_rng_state(rngs[world.rank])
+        if not rollback:
+            train_data.load_state_dict(adapt_cursor(c.state["data"], world))
+
+    if saved is not None:
+        restore(saved, rollback=False)
+    log = MetricsLog(output, world.is_main, config.train.max_steps, config.train.progress, progress.step)
+    log.truncate_after(progress.step)
+    if saved is not None:
+        log.message(f"resumed from {saved.path} at step {progress.step}")
+    if eval_data is None and config.train.eval_every:
+        log.message(f"no eval split in {config.data.path or 'the data'}: evaluation is off "
+                    "(make the data with `litebert data create --eval-fraction F`)")
+    if world.is_main and saved is not None and len(saved.state["rng"]) != world.world_size:
+        log.message(f"checkpoint saved by {len(saved.state['rng'])} ranks, running {world.world_size}: "
+                    "RNG streams re-seeded and the data position mapped by examples consumed")
+    model_for_step.train()
+    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if config.train.bf16 else nullcontext()
+    params = [p for p in model.parameters() if p.requires_grad]
+    batches = micro_batches(train_data, config.batch.micro_batch, collate)
+    eval_batches = (lambda: _eval_batches(eval_data, config, collate)) if eval_data is not None else None
+
+    def save(step: int) -> Path | None:
+        """Checkpoint `step`: full states gathered to rank 0, which writes; every rank learns if it failed."""
+        model_state = D.model_state_dict(model)
+        optim_state = D.optimizer_state_dict(model, optimizer)
+        rngs = D.all_gather_objects(world, rng_state())
+        cursors = D.all_gather_objects(world, train_data.state_dict())
+        path, error = None, None
+        if world.is_main:
+            state = {"config": dataclasses.asdict(config), "model_config": model_config.to_dict(),
+                     "optimizer": optim_state, "progress": dataclasses.asdict(progress),
+                     "guard": guard.state_dict(), "rng": rngs, "data": cursors, "world_size": world.world_size}
+            try:
+                path = ckpt.save_checkpoint(ckpt_dir, step, model_state, state)
+                ckpt.prune(ckpt_dir, config.checkpoint.keep_last)
+            except ckpt.CheckpointError as err:
+                error = err
+        failed = D.agree(world, nonfinite=False, stop=error is not None, elapsed_s=0.0, loss=0.0).stop
+        if error is not None:
+            raise error
+        if failed:
+            raise ckpt.CheckpointError("rank 0 could not write a checkpoint (see its error)")
+        return path
+
+    stop_requested = []
+    handlers = _install_stop_handlers(stop_requested)
+    start = time.perf_counter()
+    elapsed_before, first_step = progress.elapsed_s, progress.step
+    window = torch.zeros(len(STATS), dtype=torch.float64)
+    window_steps, window_time, last_record, last_saved = 0, 0.0, None, progress.step if saved else None
+    skipped_in_a_row = 0
+    schedule = config.schedule
+    try:
+        while config.train.max_steps is None or progress.step < config.train.max_steps:
+            t0 = time.perf_counter()
+            lr = learning_rate(config.optim.lr, *schedule.progress(progress.step, progress.elapsed_s),
+                               schedule.power)
+            set_learning_rate(optimizer, lr)
+            if hooks.before_forward:
+                hooks.before_forward(progress.step + 1, model)
+
+            # accumulate: forward/backward over this step's micro-batches
+            stats = train_step(model_for_step, [next(batches) for _ in range(accumulate)], world.device, autocast)
+            if hooks.after_backward:
+                hooks.after_backward(progress.step + 1, model)
+            # clip: the global gradient norm (computed even when clipping is off, for the log)
+            norm = torch.nn.utils.clip_grad_norm_(params, config.optim.clip_norm or float("inf"))
+            norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+            loss = stats[0].item() / accumulate
+            # agree: one decision for all ranks
+            decision = D.agree(world, nonfinite=not (math.isfinite(loss) and math.isfinite(norm)),
+                               stop=bool(stop_requested), elapsed_s=elapsed_before + time.perf_counter() - start,
+                               loss=loss, budget_s=schedule.budget_s)
+            progress.elapsed_s = decision.elapsed_s
+            # step: skip a non-finite step, roll back on a spike, else update
+            if decision.skip:
+                optimizer.zero_grad(set_to_none=True)
+                progress.skipped, skipped_in_a_row = progress.skipped + 1, skipped_in_a_row + 1
+                if skipped_in_a_row > config.guard.max_consecutive_skips:
+                    raise RuntimeError(f"{skipped_in_a_row} steps in a row had a non-finite loss or gradient "
+                                       f"(at step {progress.step + 1}); giving up")
+                log.message(f"step {progress.step + 1}: non-finite loss or gradient, update skipped "
+                            f"({progress.skipped} so far)")
+                log.write({"step": progress.step + 1, "event": "skip", "loss": _finite_or_none(decision.loss),
+                           "time_s": progress.elapsed_s})
+            elif guard.is_spike(decision.loss):
+                optimizer.zero_grad(set_to_none=True)
+                _roll_back(decision.loss, progress, guard, ckpt_dir, restore, log, config.guard)
+                window.zero_()
+                window_steps = window_time = 0
+                continue
+            else:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                guard.record(decision.loss)
+                progress.step, skipped_in_a_row = progress.step + 1, 0
+                window += stats
+                window_steps += 1
+            window_time += time.perf_counter() - t0
+            step = progress.step
+
+            # log: rank 0 writes the averages since the last record
+            if window_steps and (step % config.train.log_every == 0 or step % config.checkpoint.save_every == 0
+                                 or decision.stop or step == config.train.max_steps):
+                totals = D.all_reduce_sum(world, window)
+                progress.tokens += totals[STATS.index("tokens")].item()
+                record = {"step": step, **summarize(totals), "lr": lr, "grad_norm": norm,
+                          "tokens_per_s": totals[STATS.index("tokens")].item() / max(window_time, 1e-9),
+                          "time_s": progress.elapsed_s, "skipped": progress.skipped}
+                record["tokens"] = progress.tokens
+                log.write(record)
+                last_record = record
+                window.zero_()
+                window_steps, window_time = 0, 0.0
+            log.advance(step, last_record, _eta(progress, config, time.perf_counter() - start, first_step))
+
+            # eval, and keep the best by eval MLM accuracy
+            improved = False
+            if eval_batches is not None and config.train.eval_every and step % config.train.eval_every == 0 \
+                    and not decision.skip:
+                metrics = evaluate(model_for_step, eval_batches(), world, autocast)
+                log.write({"step": step, "split": "eval", "time_s": progress.elapsed_s, **metrics})
+                log.message(f"step {step} eval: mlm_loss {metrics['mlm_loss']:.4f} mlm_acc {metrics['mlm_acc']:.4f} "
+                            f"sop_acc {_fmt(metrics['sop_acc'], 4)}")
+                if progress.best_mlm_acc is None or metrics["mlm_acc"] > progress.best_mlm_acc:
+                    progress.best_mlm_acc, progress.best_step, improved = metrics["mlm_acc"], step, True
+
+            # checkpoint: every save_every steps, on a new best, and when stopping
+            if step != last_saved and (improved or decision.stop or step % config.checkpoint.save_every == 0):
+                save(step)
+                if improved and world.is_main:
+                    ckpt.write_best(ckpt_dir, step, "eval_mlm_acc", progress.best_mlm_acc)
+                last_saved = step
+            if decision.stop:
+                log.message(f"stopping at step {step}: "
+                            + ("time budget used" if not stop_requested else "interrupted"))
+                break
+        if last_saved != progress.step:
+            save(progress.step)
+    finally:
+        _restore_handlers(handlers)
+        log.close()
+
+    summary = {"steps": progress.step, "tokens": progress.tokens, "time_s": progress.elapsed_s,
+               "skipped_steps": progress.skipped, "rollbacks": progress.rollbacks,
+               "final": last_record, "best_eval_mlm_acc": progress.best_mlm_acc, "best_step": progress.best_step,
+               "world_size": world.world_size, "accumulate": accumulate}
+    final_state = D.model_state_dict(model)  # a collective under FSDP; full tensors on rank 0
+    if world.is_main:
+        write_final_model(model_config, final_state, output / "final", config, manifest)
+        (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(format_summary(summary), file=sys.stderr)
+    return summary
+
+
+def _eval_batches(eval_data, config: PretrainConfig, collate) -> Iterator[dict]:
+    """The first `eval_batches` micro-batches of the eval split (the same ones at every evaluation)."""
+    eval_data.set_epoch(0)
+    buffer, count = [], 0
+    for example in eval_data:
+        buffer.append(example)
+        if len(buffer) == config.batch.micro_batch:
+            yield collate(buffer)
+            buffer, count = [], count + 1
+            if count == config.train.eval_batches:
+                return
+    if buffer and count < config.train.eval_batches:
+        yield collate(buffer)
+
+
+def _roll_back(loss: float, progress: Progress, guard: SpikeGuard, ckpt_dir: Path, restore, log: MetricsLog,
+               config: GuardConfig) -> None:
+    """Return to the newest good checkpoint, keeping the data position (so the spiking batches are skipped)."""
+    progress.rollbacks += 1
+    median = statistics.median(guard.losses)
+    if progress.rollbacks > config.max_rollbacks:
+        raise RuntimeError(f"loss spiked {progress.rollbacks} times (last: {loss:.4f} vs median {median:.4f}); "
+                           f"giving up after --max-rollbacks {config.max_rollbacks}")
+    latest = ckpt.load_latest(ckpt_dir)
+    at = progress.step + 1
+    if latest is None:
+        log.message(f"step {at}: loss {loss:.4f} > {config.spike_factor} x median {median:.4f}, "
+                    "no checkpoint yet: update skipped")
+        progress.skipped += 1
+        target = progress.step
+    else:
+        restore(latest, rollback=True)
+        target = latest.step
+        log.message(f"step {at}: loss {loss:.4f} > {config.spike_factor} x median {median:.4f}: rolled back to "
+                    f"{latest.path.name}, skipping ahead in the data")
+    log.truncate_after(target)
+    log.write({"step": target, "event": "rollback", "spike_step": at, "loss": loss, "median": median,
+               "time_s": progress.elapsed_s})
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _eta(progress: Progress, config: PretrainConfig, run_s: float, first_step: int) -> float | None:
+    """Seconds left: of the budget, or at this run's pace until max_steps."""
+    if config.schedule.budget_s is not None:
+        return max(config.schedule.budget_s - progress.elapsed_s, 0.0)
+    if config.train.max_steps is None or progress.step == first_step:
+        return None
+    return run_s / (progress.step - first_step) * (config.train.max_steps - progress.step)
+
+
+def _install_stop_handlers(flag: list) -> dict:
+    """SIGTERM / SIGINT ask for a clean stop (checkpoint, then exit) at the end of the current step."""
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: flag.append(True))
+    except ValueError:  # not the main thread
+        pass
+    return previous
+
+
+def _restore_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_final_model(model_config: AlbertConfig, state: dict[str, Tensor], directory: Path,
+                      config: PretrainConfig, manifest: dict | None) -> None:
+    """OUTPUT/final: a Hugging Face ALBERT directory (config.json, model.safetensors, spiece.model)."""
+    model = AlbertForPreTraining(model_config)
+    model.load_state_dict(state)
+    model.save_pretrained(directory)
+    source = config.data.tokenizer or (manifest or {}).get("tokenizer", {}).get("directory")
+    if source is None:
+        return
+    copied = False
+    for name in ("spiece.model", "spiece.vocab", "vocab.txt", "tokenizer_config.json"):
+        if (Path(source) / name).is_file():
+            shutil.copy2(Path(source) / name, directory / name)
+            copied = True
+    if not copied:
+        warnings.warn(f"tokenizer directory {source} holds no spiece.model or vocab.txt; {directory} has no "
+                      "tokenizer (pass --tokenizer DIR)", stacklevel=2)
+
+
+def format_summary(s: dict) -> str:
+    final = s["final"] or {}
+    lines = [f"trained {s['steps']} steps, {s['tokens']:.3g} tokens in {s['time_s'] / 60:.1f} min "
+             f"({s['world_size']} rank(s), {s['accumulate']} micro-batch(es) per step)"]
+    if final:
+        lines.append(f"final: loss {final['loss']:.4f} mlm_acc {final['mlm_acc']:.4f} "
+                     f"sop_acc {_fmt(final['sop_acc'], 4)}")
+    if s["best_eval_mlm_acc"] is not None:
+        lines.append(f"best eval mlm_acc {s['best_eval_mlm_acc']:.4f} at step {s['best_step']}")
+    lines.append(f"skipped steps: {s['skipped_steps']}, rollbacks: {s['rollbacks']}")
+    return "\n".join(lines)
+
+
+# ================================================================================================ CLI
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `litebert pretrain` and `litebert plot`."""
+    p = subparsers.add_parser("pretrain", help="pretrain ALBERT (MLM + SOP, LAMB); also under torchrun",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", help="model preset (default albert-base-v2)")
+    p.add_argument("--data", help="directory made by `litebert data create`")
+    p.add_argument("--output", required=True, help="run directory (rerunning into it resumes)")
+    p.add_argument("--config", metavar="FILE.json", help="a PretrainConfig as nested JSON; flags override it")
+    p.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="change an AlbertConfig field of the preset, e.g. vocab_size=8000 (repeatable)")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--budget", help="wall-clock budget (900, 15m, 2h): the schedule follows time, then stop")
+    p.add_argument("--batch-size", type=int, help="micro-batch: sequences per forward pass per rank")
+    p.add_argument("--global-batch", type=int, help="sequences per optimizer step, all ranks (default 4096)")
+    p.add_argument("--accumulate", type=int, help="micro-batches per step per rank (instead of --global-batch)")
+    p.add_argument("--seq-length", type=int, help="pad batches to this length (>= the data's max_seq_length)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.00176)")
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--decay-steps", type=int, help="steps of the linear decay (default: --max-steps or 125000)")
+    p.add_argument("--optimizer", choices=("lamb", "adamw"))
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--clip-norm", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default on)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=None, help="shard with FSDP (else DDP)")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--eval-batches", type=int)
+    p.add_argument("--save-every", type=int)
+    p.add_argument("--keep-last", type=int)
+    p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                   help="resume from the latest checkpoint in --output (or the one given)")
+    p.add_argument("--allow-config-change", action="store_true", default=None)
+    p.add_argument("--spike-factor", type=float)
+    p.add_argument("--tokenizer", help="tokenizer directory to ship in OUTPUT/final (default: the data's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pretrain_command)
+
+    q = subparsers.add_parser("plot", help="PNG curves (loss, MLM/SOP accuracy, lr) of a pretraining run")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a `litebert pretrain` output directory")
+    q.add_argument("--output", help="directory for the PNGs (default RUN_DIR/plots)")
+    q.set_defaults(func=_plot_command)
+
+
+# flag -> (config section, field)
+FLAG_FIELDS = {
+    "preset": ("model", "preset"), "data": ("data", "path"), "max_steps": ("train", "max_steps"),
+    "batch_size": ("batch", "micro_batch"), "global_batch": ("batch", "global_batch"),
+    "accumulate": ("batch", "accumulate"), "seq_length": ("data", "seq_length"), "lr": ("optim", "lr"),
+    "warmup_steps": ("schedule", "warmup_steps"), "decay_steps": ("schedule", "total_steps"),
+    "optimizer": ("optim", "name"), "weight_decay": ("optim", "weight_decay"), "clip_norm": ("optim", "clip_norm"),
+    "seed": ("train", "seed"), "bf16": ("train", "bf16"), "compile": ("train", "compile"),
+    "device": ("train", "device"), "fsdp": ("parallel", "fsdp"), "log_every": ("train", "log_every"),
+    "eval_every": ("train", "eval_every"), "eval_batches": ("train", "eval_batches"),
+    "save_every": ("checkpoint", "save_every"), "keep_last": ("checkpoint", "keep_last"),
+    "resume": ("checkpoint", "resume"), "allow_config_change": ("checkpoint", "allow_config_change"),
+    "spike_factor": ("guard", "spike_factor"), "tokenizer": ("data", "tokenizer"),
+}
+
+
+def config_from_args(args: argparse.Namespace) -> PretrainConfig:
+    """Defaults, then --config FILE.json, then the flags given."""
+    data = {}
+    if args.config:
+        path = Path(args.config)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--config {path}: no such file") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--config {path}: not valid JSON ({err})") from None
+    config = config_from_dict(PretrainConfig, data)
+    config.output = args.output
+    for flag, (section, name) in FLAG_FIELDS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(getattr(config, section), name, value)
+    for item in args.model_override:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--model-override {item!r}: expected KEY=VALUE")
+        config.model.overrides[key] = json.loads(value) if re.fullmatch(r"[-\d.eE+]+|true|false|null", value) \
+            else value
+    if args.budget is not None:
+        config.schedule.budget_s = parse_duration(args.budget)
+    if args.max_steps is not None and args.decay_steps is None and config.schedule.budget_s is None:
+        config.schedule.total_steps = args.max_steps  # the decay ends where training does
+    if config.schedule.warmup_steps > config.schedule.total_steps:
+        config.schedule.warmup_steps = config.schedule.total_steps
+    config.train.progress = config.train.progress and not args.no_progress
+    return config
+
+
+def _pretrain_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    try:
+        run(config)
+    except ckpt.CheckpointError as err:
+        print(f"litebert pretrain: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _plot_command(args: argparse.Namespace) -> int:
+    from litebert.plot import plot_run
+
+    for path in plot_run(Path(args.run_dir), Path(args.output) if args.output else None):
+        print(f"wrote {path}")
+    return 0

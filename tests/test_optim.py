@@ -1,0 +1,132 @@
+"""LAMB against an independent float64 transcription of google-research/albert's lamb_optimizer.py, the
+parameter groups, and the official warmup + polynomial-decay schedule."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from litebert.config import AlbertConfig
+from litebert.model import AlbertForPreTraining
+from litebert.optim import (
+    Lamb,
+    OptimConfig,
+    ScheduleConfig,
+    build_optimizer,
+    learning_rate,
+    param_groups,
+)
+
+EXCLUDE = ["LayerNorm", "layer_norm", "bias"]
+
+
+def official_lamb_step(param, grad, m, v, name, lr, wd=0.01, b1=0.9, b2=0.999, eps=1e-6):
+    """`LAMBOptimizer.apply_gradients` of the official code for one variable, in numpy float64."""
+    m = b1 * m + (1 - b1) * grad
+    v = b2 * v + (1 - b2) * grad ** 2
+    update = m / (np.sqrt(v) + eps)
+    if not any(re.search(r, name) for r in EXCLUDE):  # _do_use_weight_decay
+        update = update + wd * param
+    ratio = 1.0
+    if not any(re.search(r, name) for r in EXCLUDE):  # _do_layer_adaptation (defaults to the same list)
+        w_norm, g_norm = np.linalg.norm(param), np.linalg.norm(update)
+        ratio = (w_norm / g_norm if g_norm > 0 else 1.0) if w_norm > 0 else 1.0
+    return param - ratio * lr * update, m, v
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(5, 4)
+        self.layer_norm = nn.LayerNorm(4)
+        self.zero = nn.Parameter(torch.zeros(3))  # a decayed, adapted parameter with norm 0: ratio falls back to 1
+
+
+def test_lamb_matches_the_official_update():
+    torch.manual_seed(0)
+    model = Tiny().double()
+    with torch.no_grad():
+        model.layer_norm.weight.normal_()
+    optimizer = Lamb(param_groups(model, 0.01, EXCLUDE), lr=0.05, betas=(0.9, 0.999), eps=1e-6)
+    names = dict((id(p), n) for n, p in model.named_parameters())
+    reference = {n: (p.detach().numpy().copy(), 0.0, 0.0) for n, p in model.named_parameters()}
+    rng = np.random.default_rng(0)
+    for step in range(5):
+        for p in model.parameters():
+            grad = rng.normal(size=p.shape) * (0 if step == 0 and names[id(p)] == "zero" else 1)
+            p.grad = torch.from_numpy(grad)
+            w, m, v = reference[names[id(p)]]
+            reference[names[id(p)]] = official_lamb_step(w, grad, m, v, names[id(p)], lr=0.05)
+        optimizer.step()
+        for n, p in model.named_parameters():
+            np.testing.assert_allclose(p.detach().numpy(), reference[n][0], rtol=1e-12, atol=1e-14, err_msg=n)
+    assert not torch.equal(model.zero, torch.zeros(3))  # it left 0 through the ratio-1 fallback
+
+
+def test_no_bias_correction_first_step():
+    """First step, excluded parameter: m = 0.1 g, v = 0.001 g², so the step is lr · 0.1/√0.001 ≈ 3.162 · lr."""
+    p = nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    optimizer = Lamb([{"params": [p], "weight_decay": 0.0, "adapt": False}], lr=0.01, eps=0.0)
+    p.grad = torch.tensor([1.0, -2.0, 3.0, -4.0], dtype=torch.float64)
+    optimizer.step()
+    expected = -0.01 * 0.1 / np.sqrt(0.001) * np.sign(p.grad.numpy())
+    np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-12)
+
+
+def test_trust_ratio_sets_the_step_to_lr_times_weight_norm():
+    p = nn.Parameter(torch.randn(10, 10, dtype=torch.float64))
+    before = p.detach().clone()
+    optimizer = Lamb([{"params": [p], "weight_decay": 0.0, "adapt": True}], lr=0.1)
+    p.grad = torch.randn(10, 10, dtype=torch.float64) * 1e-3  # any gradient scale
+    optimizer.step()
+    assert (p.detach() - before).norm().item() == pytest.approx(0.1 * before.norm().item(), rel=1e-12)
+
+
+def test_param_groups_of_albert_exclude_layer_norms_and_biases():
+    model = AlbertForPreTraining(AlbertConfig.preset("albert-tiny", vocab_size=100))
+    decay, no_decay = param_groups(model, 0.01, EXCLUDE)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    decay_names = {names[id(p)] for p in decay["params"]}
+    assert no_decay_names and decay_names and not no_decay_names & decay_names
+    assert all(n.endswith(".bias") or ".layer_norm." in n for n in no_decay_names)
+    assert "predictions.bias" in no_decay_names and "albert.embeddings.layer_norm.weight" in no_decay_names
+    assert "albert.embeddings.word_embeddings.weight" in decay_names
+    assert "albert.encoder.attention.0.query.weight" in decay_names
+    assert len(decay_names) + len(no_decay_names) == len(list(model.parameters()))
+    assert (decay["weight_decay"], decay["adapt"]) == (0.01, True)
+    assert (no_decay["weight_decay"], no_decay["adapt"]) == (0.0, False)
+
+
+def test_build_adamw_keeps_the_groups():
+    model = Tiny()
+    optimizer = build_optimizer(model, OptimConfig(name="adamw", lr=1e-3))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]
+    assert optimizer.param_groups[0]["eps"] == 1e-6
+    assert isinstance(build_optimizer(model, OptimConfig()), Lamb)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        OptimConfig(name="sgd")
+
+
+def test_schedule_is_the_official_one():
+    """polynomial_decay(step, 125000, power 1) with linear warmup over 3125 steps, both from step 0."""
+    s = ScheduleConfig()
+    lr = lambda step: learning_rate(0.00176, *s.progress(step, 0.0), s.power)  # noqa: E731
+    assert lr(0) == 0.0
+    assert lr(1000) == pytest.approx(0.00176 * 1000 / 3125)
+    assert lr(3125) == pytest.approx(0.00176 * (1 - 3125 / 125000))
+    assert lr(62500) == pytest.approx(0.00088)
+    assert lr(125000) == 0.0 and lr(200000) == 0.0
+    squared = ScheduleConfig(warmup_steps=0, total_steps=100, power=2.0)
+    assert learning_rate(1.0, *squared.progress(50, 0.0), 2.0) == pytest.approx(0.25)
+
+
+def test_budget_schedule_follows_time():
+    s = ScheduleConfig(budget_s=1000.0, warmup_fraction=0.1)
+    assert learning_rate(1.0, *s.progress(10**6, 50.0), 1.0) == pytest.approx(0.5)  # steps do not matter
+    assert learning_rate(1.0, *s.progress(0, 550.0), 1.0) == pytest.approx(0.45)
+    assert learning_rate(1.0, *s.progress(0, 2000.0), 1.0) == 0.0

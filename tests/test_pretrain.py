@@ -1,0 +1,415 @@
+"""The pretraining loop: exact resume, divergence guard, budget, eval/best, bad input, the CLI end to end."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from litebert import checkpoint as ckpt
+from litebert import pretrain as P
+from litebert.data.dataset import Collator, Example
+
+VOCAB, SEQ, PRED = 64, 16, 3
+# The models here are tiny: extra threads only add synchronisation (and spin on a busy machine).
+torch.set_num_threads(1)
+
+
+class SyntheticData:
+    """Examples whose tokens count up from a random start (so masked ones are predictable from neighbours),
+    with the epoch / cursor / rank slicing semantics of `PretrainingDataset`."""
+
+    def __init__(self, n: int = 256, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        self.epoch, self.cursor = 0, 0
+
+    def __len__(self) -> int:
+        return self.n // self.world_size
+
+    def example(self, i: int) -> Example:
+        rng = np.random.default_rng([self.seed, 7, i])
+        ids = 5 + (rng.integers(0, VOCAB - 5) + np.arange(SEQ)) % (VOCAB - 5)
+        positions = np.sort(rng.choice(np.arange(1, SEQ), PRED, replace=False))
+        inputs = ids.copy()
+        inputs[positions] = 4
+        types = (np.arange(SEQ) >= SEQ // 2).astype(np.int64)
+        return Example(inputs, types, positions, ids[positions], int(rng.integers(0, 2)))
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        order = order[: len(self) * self.world_size][self.rank::self.world_size]
+        while self.cursor < len(order):
+            self.cursor += 1
+            yield self.example(int(order[self.cursor - 1]))
+        self.epoch, self.cursor = self.epoch + 1, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.cursor = epoch, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.cursor = state["epoch"], state["cursor"]
+
+
+TINY = dict(vocab_size=VOCAB, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=32, classifier_dropout_prob=0.0)
+
+
+def tiny_config(output: Path, **sections) -> P.PretrainConfig:
+    """A tiny model and recipe; `sections` = {"train": {"max_steps": 8}, ...} changes fields."""
+    config = P.PretrainConfig(output=str(output))
+    config.model = P.ModelConfig("albert-tiny", dict(TINY))
+    config.batch = P.BatchConfig(micro_batch=4, global_batch=8)
+    config.optim.lr = 3e-3
+    config.schedule.warmup_steps, config.schedule.total_steps = 2, 40
+    config.train = P.TrainConfig(max_steps=8, log_every=1, eval_every=0, progress=False, device="cpu")
+    config.checkpoint = P.CheckpointConfig(save_every=4, keep_last=2)
+    config.guard = P.GuardConfig(spike_factor=0.0)
+    for section, changes in sections.items():
+        for key, value in changes.items():
+            setattr(getattr(config, section), key, value)
+    return config
+
+
+def train(config: P.PretrainConfig, hooks=None, data=None, eval_data=None) -> dict:
+    data = data or SyntheticData(seed=config.train.seed)
+    return P.run(config, train_data=data, eval_data=eval_data, collate=Collator(0, PRED), hooks=hooks)
+
+
+def records(output: Path, split: str = "train") -> list[dict]:
+    lines = (output / "metrics.jsonl").read_text().splitlines()
+    out = [json.loads(x) for x in lines]
+    return [r for r in out if "event" not in r and r.get("split", "train") == split]
+
+
+def events(output: Path) -> list[dict]:
+    return [r for r in map(json.loads, (output / "metrics.jsonl").read_text().splitlines()) if "event" in r]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_is_exact(tmp_path):
+    """N steps straight == N/2 steps, a kill, and a resume: identical losses and bit-identical parameters."""
+    straight = tiny_config(tmp_path / "straight")
+    train(straight)
+
+    def kill_at(step, model):
+        if step == 5:  # checkpoint 4 is on disk; step 5 never completes
+            raise Killed
+
+    interrupted = tiny_config(tmp_path / "resumed")
+    with pytest.raises(Killed):
+        train(interrupted, hooks=P.Hooks(before_forward=kill_at))
+    assert [r["step"] for r in records(tmp_path / "resumed")] == [1, 2, 3, 4]
+    summary = train(tiny_config(tmp_path / "resumed"))  # rerun into the same directory: resumes
+    assert summary["steps"] == 8
+
+    a, b = records(tmp_path / "straight"), records(tmp_path / "resumed")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 9))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [r["mlm_acc"] for r in a] == [r["mlm_acc"] for r in b]
+    final_a = ckpt.load_checkpoint(tmp_path / "straight/checkpoints/step-0000008")
+    final_b = ckpt.load_checkpoint(tmp_path / "resumed/checkpoints/step-0000008")
+    assert final_a.model.keys() == final_b.model.keys()
+    for name in final_a.model:
+        assert torch.equal(final_a.model[name], final_b.model[name]), name
+    for name, state in final_a.state["optimizer"]["state"].items():
+        for key in state:
+            assert torch.equal(state[key], final_b.state["optimizer"]["state"][name][key]), (name, key)
+    assert a[-1]["loss"] < a[0]["loss"]  # it learns
+
+
+def test_metrics_records_and_outputs(tmp_path):
+    config = tiny_config(tmp_path, train={"max_steps": 6, "log_every": 3, "eval_every": 3, "eval_batches": 2},
+                         checkpoint={"save_every": 100, "keep_last": 1})
+    summary = train(config, eval_data=SyntheticData(n=16, seed=99))
+    train_records, eval_records = records(tmp_path), records(tmp_path, "eval")
+    assert [r["step"] for r in train_records] == [3, 6]
+    for key in ("step", "loss", "mlm_loss", "sop_loss", "mlm_acc", "sop_acc", "lr", "tokens_per_s", "time_s",
+                "grad_norm", "tokens"):
+        assert all(isinstance(r[key], (int, float)) and math.isfinite(r[key]) for r in train_records), key
+    assert train_records[0]["tokens"] == 3 * 8 * SEQ and train_records[1]["tokens"] == 6 * 8 * SEQ
+    assert all(0 <= r["mlm_acc"] <= 1 and 0 <= r["sop_acc"] <= 1 for r in train_records)
+    assert [r["step"] for r in eval_records] == [3, 6]
+    assert all({"mlm_loss", "mlm_acc", "sop_acc"} <= set(r) for r in eval_records)
+    # the best eval checkpoint survives keep_last=1
+    best = ckpt.read_best(tmp_path / "checkpoints")
+    kept = [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")]
+    assert f"step-{best['step']:07d}" in kept and "step-0000006" in kept
+    assert summary["best_step"] == best["step"]
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 6
+    assert (tmp_path / "final/config.json").is_file() and (tmp_path / "final/model.safetensors").is_file()
+    assert (tmp_path / "tb").is_dir()
+    # the final directory is Hugging Face's format: transformers loads it
+    from transformers import AlbertForPreTraining as HFAlbert
+
+    hf = HFAlbert.from_pretrained(tmp_path / "final")
+    assert hf.config.hidden_size == TINY["hidden_size"]
+
+
+def test_lr_schedule_in_the_log(tmp_path):
+    """Warmup 2 steps to 3e-3 then linear decay to 0 at step 40: lr of the update that made step s."""
+    train(tiny_config(tmp_path, train={"max_steps": 4}))
+    lrs = [r["lr"] for r in records(tmp_path)]
+    assert lrs == pytest.approx([0.0, 1.5e-3, 3e-3 * (1 - 2 / 40), 3e-3 * (1 - 3 / 40)])
+
+
+def test_nonfinite_gradients_skip_the_update(tmp_path):
+    """A NaN gradient (as from an overflow) at step 3: no update, counted, step 3 redone on the next batch."""
+    snapshots = []
+
+    def snapshot(step, model):
+        if step == 3:
+            snapshots.append([p.detach().clone() for p in model.parameters()])
+
+    def poison(step, model):
+        if step == 3 and len(snapshots) == 1:
+            model.albert.embeddings.word_embeddings.weight.grad[5, 0] = float("nan")
+
+    summary = train(tiny_config(tmp_path, train={"max_steps": 5}), hooks=P.Hooks(snapshot, poison))
+    assert summary["skipped_steps"] == 1
+    assert len(snapshots) == 2  # step 3 was attempted twice; the poisoned attempt changed no parameter
+    assert all(torch.equal(a, b) for a, b in zip(*snapshots))
+    skip = [e for e in events(tmp_path) if e["event"] == "skip"]
+    assert len(skip) == 1 and skip[0]["step"] == 3
+    assert [r["step"] for r in records(tmp_path)] == [1, 2, 3, 4, 5]
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) for r in records(tmp_path))
+
+
+def test_loss_spike_rolls_back(tmp_path):
+    """A spiking step restores the last checkpoint, keeps the data position, and training goes on."""
+    state = {}
+
+    def spike(step, model):
+        bias = model.predictions.bias
+        if step == 7 and "done" not in state:  # a corrupted update: the MLM output bias blows up
+            state["done"] = True
+            with torch.no_grad():
+                bias[::2] += 60.0
+
+    config = tiny_config(tmp_path, train={"max_steps": 9}, guard={"spike_factor": 2.0, "window": 3})
+    summary = train(config, hooks=P.Hooks(before_forward=spike))
+    assert summary["rollbacks"] == 1 and summary["steps"] == 9
+    rollback = [e for e in events(tmp_path) if e["event"] == "rollback"]
+    assert rollback[0]["spike_step"] == 7 and rollback[0]["step"] == 4  # back to checkpoint 4
+    steps = [r["step"] for r in records(tmp_path)]
+    assert steps == list(range(1, 10))  # steps 5-6 were redone (their old records replaced)
+    losses = [r["loss"] for r in records(tmp_path)]
+    assert max(losses) < 2 * losses[0]
+
+
+def test_time_budget_stops_and_schedules_by_time(tmp_path):
+    config = tiny_config(tmp_path, train={"max_steps": None}, schedule={"budget_s": 1.5, "warmup_fraction": 0.1})
+    summary = train(config)
+    assert summary["time_s"] >= 1.5 and summary["steps"] > 3
+    lrs = [r["lr"] for r in records(tmp_path)]
+    assert max(lrs) <= 3e-3 and lrs[-1] < max(lrs)  # decays with elapsed time
+    assert ckpt.list_checkpoints(tmp_path / "checkpoints")[-1].name == f"step-{summary['steps']:07d}"
+
+
+def test_changed_config_is_refused(tmp_path):
+    train(tiny_config(tmp_path, train={"max_steps": 2}))
+    changed = tiny_config(tmp_path, train={"max_steps": 4})
+    changed.optim.lr = 1e-3
+    with pytest.raises(ValueError, match=r"another configuration.*optim.lr: 0.003 -> 0.001"):
+        train(changed)
+    changed.checkpoint.allow_config_change = True
+    assert train(changed)["steps"] == 4
+
+
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, train={"max_steps": 8})
+    real_save = ckpt.save_file
+
+    def full_disk(tensors, path, *args, **kwargs):
+        if "step-0000008" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(ckpt.CheckpointError, match=r"step-0000008: No space left on device; the previous "
+                                                   r"checkpoint .*step-0000004 is intact"):
+        train(config)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")] == ["step-0000004"]
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    assert ckpt.load_checkpoint(tmp_path / "checkpoints/step-0000004").step == 4
+
+
+def test_corrupt_newest_checkpoint_falls_back(tmp_path):
+    train(tiny_config(tmp_path, train={"max_steps": 8}))
+    newest = tmp_path / "checkpoints/step-0000008/model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-100])
+    with pytest.warns(UserWarning, match="step-0000008/model.safetensors is corrupt"):
+        summary = train(tiny_config(tmp_path, train={"max_steps": 8}))
+    assert summary["steps"] == 8  # resumed from step 4 and redid 5..8
+
+
+def test_parse_duration_and_batch_arithmetic():
+    assert P.parse_duration("15m") == 900 and P.parse_duration("2h") == 7200
+    assert P.parse_duration("1h30m") == 5400 and P.parse_duration("90") == 90
+    with pytest.raises(ValueError, match="duration"):
+        P.parse_duration("15 minutes")
+    assert P.BatchConfig(micro_batch=32, global_batch=4096).steps_to_accumulate(4) == 32
+    with pytest.raises(ValueError, match="not a multiple"):
+        P.BatchConfig(micro_batch=48, global_batch=4096).steps_to_accumulate(1)
+
+
+def test_cli_flags_and_config_file(tmp_path):
+    parser = argparse.ArgumentParser()
+    P.add_commands(parser.add_subparsers())
+    (tmp_path / "c.json").write_text(json.dumps({"optim": {"name": "adamw"}, "train": {"log_every": 7}}))
+    args = parser.parse_args(["pretrain", "--preset", "albert-tiny", "--data", "D", "--output", "O",
+                              "--config", str(tmp_path / "c.json"), "--max-steps", "100", "--lr", "1e-3",
+                              "--batch-size", "8", "--global-batch", "64", "--no-bf16", "--budget", "15m",
+                              "--model-override", "vocab_size=500", "--resume"])
+    config = P.config_from_args(args)
+    assert config.optim.name == "adamw" and config.train.log_every == 7 and config.optim.lr == 1e-3
+    assert config.train.max_steps == 100 and config.batch.micro_batch == 8 and config.batch.global_batch == 64
+    assert config.train.bf16 is False and config.schedule.budget_s == 900
+    assert config.model.overrides == {"vocab_size": 500} and config.checkpoint.resume == "latest"
+    (tmp_path / "bad.json").write_text(json.dumps({"optim": {"nmae": "adamw"}}))
+    with pytest.raises(ValueError, match="unknown config key OptimConfig.nmae"):
+        P.config_from_args(parser.parse_args(["pretrain", "--output", "O", "--config", str(tmp_path / "bad.json")]))
+    roundtrip = P.config_from_dict(P.PretrainConfig, dataclasses.asdict(config))
+    assert roundtrip == config
+
+
+# ------------------------------------------------------------------------------- the CLI on real data
+WORDS = "the a cat dog sat on mat ran far away quick brown fox jumps over lazy river bank house tree".split()
+
+
+@pytest.fixture(scope="module")
+def made_data(tmp_path_factory):
+    """A SentencePiece tokenizer (40 pieces) and `litebert data create` output with an eval split."""
+    from litebert.data import CreateOptions, create_pretraining_data
+    from litebert.tokenizer import train_sentencepiece
+
+    root = tmp_path_factory.mktemp("made")
+    rng = np.random.default_rng(0)
+    docs = ["\n".join(" ".join(rng.choice(WORDS, rng.integers(5, 12))) + "." for _ in range(rng.integers(3, 9)))
+            for _ in range(60)]
+    (root / "corpus.txt").write_text("\n\n".join(docs) + "\n")
+    train_sentencepiece([root / "corpus.txt"], root / "tok", vocab_size=40)
+    create_pretraining_data([root / "corpus.txt"], root / "tok", root / "data",
+                            CreateOptions(max_seq_length=32, max_predictions_per_seq=5, eval_fraction=0.1,
+                                          dupe_factor=2, shard_size=200), progress=False)
+    create_pretraining_data([root / "corpus.txt"], root / "tok", root / "data-nosop",
+                            CreateOptions(max_seq_length=32, max_predictions_per_seq=5, sentence_task="none",
+                                          dupe_factor=1, shard_size=200), progress=False)
+    small = {k: v for k, v in TINY.items() if k != "max_position_embeddings"}
+    (root / "tiny.json").write_text(json.dumps({"model": {"preset": "albert-tiny",
+                                                          "overrides": {**small, "vocab_size": 40}}}))
+    return root
+
+
+def cli(*argv: str) -> int:
+    from litebert.cli import main
+
+    return main(list(argv))
+
+
+def test_cli_pretrain_end_to_end(made_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["pretrain", "--config", str(made_data / "tiny.json"), "--data", str(made_data / "data"),
+             "--output", str(out), "--batch-size", "4", "--global-batch", "8", "--save-every", "2",
+             "--eval-every", "2", "--eval-batches", "2", "--log-every", "1", "--warmup-steps", "1", "--no-progress"]
+    assert cli(*flags, "--max-steps", "4") == 0
+    assert [r["step"] for r in records(out)] == [1, 2, 3, 4] and len(records(out, "eval")) == 2
+    assert {"spiece.model", "config.json", "model.safetensors"} <= {p.name for p in (out / "final").iterdir()}
+    assert "trained 4 steps" in capsys.readouterr().err
+    # rerun into the same directory with more steps: resumes (--decay-steps keeps the schedule it had)
+    assert cli(*flags, "--max-steps", "6", "--decay-steps", "4") == 0
+    assert "resumed from" in capsys.readouterr().err and [r["step"] for r in records(out)] == list(range(1, 7))
+    # another recipe into the same directory is refused, naming the difference
+    assert cli(*flags, "--max-steps", "6", "--decay-steps", "4", "--lr", "0.01") == 2
+    assert "optim.lr: 0.00176 -> 0.01" in capsys.readouterr().err
+    assert cli("plot", str(out)) == 0
+    assert (out / "plots/curves_step.png").stat().st_size > 1000 and (out / "plots/curves_time.png").is_file()
+
+
+def test_cli_refuses_data_of_another_vocabulary(made_data, tmp_path, capsys):
+    code = cli("pretrain", "--preset", "albert-tiny", "--data", str(made_data / "data"), "--output",
+               str(tmp_path / "o"), "--max-steps", "1", "--no-progress")
+    assert code == 2
+    assert f"{made_data / 'data'} has vocab_size 40, the model has 30000" in capsys.readouterr().err
+
+
+def test_cli_reports_a_corrupt_shard(made_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(made_data / "data", data)
+    shard = data / "train-00000.bin"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    code = cli("pretrain", "--config", str(made_data / "tiny.json"), "--data", str(data), "--output",
+               str(tmp_path / "o"), "--max-steps", "1", "--no-progress")
+    assert code == 2
+    assert f"shard {shard} is corrupt" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_tokenizer_other_than_the_datas(made_data, tmp_path, capsys):
+    from litebert.tokenizer import train_sentencepiece
+
+    train_sentencepiece([made_data / "corpus.txt"], tmp_path / "other", vocab_size=40, do_lower_case=False)
+    code = cli("pretrain", "--config", str(made_data / "tiny.json"), "--data", str(made_data / "data"),
+               "--tokenizer", str(tmp_path / "other"), "--output", str(tmp_path / "o"), "--max-steps", "1",
+               "--no-progress")
+    assert code == 2
+    assert f"{made_data / 'data'} was made with another tokenizer" in capsys.readouterr().err
+
+
+def test_persistent_nonfinite_gradients_stop_the_run(tmp_path):
+    def poison(step, model):
+        if step >= 2:
+            model.predictions.dense.weight.grad.fill_(float("inf"))
+
+    config = tiny_config(tmp_path, guard={"max_consecutive_skips": 3})
+    with pytest.raises(RuntimeError, match="4 steps in a row had a non-finite loss or gradient"):
+        train(config, hooks=P.Hooks(after_backward=poison))
+    assert len([e for e in events(tmp_path) if e["event"] == "skip"]) == 3  # the 4th raised
+
+
+def test_cli_data_without_sentence_task(made_data, tmp_path):
+    """`data create --sentence-task none`: MLM loss only, SOP accuracy absent (None), no eval split."""
+    out = tmp_path / "run"
+    assert cli("pretrain", "--config", str(made_data / "tiny.json"), "--data", str(made_data / "data-nosop"),
+               "--output", str(out), "--max-steps", "2", "--batch-size", "4", "--global-batch", "4",
+               "--log-every", "1", "--no-progress") == 0
+    for r in records(out):
+        assert r["sop_acc"] is None and r["sop_loss"] == 0.0 and r["loss"] == pytest.approx(r["mlm_loss"])
+
+
+def test_resume_from_a_named_checkpoint(tmp_path):
+    train(tiny_config(tmp_path / "a"))
+    branch = tiny_config(tmp_path / "b", checkpoint={"resume": str(tmp_path / "a/checkpoints/step-0000004")})
+    assert train(branch)["steps"] == 8
+    assert [r["loss"] for r in records(tmp_path / "b")] == [r["loss"] for r in records(tmp_path / "a")][4:]
+    again = tiny_config(tmp_path / "a", checkpoint={"resume": str(tmp_path / "a/checkpoints/step-0000004")})
+    with pytest.raises(ValueError, match="holds newer checkpoints \\(step-0000008\\)"):
+        train(again)
+
+
+def test_cli_resume_on_real_data_is_exact(made_data, tmp_path):
+    """The data cursor of PretrainingDataset goes through the checkpoint: 2 + 2 steps == 4 steps, bit for bit."""
+    def run_to(out: Path, steps: int) -> int:
+        return cli("pretrain", "--config", str(made_data / "tiny.json"), "--data", str(made_data / "data"),
+                   "--output", str(out), "--batch-size", "4", "--global-batch", "8", "--save-every", "2",
+                   "--log-every", "1", "--eval-every", "0", "--decay-steps", "4", "--warmup-steps", "1",
+                   "--max-steps", str(steps), "--no-progress")
+
+    assert run_to(tmp_path / "straight", 4) == 0
+    assert run_to(tmp_path / "split", 2) == 0 and run_to(tmp_path / "split", 4) == 0
+    assert [r["loss"] for r in records(tmp_path / "straight")] == [r["loss"] for r in records(tmp_path / "split")]
+    a = ckpt.load_checkpoint(tmp_path / "straight/checkpoints/step-0000004")
+    b = ckpt.load_checkpoint(tmp_path / "split/checkpoints/step-0000004")
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+    assert a.state["data"] == b.state["data"]
