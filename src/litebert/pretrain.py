@@ -693,8 +693,9 @@ def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate,
 
             # eval, and keep the best by eval MLM accuracy
             improved = False
-            if eval_batches is not None and config.train.eval_every and step % config.train.eval_every == 0 \
-                    and not decision.skip:
+            last = decision.stop or step == config.train.max_steps  # the final model is always evaluated
+            if eval_batches is not None and config.train.eval_every and not decision.skip \
+                    and (step % config.train.eval_every == 0 or last):
                 metrics = evaluate(model_for_step, eval_batches(), world, autocast)
                 log.write({"step": step, "split": "eval", "time_s": progress.elapsed_s, **metrics})
                 log.message(f"step {step} eval: mlm_loss {metrics['mlm_loss']:.4f} mlm_acc {metrics['mlm_acc']:.4f} "
