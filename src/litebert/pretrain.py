@@ -497,6 +497,79 @@ class MetricsLog:
             self.writer.close()
 
 
+@dataclass
+class LogWindow:
+    """The STATS of the updates since the last metrics record, which averages them."""
+
+    stats: Tensor = field(default_factory=lambda: torch.zeros(len(STATS), dtype=torch.float64))
+    """Summed over the window's updates, this rank only (all-reduced when a record is written)."""
+    steps: int = 0
+    time_s: float = 0.0
+    """Seconds spent in the window's steps (skipped ones included), for tokens/s."""
+
+    def add(self, stats: Tensor) -> None:
+        self.stats += stats
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.stats.zero_()
+        self.steps, self.time_s = 0, 0.0
+
+
+@dataclass
+class Run:
+    """One run's moving parts: made by `build_run_state`, advanced by `train_loop`, closed by `finish`."""
+
+    config: PretrainConfig
+    world: D.World
+    model_config: AlbertConfig
+    manifest: dict | None
+    """The data directory's manifest; None when the data was passed in."""
+    model: nn.Module
+    """The plain module: state dicts, hooks and the final model read it."""
+    model_for_step: nn.Module
+    """The same parameters as the loop calls them: DDP / FSDP-wrapped, maybe compiled."""
+    optimizer: torch.optim.Optimizer
+    params: list[nn.Parameter]
+    """The trainable parameters (what the gradient norm is taken over)."""
+    accumulate: int
+    """Micro-batches per optimizer step on each rank."""
+    train_data: Any
+    """Its `state_dict()` is the data cursor a checkpoint saves."""
+    batches: Iterator[dict]
+    """Endless training micro-batches drawn from train_data."""
+    eval_batches: Callable[[], Iterator[dict]] | None
+    """The same held-out micro-batches at every call; None: no eval split."""
+    autocast: Any
+    hooks: Hooks
+    progress: Progress
+    guard: SpikeGuard
+    log: MetricsLog | None = None
+    """Opened once a resume is restored (the progress bar starts at the restored step)."""
+    window: LogWindow = field(default_factory=LogWindow)
+    last_record: dict | None = None
+    """The newest train record (for the progress bar and the summary)."""
+    last_saved: int | None = None
+    """The step of the newest checkpoint of this run (or the one resumed from)."""
+    skipped_in_a_row: int = 0
+    stop_requested: list = field(default_factory=list)
+    """Non-empty once SIGTERM / SIGINT arrived."""
+    started: float = 0.0
+    """time.perf_counter() when this process's loop began; with elapsed_before, the run's clock."""
+    elapsed_before: float = 0.0
+    """Training seconds before this process (from the checkpoint resumed)."""
+    first_step: int = 0
+    """The step this process started at (for the ETA at this process's pace)."""
+
+    @property
+    def output(self) -> Path:
+        return Path(self.config.output)
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.output / "checkpoints"
+
+
 def run(config: PretrainConfig, *, train_data=None, eval_data=None, collate=None, hooks: Hooks | None = None
         ) -> dict[str, Any]:
     """Pretrain as `config` says; return the summary (also written to OUTPUT/summary.json).
@@ -537,8 +610,45 @@ def find_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path) -> ckp
 
 
 def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate, hooks: Hooks) -> dict[str, Any]:
+    r = build_run_state(config, world, train_data, eval_data, collate, hooks)
+    handlers = _install_stop_handlers(r.stop_requested)
+    try:
+        train_loop(r)
+    finally:
+        _restore_handlers(handlers)
+        r.log.close()
+    return finish(r)
+
+
+def train_loop(r: Run) -> None:
+    """Optimizer steps until max_steps, the time budget or a stop signal; a checkpoint of the last one."""
+    config, progress = r.config, r.progress
+    r.started, r.elapsed_before, r.first_step = time.perf_counter(), progress.elapsed_s, progress.step
+    while config.train.max_steps is None or progress.step < config.train.max_steps:
+        t0 = time.perf_counter()
+        lr = set_scheduled_lr(r)
+        stats = accumulate_gradients(r)           # accumulate: forward/backward over `accumulate` micro-batches
+        norm = clip_gradients(r)                  # clip
+        decision = agree_on_step(r, stats, norm)  # agree: skip? stop? the clock, the mean loss
+        if optimizer_step(r, decision, stats) == "rollback":  # step (or skip, or roll back on a spike)
+            continue  # back at a checkpoint's step, on data after the spiking batches
+        r.window.time_s += time.perf_counter() - t0
+        maybe_log(r, decision, lr, norm)
+        improved = maybe_eval(r, decision)
+        maybe_checkpoint(r, decision, improved)
+        if decision.stop:
+            r.log.message(f"stopping at step {progress.step}: "
+                          + ("time budget used" if not r.stop_requested else "interrupted"))
+            break
+    if r.last_saved != progress.step:
+        save_checkpoint(r, progress.step)
+
+
+# ------------------------------------------------------------------------------------------------ setup
+def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_data, collate,
+                    hooks: Hooks) -> Run:
+    """Data, model, optimizer, restored from a checkpoint when resuming; OUTPUT/config.json written."""
     output = Path(config.output)
-    ckpt_dir = output / "checkpoints"
     model_config = config.model.build()
     accumulate = config.batch.steps_to_accumulate(world.world_size)
     if config.schedule.budget_s is None and config.train.max_steps is None:
@@ -547,12 +657,29 @@ def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate,
     if train_data is None:
         train_data, eval_data, collate, manifest = open_data(config, model_config, world)
 
-    saved = find_checkpoint(config, output, ckpt_dir)
+    saved = find_checkpoint(config, output, output / "checkpoints")
     if world.is_main:
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    # ---- model, optimizer (same init on every rank), then per-rank randomness for dropout
+    model, model_for_step, optimizer = build_model(config, model_config, world, manifest)
+    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if config.train.bf16 else nullcontext()
+    eval_batches = (lambda: _eval_batches(eval_data, config, collate)) if eval_data is not None else None
+    r = Run(config, world, model_config, manifest, model, model_for_step, optimizer,
+            params=[p for p in model.parameters() if p.requires_grad], accumulate=accumulate, train_data=train_data,
+            batches=micro_batches(train_data, config.batch.micro_batch, collate), eval_batches=eval_batches,
+            autocast=autocast, hooks=hooks, progress=Progress(),
+            guard=SpikeGuard(config.guard.spike_factor, config.guard.window))
+    if saved is not None:
+        restore_checkpoint(r, saved, rollback=False)
+        r.last_saved = r.progress.step
+    r.log = open_log(r, saved, has_eval=eval_data is not None)
+    model_for_step.train()
+    return r
+
+
+def build_model(config: PretrainConfig, model_config: AlbertConfig, world: D.World, manifest: dict | None):
+    """(model, model_for_step, optimizer): the same init on every rank, then per-rank randomness for dropout."""
     seed_everything(config.train.seed)
     model = AlbertForPreTraining(model_config)
     no_sop = manifest is not None and manifest["settings"].get("sentence_task") == "none"
@@ -560,173 +687,223 @@ def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate,
                                    unused_parameters=no_sop)
     optimizer = build_optimizer(model, config.optim)  # after FSDP: it must see the sharded parameters
     seed_everything(config.train.seed + 1 + world.rank)
-    progress, guard = Progress(), SpikeGuard(config.guard.spike_factor, config.guard.window)
+    return model, model_for_step, optimizer
 
-    def restore(c: ckpt.Checkpoint, rollback: bool) -> None:
-        """Load a checkpoint. A rollback keeps the data position (skipping the spiking batches), the clock,
-        the token count and the skip/rollback counters; a resume restores everything."""
-        D.load_model_state(model, c.model)
-        D.load_optimizer_state(model, optimizer, c.state["optimizer"])
-        kept = ("skipped", "rollbacks", "tokens", "elapsed_s") if rollback else ()
-        for key, value in c.state["progress"].items():
-            if key not in kept:
-                setattr(progress, key, value)
-        guard.load_state_dict(c.state["guard"])
-        rngs = c.state["rng"]
-        if len(rngs) == world.world_size:
-            set_rng_state(rngs[world.rank])
-        if not rollback:
-            train_data.load_state_dict(adapt_cursor(c.state["data"], world))
 
+def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> MetricsLog:
+    """Rank 0's MetricsLog, its records past the current step dropped; says what a resume changed."""
+    config, world = r.config, r.world
+    log = MetricsLog(r.output, world.is_main, config.train.max_steps, config.train.progress, r.progress.step)
+    log.truncate_after(r.progress.step)
     if saved is not None:
-        restore(saved, rollback=False)
-    log = MetricsLog(output, world.is_main, config.train.max_steps, config.train.progress, progress.step)
-    log.truncate_after(progress.step)
-    if saved is not None:
-        log.message(f"resumed from {saved.path} at step {progress.step}")
-    if eval_data is None and config.train.eval_every:
+        log.message(f"resumed from {saved.path} at step {r.progress.step}")
+    if not has_eval and config.train.eval_every:
         log.message(f"no eval split in {config.data.path or 'the data'}: evaluation is off "
                     "(make the data with `litebert data create --eval-fraction F`)")
     if world.is_main and saved is not None and len(saved.state["rng"]) != world.world_size:
         log.message(f"checkpoint saved by {len(saved.state['rng'])} ranks, running {world.world_size}: "
                     "RNG streams re-seeded and the data position mapped by examples consumed")
-    model_for_step.train()
-    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if config.train.bf16 else nullcontext()
-    params = [p for p in model.parameters() if p.requires_grad]
-    batches = micro_batches(train_data, config.batch.micro_batch, collate)
-    eval_batches = (lambda: _eval_batches(eval_data, config, collate)) if eval_data is not None else None
+    return log
 
-    def save(step: int) -> Path | None:
-        """Checkpoint `step`: full states gathered to rank 0, which writes; every rank learns if it failed."""
-        model_state = D.model_state_dict(model)
-        optim_state = D.optimizer_state_dict(model, optimizer)
-        rngs = D.all_gather_objects(world, rng_state())
-        cursors = D.all_gather_objects(world, train_data.state_dict())
-        path, error = None, None
-        if world.is_main:
-            state = {"config": dataclasses.asdict(config), "model_config": model_config.to_dict(),
-                     "optimizer": optim_state, "progress": dataclasses.asdict(progress),
-                     "guard": guard.state_dict(), "rng": rngs, "data": cursors, "world_size": world.world_size}
-            try:
-                path = ckpt.save_checkpoint(ckpt_dir, step, model_state, state)
-                ckpt.prune(ckpt_dir, config.checkpoint.keep_last)
-            except ckpt.CheckpointError as err:
-                error = err
-        failed = D.agree(world, nonfinite=False, stop=error is not None, elapsed_s=0.0, loss=0.0).stop
-        if error is not None:
-            raise error
-        if failed:
-            raise ckpt.CheckpointError("rank 0 could not write a checkpoint (see its error)")
-        return path
 
-    stop_requested = []
-    handlers = _install_stop_handlers(stop_requested)
-    start = time.perf_counter()
-    elapsed_before, first_step = progress.elapsed_s, progress.step
-    window = torch.zeros(len(STATS), dtype=torch.float64)
-    window_steps, window_time, last_record, last_saved = 0, 0.0, None, progress.step if saved else None
-    skipped_in_a_row = 0
-    schedule = config.schedule
-    try:
-        while config.train.max_steps is None or progress.step < config.train.max_steps:
-            t0 = time.perf_counter()
-            lr = learning_rate(config.optim.lr, *schedule.progress(progress.step, progress.elapsed_s),
-                               schedule.power)
-            set_learning_rate(optimizer, lr)
-            if hooks.before_forward:
-                hooks.before_forward(progress.step + 1, model)
+# ------------------------------------------------------------------------------------------------ one step
+def set_scheduled_lr(r: Run) -> float:
+    """The schedule's learning rate for the coming step (by steps, or by the clock under a budget)."""
+    schedule = r.config.schedule
+    lr = learning_rate(r.config.optim.lr, *schedule.progress(r.progress.step, r.progress.elapsed_s),
+                       schedule.power)
+    set_learning_rate(r.optimizer, lr)
+    return lr
 
-            # accumulate: forward/backward over this step's micro-batches
-            stats = train_step(model_for_step, [next(batches) for _ in range(accumulate)], world.device, autocast)
-            if hooks.after_backward:
-                hooks.after_backward(progress.step + 1, model)
-            # clip: the global gradient norm (computed even when clipping is off, for the log)
-            norm = torch.nn.utils.clip_grad_norm_(params, config.optim.clip_norm or float("inf"))
-            norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-            loss = stats[0].item() / accumulate
-            # agree: one decision for all ranks
-            decision = D.agree(world, nonfinite=not (math.isfinite(loss) and math.isfinite(norm)),
-                               stop=bool(stop_requested), elapsed_s=elapsed_before + time.perf_counter() - start,
-                               loss=loss, budget_s=schedule.budget_s)
-            progress.elapsed_s = decision.elapsed_s
-            # step: skip a non-finite step, roll back on a spike, else update
-            if decision.skip:
-                optimizer.zero_grad(set_to_none=True)
-                progress.skipped, skipped_in_a_row = progress.skipped + 1, skipped_in_a_row + 1
-                if skipped_in_a_row > config.guard.max_consecutive_skips:
-                    raise RuntimeError(f"{skipped_in_a_row} steps in a row had a non-finite loss or gradient "
-                                       f"(at step {progress.step + 1}); giving up")
-                log.message(f"step {progress.step + 1}: non-finite loss or gradient, update skipped "
-                            f"({progress.skipped} so far)")
-                log.write({"step": progress.step + 1, "event": "skip", "loss": _finite_or_none(decision.loss),
-                           "time_s": progress.elapsed_s})
-            elif guard.is_spike(decision.loss):
-                optimizer.zero_grad(set_to_none=True)
-                _roll_back(decision.loss, progress, guard, ckpt_dir, restore, log, config.guard)
-                window.zero_()
-                window_steps = window_time = 0
-                continue
-            else:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                guard.record(decision.loss)
-                progress.step, skipped_in_a_row = progress.step + 1, 0
-                window += stats
-                window_steps += 1
-            window_time += time.perf_counter() - t0
-            step = progress.step
 
-            # log: rank 0 writes the averages since the last record
-            if window_steps and (step % config.train.log_every == 0 or step % config.checkpoint.save_every == 0
-                                 or decision.stop or step == config.train.max_steps):
-                totals = D.all_reduce_sum(world, window)
-                progress.tokens += totals[STATS.index("tokens")].item()
-                record = {"step": step, **summarize(totals), "lr": lr, "grad_norm": norm,
-                          "tokens_per_s": totals[STATS.index("tokens")].item() / max(window_time, 1e-9),
-                          "time_s": progress.elapsed_s, "skipped": progress.skipped}
-                record["tokens"] = progress.tokens
-                log.write(record)
-                last_record = record
-                window.zero_()
-                window_steps, window_time = 0, 0.0
-            log.advance(step, last_record, _eta(progress, config, time.perf_counter() - start, first_step))
+def accumulate_gradients(r: Run) -> Tensor:
+    """Forward/backward over this step's micro-batches (gradients in `.grad`); their summed STATS."""
+    step = r.progress.step + 1
+    if r.hooks.before_forward:
+        r.hooks.before_forward(step, r.model)
+    stats = train_step(r.model_for_step, [next(r.batches) for _ in range(r.accumulate)], r.world.device,
+                       r.autocast)
+    if r.hooks.after_backward:
+        r.hooks.after_backward(step, r.model)
+    return stats
 
-            # eval, and keep the best by eval MLM accuracy
-            improved = False
-            last = decision.stop or step == config.train.max_steps  # the final model is always evaluated
-            if eval_batches is not None and config.train.eval_every and not decision.skip \
-                    and (step % config.train.eval_every == 0 or last):
-                metrics = evaluate(model_for_step, eval_batches(), world, autocast)
-                log.write({"step": step, "split": "eval", "time_s": progress.elapsed_s, **metrics})
-                log.message(f"step {step} eval: mlm_loss {metrics['mlm_loss']:.4f} mlm_acc {metrics['mlm_acc']:.4f} "
-                            f"sop_acc {_fmt(metrics['sop_acc'], 4)}")
-                if progress.best_mlm_acc is None or metrics["mlm_acc"] > progress.best_mlm_acc:
-                    progress.best_mlm_acc, progress.best_step, improved = metrics["mlm_acc"], step, True
 
-            # checkpoint: every save_every steps, on a new best, and when stopping
-            if step != last_saved and (improved or decision.stop or step % config.checkpoint.save_every == 0):
-                save(step)
-                if improved and world.is_main:
-                    ckpt.write_best(ckpt_dir, step, "eval_mlm_acc", progress.best_mlm_acc)
-                last_saved = step
-            if decision.stop:
-                log.message(f"stopping at step {step}: "
-                            + ("time budget used" if not stop_requested else "interrupted"))
-                break
-        if last_saved != progress.step:
-            save(progress.step)
-    finally:
-        _restore_handlers(handlers)
-        log.close()
+def clip_gradients(r: Run) -> float:
+    """Clip to the global gradient norm; the norm before clipping (computed even when clipping is off, for
+    the log)."""
+    norm = torch.nn.utils.clip_grad_norm_(r.params, r.config.optim.clip_norm or float("inf"))
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # a DTensor under FSDP
 
+
+def agree_on_step(r: Run, stats: Tensor, norm: float) -> D.Decision:
+    """One decision for all ranks: skip (non-finite anywhere), stop (signal, budget), rank 0's clock, mean loss."""
+    loss = stats[0].item() / r.accumulate  # this rank's mean over its micro-batches
+    decision = D.agree(r.world, nonfinite=not (math.isfinite(loss) and math.isfinite(norm)),
+                       stop=bool(r.stop_requested), elapsed_s=r.elapsed_before + time.perf_counter() - r.started,
+                       loss=loss, budget_s=r.config.schedule.budget_s)
+    r.progress.elapsed_s = decision.elapsed_s
+    return decision
+
+
+def optimizer_step(r: Run, decision: D.Decision, stats: Tensor) -> str:
+    """Skip a non-finite step, roll back on a loss spike, else update: "skip", "rollback" or "update"."""
+    if decision.skip:
+        r.optimizer.zero_grad(set_to_none=True)
+        _count_skip(r, decision)
+        return "skip"
+    if r.guard.is_spike(decision.loss):
+        r.optimizer.zero_grad(set_to_none=True)
+        roll_back(r, decision.loss)
+        r.window.reset()
+        return "rollback"
+    r.optimizer.step()
+    r.optimizer.zero_grad(set_to_none=True)
+    r.guard.record(decision.loss)
+    r.progress.step, r.skipped_in_a_row = r.progress.step + 1, 0
+    r.window.add(stats)
+    return "update"
+
+
+def _count_skip(r: Run, decision: D.Decision) -> None:
+    """Record a skipped (non-finite) step; give up when too many come in a row: the model itself is broken."""
+    progress = r.progress
+    progress.skipped, r.skipped_in_a_row = progress.skipped + 1, r.skipped_in_a_row + 1
+    if r.skipped_in_a_row > r.config.guard.max_consecutive_skips:
+        raise RuntimeError(f"{r.skipped_in_a_row} steps in a row had a non-finite loss or gradient "
+                           f"(at step {progress.step + 1}); giving up")
+    r.log.message(f"step {progress.step + 1}: non-finite loss or gradient, update skipped "
+                  f"({progress.skipped} so far)")
+    r.log.write({"step": progress.step + 1, "event": "skip", "loss": _finite_or_none(decision.loss),
+                 "time_s": progress.elapsed_s})
+
+
+def roll_back(r: Run, loss: float) -> None:
+    """Return to the newest good checkpoint, keeping the data position (so the spiking batches are skipped)."""
+    progress, limits = r.progress, r.config.guard
+    progress.rollbacks += 1
+    median = statistics.median(r.guard.losses)
+    if progress.rollbacks > limits.max_rollbacks:
+        raise RuntimeError(f"loss spiked {progress.rollbacks} times (last: {loss:.4f} vs median {median:.4f}); "
+                           f"giving up after --max-rollbacks {limits.max_rollbacks}")
+    latest = ckpt.load_latest(r.ckpt_dir)
+    at = progress.step + 1
+    if latest is None:
+        r.log.message(f"step {at}: loss {loss:.4f} > {limits.spike_factor} x median {median:.4f}, "
+                      "no checkpoint yet: update skipped")
+        progress.skipped += 1
+        target = progress.step
+    else:
+        restore_checkpoint(r, latest, rollback=True)
+        target = latest.step
+        r.log.message(f"step {at}: loss {loss:.4f} > {limits.spike_factor} x median {median:.4f}: rolled back "
+                      f"to {latest.path.name}, skipping ahead in the data")
+    r.log.truncate_after(target)
+    r.log.write({"step": target, "event": "rollback", "spike_step": at, "loss": loss, "median": median,
+                 "time_s": progress.elapsed_s})
+
+
+# ------------------------------------------------------------------------------------------------ log, eval, save
+def maybe_log(r: Run, decision: D.Decision, lr: float, norm: float) -> None:
+    """Rank 0 writes the averages since the last record: every log_every steps, at checkpoints, at the end."""
+    config, progress, window, step = r.config, r.progress, r.window, r.progress.step
+    if window.steps and (step % config.train.log_every == 0 or step % config.checkpoint.save_every == 0
+                         or decision.stop or step == config.train.max_steps):
+        totals = D.all_reduce_sum(r.world, window.stats)  # summed over ranks
+        tokens = totals[STATS.index("tokens")].item()
+        progress.tokens += tokens
+        record = {"step": step, **summarize(totals), "lr": lr, "grad_norm": norm,
+                  "tokens_per_s": tokens / max(window.time_s, 1e-9), "time_s": progress.elapsed_s,
+                  "skipped": progress.skipped}
+        record["tokens"] = progress.tokens  # the run's total, not the window's
+        r.log.write(record)
+        r.last_record = record
+        window.reset()
+    r.log.advance(step, r.last_record, _eta(progress, config, time.perf_counter() - r.started, r.first_step))
+
+
+def maybe_eval(r: Run, decision: D.Decision) -> bool:
+    """Evaluate every eval_every steps and at the last step; True when eval MLM accuracy is a new best."""
+    config, progress, step = r.config, r.progress, r.progress.step
+    last = decision.stop or step == config.train.max_steps  # the final model is always evaluated
+    if not (r.eval_batches is not None and config.train.eval_every and not decision.skip
+            and (step % config.train.eval_every == 0 or last)):
+        return False
+    metrics = evaluate(r.model_for_step, r.eval_batches(), r.world, r.autocast)
+    r.log.write({"step": step, "split": "eval", "time_s": progress.elapsed_s, **metrics})
+    r.log.message(f"step {step} eval: mlm_loss {metrics['mlm_loss']:.4f} mlm_acc {metrics['mlm_acc']:.4f} "
+                  f"sop_acc {_fmt(metrics['sop_acc'], 4)}")
+    if progress.best_mlm_acc is None or metrics["mlm_acc"] > progress.best_mlm_acc:
+        progress.best_mlm_acc, progress.best_step = metrics["mlm_acc"], step
+        return True
+    return False
+
+
+def maybe_checkpoint(r: Run, decision: D.Decision, improved: bool) -> None:
+    """Checkpoint every save_every steps, on a new best eval (marked best), and when stopping."""
+    step = r.progress.step
+    if step == r.last_saved or not (improved or decision.stop or step % r.config.checkpoint.save_every == 0):
+        return
+    save_checkpoint(r, step)
+    if improved and r.world.is_main:
+        ckpt.write_best(r.ckpt_dir, step, "eval_mlm_acc", r.progress.best_mlm_acc)
+    r.last_saved = step
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def save_checkpoint(r: Run, step: int) -> Path | None:
+    """Checkpoint `step`: full states gathered to rank 0, which writes; every rank learns if it failed."""
+    world = r.world
+    model_state = D.model_state_dict(r.model)  # collectives under FSDP: every rank takes part
+    optim_state = D.optimizer_state_dict(r.model, r.optimizer)
+    rngs = D.all_gather_objects(world, rng_state())
+    cursors = D.all_gather_objects(world, r.train_data.state_dict())
+    path, error = None, None
+    if world.is_main:
+        state = {"config": dataclasses.asdict(r.config), "model_config": r.model_config.to_dict(),
+                 "optimizer": optim_state, "progress": dataclasses.asdict(r.progress),
+                 "guard": r.guard.state_dict(), "rng": rngs, "data": cursors, "world_size": world.world_size}
+        try:
+            path = ckpt.save_checkpoint(r.ckpt_dir, step, model_state, state)
+            ckpt.prune(r.ckpt_dir, r.config.checkpoint.keep_last)
+        except ckpt.CheckpointError as err:
+            error = err
+    failed = D.agree(world, nonfinite=False, stop=error is not None, elapsed_s=0.0, loss=0.0).stop
+    if error is not None:
+        raise error
+    if failed:
+        raise ckpt.CheckpointError("rank 0 could not write a checkpoint (see its error)")
+    return path
+
+
+def restore_checkpoint(r: Run, c: ckpt.Checkpoint, rollback: bool) -> None:
+    """Load a checkpoint. A rollback keeps the data position (skipping the spiking batches), the clock,
+    the token count and the skip/rollback counters; a resume restores everything."""
+    D.load_model_state(r.model, c.model)
+    D.load_optimizer_state(r.model, r.optimizer, c.state["optimizer"])
+    kept = ("skipped", "rollbacks", "tokens", "elapsed_s") if rollback else ()
+    for key, value in c.state["progress"].items():
+        if key not in kept:
+            setattr(r.progress, key, value)
+    r.guard.load_state_dict(c.state["guard"])
+    rngs = c.state["rng"]
+    if len(rngs) == r.world.world_size:  # else (another world size) the streams stay freshly seeded
+        set_rng_state(rngs[r.world.rank])
+    if not rollback:
+        r.train_data.load_state_dict(adapt_cursor(c.state["data"], r.world))
+
+
+# ------------------------------------------------------------------------------------------------ end
+def finish(r: Run) -> dict[str, Any]:
+    """The summary (OUTPUT/summary.json, printed) and the final model (OUTPUT/final); returns the summary."""
+    progress, world = r.progress, r.world
     summary = {"steps": progress.step, "tokens": progress.tokens, "time_s": progress.elapsed_s,
                "skipped_steps": progress.skipped, "rollbacks": progress.rollbacks,
-               "final": last_record, "best_eval_mlm_acc": progress.best_mlm_acc, "best_step": progress.best_step,
-               "world_size": world.world_size, "accumulate": accumulate}
-    final_state = D.model_state_dict(model)  # a collective under FSDP; full tensors on rank 0
+               "final": r.last_record, "best_eval_mlm_acc": progress.best_mlm_acc, "best_step": progress.best_step,
+               "world_size": world.world_size, "accumulate": r.accumulate}
+    final_state = D.model_state_dict(r.model)  # a collective under FSDP; full tensors on rank 0
     if world.is_main:
-        write_final_model(model_config, final_state, output / "final", config, manifest)
-        (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_final_model(r.model_config, final_state, r.output / "final", r.config, r.manifest)
+        (r.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(format_summary(summary), file=sys.stderr)
     return summary
 
@@ -744,31 +921,6 @@ def _eval_batches(eval_data, config: PretrainConfig, collate) -> Iterator[dict]:
                 return
     if buffer and count < config.train.eval_batches:
         yield collate(buffer)
-
-
-def _roll_back(loss: float, progress: Progress, guard: SpikeGuard, ckpt_dir: Path, restore, log: MetricsLog,
-               config: GuardConfig) -> None:
-    """Return to the newest good checkpoint, keeping the data position (so the spiking batches are skipped)."""
-    progress.rollbacks += 1
-    median = statistics.median(guard.losses)
-    if progress.rollbacks > config.max_rollbacks:
-        raise RuntimeError(f"loss spiked {progress.rollbacks} times (last: {loss:.4f} vs median {median:.4f}); "
-                           f"giving up after --max-rollbacks {config.max_rollbacks}")
-    latest = ckpt.load_latest(ckpt_dir)
-    at = progress.step + 1
-    if latest is None:
-        log.message(f"step {at}: loss {loss:.4f} > {config.spike_factor} x median {median:.4f}, "
-                    "no checkpoint yet: update skipped")
-        progress.skipped += 1
-        target = progress.step
-    else:
-        restore(latest, rollback=True)
-        target = latest.step
-        log.message(f"step {at}: loss {loss:.4f} > {config.spike_factor} x median {median:.4f}: rolled back to "
-                    f"{latest.path.name}, skipping ahead in the data")
-    log.truncate_after(target)
-    log.write({"step": target, "event": "rollback", "spike_step": at, "loss": loss, "median": median,
-               "time_s": progress.elapsed_s})
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -908,27 +1060,15 @@ FLAG_FIELDS = {
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
     """Defaults, then --config FILE.json, then the flags given."""
-    data = {}
-    if args.config:
-        path = Path(args.config)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"--config {path}: no such file") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--config {path}: not valid JSON ({err})") from None
-    config = config_from_dict(PretrainConfig, data)
+    config = config_from_dict(PretrainConfig, _read_config_file(Path(args.config)) if args.config else {})
     config.output = args.output
     for flag, (section, name) in FLAG_FIELDS.items():
         value = getattr(args, flag)
         if value is not None:
             setattr(getattr(config, section), name, value)
     for item in args.model_override:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--model-override {item!r}: expected KEY=VALUE")
-        config.model.overrides[key] = json.loads(value) if re.fullmatch(r"[-\d.eE+]+|true|false|null", value) \
-            else value
+        key, value = _model_override(item)
+        config.model.overrides[key] = value
     if args.budget is not None:
         config.schedule.budget_s = parse_duration(args.budget)
     if args.max_steps is not None and args.decay_steps is None and config.schedule.budget_s is None:
@@ -937,6 +1077,24 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         config.schedule.warmup_steps = config.schedule.total_steps
     config.train.progress = config.train.progress and not args.no_progress
     return config
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The nested dict of a --config FILE.json; errors name the flag."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config {path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--config {path}: not valid JSON ({err})") from None
+
+
+def _model_override(item: str) -> tuple[str, Any]:
+    """'vocab_size=8000' -> ("vocab_size", 8000): numbers, true/false/null as JSON, anything else a string."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ValueError(f"--model-override {item!r}: expected KEY=VALUE")
+    return key, json.loads(value) if re.fullmatch(r"[-\d.eE+]+|true|false|null", value) else value
 
 
 def _pretrain_command(args: argparse.Namespace) -> int:
