@@ -197,3 +197,17 @@ def test_bert_checkpoint_parity_with_transformers(minilm_dir, tmp_path):
     with torch.no_grad():
         c = albert(input_ids=ids, attention_mask=mask, token_type_ids=types)
     assert (a.last_hidden_state - c.last_hidden_state).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("head,overrides", [("AlbertForQuestionAnswering", {}),
+                                            ("AlbertForQuestionAnswering", {"qa_answerability": True}),
+                                            ("AlbertForTokenClassification", {"num_labels": 5}),
+                                            ("AlbertForMaskedLM", {})])
+def test_heads_without_pooler_start_from_a_pretraining_checkpoint(head, overrides, tmp_path):
+    pre = litebert.AlbertForPreTraining(AlbertConfig(**TINY))
+    pre.save_pretrained(tmp_path)
+    model = getattr(litebert, head).from_pretrained(tmp_path, **overrides)
+    for name, t in model.albert.state_dict().items():
+        assert torch.equal(t, pre.albert.state_dict()[name]), name
+    if head == "AlbertForMaskedLM":  # the MLM head itself is carried over, not re-initialised
+        assert torch.equal(model.predictions.dense.weight, pre.predictions.dense.weight)

@@ -12,6 +12,10 @@ import sys
 COMMAND_MODULES = [
     "litebert.params",
     "litebert.tokenizer",
+    "litebert.data.create",
+    "litebert.pretrain",
+    "litebert.finetune.run",
+    "litebert.demo",
 ]
 
 

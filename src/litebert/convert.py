@@ -105,6 +105,16 @@ def external_name(name: str, config: AlbertConfig, layout: str) -> str:
     return f"{base_prefix if is_base else ''}{target}.{param}"
 
 
+def _external_or_none(name: str, config: AlbertConfig, layout: str) -> str | None:
+    """The other layout's name, or None for head parameters it has no name for (the answerability head)."""
+    try:
+        return external_name(name, config, layout)
+    except ValueError:
+        if name.startswith("albert."):
+            raise
+        return None
+
+
 # ---------------------------------------------------------------------------------------------- reading
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint directory; never executes code from the file."""
@@ -161,7 +171,7 @@ def load_pretrained(cls, directory: Path, **overrides: Any):
     _drop_identity_projection(state, layout, config)
     with torch.device("meta"):
         model = cls(config)
-    wanted = {name: (name if layout == NATIVE else external_name(name, config, layout))
+    wanted = {name: (name if layout == NATIVE else _external_or_none(name, config, layout))
               for name in model.state_dict()}
     loaded, fresh = _match_keys(model, wanted, state, directory)
     model = model.to_empty(device="cpu")
@@ -178,7 +188,7 @@ def _match_keys(model, wanted: dict[str, str], state: dict, directory: Path):
     checkpoint), and keys of other heads are ignored, both logged; anything else is an error.
     """
     own = model.state_dict()
-    missing = [n for n, ext in wanted.items() if ext not in state]
+    missing = [n for n, ext in wanted.items() if ext is None or ext not in state]
     missing_base = [n for n in missing if n.startswith("albert.")]
     head = [n for n in wanted if not n.startswith("albert.")]
     missing_head = [n for n in missing if not n.startswith("albert.")]
@@ -187,15 +197,16 @@ def _match_keys(model, wanted: dict[str, str], state: dict, directory: Path):
         raise ValueError(f"{directory}: checkpoint lacks keys {names}")
     used = set(wanted.values())
     extra = [k for k in state if k not in used and not _DERIVED.search(k)]
+    # Weights a head does not use: other heads, and the pooler of heads built without one (MLM, tokens, QA).
     head_names = {"predictions", "sop_classifier", "classifier", "qa_outputs", "answerability", "cls"}
-    unexpected = [k for k in extra if k.split(".")[0] not in head_names]
+    no_pooler = getattr(getattr(model, "albert", model), "pooler", None) is None
+    unexpected = [k for k in extra if k.split(".")[0] not in head_names
+                  and not (no_pooler and re.match(r"^(albert|bert)\.pooler\.", k))]
     if unexpected:
         raise ValueError(f"{directory}: unexpected keys {', '.join(unexpected)}")
-    if extra:
-        log.info("%s: ignoring weights of another head: %s", directory, ", ".join(extra))
     loaded = {}
     for name, ext in wanted.items():
-        if ext not in state:
+        if ext is None or ext not in state:
             continue
         if tuple(state[ext].shape) != tuple(own[name].shape):
             raise ValueError(f"{directory}: key {ext} has shape {tuple(state[ext].shape)}, "
@@ -203,6 +214,8 @@ def _match_keys(model, wanted: dict[str, str], state: dict, directory: Path):
         loaded[name] = state[ext].to(own[name].dtype)
     if missing_head:
         log.warning("%s: newly initialised head weights: %s", directory, ", ".join(missing_head))
+    if extra:
+        log.info("%s: weights this model does not use: %s", directory, ", ".join(extra))
     return loaded, missing_head
 
 

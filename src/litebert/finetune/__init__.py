@@ -5,7 +5,11 @@ Modules, one per stage:
   * `readers`: official files -> typed examples (+ `ReadReport`), and GLUE / RACE encoders.
   * `squad`: SQuAD windows/features and n-best answer decoding from logits.
   * `evaluate`: offline scoring of saved prediction files.
-Metrics live in `litebert.metrics`.
+  * `batching`: length-bucketed batches padded to their longest row.
+  * `train`: the one fine-tuning loop (`finetune`, `FinetuneConfig`, `load_task_data`).
+  * `run`: runs over seeds, output files, and the `finetune` / `evaluate` / `predict` commands.
+Metrics live in `litebert.metrics`. Only `tasks` is re-exported here: `metrics` imports it, and the loop
+imports `metrics`.
 """
 from litebert.finetune.tasks import TASKS, HParams, Task, get_task
 

@@ -73,7 +73,9 @@ def write_glue_predictions(path: str, task: Task, guids: list[str], predictions:
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write("index\tprediction\n")
         for guid, value in zip(guids, np.asarray(predictions).tolist(), strict=True):
-            text = f"{value:.6f}" if task.kind == "regression" else task.labels[int(value)]
+            # repr: the shortest text that reads back as the same float, so offline scores equal online ones
+            # (rounding would tie near-equal scores and change Spearman).
+            text = repr(float(value)) if task.kind == "regression" else task.labels[int(value)]
             f.write(f"{guid}\t{text}\n")
 
 
@@ -87,7 +89,10 @@ def _label_value(task: Task, label: str | float, where: str | None = None) -> fl
 
 def _load_json_dict(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object mapping ids to predictions")
     return data

@@ -1,0 +1,282 @@
+"""`litebert finetune | evaluate | predict`: runs over seeds, their output files, and scoring saved models.
+
+An output directory of `litebert finetune --output OUT --seeds 1,2,3`:
+
+    OUT/metrics.json           every seed's selection and reported metrics, and the median of each metric
+    OUT/seed-N/model/          the best state (save_pretrained) + its tokenizer + finetune.json (task, length,
+                               SQuAD 2.0 head and no-answer threshold): what `evaluate` / `predict` load
+    OUT/seed-N/log.jsonl       training records and selection evaluations
+    OUT/seed-N/...             predictions (`write_predictions`):
+        GLUE / movie-reviews   predictions/{split}.tsv (index<TAB>prediction, scoreable offline) and, for
+                               GLUE test files, submission/{CoLA,SST-2,...,MNLI-m,MNLI-mm,AX}.tsv
+        SQuAD                  predictions.json {qid: answer} (+ null_odds.json {qid: odds} for v2.0)
+        RACE                   predictions_{split}.json {guid: "A".."D"}
+    OUT/submission/            the GLUE submission files of the seed that scored best on the SELECTION split
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from litebert.config import AlbertConfig
+from litebert.finetune.evaluate import score_predictions, write_glue_predictions
+from litebert.finetune.tasks import Task, get_task
+from litebert.finetune.train import HEADS, FinetuneConfig, FinetuneResult, Scored, encode_split, \
+    finetune, load_task_data, main_metric, predict, read_eval_splits, score
+from litebert.tokenizer import AlbertTokenizer
+
+FINETUNE_FILE = "finetune.json"
+"""Written next to a fine-tuned model: what `evaluate` and `predict` need besides the weights."""
+
+
+def load_tokenizer(path: str | Path):
+    """An ALBERT SentencePiece or BERT WordPiece tokenizer from a directory (e.g. the model's own)."""
+    return AlbertTokenizer.from_pretrained(path)
+
+
+def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokenizer, data_dir: str | Path,
+              output: str | Path, config: FinetuneConfig, seeds: list[int]) -> dict[str, Any]:
+    """Fine-tune once per seed on the same data; write every seed's directory and OUT/metrics.json.
+
+    Returns the metrics.json content: per seed, and the median over seeds of every metric.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    output = Path(output)
+    data = load_task_data(task, data_dir, config)
+    for report in data.reports:
+        print(report.summary(), file=sys.stderr)
+    runs: dict[str, dict[str, Any]] = {}
+    best_seed, best_score = None, None
+    for seed in seeds:
+        seed_dir = output / f"seed-{seed}"
+        result = finetune(task, model_source, tokenizer, data, config, seed, log_path=seed_dir / "log.jsonl")
+        save_model(result, tokenizer, seed_dir / "model", config)
+        write_predictions(task, result.predictions, seed_dir)
+        runs[str(seed)] = run_record(result)
+        if best_score is None or main_metric(task, result.selection) > best_score:
+            best_seed, best_score = seed, main_metric(task, result.selection)
+        print(f"seed {seed}: best step {result.best_step}/{result.steps}, selection {result.selection}, "
+              f"reported {result.reported}", file=sys.stderr)
+    if (output / f"seed-{best_seed}" / "submission").is_dir():
+        shutil.copytree(output / f"seed-{best_seed}" / "submission", output / "submission", dirs_exist_ok=True)
+    summary = {
+        "task": task.name, "model": str(model_source) if not isinstance(model_source, AlbertConfig) else "config",
+        "selection_split": data.selection_name, "reported_splits": list(data.reported),
+        "seeds": runs, "median": median_metrics(list(runs.values())),
+        "best_seed_by_selection": best_seed, "config": dataclasses.asdict(config),
+    }
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def run_record(result: FinetuneResult) -> dict[str, Any]:
+    return {"best_step": result.best_step, "steps": result.steps, "selection": result.selection,
+            "reported": result.reported, "null_threshold": result.null_threshold,
+            "train_seconds": result.train_seconds, "total_seconds": result.total_seconds,
+            "train_examples_per_s": result.train_examples_per_s}
+
+
+def median_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"selection": {metric: median}, "reported": {split: {metric: median}}} over the runs."""
+    def med(dicts: list[dict[str, float]]) -> dict[str, float]:
+        return {k: statistics.median(d[k] for d in dicts) for k in dicts[0]}
+    splits = runs[0]["reported"]
+    return {"selection": med([r["selection"] for r in runs]),
+            "reported": {s: med([r["reported"][s] for r in runs]) for s in splits}}
+
+
+def save_model(result: FinetuneResult, tokenizer, directory: Path, config: FinetuneConfig) -> None:
+    """The best state, its tokenizer and finetune.json, so that the directory alone can predict."""
+    result.model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    settings = {"task": result.task.name, "max_seq_length": config.max_seq_length or result.task.hparams.max_seq_length,
+                "squad2_head": config.squad2_head, "null_threshold": result.null_threshold,
+                "doc_stride": config.doc_stride, "max_query_length": config.max_query_length,
+                "n_best_size": config.n_best_size, "max_answer_length": config.max_answer_length}
+    (directory / FINETUNE_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def write_predictions(task: Task, predictions: dict[str, Scored], directory: Path) -> list[Path]:
+    """Write every split's predictions in the task's official format (module docstring); returns the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    submissions = {t.path: t.submission for t in task.test_files}
+    for name, scored in predictions.items():
+        guids, values = list(scored.predictions), list(scored.predictions.values())
+        if task.kind == "span":
+            written.append(_write_json(directory / "predictions.json", scored.predictions))
+            if scored.null_odds:
+                written.append(_write_json(directory / "null_odds.json", scored.null_odds))
+        elif task.kind == "multiple_choice":
+            letters = {g: task.labels[v] for g, v in scored.predictions.items()}
+            written.append(_write_json(directory / f"predictions_{name}.json", letters))
+        else:
+            path = (directory / "submission" / submissions[name] if submissions.get(name)
+                    else directory / "predictions" / f"{name.replace('/', '_')}.tsv")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_glue_predictions(str(path), task, guids, values)
+            written.append(path)
+    return written
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- saved models
+def load_finetuned(model_dir: str | Path) -> tuple[Task, Any, Any, FinetuneConfig, float | None]:
+    """(task, model, tokenizer, config, null threshold) of a directory written by `save_model`."""
+    model_dir = Path(model_dir)
+    settings_path = model_dir / FINETUNE_FILE
+    if not settings_path.is_file():
+        raise FileNotFoundError(f"{settings_path}: not found; pass a seed's model/ directory written by finetune")
+    settings = json.loads(settings_path.read_text())
+    task = get_task(settings["task"])
+    config = FinetuneConfig(**{k: settings[k] for k in ("max_seq_length", "squad2_head", "doc_stride",
+                                                         "max_query_length", "n_best_size", "max_answer_length")})
+    model = HEADS[task.kind].from_pretrained(model_dir)
+    return task, model, load_tokenizer(model_dir), config, settings["null_threshold"]
+
+
+def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None = None,
+                  config_overrides: dict[str, Any] | None = None) -> tuple[Task, dict[str, Scored]]:
+    """Scores (labelled splits) and predictions of a fine-tuned model on the task's evaluation files
+    (the reported splits and unlabelled test files, or only `split`), with its saved no-answer threshold."""
+    task, model, tokenizer, config, threshold = load_finetuned(model_dir)
+    config = dataclasses.replace(config, **(config_overrides or {}))
+    reported, unlabelled = read_eval_splits(task, data_dir)
+    splits = {**reported, **unlabelled}
+    if split is not None:
+        if split not in splits:
+            raise ValueError(f"no split {split!r} for {task.name}; splits: {', '.join(splits)}")
+        splits = {split: splits[split]}
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
+    model.to(device)
+    results = {}
+    for name, examples in splits.items():
+        encoded = encode_split(task, examples, tokenizer, config.max_seq_length, config)
+        outputs = predict(model, encoded, config.eval_batch_size or 64, config.padding, device, autocast)
+        results[name] = score(task, encoded, outputs, config, threshold, labelled=name in reported)
+    return task, results
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("finetune", help="fine-tune on a GLUE / SQuAD / RACE / movie-reviews task",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, help="task name (cola, sst-2, ..., squad2.0, race, movie-reviews)")
+    p.add_argument("--data-dir", required=True, help="the benchmark's root directory (e.g. glue_data/)")
+    p.add_argument("--model", required=True, help="checkpoint directory, or a preset name for random init")
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
+    p.add_argument("--seeds", default="1", help="comma-separated run seeds (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="write into an output directory with results")
+    _add_config_args(p)
+    p.set_defaults(func=_finetune_command)
+
+    p = subparsers.add_parser("evaluate", help="score a fine-tuned model, or saved predictions offline")
+    p.add_argument("--task", help="task name (offline mode; a model directory knows its task)")
+    p.add_argument("--model", help="a seed's model/ directory written by finetune")
+    p.add_argument("--data-dir", help="with --model: the benchmark's root directory")
+    p.add_argument("--split", help="with --model: one split (default: the task's reported splits)")
+    p.add_argument("--data-file", help="offline: labelled dev TSV / SQuAD JSON / RACE split directory")
+    p.add_argument("--predictions", help="offline: predictions file (GLUE TSV, SQuAD JSON, RACE JSON)")
+    p.add_argument("--na-probs", help="offline, SQuAD 2.0: no-answer odds JSON {qid: score}")
+    p.set_defaults(func=_evaluate_command)
+
+    p = subparsers.add_parser("predict", help="write predictions / GLUE submission files of a fine-tuned model")
+    p.add_argument("--model", required=True, help="a seed's model/ directory written by finetune")
+    p.add_argument("--data-dir", required=True, help="the benchmark's root directory")
+    p.add_argument("--output", required=True, help="directory for the prediction files")
+    p.add_argument("--split", help="one split (default: every evaluation and test file)")
+    p.set_defaults(func=_predict_command)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("hyper-parameters (default: the task row's)")
+    g.add_argument("--lr", type=float, dest="learning_rate")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--max-seq-length", type=int)
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--epochs", type=float, dest="num_epochs")
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--eval-every", type=int, help="steps between selection evaluations (default: 10 per run)")
+    g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast")
+    g.add_argument("--padding", choices=("bucket", "fixed"), default="bucket",
+                   help="length-bucketed batches (default) or every batch at max-seq-length")
+    g.add_argument("--selection-fraction", type=float, default=0.1,
+                   help="tasks with hidden test labels: fraction of train held out for model selection")
+    g.add_argument("--selection-seed", type=int, default=12345)
+    g.add_argument("--squad2-head", choices=("null-score", "answerability"), default="null-score")
+    g.add_argument("--doc-stride", type=int, default=128)
+    g.add_argument("--max-query-length", type=int, default=64)
+    g.add_argument("--device")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    names = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    return FinetuneConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+
+
+def _finetune_command(args: argparse.Namespace) -> int:
+    task = get_task(args.task)
+    output = Path(args.output)
+    if (output / "metrics.json").exists() and not args.overwrite:
+        raise FileExistsError(f"{output}/metrics.json exists; pass --overwrite or another --output")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    if not seeds:
+        raise ValueError("--seeds names no seed")
+    is_dir = os.path.isdir(args.model)
+    if not is_dir and args.tokenizer is None:
+        raise ValueError(f"--model {args.model!r} is not a directory: a preset needs --tokenizer DIR")
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    summary = run_seeds(task, args.model, tokenizer, args.data_dir, output, _config_from_args(args), seeds)
+    print(json.dumps(summary["median"], indent=2))
+    return 0
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    if args.model:
+        _, results = predict_files(args.model, _required(args, "data_dir"), args.split)
+        print(json.dumps({name: s.metrics for name, s in results.items() if s.metrics}, indent=2))
+        return 0
+    task = _required(args, "task")
+    for path in (_required(args, "data_file"), _required(args, "predictions"), args.na_probs):
+        if path is not None and not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file")
+    print(json.dumps(score_predictions(task, args.data_file, args.predictions, args.na_probs), indent=2))
+    return 0
+
+
+def _predict_command(args: argparse.Namespace) -> int:
+    task, results = predict_files(args.model, args.data_dir, args.split)
+    for path in write_predictions(task, results, Path(args.output)):
+        print(path)
+    return 0
+
+
+def _required(args: argparse.Namespace, name: str) -> str:
+    value = getattr(args, name)
+    if value is None:
+        flag = "--" + name.replace("_", "-")
+        raise ValueError(f"{flag} is required here (evaluate needs --model and --data-dir, or --task, "
+                         f"--data-file and --predictions)")
+    return value

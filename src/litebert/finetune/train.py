@@ -1,0 +1,514 @@
+"""The fine-tuning loop: one loop for classification, regression, multiple choice and span extraction.
+
+    data      load_task_data: the task's files -> train / selection / reported (+ unlabelled test) examples
+    encode    encode_split: examples -> padded tensors (SQuAD: overlapping windows), once per split
+    model     build_model: the task's head on a checkpoint directory, a preset name or an AlbertConfig
+    loop      AdamW (as the official ALBERT GLUE runs), linear warmup + linear decay, clip 1.0, bf16 autocast,
+              length-bucketed batches; every `eval_every` steps score the SELECTION split, keep the best state
+    report    the best state is scored once on the REPORTED split(s) and predicts the unlabelled test files
+
+Honest reporting: the model (step) and the SQuAD 2.0 no-answer threshold are chosen on the selection split
+only. Which split plays which role is the task row's `test_labelled` (see `finetune.tasks`): GLUE and SQuAD
+report on dev and select on a held-out slice of train (`selection_fraction`, fixed by `selection_seed`, the
+same slice for every run seed); RACE and movie-reviews select on dev and report on test.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+
+from litebert import metrics
+from litebert.config import AlbertConfig
+from litebert.finetune import batching
+from litebert.finetune.readers import Example, ReadReport, SquadExample, encode_choice_examples, \
+    encode_pair_examples, read_examples
+from litebert.finetune.squad import SquadConfig, SquadFeature, answerability_tensors, \
+    build_features, choose_null_threshold, decode_beam_predictions, decode_predictions, features_to_tensors
+from litebert.finetune.tasks import SquadFormat, Task, get_task
+from litebert.model import AlbertForMultipleChoice, AlbertForQuestionAnswering, \
+    AlbertForSequenceClassification, AlbertPreTrainedModel
+from litebert.optim import OptimConfig, build_optimizer, learning_rate, set_learning_rate
+
+HEADS = {"classification": AlbertForSequenceClassification, "regression": AlbertForSequenceClassification,
+         "multiple_choice": AlbertForMultipleChoice, "span": AlbertForQuestionAnswering}
+LABEL_KEYS = ("labels", "start_positions", "end_positions", "is_impossible")
+Squad2Head = Literal["null-score", "answerability"]
+
+
+@dataclass
+class FinetuneConfig:
+    """Options of one fine-tuning run; None means "the task row's default" (see `finetune.tasks`)."""
+
+    learning_rate: float | None = None
+    """Peak AdamW learning rate, reached at the end of warmup."""
+    batch_size: int | None = None
+    max_seq_length: int | None = None
+    max_steps: int | None = None
+    """Optimizer steps; overrides the row's steps or epochs."""
+    num_epochs: float | None = None
+    """Epochs over the training set (used when max_steps is None)."""
+    warmup_steps: int | None = None
+    """Default: the row's warmup fraction (warmup_steps / train_steps, or warmup_proportion) of the steps."""
+    weight_decay: float = 0.01
+    """AdamW's decoupled decay (official AdamWeightDecayOptimizer), not on LayerNorms and biases."""
+    adam_eps: float = 1e-6
+    clip_norm: float = 1.0
+    eval_every: int | None = None
+    """Steps between evaluations of the selection split; default: 10 evaluations per run. The last step is
+    always evaluated."""
+    eval_batch_size: int | None = None
+    """Default: 2 x batch_size."""
+    bf16: bool = False
+    """bf16 autocast for forward passes (fp32 weights and optimizer state)."""
+    padding: batching.Padding = "bucket"
+    """"bucket": length-bucketed batches padded to their longest row; "fixed": every batch at max_seq_length."""
+    selection_fraction: float = 0.1
+    """Where test labels are hidden: the fraction of train held out to select the model (SQuAD: by paragraph)."""
+    selection_seed: int = 12345
+    """Seed of that held-out slice, fixed apart from the run seed so all seeds share the same data."""
+    squad2_head: Squad2Head = "null-score"
+    """SQuAD 2.0: BERT's null score from the plain start/end head (default), or ALBERT's answerability head."""
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """AlbertConfig fields changed when the model is built (e.g. dropout)."""
+    device: str | None = None
+    """"cpu", "cuda", ...; default cuda when available."""
+    progress: bool = False
+    """tqdm progress bar."""
+    log_every: int = 10
+    """Steps between training records in the JSONL log."""
+
+
+@dataclass
+class TaskData:
+    """A task's examples by role. Split names are the files' short names ("dev", "dev_matched", "test")."""
+
+    train: list[Example]
+    selection: list[Example]
+    selection_name: str
+    """"dev", or "train-heldout" for the held-out slice of train."""
+    reported: dict[str, list[Example]]
+    unlabelled: dict[str, list[Example]] = field(default_factory=dict)
+    """Test files without labels (GLUE), by their path in the task row: predicted, never scored."""
+    reports: list[ReadReport] = field(default_factory=list)
+
+
+@dataclass
+class EncodedSplit:
+    """A split as model inputs: `tensors` rows are examples (N, T) / (N, C, T), or SQuAD windows (F, T)."""
+
+    examples: list[Example]
+    tensors: dict[str, torch.Tensor]
+    max_seq_length: int
+    pad_token_id: int
+    features: list[SquadFeature] | None = None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return batching.lengths_of(self.tensors)
+
+
+@dataclass
+class Scored:
+    """Metrics of a labelled split (empty for an unlabelled one) and its predictions by example id:
+    label id / score / option id, or answer text ("" = no answer); `null_odds` for SQuAD 2.0."""
+
+    metrics: dict[str, float]
+    predictions: dict[str, int | float | str]
+    null_odds: dict[str, float] = field(default_factory=dict)
+    null_threshold: float | None = None
+
+
+@dataclass
+class FinetuneResult:
+    """What one run gives back: the best model (by the selection metric), its scores and its predictions."""
+
+    task: Task
+    seed: int
+    model: AlbertPreTrainedModel
+    best_step: int
+    steps: int
+    selection: dict[str, float]
+    """Metrics of the best step on the selection split (what chose it)."""
+    reported: dict[str, dict[str, float]]
+    """Metrics of the best state on each reported split."""
+    predictions: dict[str, Scored]
+    """Scored/predicted outputs of every reported and unlabelled split, by split name."""
+    null_threshold: float | None
+    train_seconds: float
+    total_seconds: float
+    train_examples_per_s: float
+    history: list[dict[str, Any]]
+
+
+# ---------------------------------------------------------------------------------------------- data
+def split_name(path: str) -> str:
+    """Short name of a task file: "MNLI/dev_matched.tsv" -> "dev_matched", "FILE#test" -> "test"."""
+    if "#" in path:
+        return path.rpartition("#")[2]
+    return os.path.splitext(os.path.basename(path.rstrip("/")))[0]
+
+
+def load_task_data(task: Task | str, data_dir: str | Path, config: FinetuneConfig | None = None) -> TaskData:
+    """Read every file of `task` under `data_dir` and assign the train / selection / reported roles.
+
+    `data_dir` may also be a file inside it (e.g. what `fetch_movie_reviews` returns). A missing file
+    raises FileNotFoundError naming it.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    data_dir = Path(data_dir).parent if Path(data_dir).is_file() else data_dir
+    config = config or FinetuneConfig()
+    reports: list[ReadReport] = []
+    train = _read(task, data_dir, task.train_file, reports)
+    if task.test_labelled:
+        selection = _read(task, data_dir, task.dev_files[0], reports)
+        selection_name = "dev"
+    else:
+        group = (lambda e: e.context) if isinstance(task.format, SquadFormat) else None
+        train, selection = held_out_slice(train, config.selection_fraction, config.selection_seed, group)
+        selection_name = "train-heldout"
+    reported, unlabelled = read_eval_splits(task, data_dir, reports)
+    return TaskData(train, selection, selection_name, reported, unlabelled, reports)
+
+
+def read_eval_splits(task: Task, data_dir: str | Path, reports: list[ReadReport] | None = None
+                     ) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
+    """(reported splits by short name, unlabelled test files by path): dev where test labels are hidden
+    (with the GLUE test files to predict), else test."""
+    reports = [] if reports is None else reports
+    if task.test_labelled:
+        return {split_name(t.path): _read(task, data_dir, t.path, reports) for t in task.test_files}, {}
+    reported = {split_name(p): _read(task, data_dir, p, reports) for p in task.dev_files}
+    return reported, {t.path: _read(task, data_dir, t.path, reports) for t in task.test_files}
+
+
+def _read(task: Task, data_dir: str | Path, relative: str, reports: list[ReadReport]) -> list[Example]:
+    path = os.path.join(str(data_dir), relative)
+    if not os.path.exists(path.rpartition("#")[0] if "#" in relative else path):
+        raise FileNotFoundError(f"{path}: {task.name} file not found (is the data directory the benchmark's root?)")
+    examples, report = read_examples(task, path)
+    reports.append(report)
+    return examples
+
+
+def held_out_slice(examples: list[Example], fraction: float, seed: int,
+                   group: Callable[[Example], str] | None = None) -> tuple[list[Example], list[Example]]:
+    """(rest, held out): a seeded random `fraction` of the groups (default: each example its own group),
+    at least one, and at least one left to train on. Both keep the file order."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"selection fraction must be in (0, 1), got {fraction}")
+    keys = [group(e) if group else i for i, e in enumerate(examples)]
+    groups = list(dict.fromkeys(keys))
+    if len(groups) < 2:
+        raise ValueError(f"cannot hold out a selection slice from {len(groups)} training group(s)")
+    rng = np.random.default_rng(seed)
+    n_held = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+    held = {groups[i] for i in rng.permutation(len(groups))[:n_held]}
+    rest = [e for e, k in zip(examples, keys) if k not in held]
+    return rest, [e for e, k in zip(examples, keys) if k in held]
+
+
+# ---------------------------------------------------------------------------------------------- encoding
+def squad_config(config: FinetuneConfig, max_seq_length: int) -> SquadConfig:
+    return SquadConfig(max_seq_length=max_seq_length, doc_stride=config.doc_stride,
+                       max_query_length=config.max_query_length, n_best_size=config.n_best_size,
+                       max_answer_length=config.max_answer_length)
+
+
+def encode_split(task: Task, examples: list[Example], tokenizer, max_seq_length: int,
+                 config: FinetuneConfig) -> EncodedSplit:
+    """Tokenize a split once. Rows are trimmed to the split's longest (the batches pad again as needed),
+    and encoded in chunks, so a large split never exists at full `max_seq_length` width in memory."""
+    if task.kind == "span":
+        features = build_features(examples, tokenizer, squad_config(config, max_seq_length))
+        tensors = features_to_tensors(features)
+        if uses_answerability(task, config):
+            tensors.update(answerability_tensors(features))
+        return EncodedSplit(examples, _trim(tensors), max_seq_length, tokenizer.pad_token_id, features)
+    encode = encode_choice_examples if task.kind == "multiple_choice" else encode_pair_examples
+    chunks = [_trim(encode(examples[i:i + 4096], task, tokenizer, max_seq_length))
+              for i in range(0, len(examples), 4096)]
+    width = max(c["input_ids"].shape[-1] for c in chunks)
+    tensors = {key: torch.cat([batching.fit_length(c[key], width, tokenizer.pad_token_id if key == "input_ids" else 0)
+                               if key in batching.SEQUENCE_KEYS else c[key] for c in chunks])
+               for key in chunks[0]}
+    return EncodedSplit(examples, tensors, max_seq_length, tokenizer.pad_token_id)
+
+
+def _trim(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Cut the sequence tensors to the longest row (padding is always on the right)."""
+    longest = max(1, int(batching.lengths_of(tensors).max()))
+    return {k: v[..., :longest] if k in batching.SEQUENCE_KEYS else v for k, v in tensors.items()}
+
+
+def uses_answerability(task: Task, config: FinetuneConfig) -> bool:
+    return isinstance(task.format, SquadFormat) and task.format.version == "2.0" \
+        and config.squad2_head == "answerability"
+
+
+# ---------------------------------------------------------------------------------------------- model
+def build_model(task: Task, source: str | Path | AlbertConfig, tokenizer,
+                config: FinetuneConfig) -> AlbertPreTrainedModel:
+    """The task's head on `source`: a checkpoint directory (a new head is initialised when it has none),
+    a preset name or an AlbertConfig (random initialisation, vocabulary sized to the tokenizer)."""
+    head = HEADS[task.kind]
+    overrides: dict[str, Any] = dict(config.model_overrides)
+    if task.kind in ("classification", "regression"):
+        overrides["num_labels"] = task.num_labels
+        if task.labels:
+            overrides["id2label"] = dict(enumerate(task.labels))
+    if task.kind == "span":
+        overrides["qa_answerability"] = uses_answerability(task, config)
+    if isinstance(source, AlbertConfig):
+        model = head(source.replace(**overrides))
+    elif Path(source).is_dir():
+        model = head.from_pretrained(Path(source), **overrides)
+    else:
+        model = head(AlbertConfig.preset(str(source), vocab_size=tokenizer.vocab_size, **overrides))
+    if model.config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary only "
+                         f"{model.config.vocab_size}: pass the tokenizer the model was trained with")
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def predict(model: AlbertPreTrainedModel, split: EncodedSplit, batch_size: int, padding: batching.Padding,
+            device: torch.device, autocast) -> dict[str, np.ndarray]:
+    """Raw head outputs for every row of `split`, in row order: `logits` (N, labels or C), or for spans
+    `start_logits`/`end_logits` (F, T) (-1e30 past a row's batch) or the answerability head's beam outputs."""
+    model.eval()
+    out: dict[str, np.ndarray] = {}
+    n = len(split.tensors["input_ids"])
+    for index in batching.eval_batches(split.lengths, batch_size, padding):
+        batch = batching.collate(split.tensors, index, padding, split.max_seq_length, split.pad_token_id)
+        inputs = {k: v.to(device) for k, v in batch.items() if k not in LABEL_KEYS}
+        with autocast:
+            result = model(**inputs)
+        for key in ("logits", "start_logits", "end_logits", "start_top_log_probs", "start_top_index",
+                    "end_top_log_probs", "end_top_index", "cls_logits"):
+            value = getattr(result, key, None)
+            if value is None or (key in ("start_logits", "end_logits") and model.config.qa_answerability):
+                continue
+            value = value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy()
+            if key not in out:
+                # Span logits are batch-trimmed: rows are widened to the full length, padding never wins.
+                shape = (n, split.max_seq_length) if key in ("start_logits", "end_logits") else (n, *value.shape[1:])
+                out[key] = np.full(shape, -1e30 if value.dtype.kind == "f" else 0, dtype=value.dtype)
+            if value.ndim == 1:
+                out[key][index] = value
+            else:
+                out[key][index, :value.shape[1]] = value
+    return out
+
+
+def score(task: Task, split: EncodedSplit, outputs: dict[str, np.ndarray], config: FinetuneConfig,
+          null_threshold: float | None = None, labelled: bool = True) -> Scored:
+    """Predictions and (when `labelled`) metrics of a split. SQuAD 2.0 with `null_threshold=None` chooses the
+    threshold on this split itself: call it so on the selection split only."""
+    if task.kind == "span":
+        return _score_spans(task, split, outputs, config, null_threshold)
+    logits = outputs["logits"]
+    values = logits[:, 0] if task.kind == "regression" else logits.argmax(-1)
+    guids = [e.guid for e in split.examples]
+    predictions = {g: (float(v) if task.kind == "regression" else int(v)) for g, v in zip(guids, values)}
+    scores = {}
+    if labelled:
+        scores = metrics.compute_metrics(task.name, values, split.tensors["labels"].numpy())
+    return Scored(scores, predictions)
+
+
+def _score_spans(task: Task, split: EncodedSplit, outputs: dict[str, np.ndarray], config: FinetuneConfig,
+                 null_threshold: float | None) -> Scored:
+    version = task.format.version
+    sq = squad_config(config, split.max_seq_length)
+    if "cls_logits" in outputs:
+        decoded = decode_beam_predictions(split.examples, split.features, outputs["start_top_log_probs"],
+                                          outputs["start_top_index"], outputs["end_top_log_probs"],
+                                          outputs["end_top_index"], outputs["cls_logits"], sq)
+    else:
+        decoded = decode_predictions(split.examples, split.features, outputs["start_logits"],
+                                     outputs["end_logits"], sq, version_2=version == "2.0")
+    predictions: dict[str, str] = decoded.predictions
+    if version == "2.0":
+        if null_threshold is None:
+            null_threshold = choose_null_threshold(split.examples, decoded)
+        predictions = decoded.with_threshold(null_threshold)
+    scores = metrics.evaluate_squad(squad_json(split.examples), predictions, None, version)
+    return Scored(scores, dict(predictions), dict(decoded.null_odds), null_threshold)
+
+
+def squad_json(examples: list[SquadExample]) -> dict:
+    """The official SQuAD JSON layout of `examples` (what `metrics.evaluate_squad` reads)."""
+    return {"data": [{"paragraphs": [{"context": e.context, "qas": [{
+        "id": e.qid, "question": e.question, "is_impossible": e.is_impossible,
+        "answers": [{"text": t, "answer_start": s} for t, s in e.answers]}]}]} for e in examples]}
+
+
+def main_metric(task: Task, scores: dict[str, float]) -> float:
+    """The selection metric (the row's first); NaN (e.g. Pearson of constant predictions) ranks lowest."""
+    value = scores[task.metrics[0]]
+    return -math.inf if math.isnan(value) else value
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+def resolve_schedule(task: Task, config: FinetuneConfig, num_train: int, batch_size: int) -> tuple[int, int]:
+    """(total steps, warmup steps): explicit steps, else epochs, else the row; warmup keeps the row's ratio."""
+    hp = task.hparams
+    steps_per_epoch = math.ceil(num_train / batch_size)
+    row_total, row_warmup = hp.schedule(steps_per_epoch)
+    if config.max_steps is not None:
+        total = config.max_steps
+    elif config.num_epochs is not None:
+        total = math.ceil(config.num_epochs * steps_per_epoch)
+    else:
+        total = row_total
+    warmup = config.warmup_steps if config.warmup_steps is not None else int(total * row_warmup / max(row_total, 1))
+    if total < 1 or not 0 <= warmup <= total:
+        raise ValueError(f"need at least 1 step and 0 <= warmup <= steps, got {total} steps, {warmup} warmup")
+    return total, warmup
+
+
+def finetune(task: Task | str, model_source: str | Path | AlbertConfig, tokenizer, data: TaskData,
+             config: FinetuneConfig, seed: int, log_path: str | Path | None = None) -> FinetuneResult:
+    """Fine-tune `model_source` on `data` with run seed `seed`; the best state by the selection metric is
+    scored on the reported split(s) and predicts the unlabelled ones.
+
+    torch's global RNG (a new head's initialisation, dropout) is seeded from `seed` inside `fork_rng`, so
+    the caller's RNG state is left as it was; batch order uses its own numpy generator.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        torch.manual_seed(seed)
+        return _finetune(task, model_source, tokenizer, data, config, seed, device, log_path)
+
+
+def _finetune(task, model_source, tokenizer, data, config, seed, device, log_path) -> FinetuneResult:
+    started = time.perf_counter()
+    hp = task.hparams
+    lr = config.learning_rate or hp.learning_rate
+    batch_size = config.batch_size or hp.batch_size
+    max_seq_length = config.max_seq_length or hp.max_seq_length
+    eval_batch_size = config.eval_batch_size or 2 * batch_size
+    rng = np.random.default_rng(seed)
+
+    model = build_model(task, model_source, tokenizer, config).to(device)
+    train = encode_split(task, data.train, tokenizer, max_seq_length, config)
+    selection = encode_split(task, data.selection, tokenizer, max_seq_length, config)
+    n_train = len(train.tensors["input_ids"])
+    total, warmup = resolve_schedule(task, config, n_train, batch_size)
+    eval_every = config.eval_every or max(1, total // 10)
+    optimizer = build_optimizer(model, OptimConfig(name="adamw", lr=lr, weight_decay=config.weight_decay,
+                                                   eps=config.adam_eps, clip_norm=config.clip_norm))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
+    batches = batching.training_batches(train.lengths, batch_size, config.padding, rng)
+    log = JsonlLog(log_path, total if config.progress else None)
+    log.write({"event": "start", "task": task.name, "seed": seed, "train": n_train,
+               "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
+               "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
+               "max_seq_length": max_seq_length, "padding": config.padding, "bf16": config.bf16})
+
+    best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "state": None, "threshold": None}
+    history: list[dict[str, Any]] = []
+    train_seconds, seen, window_loss, window_steps = 0.0, 0, 0.0, 0
+    for step in range(1, total + 1):
+        t0 = time.perf_counter()
+        model.train()
+        set_learning_rate(optimizer, learning_rate(lr, (step - 1) / total, warmup / total))
+        index = next(batches)
+        batch = batching.collate(train.tensors, index, config.padding, max_seq_length, train.pad_token_id)
+        with autocast:
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        train_seconds += time.perf_counter() - t0
+        seen += len(index)
+        window_loss, window_steps = window_loss + loss.item(), window_steps + 1
+        if step % config.log_every == 0 or step == total:
+            log.write({"step": step, "loss": window_loss / window_steps, "lr": optimizer.param_groups[0]["lr"],
+                       "grad_norm": float(grad_norm), "examples_per_s": seen / train_seconds})
+            window_loss, window_steps = 0.0, 0
+        log.advance()
+
+        if step % eval_every == 0 or step == total:
+            scored = score(task, selection, predict(model, selection, eval_batch_size, config.padding, device,
+                                                    autocast), config)
+            history.append({"step": step, **scored.metrics})
+            log.write({"step": step, "selection": scored.metrics})
+            if best["state"] is None or main_metric(task, scored.metrics) > best["score"]:
+                # Copied to the CPU: the best state must survive later optimizer steps.
+                best = {"score": main_metric(task, scored.metrics), "step": step, "metrics": scored.metrics,
+                        "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+                        "threshold": scored.null_threshold}
+
+    # Report the selected state; the reported splits are seen here for the first and only time.
+    model.load_state_dict(best["state"])
+    predictions: dict[str, Scored] = {}
+    for name, examples in [*data.reported.items(), *data.unlabelled.items()]:
+        split = encode_split(task, examples, tokenizer, max_seq_length, config)
+        outputs = predict(model, split, eval_batch_size, config.padding, device, autocast)
+        predictions[name] = score(task, split, outputs, config, best["threshold"],
+                                  labelled=name in data.reported)
+    reported = {name: predictions[name].metrics for name in data.reported}
+    log.write({"event": "done", "best_step": best["step"], "selection": best["metrics"], "reported": reported})
+    log.close()
+    return FinetuneResult(
+        task=task, seed=seed, model=model.cpu(), best_step=best["step"], steps=total, selection=best["metrics"],
+        reported=reported, predictions=predictions, null_threshold=best["threshold"], train_seconds=train_seconds,
+        total_seconds=time.perf_counter() - started, train_examples_per_s=seen / max(train_seconds, 1e-9),
+        history=history,
+    )
+
+
+class JsonlLog:
+    """One JSON object per line (when a path is given) and an optional tqdm bar over `total` steps."""
+
+    def __init__(self, path: str | Path | None, total: int | None):
+        self.file = None
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "w", encoding="utf-8")
+        self.bar = None
+        if total is not None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.file:
+            self.file.write(json.dumps({"time": time.time(), **record}, default=_jsonable) + "\n")
+            self.file.flush()
+        if self.bar is not None and "loss" in record:
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}")
+        if self.bar is not None and "selection" in record and isinstance(record["selection"], dict):
+            self.bar.write(f"step {record.get('step')}: selection {record['selection']}")
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _jsonable(x: Any) -> Any:
+    return float(x) if isinstance(x, (np.floating, np.integer)) else str(x)
+

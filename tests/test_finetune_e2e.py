@@ -1,0 +1,310 @@
+"""Fine-tuning end to end on the small fixtures in their official formats, through the CLI.
+
+The fixtures hold dev/test files only for most tasks (and RACE only dev): `data_root` copies the fixture tree
+to a temporary directory and fills each missing training file with a copy of the task's dev file (RACE's
+missing test split too). The numbers are meaningless (a 1-layer model, 3 steps); what is checked is that
+every task trains, selects, reports, writes its files in the official formats, and that those files score
+back to the same numbers through the offline `evaluate`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from litebert.cli import main
+from litebert.config import AlbertConfig
+from litebert.finetune import batching
+from litebert.finetune.readers import read_examples, read_squad
+from litebert.finetune.squad import SquadConfig, build_features, decode_beam_predictions
+from litebert.finetune.tasks import TASKS, TsvFormat
+from litebert.finetune.train import FinetuneConfig, build_model, encode_split, held_out_slice, load_task_data, \
+    predict
+from litebert.model import AlbertForPreTraining
+from litebert.tokenizer import AlbertTokenizer, train_sentencepiece
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GLUE = [name for name, task in TASKS.items() if isinstance(task.format, TsvFormat)]
+TINY = dict(embedding_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128)
+FAST = ["--max-steps", "3", "--batch-size", "2", "--max-seq-length", "64", "--eval-every", "2",
+        "--max-query-length", "16", "--doc-stride", "16", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(FIXTURES / "glue", root / "glue")
+    for name in GLUE:
+        task = TASKS[name]
+        train = root / "glue" / task.train_file
+        if not train.exists():
+            shutil.copy(root / "glue" / task.dev_files[0], train)
+    shutil.copytree(FIXTURES / "squad", root / "squad")
+    for version in ("v1.1", "v2.0"):
+        shutil.copy(root / "squad" / f"dev-{version}.json", root / "squad" / f"train-{version}.json")
+    shutil.copytree(FIXTURES / "race" / "dev", root / "race" / "dev")
+    shutil.copytree(FIXTURES / "race" / "dev", root / "race" / "train")
+    shutil.copytree(FIXTURES / "race" / "dev", root / "race" / "test")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A small SentencePiece model trained on the text of every fixture."""
+    out = tmp_path_factory.mktemp("tok")
+    text = [p.read_text(encoding="utf-8") for p in sorted(FIXTURES.rglob("*")) if p.is_file()]
+    (out / "corpus.txt").write_text("\n".join(text), encoding="utf-8")
+    train_sentencepiece([out / "corpus.txt"], out / "spm", vocab_size=300, num_threads=2)
+    return out / "spm"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A 'pretraining checkpoint' of a tiny ALBERT: every task starts from it with a new head."""
+    out = tmp_path_factory.mktemp("pretrained")
+    vocab = AlbertTokenizer.from_pretrained(tokenizer_dir).vocab_size
+    torch.manual_seed(0)
+    AlbertForPreTraining(AlbertConfig(vocab_size=vocab, **TINY)).save_pretrained(out)
+    return out
+
+
+def data_dir_of(root: Path, name: str) -> Path:
+    return root / ("squad" if name.startswith("squad") else "race" if name.startswith("race") else "glue")
+
+
+def run_finetune(name, root, model_dir, tokenizer_dir, out, *extra) -> dict:
+    rc = main(["finetune", "--task", name, "--data-dir", str(data_dir_of(root, name)), "--model", str(model_dir),
+               "--tokenizer", str(tokenizer_dir), "--output", str(out), *FAST, *extra])
+    assert rc == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def offline_scores(capsys, *args) -> dict:
+    capsys.readouterr()
+    assert main(["evaluate", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def tsv_rows(path: Path) -> list[list[str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@pytest.mark.parametrize("name", GLUE)
+def test_glue_task_end_to_end(name, data_root, model_dir, tokenizer_dir, tmp_path, capsys):
+    task = TASKS[name]
+    summary = run_finetune(name, data_root, model_dir, tokenizer_dir, tmp_path)
+    seed = summary["seeds"]["1"]
+    assert set(seed["selection"]) == set(task.metrics) and seed["best_step"] in (2, 3)
+    assert summary["selection_split"] == "train-heldout"
+    assert (tmp_path / "seed-1" / "model" / "config.json").is_file()
+    assert (tmp_path / "seed-1" / "model" / "spiece.model").is_file()
+    assert any('"selection"' in line for line in (tmp_path / "seed-1" / "log.jsonl").read_text().splitlines())
+    glue = data_root / "glue"
+    for dev in task.dev_files:
+        split = Path(dev).stem
+        predictions = tmp_path / "seed-1" / "predictions" / f"{split}.tsv"
+        # The written dev predictions score back, offline, to exactly the reported numbers.
+        scores = offline_scores(capsys, "--task", name, "--data-file", str(glue / dev), "--predictions",
+                                str(predictions))
+        assert scores == pytest.approx(seed["reported"][split], nan_ok=True)
+        assert summary["median"]["reported"][split] == pytest.approx(seed["reported"][split], nan_ok=True)
+    for test in task.test_files:
+        submission = tmp_path / "submission" / test.submission
+        rows = tsv_rows(submission)
+        expected = [r[0] for r in tsv_rows(glue / test.path)[1:]]
+        assert rows[0] == ["index", "prediction"] and [r[0] for r in rows[1:]] == expected
+        for _, value in rows[1:]:
+            if task.kind == "regression":
+                float(value)
+            else:
+                assert value in task.labels
+
+
+def test_two_seeds_report_median(data_root, model_dir, tokenizer_dir, tmp_path):
+    summary = run_finetune("sts-b", data_root, model_dir, tokenizer_dir, tmp_path, "--seeds", "1,2", "--bf16")
+    values = [summary["seeds"][s]["reported"]["dev"]["spearman"] for s in ("1", "2")]
+    assert summary["median"]["reported"]["dev"]["spearman"] == pytest.approx(np.median(values), nan_ok=True)
+    assert (tmp_path / "seed-2" / "model" / "finetune.json").is_file()
+    # Different seeds give different models (new head init and batch order are seeded).
+    a = (tmp_path / "seed-1" / "predictions" / "dev.tsv").read_text()
+    b = (tmp_path / "seed-2" / "predictions" / "dev.tsv").read_text()
+    assert a != b
+
+
+@pytest.mark.parametrize("name,head", [("squad1.1", "null-score"), ("squad2.0", "null-score"),
+                                       ("squad2.0", "answerability")])
+def test_squad_end_to_end(name, head, data_root, model_dir, tokenizer_dir, tmp_path, capsys):
+    version = name[-3:]
+    summary = run_finetune(name, data_root, model_dir, tokenizer_dir, tmp_path, "--squad2-head", head)
+    seed = summary["seeds"]["1"]
+    out = tmp_path / "seed-1"
+    dev = data_root / "squad" / f"dev-v{version}.json"
+    predictions = json.loads((out / "predictions.json").read_text())
+    qids = {e.qid for e in read_squad(str(dev))[0]}
+    assert set(predictions) == qids
+    scores = offline_scores(capsys, "--task", name, "--data-file", str(dev), "--predictions",
+                            str(out / "predictions.json"))
+    keys = ("exact_match", "f1") if version == "1.1" else ("exact", "f1")
+    assert {k: scores[k] for k in keys} == pytest.approx({k: seed["reported"][f"dev-v{version}"][k] for k in keys})
+    if version == "2.0":
+        null_odds = json.loads((out / "null_odds.json").read_text())
+        assert set(null_odds) == qids
+        threshold = seed["null_threshold"]
+        # The predictions abstain exactly where the odds exceed the threshold chosen on the selection slice.
+        assert all((predictions[q] == "") >= (null_odds[q] > threshold) for q in qids)
+        scores = offline_scores(capsys, "--task", name, "--data-file", str(dev), "--predictions",
+                                str(out / "predictions.json"), "--na-probs", str(out / "null_odds.json"))
+        assert "best_f1" in scores and "NoAns_f1" in scores
+        settings = json.loads((out / "model" / "finetune.json").read_text())
+        assert settings["squad2_head"] == head and settings["null_threshold"] == threshold
+    # The saved model alone reproduces the reported scores.
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out / "model"), "--data-dir", str(data_root / "squad")]) == 0
+    again = json.loads(capsys.readouterr().out)[f"dev-v{version}"]
+    assert again["f1"] == pytest.approx(seed["reported"][f"dev-v{version}"]["f1"])
+
+
+def test_race_end_to_end(data_root, model_dir, tokenizer_dir, tmp_path, capsys):
+    summary = run_finetune("race", data_root, model_dir, tokenizer_dir, tmp_path)
+    assert summary["selection_split"] == "dev" and summary["reported_splits"] == ["test"]
+    path = tmp_path / "seed-1" / "predictions_test.json"
+    predictions = json.loads(path.read_text())
+    assert set(predictions.values()) <= set("ABCD")
+    assert set(predictions) == {"middle1.txt-0", "middle1.txt-1", "high3.txt-0"}
+    scores = offline_scores(capsys, "--task", "race", "--data-file", str(data_root / "race" / "test"),
+                            "--predictions", str(path))
+    assert scores == pytest.approx(summary["seeds"]["1"]["reported"]["test"])
+
+
+def test_predict_command_writes_mnli_submission(data_root, model_dir, tokenizer_dir, tmp_path, capsys):
+    run_finetune("mnli", data_root, model_dir, tokenizer_dir, tmp_path / "run")
+    out = tmp_path / "predicted"
+    assert main(["predict", "--model", str(tmp_path / "run" / "seed-1" / "model"),
+                 "--data-dir", str(data_root / "glue"), "--output", str(out)]) == 0
+    for name in ("MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"):
+        assert (out / "submission" / name).read_text() == (tmp_path / "run" / "submission" / name).read_text()
+    assert (out / "predictions" / "dev_matched.tsv").is_file()
+
+
+def test_bad_input_errors(data_root, model_dir, tokenizer_dir, tmp_path, capsys):
+    args = ["--model", str(model_dir), "--tokenizer", str(tokenizer_dir), "--output", str(tmp_path / "o"), *FAST]
+    assert main(["finetune", "--task", "nosuchtask", "--data-dir", str(data_root), *args]) == 2
+    assert "unknown task 'nosuchtask'" in capsys.readouterr().err
+    assert main(["finetune", "--task", "rte", "--data-dir", str(tmp_path), *args]) == 2
+    assert f"{tmp_path}/RTE/train.tsv: rte file not found" in capsys.readouterr().err
+    assert main(["finetune", "--task", "rte", "--data-dir", str(data_root / "glue"), "--model", "albert-tiny",
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "needs --tokenizer" in capsys.readouterr().err
+    assert main(["evaluate", "--task", "squad2.0", "--data-file", str(tmp_path / "nope.json"),
+                 "--predictions", str(tmp_path / "p.json")]) == 2
+    assert "nope.json: no such file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- offline evaluate
+@pytest.mark.parametrize("version", ["1.1", "2.0"])
+def test_offline_evaluate_on_squad_fixtures(version, tmp_path, capsys):
+    dev = FIXTURES / "squad" / f"dev-v{version}.json"
+    gold = read_squad(str(dev))[0]
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps({e.qid: (e.answers[0][0] if e.answers else "") for e in gold}))
+    args = ["--task", f"squad{version}", "--data-file", str(dev), "--predictions", str(pred)]
+    scores = offline_scores(capsys, *args)
+    assert scores["f1"] == 100.0 and scores["exact_match" if version == "1.1" else "exact"] == 100.0
+    pred.write_text(json.dumps({e.qid: "zebra" for e in gold}))
+    assert offline_scores(capsys, *args)["f1"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+def test_bucketed_batches_cover_every_example_and_group_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 500, size=10_000)
+    batches = batching.bucketed_batches(lengths, 32, np.random.default_rng(1))
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(lengths)))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    random_spread = np.mean([np.ptp(lengths[b]) for b in batching.random_batches(len(lengths), 32, rng)])
+    assert spread < 0.1 * random_spread  # chunks of 50 batches sorted: near-uniform lengths per batch
+    again = batching.bucketed_batches(lengths, 32, np.random.default_rng(1))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    # Batch order is shuffled: not sorted by length across the epoch.
+    firsts = [lengths[b].min() for b in batches]
+    assert firsts != sorted(firsts)
+
+
+def test_collate_pads_or_trims_to_the_batch(tokenizer_dir):
+    tensors = {"input_ids": torch.tensor([[2, 5, 3, 0, 0, 0], [2, 6, 7, 8, 3, 0]]),
+               "attention_mask": torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]]),
+               "token_type_ids": torch.zeros(2, 6, dtype=torch.int64), "labels": torch.tensor([0, 1])}
+    batch = batching.collate(tensors, np.array([0]), "bucket", 16, 0, multiple=2)
+    assert batch["input_ids"].tolist() == [[2, 5, 3, 0]] and batch["labels"].tolist() == [0]
+    batch = batching.collate(tensors, np.array([1, 0]), "fixed", 8, 0)
+    assert batch["input_ids"].shape == (2, 8) and batch["attention_mask"][0].tolist() == [1] * 5 + [0] * 3
+
+
+def test_bucketed_eval_equals_fixed_padding(data_root, tokenizer_dir):
+    """Trimming padding changes nothing: logits with bucketing equal those at the full length."""
+    task = TASKS["mrpc"]
+    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    config = FinetuneConfig(max_seq_length=64)
+    torch.manual_seed(0)
+    model = build_model(task, AlbertConfig(vocab_size=tokenizer.vocab_size, **TINY), tokenizer, config)
+    data = load_task_data(task, data_root / "glue", config)
+    split = encode_split(task, data.reported["dev"] + data.train, tokenizer, 64, config)
+    fixed = predict(model, split, 2, "fixed", torch.device("cpu"), torch.autocast("cpu", enabled=False))
+    bucket = predict(model, split, 2, "bucket", torch.device("cpu"), torch.autocast("cpu", enabled=False))
+    np.testing.assert_allclose(bucket["logits"], fixed["logits"], atol=1e-5)
+
+
+def test_selection_roles_never_touch_the_reported_split(data_root):
+    rte = load_task_data("rte", data_root / "glue")
+    train_file, _ = read_examples(TASKS["rte"], str(data_root / "glue" / "RTE" / "train.tsv"))
+    assert sorted(e.guid for e in rte.train + rte.selection) == sorted(e.guid for e in train_file)
+    assert rte.selection and not {e.guid for e in rte.train} & {e.guid for e in rte.selection}
+    assert list(rte.reported) == ["dev"] and list(rte.unlabelled) == ["RTE/test.tsv"]
+    race = load_task_data("race", data_root / "race")
+    assert race.selection_name == "dev" and list(race.reported) == ["test"]
+    squad = load_task_data("squad2.0", data_root / "squad")
+    # SQuAD holds out whole paragraphs: no context is in both.
+    assert not {e.context for e in squad.train} & {e.context for e in squad.selection}
+
+
+def test_held_out_slice_is_seeded_and_grouped():
+    examples = list(range(100))
+    rest, held = held_out_slice(examples, 0.1, seed=3)
+    assert len(held) == 10 and sorted(rest + held) == examples
+    assert held_out_slice(examples, 0.1, seed=3) == (rest, held)
+    assert held_out_slice(examples, 0.1, seed=4)[1] != held
+    rest, held = held_out_slice(examples, 0.2, seed=3, group=lambda e: e // 10)
+    assert len(held) == 20 and len({e // 10 for e in held}) == 2
+    with pytest.raises(ValueError, match="cannot hold out"):
+        held_out_slice([1], 0.1, seed=0)
+
+
+def test_answerability_decoding_maps_beam_back_to_text(tokenizer_dir):
+    examples = read_squad(str(FIXTURES / "squad" / "dev-v2.0.json"))[0][:2]
+    tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+    config = SquadConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    features = build_features(examples, tokenizer, config)
+    F, k = len(features), 2
+    start_index = np.zeros((F, k), dtype=np.int64)
+    end_index = np.zeros((F, k * k), dtype=np.int64)
+    start_lp = np.full((F, k), -5.0)
+    end_lp = np.full((F, k * k), -5.0)
+    cls = np.array([1.0 + i for i in range(F)])
+    for row, f in enumerate(features):  # point the first beam entry at the gold span where a window has it
+        if f.start_position:
+            start_index[row, 0], end_index[row, 0] = f.start_position, f.end_position
+            start_lp[row, 0], end_lp[row, 0] = -0.1, -0.1
+    decoded = decode_beam_predictions(examples, features, start_lp, start_index, end_lp, end_index, cls, config,
+                                      null_threshold=100.0)
+    gold = examples[0].answers[0][0]
+    assert decoded.predictions[examples[0].qid].lower() == gold.lower()
+    rows0 = [r for r, f in enumerate(features) if f.example_index == 0]
+    assert decoded.null_odds[examples[0].qid] == pytest.approx(min(cls[r] for r in rows0))
+    assert decoded.with_threshold(-100.0)[examples[0].qid] == ""
