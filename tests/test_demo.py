@@ -48,6 +48,7 @@ def demo_run(tmp_path_factory):
                      labelled=_reviews(root / "reviews.txt", 400, rng), budget_s=10, vocab_size=120,
                      seq_length=64, dupe_factor=2, micro_batch=16, finetune_epochs=2, finetune_lr=3e-4,
                      finetune_batch=16, finetune_max_length=24, seeds=(1, 2), minilm=False, workers=1,
+                     preset="albert-tiny", num_layers=2,
                      progress=False)
     return cfg, run_demo(cfg, log=lambda msg: None)
 

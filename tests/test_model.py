@@ -211,3 +211,19 @@ def test_heads_without_pooler_start_from_a_pretraining_checkpoint(head, override
         assert torch.equal(t, pre.albert.state_dict()[name]), name
     if head == "AlbertForMaskedLM":  # the MLM head itself is carried over, not re-initialised
         assert torch.equal(model.predictions.dense.weight, pre.predictions.dense.weight)
+
+
+def test_encoder_alone_from_a_native_head_directory(tmp_path):
+    """share="attention" saves in litebert's layout; the bare encoder still loads from the head's directory."""
+    clf = litebert.AlbertForSequenceClassification(AlbertConfig(**TINY, share="attention")).eval()
+    assert clf.save_pretrained(tmp_path) == "litebert"
+    enc = AlbertModel.from_pretrained(tmp_path).eval()
+    ids = torch.randint(5, 50, (2, 9))
+    assert torch.equal(enc(ids).pooler_output, clf.albert(ids).pooler_output)
+
+
+def test_encoder_from_a_checkpoint_of_something_else_is_an_error(tmp_path):
+    AlbertModel(AlbertConfig(**TINY)).save_pretrained(tmp_path)
+    save_file({"unrelated.weight": torch.zeros(2)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="lacks keys"):
+        AlbertModel.from_pretrained(tmp_path)

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "litebert.pretrain",
     "litebert.finetune.run",
     "litebert.demo",
+    "litebert.export",
 ]
 
 

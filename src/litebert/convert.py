@@ -171,7 +171,8 @@ def load_pretrained(cls, directory: Path, **overrides: Any):
     _drop_identity_projection(state, layout, config)
     with torch.device("meta"):
         model = cls(config)
-    wanted = {name: (name if layout == NATIVE else _external_or_none(name, config, layout))
+    base_prefix = "" if hasattr(model, "albert") else "albert."  # AlbertModel's own names carry no prefix
+    wanted = {name: (base_prefix + name if layout == NATIVE else _external_or_none(name, config, layout))
               for name in model.state_dict()}
     loaded, fresh = _match_keys(model, wanted, state, directory)
     model = model.to_empty(device="cpu")
@@ -188,10 +189,11 @@ def _match_keys(model, wanted: dict[str, str], state: dict, directory: Path):
     checkpoint), and keys of other heads are ignored, both logged; anything else is an error.
     """
     own = model.state_dict()
+    is_base = lambda n: n.startswith("albert.") or not hasattr(model, "albert")  # noqa: E731
     missing = [n for n, ext in wanted.items() if ext is None or ext not in state]
-    missing_base = [n for n in missing if n.startswith("albert.")]
-    head = [n for n in wanted if not n.startswith("albert.")]
-    missing_head = [n for n in missing if not n.startswith("albert.")]
+    missing_base = [n for n in missing if is_base(n)]
+    head = [n for n in wanted if not is_base(n)]
+    missing_head = [n for n in missing if not is_base(n)]
     if missing_base or (missing_head and len(missing_head) != len(head)):
         names = ", ".join(wanted[n] for n in (missing_base or missing_head))
         raise ValueError(f"{directory}: checkpoint lacks keys {names}")

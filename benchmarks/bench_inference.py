@@ -1,0 +1,184 @@
+"""Inference throughput (tokens/s, encoder + pooler, no grad) of litebert against Hugging Face, on this CPU.
+
+Contenders, all on the same weights (a random model of each preset, saved by litebert, loaded by HF):
+  litebert fp32 | litebert bf16 autocast | litebert bf16 weights (model.to(bfloat16)) |
+  HF fp32 | HF bf16 autocast | onnxruntime on HF's ONNX export | onnxruntime on litebert's ONNX export,
+  fp32 and dynamically quantised to int8 (whose outputs differ: a speed reference, not a like-for-like).
+HF's graph comes from torch's TorchScript exporter (what `optimum-cli export onnx` runs); litebert's from
+`litebert.export.export_onnx`. Each shape's contenders are timed round-robin (see common.py); the table
+gives tokens/s and the ratio to the better of HF bf16 autocast and onnxruntime-on-HF. The bf16 and fp32
+matmul rates of the machine are measured in the same run, for reference.
+
+    python benchmarks/bench_inference.py [--quick] [--repeats 2] [--threads N] [--presets albert-tiny]
+Writes benchmarks/results/inference.json (--output names another file there).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import format_table, interleaved_medians, machine_info, matmul_tflops, set_threads, write_json  # noqa: E402
+
+from litebert import AlbertConfig, AlbertModel  # noqa: E402
+from litebert.export import export_onnx, ort_session, quantize_int8  # noqa: E402
+
+SHAPES = [(8, 128), (32, 128), (8, 512)]
+QUICK_SHAPES = [(8, 128)]
+REFERENCES = ("HF bf16 autocast", "ORT HF fp32")
+
+
+def random_weights(preset: str, seed: int = 0) -> AlbertModel:
+    """A litebert AlbertModel of `preset` with every weight random (no zero biases or unit LayerNorms, which
+    an exporter could fold away and so flatter the graph)."""
+    torch.manual_seed(seed)
+    model = AlbertModel(AlbertConfig.preset(preset)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+def export_hf_onnx(hf_model, path: Path, opset: int = 18) -> None:
+    """HF's AlbertModel to ONNX with the TorchScript exporter and dynamic batch/sequence axes."""
+    ids = torch.ones(2, 16, dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names + ["last_hidden_state"]}
+    with warnings_off():
+        torch.onnx.export(hf_model, (ids, ids, torch.zeros_like(ids)), str(path), dynamo=False,
+                          opset_version=opset, input_names=names,
+                          output_names=["last_hidden_state", "pooler_output"],
+                          dynamic_axes={**axes, "pooler_output": {0: "batch"}})
+
+
+@contextlib.contextmanager
+def warnings_off():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def inputs_for(config: AlbertConfig, batch: int, seq: int) -> dict[str, torch.Tensor]:
+    """Full-length random sequences, two segments, attention mask given explicitly (all ones)."""
+    g = torch.Generator().manual_seed(batch * 1000 + seq)
+    ids = torch.randint(5, config.vocab_size, (batch, seq), generator=g)
+    types = torch.zeros_like(ids)
+    types[:, seq // 2:] = 1
+    return dict(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=types)
+
+
+def torch_runner(model, inputs, autocast: bool):
+    def run():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return model(**inputs)
+    return run
+
+
+def ort_runner(session, inputs):
+    feed = {k: v.numpy() for k, v in inputs.items()}
+    return lambda: session.run(None, feed)
+
+
+def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path) -> dict:
+    """Export both graphs, then time every contender at every shape; returns sizes, parity and timings."""
+    import transformers
+
+    ours = random_weights(preset)
+    ours.save_pretrained(tmp / preset)
+    hf = transformers.AlbertModel.from_pretrained(tmp / preset).eval()
+    ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+
+    start = time.perf_counter()
+    report = export_onnx(ours, tmp / f"{preset}-litebert.onnx")
+    export_ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    export_hf_onnx(hf, tmp / f"{preset}-hf.onnx")
+    export_hf_s = time.perf_counter() - start
+    quantize_int8(tmp / f"{preset}-litebert.onnx", tmp / f"{preset}-litebert.int8.onnx")
+    sessions = {"ORT HF fp32": ort_session(tmp / f"{preset}-hf.onnx", threads),
+                "ORT litebert fp32": ort_session(tmp / f"{preset}-litebert.onnx", threads),
+                "ORT litebert int8": ort_session(tmp / f"{preset}-litebert.int8.onnx", threads)}
+    probe = inputs_for(ours.config, 2, 40)
+    with torch.no_grad():
+        ref = hf(**probe).last_hidden_state.numpy()
+    hf_onnx_diff = float(np.abs(sessions["ORT HF fp32"].run(None, {k: v.numpy() for k, v in probe.items()})[0]
+                                - ref).max())
+
+    results = []
+    for batch, seq in shapes:
+        inputs = inputs_for(ours.config, batch, seq)
+        fns = {"litebert fp32": torch_runner(ours, inputs, False),
+               "litebert bf16 autocast": torch_runner(ours, inputs, True),
+               "litebert bf16 weights": torch_runner(ours_bf16, inputs, False),
+               "HF fp32": torch_runner(hf, inputs, False),
+               "HF bf16 autocast": torch_runner(hf, inputs, True),
+               **{name: ort_runner(s, inputs) for name, s in sessions.items()}}
+        seconds = interleaved_medians(fns, warmup=1, repeats=repeats)
+        tokens = {name: batch * seq / s for name, s in seconds.items()}
+        reference = max(tokens[r] for r in REFERENCES)
+        for name in fns:
+            results.append(dict(preset=preset, batch=batch, seq=seq, contender=name, seconds=seconds[name],
+                                tokens_per_s=tokens[name], vs_best_reference=tokens[name] / reference))
+        print(f"  {preset} {batch}x{seq}: done", flush=True)
+    return dict(
+        results=results,
+        onnx={"litebert_bytes": report.onnx_bytes,
+              "litebert_int8_bytes": (tmp / f"{preset}-litebert.int8.onnx").stat().st_size,
+              "hf_bytes": (tmp / f"{preset}-hf.onnx").stat().st_size,
+              "parameter_bytes": report.parameter_bytes, "litebert_max_abs_diff": report.max_abs_diff,
+              "hf_max_abs_diff": hf_onnx_diff, "litebert_export_s": export_ours_s, "hf_export_s": export_hf_s})
+
+
+def print_tables(by_preset: dict[str, dict], shapes) -> None:
+    for preset, data in by_preset.items():
+        rows = {}
+        for r in data["results"]:
+            rows.setdefault(r["contender"], []).extend([round(r["tokens_per_s"]), r["vs_best_reference"]])
+        header = ["contender"] + [h for b, t in shapes for h in (f"{b}x{t} tok/s", "x ref")]
+        print(f"\n{preset} (x ref: tokens/s over the better of {' and '.join(REFERENCES)})")
+        print(format_table(header, [[name, *vals] for name, vals in rows.items()]))
+        o = data["onnx"]
+        print(f"ONNX files: litebert {o['litebert_bytes'] / 1e6:.1f} MB "
+              f"(int8 {o['litebert_int8_bytes'] / 1e6:.1f} MB), HF {o['hf_bytes'] / 1e6:.1f} MB "
+              f"(parameters {o['parameter_bytes'] / 1e6:.1f} MB); max |ort - torch|: litebert "
+              f"{o['litebert_max_abs_diff']:.1e}, HF {o['hf_max_abs_diff']:.1e}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one shape (8x128), 2 repeats")
+    parser.add_argument("--repeats", type=int, default=2, help="timed rounds per shape, after one warm-up")
+    parser.add_argument("--threads", type=int, help="intra-op threads for torch and onnxruntime (default: all)")
+    parser.add_argument("--presets", nargs="+", default=["albert-base-v2", "albert-tiny"])
+    parser.add_argument("--output", default="inference.json", help="file name under benchmarks/results/")
+    args = parser.parse_args(argv)
+    threads = set_threads(args.threads)
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    repeats = 2 if args.quick else args.repeats
+    start = time.perf_counter()
+    rates = {"bf16_matmul_tflops": matmul_tflops(torch.bfloat16), "fp32_matmul_tflops": matmul_tflops(torch.float32)}
+    print(f"matmul 2048^3: bf16 {rates['bf16_matmul_tflops']:.2f} TFLOP/s, "
+          f"fp32 {rates['fp32_matmul_tflops']:.2f} TFLOP/s ({threads} threads)", flush=True)
+    by_preset = {}
+    with tempfile.TemporaryDirectory() as tmp, warnings_off():
+        for preset in args.presets:
+            by_preset[preset] = bench_preset(preset, shapes, repeats, threads, Path(tmp))
+    print_tables(by_preset, shapes)
+    path = write_json({"machine": machine_info(threads=threads, repeats=repeats), **rates,
+                       "wall_s": time.perf_counter() - start, "presets": by_preset}, args.output)
+    print(f"\nwrote {path} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Timing helpers shared by the benchmarks: thread settings, warm-up + median timing, machine facts, JSON.
+
+On a small shared machine one measurement means little. `interleaved_medians` therefore runs the contenders
+in turn, round after round, so that a burst of load from another process hits all of them alike, and keeps
+the median of each; ratios between contenders of the same run are what a report should quote.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def set_threads(threads: int | None) -> int:
+    """Fix torch's intra-op threads (default: every core this process may use) and one inter-op thread;
+    returns the count, to hand the same number to other runtimes (onnxruntime's intra_op_num_threads)."""
+    threads = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only allowed before the first parallel op; keep what is set
+        pass
+    return threads
+
+
+def time_once(fn: Callable[[], object]) -> float:
+    """Wall seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_time(fn: Callable[[], object], warmup: int = 1, repeats: int = 5) -> float:
+    """Median wall seconds of `repeats` calls after `warmup` untimed ones (allocators, caches, JIT)."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(time_once(fn) for _ in range(repeats))
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int = 1,
+                        repeats: int = 5) -> dict[str, float]:
+    """Median wall seconds of each function, timed round-robin: round r times every function once."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(time_once(fn))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Dense (n x n) @ (n x n) rate in TFLOP/s: the ceiling a transformer's linear layers can approach."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    seconds = median_time(lambda: a @ b, warmup=2, repeats=repeats)
+    return 2 * n ** 3 / seconds / 1e12
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    """The matrix-unit flags that decide bf16 speed (AMX, AVX-512 BF16)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in flags if f.startswith("amx") or f in ("avx512_bf16", "avx512f", "avx2"))
+
+
+def machine_info(**extra: object) -> dict[str, object]:
+    """Where and when a result was measured: CPU, cores, threads, library versions, date."""
+    versions = {}
+    for package in ("torch", "transformers", "onnxruntime", "onnx", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "cores_available": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "load_average": os.getloadavg(),
+        **extra,
+    }
+
+
+def write_json(data: dict, name: str) -> Path:
+    """Write `data` to benchmarks/results/NAME (indented, keys sorted); returns the path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def format_table(header: list[str], rows: list[list[object]]) -> str:
+    """A plain-text table with columns padded to their widest cell (floats with 3 significant digits)."""
+    cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    cells = [header] + [[cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])

@@ -1,0 +1,294 @@
+"""`litebert export onnx`: any litebert model to ONNX, shared weights stored once, parity checked in onnxruntime.
+
+The graph comes from torch's dynamo exporter (`torch.export` + onnxscript), with the batch and sequence axes
+(and the choices axis of multiple choice) left dynamic. ALBERT applies one block L times; the exporter keeps
+one initializer per parameter, weights are stored pre-transposed (`fold_weight_transposes`), and
+`deduplicate_initializers` merges any identical tensors that an exporter would still repeat, so the file
+is the size of the parameters. Every export is run in onnxruntime on padded probe batches of two shapes
+and compared with PyTorch; the numbers come back in an `ExportReport`.
+
+Optional int8: onnxruntime's dynamic quantisation (int8 weights of every MatMul/Gemm and of the embedding
+tables, activations quantised per batch at run time); its output change against PyTorch is reported too.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from litebert.config import AlbertConfig
+from litebert.model import HEADS
+
+log = logging.getLogger("litebert")
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+DEFAULT_OPSET = 20
+"""20 is the first opset with a `Gelu` op (tanh form included): onnxruntime runs it as one kernel, where at 18
+it is six element-wise ops (albert-base 8x128 in onnxruntime: ~1.3x faster). 23 would turn SDPA into
+`Attention`, whose onnxruntime CPU kernel (1.32) rejects our (B, 1, 1, T) mask ("inconsistent
+q_sequence_length"), so 20 it is; every export is run in onnxruntime before it is reported."""
+
+
+@dataclass
+class ExportReport:
+    """What `export_onnx` wrote and how closely onnxruntime reproduces PyTorch on the probe batches."""
+
+    path: str
+    head: str
+    outputs: list[str]
+    opset: int
+    parameters: int
+    parameter_bytes: int  # fp32 bytes of the distinct parameters
+    onnx_bytes: int  # the fp32 graph with its weights
+    initializers: int
+    duplicates_removed: int  # identical initializers merged after export
+    max_abs_diff: float  # onnxruntime fp32 vs PyTorch, over the float outputs and both probe shapes
+    int8_bytes: int | None = None
+    int8_max_abs_diff: float | None = None  # the int8 graph vs PyTorch
+
+
+class _TupleOutputs(nn.Module):
+    """Positional inputs in ONNX order, the output dataclass as a flat tuple (what the exporter traces)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, ...]:
+        return self.model(input_ids, attention_mask, token_type_ids).to_tuple()
+
+
+# ---------------------------------------------------------------------------------------------- probes
+def probe_inputs(config: AlbertConfig, batch: int, seq: int, choices: int | None = None,
+                 seed: int = 0) -> dict[str, Tensor]:
+    """Random int64 inputs (B, T) or (B, C, T): two segments, and padding at the end of every row but the
+    first, so that the mask path is exercised."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, choices, seq) if choices else (batch, seq)
+    ids = torch.randint(1, config.vocab_size, shape, generator=g)
+    mask = torch.ones(shape, dtype=torch.long)
+    mask[1:, ..., seq - seq // 4:] = 0
+    types = torch.zeros(shape, dtype=torch.long)
+    types[..., seq // 2:] = 1
+    return dict(input_ids=ids.masked_fill(mask == 0, config.pad_token_id), attention_mask=mask,
+                token_type_ids=types)
+
+
+def _dynamic_shapes(choices: bool) -> dict[str, dict[int, torch.export.Dim]]:
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dims = {0: batch, 1: torch.export.Dim("choices"), 2: seq} if choices else {0: batch, 1: seq}
+    return {name: dims for name in INPUT_NAMES}
+
+
+def output_names(model: nn.Module, config: AlbertConfig) -> list[str]:
+    """The Hugging Face field names the model returns at inference (no labels), in tuple order."""
+    choices = 3 if type(model).__name__ == "AlbertForMultipleChoice" else None
+    with torch.no_grad():
+        out = model(**probe_inputs(config, 2, 8, choices))
+    return [name for name in out.__dataclass_fields__ if getattr(out, name) is not None]
+
+
+# ---------------------------------------------------------------------------------------------- graph
+def deduplicate_initializers(proto) -> int:
+    """Merge bit-identical initializers into one and rewire the nodes that read them; returns how many went.
+
+    proto: an `onnx.ModelProto`, changed in place. Tensors are compared by dtype, dims and bytes. Only the
+    main graph is rewired (the exporter emits no If/Loop subgraphs for these models); an initializer that is
+    also a graph output keeps its name.
+    """
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    outputs = {o.name for o in graph.output}
+    keep: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    for init in graph.initializer:
+        if init.name in outputs:
+            continue
+        data = numpy_helper.to_array(init)
+        key = (init.data_type, tuple(init.dims), hashlib.sha256(data.tobytes()).hexdigest())
+        if key in keep:
+            rename[init.name] = keep[key]
+        else:
+            keep[key] = init.name
+    if not rename:
+        return 0
+    survivors = [init for init in graph.initializer if init.name not in rename]
+    del graph.initializer[:]
+    graph.initializer.extend(survivors)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    return len(rename)
+
+
+def fold_weight_transposes(proto) -> int:
+    """Replace each Transpose of an initializer by the transposed initializer; returns how many were folded.
+
+    The exporter writes nn.Linear as MatMul(x, Transpose(W)) and leaves the Transpose for run time (its
+    folder skips large constants). onnxruntime folds it when loading, but int8 quantisation only quantises a
+    MatMul whose weight is an initializer: unfolded, every encoder weight would stay fp32. A weight read only
+    through its Transpose is then dropped, so each is still stored once.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {init.name: init for init in graph.initializer}
+    folded = [node for node in graph.node if node.op_type == "Transpose" and node.input[0] in inits]
+    for node in folded:
+        perm = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"), None)
+        array = numpy_helper.to_array(inits[node.input[0]])
+        graph.initializer.append(numpy_helper.from_array(array.transpose(perm).copy(), node.output[0]))
+        graph.node.remove(node)
+    still_read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    unread = [init for init in graph.initializer if init.name not in still_read]
+    for init in unread:
+        graph.initializer.remove(init)
+    return len(folded)
+
+
+def _export_graph(model: nn.Module, config: AlbertConfig, path: Path, opset: int, names: list[str]) -> int:
+    """torch → ONNX at `path` (weights inside the file), then deduplicate; returns the duplicates removed."""
+    import onnx
+
+    choices = 3 if type(model).__name__ == "AlbertForMultipleChoice" else None
+    # B=2, T=16 (not 1, not equal) so that torch.export cannot specialise either axis to a constant.
+    args = tuple(probe_inputs(config, 2, 16, choices).values())
+    with warnings.catch_warnings():  # one Dim object per axis, named on every input: the exporter notes it
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
+        program = torch.onnx.export(_TupleOutputs(model).eval(), args, dynamo=True, opset_version=opset,
+                                    input_names=list(INPUT_NAMES), output_names=names,
+                                    dynamic_shapes=_dynamic_shapes(choices is not None), verbose=False)
+    proto = program.model_proto
+    for node in proto.graph.node:  # source paths and stack traces: ~0.9 KB a node, of use to no runtime
+        del node.metadata_props[:]
+    fold_weight_transposes(proto)
+    removed = deduplicate_initializers(proto)
+    # One file: every released ALBERT (xxlarge: 0.9 GB) is under protobuf's 2 GB limit.
+    onnx.save_model(proto, str(path))
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------- parity
+def ort_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session with full graph optimisation; `threads` sets intra-op parallelism."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def max_abs_diff(model: nn.Module, config: AlbertConfig, path: Path,
+                 shapes: tuple[tuple[int, int], ...] = ((3, 24), (1, 40))) -> float:
+    """Largest |onnxruntime - PyTorch| over the float outputs, on padded probe batches of each (B, T) in `shapes`
+    (none equal to the export's 2 x 16, so the dynamic axes are exercised)."""
+    session = ort_session(path)
+    names = [o.name for o in session.get_outputs()]
+    choices = 3 if type(model).__name__ == "AlbertForMultipleChoice" else None
+    worst = 0.0
+    for i, (batch, seq) in enumerate(shapes):
+        inputs = probe_inputs(config, batch, seq, choices, seed=i + 1)
+        with torch.no_grad():
+            ref = model(**inputs)
+        got = session.run(names, {k: v.numpy() for k, v in inputs.items()})
+        for name, value in zip(names, got):
+            # Index outputs (start_top_index, ...) are left out: one swapped rank is not a size of error.
+            if value.dtype.kind == "f":
+                worst = max(worst, (torch.from_numpy(value) - getattr(ref, name)).abs().max().item())
+    return worst
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of every MatMul/Gemm weight (onnxruntime.quantization)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+# ---------------------------------------------------------------------------------------------- export
+def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
+                quantize: str | None = None) -> ExportReport:
+    """Write `model` (any litebert class, fp32, eval) as ONNX at `path` and check it in onnxruntime.
+
+    Inputs input_ids / attention_mask / token_type_ids: int64 (B, T), or (B, C, T) for multiple choice.
+    Outputs: the model's output fields, e.g. last_hidden_state (B, T, H) and pooler_output (B, H), or logits.
+    With quantize="int8", `path` holds the int8 graph; the fp32 one is measured on the way.
+    """
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    model = model.float().eval()
+    config: AlbertConfig = model.config
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = output_names(model, config)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        fp32 = Path(tmp) / "fp32.onnx" if quantize else path
+        removed = _export_graph(model, config, fp32, opset, names)
+        report = ExportReport(
+            path=str(path), head=type(model).__name__, outputs=names, opset=opset,
+            parameters=sum(p.numel() for p in model.parameters()),
+            parameter_bytes=4 * sum(p.numel() for p in model.parameters()),
+            onnx_bytes=fp32.stat().st_size, initializers=_count_initializers(fp32),
+            duplicates_removed=removed, max_abs_diff=max_abs_diff(model, config, fp32))
+        if quantize:
+            quantize_int8(fp32, path)
+            report.int8_bytes = path.stat().st_size
+            report.int8_max_abs_diff = max_abs_diff(model, config, path)
+    return report
+
+
+def _count_initializers(path: Path) -> int:
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.initializer)
+
+
+def load_for_export(model_dir: str | Path, head: str = "base") -> nn.Module:
+    """The model in `model_dir` as the class `head` names: "base" (AlbertModel: encoder + pooler), "auto"
+    (config.json's `architectures`), or a class name such as AlbertForSequenceClassification."""
+    if head == "auto":
+        data = json.loads((Path(model_dir) / "config.json").read_text())
+        head = (data.get("architectures") or ["AlbertModel"])[0]
+    elif head == "base":
+        head = "AlbertModel"
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose base, auto or one of {', '.join(HEADS)}")
+    return HEADS[head].from_pretrained(model_dir)
+
+
+# ---------------------------------------------------------------------------------------------- cli
+def add_commands(subparsers) -> None:
+    export = subparsers.add_parser("export", help="export a model to another runtime's format")
+    formats = export.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    p = formats.add_parser("onnx", help="ONNX graph with dynamic batch/sequence axes, shared weights once")
+    p.add_argument("model_dir", help="checkpoint directory (config.json + model.safetensors)")
+    p.add_argument("out", help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantisation of the weights")
+    p.add_argument("--head", default="base",
+                   help="base (encoder + pooler, default), auto (config.json architectures) or a class name")
+    p.set_defaults(func=_cmd_export_onnx)
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    report = export_onnx(load_for_export(args.model_dir, args.head), args.out, args.opset, args.quantize)
+    mb = lambda n: f"{n / 1e6:.1f} MB"  # noqa: E731
+    print(f"{report.head} -> {report.path}: outputs {', '.join(report.outputs)}; opset {report.opset}")
+    print(f"  fp32: {mb(report.onnx_bytes)} for {mb(report.parameter_bytes)} of parameters "
+          f"({report.initializers} initializers, {report.duplicates_removed} duplicates merged); "
+          f"max |ort - torch| = {report.max_abs_diff:.2e}")
+    if report.int8_bytes is not None:
+        print(f"  int8: {mb(report.int8_bytes)}; max |ort int8 - torch| = {report.int8_max_abs_diff:.2e}")
+    print(json.dumps(asdict(report)))
+    return 0
