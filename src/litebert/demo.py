@@ -141,14 +141,23 @@ def review_data(labelled: Path, workdir: Path):
     return load_task_data(REVIEWS_TASK, data_dir, FinetuneConfig())
 
 
-def write_pretraining_text(corpus: Path, train_sentences: list[str], directory: Path,
+def write_pretraining_text(corpus: Path, train_sentences: list[str], directory: Path, whole_files: bool,
                            sentences_per_doc: int = 20) -> Path:
-    """The corpus files plus the train split's review sentences as documents of consecutive sentences."""
+    """The corpus plus the train split's review sentences (documents of consecutive sentences).
+
+    With `whole_files`, each corpus file becomes one document (its blank lines dropped): the Gutenberg plays
+    separate every speech by a blank line, which would make each speech a document too short to fill a
+    128-token SOP example. A user's own corpus keeps its own document boundaries.
+    """
     text_dir = directory / "text"
     text_dir.mkdir(parents=True, exist_ok=True)
     files = sorted(corpus.rglob("*.txt")) if corpus.is_dir() else [corpus]
     for f in files:
-        shutil.copyfile(f, text_dir / f.name)
+        if whole_files:
+            lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
+            (text_dir / f.name).write_text("\n".join(line for line in lines if line.strip()) + "\n")
+        else:
+            shutil.copyfile(f, text_dir / f.name)
     docs = ["\n".join(train_sentences[i:i + sentences_per_doc])
             for i in range(0, len(train_sentences), sentences_per_doc)]
     (text_dir / "reviews_train.txt").write_text("\n\n".join(docs) + "\n")
@@ -301,7 +310,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     use_bf16 = bf16_supported() if cfg.bf16 is None else cfg.bf16
     corpus, labelled = stage_corpora(cfg)
     data = review_data(labelled, cfg.output)
-    text_dir = write_pretraining_text(corpus, [x.text_a for x in data.train], cfg.output / "corpus")
+    text_dir = write_pretraining_text(corpus, [x.text_a for x in data.train], cfg.output / "corpus",
+                                      whole_files=cfg.corpus is None)
     tok_dir, tok = stage_tokenizer(cfg, text_dir, log)
     data_dir, made = stage_data(cfg, text_dir, tok_dir, log)
     pre_dir, pre = stage_pretrain(cfg, Path(made["path"]), tok_dir, use_bf16, log)
