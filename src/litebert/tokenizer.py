@@ -82,7 +82,7 @@ def find_text_files(inputs: Sequence[str | Path]) -> list[Path]:
                 raise ValueError(f"input directory {item} holds no files")
             files.extend(found)
         else:
-            raise FileNotFoundError(f"input {item} is neither a file nor a directory")
+            raise FileNotFoundError(f"input {item} does not exist")
     if not files:
         raise ValueError("no input files given")
     return files

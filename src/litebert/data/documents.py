@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from litebert.tokenizer import find_text_files
+
 
 @dataclass
 class ReadStats:
@@ -48,29 +50,16 @@ class DocumentChunk:
 
 
 def find_input_files(inputs: Sequence[str | Path]) -> list[Path]:
-    """Expand files and directories (recursively, sorted, hidden files skipped) into text files.
+    """Expand files and directories into text files (`tokenizer.find_text_files`), refusing empty files.
 
     Raises FileNotFoundError naming a missing path, ValueError naming an empty file or an empty directory.
     """
-    files: list[Path] = []
     if not inputs:
         raise ValueError("no input given: pass --input FILE|DIR")
     for item in map(Path, inputs):
-        if item.is_file():
-            if item.stat().st_size == 0:
-                raise ValueError(f"input file {item} is empty")
-            files.append(item)
-        elif item.is_dir():
-            found = sorted(
-                p for p in item.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(item).parts)
-            )
-            if not found:
-                raise ValueError(f"input directory {item} holds no files")
-            files.extend(found)
-        else:
-            raise FileNotFoundError(f"input {item} does not exist")
-    return files
+        if item.is_file() and item.stat().st_size == 0:
+            raise ValueError(f"input file {item} is empty")
+    return find_text_files(inputs)
 
 
 def decode_line(raw: bytes, stats: ReadStats) -> str:

@@ -267,6 +267,14 @@ def answerability_tensors(features: list[SquadFeature]) -> dict[str, torch.Tenso
 # Decoding
 
 
+def _rows_by_example(features: list[SquadFeature]) -> dict[int, list[int]]:
+    """Feature rows (windows) of each example, by example index."""
+    rows: dict[int, list[int]] = defaultdict(list)
+    for row, feature in enumerate(features):
+        rows[feature.example_index].append(row)
+    return rows
+
+
 def decode_predictions(
     examples: list[SquadExample],
     features: list[SquadFeature],
@@ -283,9 +291,7 @@ def decode_predictions(
     start_logits, end_logits = np.asarray(start_logits, dtype=np.float64), np.asarray(end_logits, dtype=np.float64)
     if start_logits.shape != end_logits.shape or len(start_logits) != len(features):
         raise ValueError(f"logits {start_logits.shape} / {end_logits.shape} do not match {len(features)} features")
-    rows_of_example: dict[int, list[int]] = defaultdict(list)
-    for row, feature in enumerate(features):
-        rows_of_example[feature.example_index].append(row)
+    rows_of_example = _rows_by_example(features)
     result = SquadPredictions({}, {}, {}, {})
     for example_index, example in enumerate(examples):
         rows = rows_of_example[example_index]
@@ -328,9 +334,7 @@ def decode_beam_predictions(
     """
     k = start_top_index.shape[1]
     k_end = end_top_index.shape[1] // k
-    rows_of_example: dict[int, list[int]] = defaultdict(list)
-    for row, feature in enumerate(features):
-        rows_of_example[feature.example_index].append(row)
+    rows_of_example = _rows_by_example(features)
     result = SquadPredictions({}, {}, {}, {})
     for example_index, example in enumerate(examples):
         rows = rows_of_example[example_index]
