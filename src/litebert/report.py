@@ -71,7 +71,7 @@ def plot_accuracy(arms: list[dict], majority: float, path: Path) -> Path:
     for i, arm in enumerate(arms):
         ax.bar(i, arm["median"], color="#8fb0d8", width=0.6)
         ax.scatter([i] * len(arm["test"]), arm["test"], color="#1f3f6e", zorder=3, s=18)
-        ax.text(i, arm["median"] + 0.6, f"{arm['median']:.1f}", ha="center", fontsize=9)
+        ax.text(i, max(arm["test"]) + 1.0, f"{arm['median']:.1f}", ha="center", fontsize=9)
     ax.axhline(100 * majority, color="#c44e52", ls="--", lw=1, label=f"majority class {100 * majority:.1f}")
     ax.set_xticks(range(len(arms)), [a["title"].replace(" (", "\n(").replace(", ", ",\n", 1) for a in arms],
                   fontsize=8)
