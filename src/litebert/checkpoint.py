@@ -14,7 +14,6 @@ reported, and `load_latest` falls back to the one before it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from litebert.data.shards import file_sha256
 
 PREFIX = "step-"
 BEST = "best.json"
@@ -90,14 +91,6 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -142,7 +135,7 @@ def save_checkpoint(directory: Path, step: int, model: dict[str, torch.Tensor], 
         files = {}
         for name in ("model.safetensors", "state.safetensors"):
             _fsync(tmp / name)
-            files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+            files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
         meta = {"format": FORMAT, "version": VERSION, "step": step, "files": files, "state": skeleton}
         with open(tmp / "state.json", "w", encoding="utf-8") as f:
             f.write(json.dumps(meta) + "\n")
@@ -183,7 +176,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         size = file.stat().st_size
         if size != expected["bytes"]:
             raise CheckpointError(f"{file} is corrupt: {size} bytes, {expected['bytes']} were written")
-        if _sha256(file) != expected["sha256"]:
+        if file_sha256(file) != expected["sha256"]:
             raise CheckpointError(f"{file} is corrupt: its sha256 differs from the one recorded at save")
     try:
         model = load_file(path / "model.safetensors")

@@ -267,12 +267,15 @@ def answerability_tensors(features: list[SquadFeature]) -> dict[str, torch.Tenso
 # Decoding
 
 
-def _rows_by_example(features: list[SquadFeature]) -> dict[int, list[int]]:
-    """Feature rows (windows) of each example, by example index."""
+def _example_rows(examples: list[SquadExample], features: list[SquadFeature]):
+    """Each example with the feature rows (windows) built from it; every example must have one."""
     rows: dict[int, list[int]] = defaultdict(list)
     for row, feature in enumerate(features):
         rows[feature.example_index].append(row)
-    return rows
+    for index, example in enumerate(examples):
+        if not rows[index]:
+            raise ValueError(f"no feature for question {example.qid!r}: decode the features built from these examples")
+        yield example, rows[index]
 
 
 def decode_predictions(
@@ -291,12 +294,8 @@ def decode_predictions(
     start_logits, end_logits = np.asarray(start_logits, dtype=np.float64), np.asarray(end_logits, dtype=np.float64)
     if start_logits.shape != end_logits.shape or len(start_logits) != len(features):
         raise ValueError(f"logits {start_logits.shape} / {end_logits.shape} do not match {len(features)} features")
-    rows_of_example = _rows_by_example(features)
     result = SquadPredictions({}, {}, {}, {})
-    for example_index, example in enumerate(examples):
-        rows = rows_of_example[example_index]
-        if not rows:
-            raise ValueError(f"no feature for question {example.qid!r}: decode the features built from these examples")
+    for example, rows in _example_rows(examples, features):
         spans = [span for row in rows for span in
                  _window_spans(features[row], start_logits[row], end_logits[row], example.context, config)]
         nbest = _best_distinct(spans, config.n_best_size)
@@ -334,12 +333,8 @@ def decode_beam_predictions(
     """
     k = start_top_index.shape[1]
     k_end = end_top_index.shape[1] // k
-    rows_of_example = _rows_by_example(features)
     result = SquadPredictions({}, {}, {}, {})
-    for example_index, example in enumerate(examples):
-        rows = rows_of_example[example_index]
-        if not rows:
-            raise ValueError(f"no feature for question {example.qid!r}: decode the features built from these examples")
+    for example, rows in _example_rows(examples, features):
         spans = []
         for row in rows:
             feature = features[row]
