@@ -7,6 +7,15 @@ positions (-100 where nothing is masked) and so builds (B, T, V) logits; liteber
 
 Timings interleave the two models step by step and report the median, which blunts other load on the machine.
 
+Model FLOP utilisation (MFU) = model FLOPs per step / step time / this machine's dense matmul rate in the
+step's dtype (bf16 or fp32), measured once per run with `common.matmul_tflops`. Model FLOPs are counted
+analytically, forward x 3 for forward + backward: per applied layer (config.depth of them)
+2*B*T*(4*H^2 + 2*H*I) for the linear layers plus 4*B*T^2*H for attention scores and context; the embedding
+projection 2*B*T*E*H when E != H; and the MLM head over the P masked positions only, 2*B*P*(H*E + E*V). Both
+implementations are credited with the SAME useful FLOPs: Hugging Face's head over all T positions does work the
+loss does not need, and that extra work is not counted (so its MFU is lower where it wastes time there).
+Elementwise ops, layer norms, softmax, the SOP head and the optimizer are not counted.
+
     python benchmarks/bench_train.py [--presets albert-tiny albert-base-v2] [--shapes 8x128 2x512] [--steps 4]
 """
 from __future__ import annotations
@@ -23,6 +32,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import matmul_tflops  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
 from litebert.model import AlbertForPreTraining  # noqa: E402
 
@@ -49,6 +60,18 @@ def ours_step(model, b):
 def hf_step(model, b):
     return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
                  labels=b["full_labels"], sentence_order_label=b["sop"]).loss
+
+
+def train_flops(config: AlbertConfig, batch: int, length: int, predictions: int = PREDICTIONS) -> float:
+    """Useful model FLOPs of one training step (3 x forward), the same for both implementations."""
+    B, T, P = batch, length, predictions
+    H, I, E, V = config.hidden_size, config.intermediate_size, config.embedding_size, config.vocab_size
+    layer = 2 * B * T * (4 * H * H + 2 * H * I) + 4 * B * T * T * H
+    forward = config.depth * layer
+    if E != H:
+        forward += 2 * B * T * E * H
+    forward += 2 * B * P * (H * E + E * V)  # MLM head on the masked positions only
+    return 3.0 * forward
 
 
 def bench(preset: str, batch: int, length: int, bf16: bool, steps: int) -> dict:
@@ -79,6 +102,8 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int) -> dict:
     out = {"preset": preset, "batch": batch, "seq_length": length, "dtype": "bf16-autocast" if bf16 else "fp32"}
     for name, ts in times.items():
         out[f"{name}_tokens_per_s"] = tokens / statistics.median(ts)
+        out[f"{name}_step_s"] = statistics.median(ts)
+    out["flops_per_step"] = train_flops(config, batch, length)
     out["ratio"] = out["litebert_tokens_per_s"] / out["transformers_tokens_per_s"]
     return out
 
@@ -93,8 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    n = 2048
+    peak = {"fp32": matmul_tflops(torch.float32, n=n, repeats=3),
+            "bf16-autocast": matmul_tflops(torch.bfloat16, n=n, repeats=3)}
+    print(f"matmul {n}x{n}: fp32 {peak['fp32']:.3g} TFLOP/s, bf16 {peak['bf16-autocast']:.3g} TFLOP/s")
     rows = []
-    header = f"{'preset':<16}{'shape':>8}{'dtype':>15}{'litebert tok/s':>16}{'HF tok/s':>12}{'ratio':>8}"
+    header = (f"{'preset':<16}{'shape':>8}{'dtype':>15}{'litebert tok/s':>16}{'HF tok/s':>12}{'ratio':>8}"
+              f"{'lb mfu':>8}{'HF mfu':>8}")
     print(header)
     print("-" * len(header))
     for preset in args.presets:
@@ -102,13 +132,20 @@ def main(argv: list[str] | None = None) -> int:
             batch, length = map(int, shape.split("x"))
             for bf16 in (False, True):
                 r = bench(preset, batch, length, bf16, args.steps)
+                rate = peak[r["dtype"]] * 1e12
+                for name in ("litebert", "transformers"):
+                    r[f"{name}_mfu"] = r["flops_per_step"] / r[f"{name}_step_s"] / rate
                 rows.append(r)
                 print(f"{preset:<16}{shape:>8}{r['dtype']:>15}{r['litebert_tokens_per_s']:>16.0f}"
-                      f"{r['transformers_tokens_per_s']:>12.0f}{r['ratio']:>7.2f}x", flush=True)
+                      f"{r['transformers_tokens_per_s']:>12.0f}{r['ratio']:>7.2f}x"
+                      f"{r['litebert_mfu']:>8.1%}{r['transformers_mfu']:>8.1%}", flush=True)
     import transformers
 
     result = {"what": "training step (forward + backward + AdamW), median tokens/s; HF loss over (B, T) labels, "
-                      f"litebert over (B, P={PREDICTIONS}) masked positions",
+                      f"litebert over (B, P={PREDICTIONS}) masked positions; mfu = useful model FLOPs per step "
+                      "(3 x analytic forward, MLM head over the masked positions for both) / step time / "
+                      "matmul_tflops of the step's dtype",
+              "matmul_tflops": {"fp32": peak["fp32"], "bf16": peak["bf16-autocast"], "n": n},
               "torch": torch.__version__, "transformers": transformers.__version__,
               "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "rows": rows}
