@@ -25,8 +25,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/litebert demo
 
+# Speed and memory against Hugging Face, same run; each script prints a table and writes benchmarks/results/.
 bench: $(STAMP)
-	$(PY) benchmarks/bench_model.py
+	PYTHONPATH=src $(PY) benchmarks/bench_train.py
+	PYTHONPATH=src $(PY) benchmarks/bench_inference.py --quick
+	PYTHONPATH=src $(PY) benchmarks/bench_tokenizer.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
