@@ -5,7 +5,11 @@ bf16 autocast over fp32 weights). The losses differ by design: Hugging Face's mo
 positions (-100 where nothing is masked) and so builds (B, T, V) logits; litebert takes the masked positions
 (B, P) and runs the MLM head on those only. That is litebert's advantage and the reason for part of the ratio.
 
-Timings interleave the two models step by step and report the median, which blunts other load on the machine.
+Timings interleave the models step by step and report the median, which blunts other load on the machine.
+On a GPU (--device cuda, the default where one is present) the same steps run there, timed with
+synchronisation; --compile adds torch.compile(litebert) as a third contender (its compile timed apart, as the
+first step). The CPU-only fast paths in litebert.model (fp32 attention backward, erf GELU in bf16) switch
+themselves off on a GPU.
 
 Model FLOP utilisation (MFU) = model FLOPs per step / step time / this machine's dense matmul rate in the
 step's dtype (bf16 or fp32), measured once per run with `common.matmul_tflops`. Model FLOPs are counted
@@ -16,16 +20,15 @@ implementations are credited with the SAME useful FLOPs: Hugging Face's head ove
 loss does not need, and that extra work is not counted (so its MFU is lower where it wastes time there).
 Elementwise ops, layer norms, softmax, the SOP head and the optimizer are not counted.
 
-    python benchmarks/bench_train.py [--presets albert-tiny albert-base-v2] [--shapes 8x128 2x512] [--steps 4]
+    python benchmarks/bench_train.py [--presets albert-tiny albert-base-v2] [--shapes 8x128 32x128 8x512]
+        [--dtypes fp32 bf16] [--steps 4] [--device cpu|cuda] [--compile] [--threads N] [--output train.json]
+~10 minutes on 2 CPU cores for the defaults (HF's fp32 32x128 step alone is ~15 s).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -33,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import matmul_tflops  # noqa: E402
+from common import machine_info, matmul_tflops, set_threads, time_once, write_json  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
 from litebert.model import AlbertForPreTraining  # noqa: E402
 
@@ -74,85 +77,120 @@ def train_flops(config: AlbertConfig, batch: int, length: int, predictions: int 
     return 3.0 * forward
 
 
-def bench(preset: str, batch: int, length: int, bf16: bool, steps: int) -> dict:
+def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def contenders(preset: str, device: str, compile_ours: bool) -> dict:
+    """name → (model, step function): litebert, Hugging Face and, with compile_ours, torch.compile(litebert),
+    all with the same random weights."""
     from transformers import AlbertConfig as HFConfig
     from transformers import AlbertForPreTraining as HFAlbert
 
     config = AlbertConfig.preset(preset)
     torch.manual_seed(0)
-    ours = AlbertForPreTraining(config).train()
+    ours = AlbertForPreTraining(config).train().to(device)
     hf_config = HFConfig(**{k: v for k, v in config.to_dict().items() if k in HFConfig().to_dict()})
-    hf = HFAlbert(hf_config).train()
-    b = make_batch(config, batch, length)
+    hf = HFAlbert(hf_config).train().to(device)
     runs = {"litebert": (ours, ours_step), "transformers": (hf, hf_step)}
+    if compile_ours:
+        twin = AlbertForPreTraining(config).train().to(device)
+        twin.load_state_dict(ours.state_dict())
+        runs["litebert compiled"] = (torch.compile(twin), ours_step)
+    return runs
+
+
+def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: str = "cpu",
+          compile_ours: bool = False) -> dict:
+    """Median step time of each contender, timed step by step in turn (warm-up step first, and for the
+    compiled model the compile, timed apart)."""
+    runs = contenders(preset, device, compile_ours)
+    config = AlbertConfig.preset(preset)
+    b = to_device(make_batch(config, batch, length), device)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, (m, _) in runs.items()}
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-    for i in range(steps + 1):  # the first step of each is warm-up
-        for name, (model, step) in runs.items():
-            t0 = time.perf_counter()
-            with autocast:
-                loss = step(model, b)
-            loss.backward()
-            optimizers[name].step()
-            optimizers[name].zero_grad(set_to_none=True)
-            if i:
-                times[name].append(time.perf_counter() - t0)
-    tokens = batch * length
-    out = {"preset": preset, "batch": batch, "seq_length": length, "dtype": "bf16-autocast" if bf16 else "fp32"}
+    autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    def step(name):
+        model, fn = runs[name]
+        with autocast:
+            loss = fn(model, b)
+        loss.backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad(set_to_none=True)
+
+    warmup = {name: time_once(lambda: step(name)) for name in runs}
+    times = {name: [] for name in runs}
+    for _ in range(steps):
+        for name in runs:
+            times[name].append(time_once(lambda: step(name)))
+    out = {"preset": preset, "batch": batch, "seq_length": length, "device": device,
+           "dtype": "bf16-autocast" if bf16 else "fp32", "flops_per_step": train_flops(config, batch, length)}
     for name, ts in times.items():
-        out[f"{name}_tokens_per_s"] = tokens / statistics.median(ts)
-        out[f"{name}_step_s"] = statistics.median(ts)
-    out["flops_per_step"] = train_flops(config, batch, length)
+        key = name.replace(" ", "_")
+        out[f"{key}_step_s"] = statistics.median(ts)
+        out[f"{key}_tokens_per_s"] = batch * length / statistics.median(ts)
+        out[f"{key}_first_step_s"] = warmup[name]
     out["ratio"] = out["litebert_tokens_per_s"] / out["transformers_tokens_per_s"]
+    if compile_ours:
+        out["compiled_ratio"] = out["litebert_compiled_tokens_per_s"] / out["transformers_tokens_per_s"]
     return out
+
+
+def peak_rates(device: str) -> dict[str, float]:
+    """This machine's dense matmul TFLOP/s per step dtype (the MFU denominators), measured now."""
+    n = 2048 if device == "cpu" else 8192  # a GPU needs a bigger product to approach its peak
+    return {"fp32": matmul_tflops(torch.float32, n=n, repeats=3, device=device),
+            "bf16-autocast": matmul_tflops(torch.bfloat16, n=n, repeats=3, device=device), "n": n}
+
+
+def print_row(r: dict) -> None:
+    compiled = f"{r['compiled_ratio']:>9.2f}x" if "compiled_ratio" in r else ""
+    print(f"{r['preset']:<16}{r['batch']}x{r['seq_length']:<5}{r['dtype']:>15}{r['litebert_tokens_per_s']:>16.0f}"
+          f"{r['transformers_tokens_per_s']:>12.0f}{r['ratio']:>7.2f}x"
+          f"{r['litebert_mfu']:>8.1%}{r['transformers_mfu']:>8.1%}{compiled}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["albert-tiny", "albert-base-v2"])
-    parser.add_argument("--shapes", nargs="+", default=["8x128", "2x512"], help="BATCHxLENGTH")
+    parser.add_argument("--shapes", nargs="+", default=["8x128", "32x128", "8x512"], help="BATCHxLENGTH")
+    parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
+                        help="fp32, and/or bf16 autocast over fp32 weights (default: both)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per model (after one warm-up step)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "train.json"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(litebert)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: every core)")
+    parser.add_argument("--output", default="train.json", help="file name under benchmarks/results/")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    n = 2048
-    peak = {"fp32": matmul_tflops(torch.float32, n=n, repeats=3),
-            "bf16-autocast": matmul_tflops(torch.bfloat16, n=n, repeats=3)}
-    print(f"matmul {n}x{n}: fp32 {peak['fp32']:.3g} TFLOP/s, bf16 {peak['bf16-autocast']:.3g} TFLOP/s")
+    set_threads(args.threads)
+    peak = peak_rates(args.device)
+    print(f"matmul {peak['n']}^3 on {args.device}: fp32 {peak['fp32']:.3g} TFLOP/s, "
+          f"bf16 {peak['bf16-autocast']:.3g} TFLOP/s")
+    header = (f"{'preset':<16}{'shape':<8}{'dtype':>15}{'litebert tok/s':>16}{'HF tok/s':>12}{'ratio':>8}"
+              f"{'lb mfu':>8}{'HF mfu':>8}{'  compiled' if args.compile else ''}")
+    print(header + "\n" + "-" * len(header))
     rows = []
-    header = (f"{'preset':<16}{'shape':>8}{'dtype':>15}{'litebert tok/s':>16}{'HF tok/s':>12}{'ratio':>8}"
-              f"{'lb mfu':>8}{'HF mfu':>8}")
-    print(header)
-    print("-" * len(header))
     for preset in args.presets:
         for shape in args.shapes:
             batch, length = map(int, shape.split("x"))
-            for bf16 in (False, True):
-                r = bench(preset, batch, length, bf16, args.steps)
-                rate = peak[r["dtype"]] * 1e12
-                for name in ("litebert", "transformers"):
-                    r[f"{name}_mfu"] = r["flops_per_step"] / r[f"{name}_step_s"] / rate
+            for bf16 in [d == "bf16" for d in args.dtypes]:
+                r = bench(preset, batch, length, bf16, args.steps, args.device, args.compile)
+                for name in ("litebert", "transformers", "litebert_compiled"):
+                    if f"{name}_step_s" in r:
+                        r[f"{name}_mfu"] = r["flops_per_step"] / r[f"{name}_step_s"] / (peak[r["dtype"]] * 1e12)
                 rows.append(r)
-                print(f"{preset:<16}{shape:>8}{r['dtype']:>15}{r['litebert_tokens_per_s']:>16.0f}"
-                      f"{r['transformers_tokens_per_s']:>12.0f}{r['ratio']:>7.2f}x"
-                      f"{r['litebert_mfu']:>8.1%}{r['transformers_mfu']:>8.1%}", flush=True)
-    import transformers
-
-    result = {"what": "training step (forward + backward + AdamW), median tokens/s; HF loss over (B, T) labels, "
-                      f"litebert over (B, P={PREDICTIONS}) masked positions; mfu = useful model FLOPs per step "
-                      "(3 x analytic forward, MLM head over the masked positions for both) / step time / "
-                      "matmul_tflops of the step's dtype",
-              "matmul_tflops": {"fp32": peak["fp32"], "bf16": peak["bf16-autocast"], "n": n},
-              "torch": torch.__version__, "transformers": transformers.__version__,
-              "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "rows": rows}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.output}")
+                print_row(r)
+    what = ("training step (forward + backward + AdamW), median s and tokens/s; HF loss over (B, T) labels, "
+            f"litebert over (B, P={PREDICTIONS}) masked positions; mfu = useful model FLOPs per step (3 x analytic "
+            "forward, MLM head over the masked positions for both) / step time / matmul rate of the step's dtype")
+    path = write_json({"what": what, "matmul_tflops": peak, "steps": args.steps,
+                       "machine": machine_info(device=_device_name(args.device)), "rows": rows}, args.output)
+    print(f"wrote {path}")
     return 0
+
+
+def _device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
 
 
 if __name__ == "__main__":

@@ -33,10 +33,17 @@ def set_threads(threads: int | None) -> int:
     return threads
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before reading the clock
+
+
 def time_once(fn: Callable[[], object]) -> float:
-    """Wall seconds of one call."""
+    """Wall seconds of one call (including the GPU work it queued)."""
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -60,9 +67,9 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int = 1,
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
     """Dense (n x n) @ (n x n) rate in TFLOP/s: the ceiling a transformer's linear layers can approach."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     seconds = median_time(lambda: a @ b, warmup=2, repeats=repeats)
     return 2 * n ** 3 / seconds / 1e12
 

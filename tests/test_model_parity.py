@@ -151,3 +151,26 @@ def test_head_from_pretraining_checkpoint_initialises_new_head(tmp_path, caplog)
         assert torch.equal(t, clf.albert.state_dict()[name]), name
     w = clf.classifier.weight
     assert w.shape == (2, 32) and 0.005 < w.std().item() < 0.03 and not clf.classifier.bias.any()
+
+
+def test_gradient_parity_with_labels(tmp_path):
+    """Every parameter's gradient equals HF's: the fused Q/K/V projection hands each of query, key and value
+    its own share, and shared blocks sum over the layers that use them."""
+    torch.manual_seed(3)
+    config = {**_small("AlbertForPreTraining"), "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+              "classifier_dropout_prob": 0.0}
+    hf = transformers.AlbertForPreTraining(transformers.AlbertConfig(**config)).train()
+    hf.save_pretrained(tmp_path)
+    ours = litebert.AlbertForPreTraining.from_pretrained(tmp_path).train()
+    inputs = _inputs(False)
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[:, 3] = 11
+    sop = torch.tensor([1, 0, 1])
+    hf(**inputs, labels=labels, sentence_order_label=sop).loss.backward()
+    ours(**inputs, labels=labels, sentence_order_label=sop).loss.backward()
+    theirs = dict(hf.named_parameters())
+    from litebert.convert import external_name
+
+    for name, p in ours.named_parameters():
+        q = theirs[external_name(name, ours.config, "albert")]
+        assert (p.grad - q.grad).abs().max() <= 1e-5 * max(1.0, q.grad.abs().max().item()), name

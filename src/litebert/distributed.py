@@ -165,15 +165,16 @@ def parallelize(model: nn.Module, world: World, config: ParallelConfig, compile:
     `unused_parameters`: some parameters never get a gradient (the SOP head, when the data has no sentence
     task); DDP's static-graph mode learns which on the first step instead of waiting for them forever.
 
-    With FSDP the model is sharded in place (each layer block its own unit) and returned as is; with DDP the
-    wrapper is returned and `model` keeps the unwrapped parameters (DDP shares them).
+    With FSDP the model is sharded in place and returned as is; the encoder is one unit, because ALBERT applies
+    its shared blocks L times per pass (a unit per block would all-gather each of them L times, and the
+    encoder fuses a block's Q/K/V weights once per forward, outside the block). With DDP the wrapper is
+    returned and `model` keeps the unwrapped parameters (DDP shares them).
     """
     model.to(world.device)
     if world.distributed and config.fsdp:
         from torch.distributed.fsdp import fully_shard
 
-        for block in (*model.albert.encoder.attention, *model.albert.encoder.ffn):
-            fully_shard(block)
+        fully_shard(model.albert.encoder)
         fully_shard(model)
         wrapped = model
     elif world.distributed:

@@ -2,9 +2,9 @@
 
 The graph comes from torch's dynamo exporter (`torch.export` + onnxscript), with the batch and sequence axes
 (and the choices axis of multiple choice) left dynamic. ALBERT applies one block L times; the exporter keeps
-one initializer per parameter, weights are stored pre-transposed (`fold_weight_transposes`), and
-`deduplicate_initializers` merges any identical tensors that an exporter would still repeat, so the file
-is the size of the parameters. Every export is run in onnxruntime on padded probe batches of two shapes
+one initializer per parameter, weights are stored pre-transposed and the Q/K/V projection pre-concatenated
+(`fold_constant_weights`), and `deduplicate_initializers` merges any identical tensors that an exporter would
+still repeat, so the file is the size of the parameters. Every export is run in onnxruntime on padded probe batches of two shapes
 and compared with PyTorch; the numbers come back in an `ExportReport`.
 
 Optional int8: onnxruntime's dynamic quantisation (int8 weights of every MatMul/Gemm and of the embedding
@@ -21,6 +21,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -131,24 +132,40 @@ def deduplicate_initializers(proto) -> int:
     return len(rename)
 
 
-def fold_weight_transposes(proto) -> int:
-    """Replace each Transpose of an initializer by the transposed initializer; returns how many were folded.
+FOLDABLE = ("Transpose", "Concat")
 
-    The exporter writes nn.Linear as MatMul(x, Transpose(W)) and leaves the Transpose for run time (its
-    folder skips large constants). onnxruntime folds it when loading, but int8 quantisation only quantises a
-    MatMul whose weight is an initializer: unfolded, every encoder weight would stay fp32. A weight read only
-    through its Transpose is then dropped, so each is still stored once.
+
+def _fold(node, arrays: list):
+    """The numpy value of a Transpose or Concat node whose inputs are all `arrays`."""
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Transpose":
+        return arrays[0].transpose(attrs.get("perm")).copy()
+    return np.concatenate(arrays, axis=attrs["axis"])
+
+
+def fold_constant_weights(proto) -> int:
+    """Replace each Transpose or Concat of initializers by its value as an initializer; returns how many went.
+
+    The exporter writes nn.Linear as MatMul(x, Transpose(W)), and litebert's fused Q/K/V projection as
+    Transpose(Concat(Wq, Wk, Wv)), and leaves both for run time (its folder skips large constants).
+    onnxruntime folds them when loading, but int8 quantisation only quantises a MatMul whose weight is an
+    initializer: unfolded, those weights would stay fp32. Nodes are in topological order, so one pass folds
+    chains. Initializers read only through a folded node are then dropped, so each weight is still stored once.
     """
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     graph = proto.graph
     inits = {init.name: init for init in graph.initializer}
-    folded = [node for node in graph.node if node.op_type == "Transpose" and node.input[0] in inits]
-    for node in folded:
-        perm = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"), None)
-        array = numpy_helper.to_array(inits[node.input[0]])
-        graph.initializer.append(numpy_helper.from_array(array.transpose(perm).copy(), node.output[0]))
-        graph.node.remove(node)
+    folded = []
+    for node in list(graph.node):
+        if node.op_type in FOLDABLE and all(name in inits for name in node.input):
+            value = _fold(node, [numpy_helper.to_array(inits[name]) for name in node.input])
+            inits[node.output[0]] = numpy_helper.from_array(value, node.output[0])
+            graph.initializer.append(inits[node.output[0]])
+            graph.node.remove(node)
+            folded.append(node)
     still_read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
     unread = [init for init in graph.initializer if init.name not in still_read]
     for init in unread:
@@ -171,7 +188,7 @@ def _export_graph(model: nn.Module, config: AlbertConfig, path: Path, opset: int
     proto = program.model_proto
     for node in proto.graph.node:  # source paths and stack traces: ~0.9 KB a node, of use to no runtime
         del node.metadata_props[:]
-    fold_weight_transposes(proto)
+    fold_constant_weights(proto)
     removed = deduplicate_initializers(proto)
     # One file: every released ALBERT (xxlarge: 0.9 GB) is under protobuf's 2 GB limit.
     onnx.save_model(proto, str(path))

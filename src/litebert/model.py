@@ -19,9 +19,25 @@ from torch import Tensor, nn
 
 from litebert.config import AlbertConfig
 
+
+
+def gelu_tanh(x: Tensor) -> Tensor:
+    """GELU in its tanh form (ALBERT's "gelu_new"), except for bf16 on CPU, where the exact (erf) GELU runs.
+
+    Why: on CPU, PyTorch's vectorised tanh GELU is ~5x slower than its erf GELU (albert-base 8x128 bf16:
+    2.8 vs 0.55 ms per call, 20% of an inference pass). The tanh form only approximates the erf one; the two
+    differ by at most 4.8e-4 (at x = 2.70), against a bf16 spacing of 7.8e-3 there, so after rounding to
+    bf16 they agree exactly on 97.6% of the bf16 numbers in (-8, 8) and elsewhere by one unit in the last
+    place (tests/test_model.py checks both bounds). fp32, fp16 and CUDA keep the tanh form bit for bit.
+    """
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        return F.gelu(x)
+    return F.gelu(x, approximate="tanh")
+
+
 ACT_FNS = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_new": gelu_tanh,
+    "gelu_fast": gelu_tanh,
     "gelu": F.gelu,
     "relu": F.relu,
     "silu": F.silu,
@@ -104,6 +120,24 @@ class AlbertEmbeddings(nn.Module):
         return self.projection(x) if self.projection is not None else x  # (B, T, H)
 
 
+CPU_FP32_ATTENTION_MAX_LEN = 256
+"""On CPU, SDPA's flash-attention backward is slower in bf16 than in fp32 for short sequences (B=8 or 32,
+12 heads of 64, torch 2.13, AMX Xeon, forward + backward: T=128 17 vs 10 ms, T=256 33 vs 32 ms, T=512 79 vs
+106 ms), so bf16 attention that will be differentiated runs in fp32 up to this length."""
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
+    """Scaled dot-product attention, q/k/v (B, nh, T, hs) → (B, nh, T, hs); `mask` additive (B, 1, 1, T)."""
+    upcast = (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
+              and q.shape[-2] <= CPU_FP32_ATTENTION_MAX_LEN)
+    if not upcast:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs straight back to bf16
+        mask = mask.float() if mask is not None else None
+        ctx = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout_p)
+    return ctx.to(q.dtype)
+
+
 class AlbertAttention(nn.Module):
     """Multi-head self-attention with its output projection, residual and post-LayerNorm."""
 
@@ -119,13 +153,26 @@ class AlbertAttention(nn.Module):
         self.attn_dropout = config.attention_probs_dropout_prob
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def fused_qkv(self) -> tuple[Tensor, Tensor]:
+        """The Q, K and V projections as one (3H, H) weight and (3H,) bias, cast to the autocast dtype if on.
+
+        One matmul three times as wide is faster than three narrow ones (albert-base 8x128 bf16 on this CPU:
+        ~2.5 vs ~1.3 TFLOP/s). The encoder builds it once per forward, so a block that L layers share is
+        concatenated and cast once, not L times; its gradient flows back to the three separate parameters.
+        """
+        w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        b = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        if torch.is_autocast_enabled(w.device.type):
+            dtype = torch.get_autocast_dtype(w.device.type)
+            w, b = w.to(dtype), b.to(dtype)
+        return w, b
+
+    def forward(self, x: Tensor, mask: Tensor | None, qkv: tuple[Tensor, Tensor] | None = None) -> Tensor:
         B, T, H = x.shape
-        q, k, v = (lin(x).view(B, T, self.num_heads, -1).transpose(1, 2)
-                   for lin in (self.query, self.key, self.value))  # (B, nh, T, hs)
+        w, b = qkv if qkv is not None else self.fused_qkv()
+        q, k, v = F.linear(x, w, b).view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         p = self.attn_dropout if self.training else 0.0
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
-        ctx = ctx.transpose(1, 2).reshape(B, T, H)
+        ctx = attention(q, k, v, mask, p).transpose(1, 2).reshape(B, T, H)
         return self.layer_norm(x + self.dropout(self.dense(ctx)))
 
 
@@ -176,8 +223,9 @@ class AlbertEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None, output_hidden_states: bool = False):
         states = [x] if output_hidden_states else None
+        qkv = [block.fused_qkv() for block in self.attention]  # once per forward, however many layers share
         for a, f in self.layout:
-            x = self.ffn[f](self.attention[a](x, mask))  # (B, T, H)
+            x = self.ffn[f](self.attention[a](x, mask, qkv[a]))  # (B, T, H)
             if states is not None:
                 states.append(x)
         return x, (tuple(states) if states is not None else None)
@@ -231,8 +279,14 @@ class AlbertPreTrainedModel(nn.Module):
 
 
 def extended_attention_mask(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    """(B, T) 1/0 padding mask → additive (B, 1, 1, T) mask for SDPA: 0 where attended, -inf-like where not."""
+    """(B, T) 1/0 padding mask → additive (B, 1, 1, T) mask for SDPA: 0 where attended, -inf-like where not.
+
+    None when nothing is padded: SDPA's unmasked kernel computes the same sums, faster (albert-base bf16
+    8x512 on CPU: -7% attention time). Not decided while tracing (compile/export), where it would specialise.
+    """
     if attention_mask is None:
+        return None
+    if not torch.compiler.is_compiling() and bool(attention_mask.all()):
         return None
     mask = attention_mask[:, None, None, :].to(dtype)
     return (1.0 - mask) * torch.finfo(dtype).min

@@ -1,0 +1,92 @@
+"""The CPU fast paths change how a number is computed, never what it is beyond bf16 rounding."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import litebert.model as model_module
+from litebert import AlbertConfig, AlbertModel
+
+TINY = dict(vocab_size=50, embedding_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+            intermediate_size=24, max_position_embeddings=32, hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0)
+
+
+def _all_bf16() -> torch.Tensor:
+    """Every bfloat16 number of magnitude below 2^64 (aten's bf16 GELUs overflow near the top of the range)."""
+    x = torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    return x[x.float().abs() < 2.0 ** 64]
+
+
+def test_bf16_gelu_is_the_tanh_form_to_bf16_precision():
+    x = _all_bf16()
+    xd = x.double()
+    exact_tanh_form = 0.5 * xd * (1 + torch.tanh(math.sqrt(2 / math.pi) * (xd + 0.044715 * xd ** 3)))
+    ours = model_module.gelu_tanh(x)
+    assert ours.dtype == torch.bfloat16
+    # Never further from the tanh form than the two GELUs are apart, plus half a bf16 step of rounding.
+    half_step = exact_tanh_form.abs() * 2.0 ** -8
+    assert ((ours.double() - exact_tanh_form).abs() <= 4.8e-4 + half_step).all()
+    central = xd.abs() < 8
+    same = (ours == exact_tanh_form.to(torch.bfloat16))[central].float().mean().item()
+    assert same > 0.97, same
+    # fp32 keeps the tanh form exactly.
+    xf = torch.linspace(-6, 6, 1001)
+    assert torch.equal(model_module.gelu_tanh(xf), F.gelu(xf, approximate="tanh"))
+
+
+def _attention_and_grads(q, k, v, mask, upcast_len: int):
+    saved = model_module.CPU_FP32_ATTENTION_MAX_LEN
+    model_module.CPU_FP32_ATTENTION_MAX_LEN = upcast_len
+    try:
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        out = model_module.attention(*leaves, mask, 0.0)
+        out.float().square().sum().backward()
+    finally:
+        model_module.CPU_FP32_ATTENTION_MAX_LEN = saved
+    return [out.float()] + [t.grad.float() for t in leaves]
+
+
+def test_bf16_training_attention_runs_in_fp32_and_is_closer_to_fp32():
+    """Differentiable bf16 attention on CPU computes in fp32 (for speed): its output and gradients are at
+    least as close to a full fp32 computation as bf16 SDPA's, and the padding mask still applies."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 24, 16, generator=g).bfloat16() for _ in range(3))
+    keep = torch.ones(2, 24)
+    keep[1, 10:] = 0
+    mask = ((1.0 - keep) * torch.finfo(torch.bfloat16).min)[:, None, None, :].bfloat16()  # (B, 1, 1, T)
+    reference = _attention_and_grads(q.float(), k.float(), v.float(), mask.float(), 0)
+    upcast = _attention_and_grads(q, k, v, mask, 256)
+    plain = _attention_and_grads(q, k, v, mask, 0)
+    for name, r, a, b in zip(["out", "dq", "dk", "dv"], reference, upcast, plain):
+        err_upcast, err_plain = ((x - r).abs().max().item() / r.abs().max().item() for x in (a, b))
+        assert err_upcast <= err_plain + 1e-3 and err_upcast < 2e-2, (name, err_upcast, err_plain)
+    assert upcast[2][1, :, 10:].abs().max() == 0  # masked keys get no gradient
+
+
+def test_all_ones_mask_is_the_same_as_no_mask():
+    torch.manual_seed(1)
+    model = AlbertModel(AlbertConfig(**TINY)).eval()
+    ids = torch.randint(5, 50, (2, 10))
+    with torch.no_grad():
+        ones = model(ids, torch.ones_like(ids)).last_hidden_state
+        none = model(ids).last_hidden_state
+        padded_mask = torch.ones_like(ids)
+        padded_mask[1, 7:] = 0
+        padded = model(ids, padded_mask).last_hidden_state
+    assert torch.equal(ones, none)
+    assert not torch.allclose(padded[1, :7], none[1, :7])  # a real mask still masks
+    assert torch.allclose(padded[0], none[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("share", ["all", "none"])
+def test_fused_qkv_is_built_once_per_forward(share):
+    """A shared block's Q/K/V weight is concatenated once per forward, not once per layer."""
+    model = AlbertModel(AlbertConfig(**TINY, share=share)).eval()
+    calls = []
+    for block in model.encoder.attention:
+        original = block.fused_qkv
+        block.fused_qkv = lambda original=original: calls.append(1) or original()
+    model(torch.randint(5, 50, (1, 6)))
+    assert len(calls) == len(model.encoder.attention) == (1 if share == "all" else 3)
