@@ -4,6 +4,11 @@ The ladder reads top to bottom: embeddings → attention block → FFN block →
 layer) → AlbertModel (+ tanh pooler) → heads. The module knows nothing of training, data or files; loading
 and saving checkpoints lives in `litebert.convert` (reached through `from_pretrained` / `save_pretrained`).
 
+Fast paths, each worth measured in benchmarks/levers.py: `gelu_tanh` (erf GELU for bf16, CPU only),
+`attention` (fp32 backward for short bf16 sequences, CPU only), `AlbertAttention.fused_qkv` (one Q/K/V
+matmul, built once per forward for a shared block) and `extended_attention_mask` (no mask when nothing is
+padded).
+
 Shapes: B batch, T sequence length, H hidden size, E embedding size, V vocabulary, nh heads, hs head size,
 P masked positions per sequence, C choices, k top-k candidates.
 """
@@ -120,10 +125,10 @@ class AlbertEmbeddings(nn.Module):
         return self.projection(x) if self.projection is not None else x  # (B, T, H)
 
 
-CPU_FP32_ATTENTION_MAX_LEN = 256
-"""On CPU, SDPA's flash-attention backward is slower in bf16 than in fp32 for short sequences (B=8 or 32,
-12 heads of 64, torch 2.13, AMX Xeon, forward + backward: T=128 17 vs 10 ms, T=256 33 vs 32 ms, T=512 79 vs
-106 ms), so bf16 attention that will be differentiated runs in fp32 up to this length."""
+CPU_FP32_ATTENTION_MAX_LEN = 128
+"""On CPU, SDPA's flash-attention backward is slower in bf16 than in fp32 for short sequences (8 x 12 heads of
+64, torch 2.13, AMX Xeon, forward + backward per layer: T=128 18 vs 13 ms; T=256 29-33 vs 32-41 ms; T=512
+79 vs 106-120 ms), so bf16 attention that will be differentiated runs in fp32 up to this length."""
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:

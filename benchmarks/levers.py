@@ -1,0 +1,204 @@
+"""What each of litebert's CPU fast paths is worth: every lever is switched OFF, one at a time and then all
+together, on an otherwise current albert-base-v2, for a training step and for inference, at B x T shapes.
+
+The levers (all in litebert/model.py), and how this script switches each off for the length of one call:
+  - fused QKV: `AlbertAttention.forward` runs three (H, H) projections again and `fused_qkv` builds nothing
+  - exact GELU in bf16: each FFN block's `act` becomes the tanh GELU (ALBERT's own, slow in bf16 on CPU)
+  - fp32 attention backward (training only): `CPU_FP32_ATTENTION_MAX_LEN = 0`, so SDPA runs in bf16
+  - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
+Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
+(bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
+passed explicitly; also on 1 thread and, with --compile, under torch.compile (compile time reported apart).
+Each mode and shape times its variants round-robin (common.interleaved_medians); "x current" is a variant's
+time over the current model's, so 1.25 means switching that lever off costs 25%.
+
+    .venv/bin/python benchmarks/levers.py [--shapes 8x128 8x512] [--repeats 7] [--threads N] [--compile]
+Writes benchmarks/results/levers.json. About 4 min on 2 quiet cores with the defaults (--compile adds minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inference import inputs_for, random_weights  # noqa: E402
+from bench_train import make_batch, ours_step  # noqa: E402
+from common import format_table, interleaved_medians, machine_info, set_threads, write_json  # noqa: E402
+
+import litebert.model as lm  # noqa: E402
+from litebert import AlbertConfig  # noqa: E402
+
+PRESET = "albert-base-v2"
+
+
+# ---------------------------------------------------------------------------------------------- levers off
+def three_projection_forward(self, x, mask, qkv=None):
+    """AlbertAttention.forward without the fused QKV: three (H, H) projections; `qkv` is ignored."""
+    B, T, H = x.shape
+    q, k, v = (lin(x).view(B, T, self.num_heads, -1).transpose(1, 2)
+               for lin in (self.query, self.key, self.value))  # 3 x (B, nh, T, hs)
+    p = self.attn_dropout if self.training else 0.0
+    ctx = lm.attention(q, k, v, mask, p).transpose(1, 2).reshape(B, T, H)
+    return self.layer_norm(x + self.dropout(self.dense(ctx)))
+
+
+def additive_mask(attention_mask, dtype):
+    """`extended_attention_mask` without the all-ones shortcut: always the additive (B, 1, 1, T) mask."""
+    if attention_mask is None:
+        return None
+    mask = attention_mask[:, None, None, :].to(dtype)
+    return (1.0 - mask) * torch.finfo(dtype).min
+
+
+@contextlib.contextmanager
+def no_fused_qkv(model):
+    with mock.patch.object(lm.AlbertAttention, "forward", three_projection_forward), \
+            mock.patch.object(lm.AlbertAttention, "fused_qkv", lambda self: None):
+        yield
+
+
+@contextlib.contextmanager
+def tanh_gelu(model):
+    with contextlib.ExitStack() as stack:
+        for ffn in (m for m in model.modules() if isinstance(m, lm.AlbertFFN)):
+            stack.enter_context(mock.patch.object(ffn, "act", lambda x: F.gelu(x, approximate="tanh")))
+        yield
+
+
+LEVERS_OFF = {  # variant name → (model → context manager that switches the lever off)
+    "no fused QKV": no_fused_qkv,
+    "tanh GELU in bf16": tanh_gelu,
+    "bf16 attention backward": lambda model: mock.patch.object(lm, "CPU_FP32_ATTENTION_MAX_LEN", 0),
+    "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
+}
+TRAINING_ONLY = {"bf16 attention backward"}
+
+
+@contextlib.contextmanager
+def all_off(model, names):
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            stack.enter_context(LEVERS_OFF[name](model))
+        yield
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def under(context: Callable[[], contextlib.AbstractContextManager], fn: Callable[[], object]):
+    """A zero-argument call of `fn` inside a fresh `context()`: the lever is off for that call only."""
+    def run():
+        with context():
+            return fn()
+    return run
+
+
+def variants(model, fn: Callable[[], object], training: bool) -> dict[str, Callable[[], object]]:
+    """"current", each lever off alone, then "all off"; the training-only lever only when `training`."""
+    names = [n for n in LEVERS_OFF if training or n not in TRAINING_ONLY]
+    table = {"current": fn}
+    table.update({name: under(lambda name=name: LEVERS_OFF[name](model), fn) for name in names})
+    table["all off"] = under(lambda: all_off(model, names), fn)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------- modes
+def training_variants(model, optimizer, batch: dict) -> dict[str, Callable[[], object]]:
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = ours_step(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return variants(model, step, training=True)
+
+
+def inference_variants(model, compiled, inputs: dict) -> dict[str, Callable[[], object]]:
+    def infer(m=model):
+        with torch.inference_mode():
+            return m(**inputs)
+    table = variants(model, infer, training=False)
+    table["1 thread"] = under(lambda: threads(1), infer)
+    if compiled is not None:
+        table["torch.compile"] = lambda: infer(compiled)
+    return table
+
+
+def compile_seconds(compiled, inputs: dict) -> float:
+    """The first call of a compiled model at a new shape compiles it; its wall time, apart from the rest."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        compiled(**inputs)
+    return time.perf_counter() - start
+
+
+def measure(mode: str, shape: str, fns: dict, repeats: int) -> list[dict]:
+    seconds = interleaved_medians(fns, warmup=1, repeats=repeats)
+    print(f"{mode} {shape} done", flush=True)
+    return [dict(mode=mode, shape=shape, variant=name, seconds=s, x_current=s / seconds["current"])
+            for name, s in seconds.items()]
+
+
+def print_table(mode: str, results: list[dict], shapes: list[str]) -> None:
+    rows: dict[str, list] = {}
+    for r in (r for r in results if r["mode"] == mode):
+        rows.setdefault(r["variant"], []).extend([round(r["seconds"] * 1e3), r["x_current"]])
+    header = ["variant"] + [h for shape in shapes for h in (f"{shape} ms", "x current")]
+    print(f"\n{PRESET} {mode}")
+    print(format_table(header, [[name, *cells] for name, cells in rows.items()]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", nargs="+", default=["8x128", "8x512"], help="BATCHxLENGTH")
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds per mode and shape, after one warm-up")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile for inference (slow)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    n_threads = set_threads(args.threads)
+
+    torch.manual_seed(0)
+    trainee = lm.AlbertForPreTraining(AlbertConfig.preset(PRESET)).train()
+    optimizer = torch.optim.AdamW(trainee.parameters(), lr=1e-5)
+    encoder = random_weights(PRESET).to(torch.bfloat16)
+    compiled = torch.compile(encoder, dynamic=False) if args.compile else None
+
+    results, compile_s = [], {}
+    for shape in args.shapes:
+        batch, length = map(int, shape.split("x"))
+        fns = training_variants(trainee, optimizer, make_batch(trainee.config, batch, length))
+        results += measure("training step", shape, fns, args.repeats)
+        inputs = inputs_for(encoder.config, batch, length)
+        if compiled is not None:
+            compile_s[shape] = compile_seconds(compiled, inputs)
+        results += measure("inference", shape, inference_variants(encoder, compiled, inputs), args.repeats)
+
+    for mode in ("training step", "inference"):
+        print_table(mode, results, args.shapes)
+    if compile_s:
+        print("\ntorch.compile first call (compile): " + ", ".join(f"{s} {t:.0f} s" for s, t in compile_s.items()))
+    wall_s = time.perf_counter() - start
+    path = write_json({"machine": machine_info(threads=n_threads, repeats=args.repeats), "preset": PRESET,
+                       "wall_s": wall_s, "compile_s": compile_s, "results": results}, "levers.json")
+    print(f"\nwrote {path} in {wall_s:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
