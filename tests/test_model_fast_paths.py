@@ -90,3 +90,11 @@ def test_fused_qkv_is_built_once_per_forward(share):
         block.fused_qkv = lambda original=original: calls.append(1) or original()
     model(torch.randint(5, 50, (1, 6)))
     assert len(calls) == len(model.encoder.attention) == (1 if share == "all" else 3)
+
+
+def test_gelu_pytorch_tanh_keeps_the_tanh_form_in_bf16():
+    """The opt-out: Hugging Face's `gelu_pytorch_tanh` name runs the tanh form whatever the dtype."""
+    model = AlbertModel(AlbertConfig(**TINY, hidden_act="gelu_pytorch_tanh"))
+    x = _all_bf16()
+    assert torch.equal(model.encoder.ffn[0].act(x), F.gelu(x, approximate="tanh"))
+    assert not torch.equal(model_module.gelu_tanh(x), F.gelu(x, approximate="tanh"))

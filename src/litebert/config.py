@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 SHARE_CHOICES = ("all", "attention", "ffn", "none")
-ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu", "swish", "gelu_fast", "tanh")
+ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu", "swish", "gelu_fast", "gelu_pytorch_tanh", "tanh")
 
 
 @dataclass

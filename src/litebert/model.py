@@ -33,6 +33,7 @@ def gelu_tanh(x: Tensor) -> Tensor:
     two differ by at most 4.8e-4 (at x = 2.70, where rounding to bf16 alone errs by up to 7.8e-3), so in
     bf16 they give the same number for 97.6% of the bf16 inputs in (-8, 8) and never differ by more than
     4.8e-4 plus rounding (tests/test_model_fast_paths.py). fp32, fp16 and CUDA keep the tanh form exactly.
+    hidden_act="gelu_pytorch_tanh" (Hugging Face's name for the same function) keeps it in bf16 on CPU too.
     """
     if x.dtype == torch.bfloat16 and x.device.type == "cpu":
         return F.gelu(x)
@@ -42,6 +43,7 @@ def gelu_tanh(x: Tensor) -> Tensor:
 ACT_FNS = {
     "gelu_new": gelu_tanh,
     "gelu_fast": gelu_tanh,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),  # the tanh form everywhere, slow in bf16 on CPU
     "gelu": F.gelu,
     "relu": F.relu,
     "silu": F.silu,
