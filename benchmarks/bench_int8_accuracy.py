@@ -84,8 +84,8 @@ def finetune_minilm(data: TaskData, args: argparse.Namespace) -> tuple[AlbertPre
     result = finetune(REVIEWS_TASK, source, tokenizer, data, config, seed=args.seed)
     facts = {"source": f"MiniLM ({source}) fine-tuned here", "seed": args.seed, "lr": args.lr,
              "batch_size": args.batch_size, "epochs": args.epochs, "max_steps": args.max_steps,
-             "bf16_training": args.bf16, "best_step": result.best_step, "steps": result.steps, "train_seconds": result.train_seconds,
-             "finetune_reported": result.reported}
+             "bf16_training": args.bf16, "best_step": result.best_step, "steps": result.steps,
+             "train_seconds": result.train_seconds, "finetune_reported": result.reported}
     print(f"fine-tuned MiniLM: best step {result.best_step}/{result.steps} by dev, "
           f"{result.train_seconds:.0f} s training, test {result.reported['test']}", flush=True)
     return result.model, tokenizer, facts

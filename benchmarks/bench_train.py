@@ -81,13 +81,12 @@ def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Te
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def contenders(preset: str, device: str, compile_ours: bool) -> dict:
+def contenders(config: AlbertConfig, device: str, compile_ours: bool) -> dict:
     """name → (model, step function): litebert, Hugging Face and, with compile_ours, torch.compile(litebert),
     all with the same random weights."""
     from transformers import AlbertConfig as HFConfig
     from transformers import AlbertForPreTraining as HFAlbert
 
-    config = AlbertConfig.preset(preset)
     torch.manual_seed(0)
     ours = AlbertForPreTraining(config).train().to(device)
     hf_config = HFConfig(**{k: v for k, v in config.to_dict().items() if k in HFConfig().to_dict()})
@@ -104,8 +103,8 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
           compile_ours: bool = False) -> dict:
     """Median step time of each contender, timed step by step in turn (warm-up step first, and for the
     compiled model the compile, timed apart)."""
-    runs = contenders(preset, device, compile_ours)
     config = AlbertConfig.preset(preset)
+    runs = contenders(config, device, compile_ours)
     b = to_device(make_batch(config, batch, length), device)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, (m, _) in runs.items()}
     autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()

@@ -36,7 +36,8 @@ class AlbertConfig:
     intermediate_size: int = 3072
     """Width of the feed-forward block (4H in the paper)."""
     hidden_act: str = "gelu_new"
-    """`gelu_new` is the tanh approximation the official code uses; `gelu` is the exact erf form (BERT)."""
+    """`gelu_new` is the tanh approximation the official code uses (in bf16 on CPU litebert evaluates it in the
+    erf form, see model.gelu_tanh; `gelu_pytorch_tanh` keeps tanh everywhere); `gelu` is the exact erf form."""
     hidden_dropout_prob: float = 0.0
     attention_probs_dropout_prob: float = 0.0
     classifier_dropout_prob: float = 0.1

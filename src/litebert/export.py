@@ -4,8 +4,8 @@ The graph comes from torch's dynamo exporter (`torch.export` + onnxscript), with
 (and the choices axis of multiple choice) left dynamic. ALBERT applies one block L times; the exporter keeps
 one initializer per parameter, weights are stored pre-transposed and the Q/K/V projection pre-concatenated
 (`fold_constant_weights`), and `deduplicate_initializers` merges any identical tensors that an exporter would
-still repeat, so the file is the size of the parameters. Every export is run in onnxruntime on padded probe batches of two shapes
-and compared with PyTorch; the numbers come back in an `ExportReport`.
+still repeat, so the file is the size of the parameters. Every export is run in onnxruntime on padded probe
+batches of two shapes and compared with PyTorch; the numbers come back in an `ExportReport`.
 
 Optional int8: onnxruntime's dynamic quantisation (int8 weights of every MatMul/Gemm and of the embedding
 tables, activations quantised per batch at run time); its output change against PyTorch is reported too.

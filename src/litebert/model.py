@@ -43,7 +43,7 @@ def gelu_tanh(x: Tensor) -> Tensor:
 ACT_FNS = {
     "gelu_new": gelu_tanh,
     "gelu_fast": gelu_tanh,
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),  # the tanh form everywhere, slow in bf16 on CPU
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),  # tanh everywhere (slow in bf16 on CPU)
     "gelu": F.gelu,
     "relu": F.relu,
     "silu": F.silu,

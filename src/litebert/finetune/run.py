@@ -204,6 +204,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict_command)
 
 
+_DEFAULTS = FinetuneConfig()
+"""The CLI's defaults are FinetuneConfig's."""
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("hyper-parameters (default: the task row's)")
     g.add_argument("--lr", type=float, dest="learning_rate")
@@ -212,18 +216,18 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-steps", type=int)
     g.add_argument("--epochs", type=float, dest="num_epochs")
     g.add_argument("--warmup-steps", type=int)
-    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
     g.add_argument("--eval-every", type=int, help="steps between selection evaluations (default: 10 per run)")
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast")
-    g.add_argument("--padding", choices=("bucket", "fixed"), default="bucket",
+    g.add_argument("--padding", choices=("bucket", "fixed"), default=_DEFAULTS.padding,
                    help="length-bucketed batches (default) or every batch at max-seq-length")
-    g.add_argument("--selection-fraction", type=float, default=0.1,
+    g.add_argument("--selection-fraction", type=float, default=_DEFAULTS.selection_fraction,
                    help="tasks with hidden test labels: fraction of train held out for model selection")
-    g.add_argument("--selection-seed", type=int, default=12345)
-    g.add_argument("--squad2-head", choices=("null-score", "answerability"), default="null-score")
-    g.add_argument("--doc-stride", type=int, default=128)
-    g.add_argument("--max-query-length", type=int, default=64)
+    g.add_argument("--selection-seed", type=int, default=_DEFAULTS.selection_seed)
+    g.add_argument("--squad2-head", choices=("null-score", "answerability"), default=_DEFAULTS.squad2_head)
+    g.add_argument("--doc-stride", type=int, default=_DEFAULTS.doc_stride)
+    g.add_argument("--max-query-length", type=int, default=_DEFAULTS.max_query_length)
     g.add_argument("--device")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
 

@@ -77,10 +77,11 @@ class FinetuneConfig:
     """Seed of that held-out slice, fixed apart from the run seed so all seeds share the same data."""
     squad2_head: Squad2Head = "null-score"
     """SQuAD 2.0: BERT's null score from the plain start/end head (default), or ALBERT's answerability head."""
-    doc_stride: int = 128
-    max_query_length: int = 64
-    n_best_size: int = 20
-    max_answer_length: int = 30
+    # SQuAD windowing/decoding: SquadConfig holds the defaults (the official run_squad flags).
+    doc_stride: int = SquadConfig.doc_stride
+    max_query_length: int = SquadConfig.max_query_length
+    n_best_size: int = SquadConfig.n_best_size
+    max_answer_length: int = SquadConfig.max_answer_length
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """AlbertConfig fields changed when the model is built (e.g. dropout)."""
     device: str | None = None
