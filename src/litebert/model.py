@@ -28,8 +28,9 @@ from litebert.config import AlbertConfig
 def gelu_tanh(x: Tensor) -> Tensor:
     """GELU in its tanh form (ALBERT's "gelu_new"), except for bf16 on CPU, where the exact (erf) GELU runs.
 
-    Why: on CPU, PyTorch's vectorised tanh GELU is ~5x slower than its erf GELU (albert-base 8x128 bf16:
-    2.8 vs 0.55 ms per call, ~20% of an inference pass). The tanh form only approximates the erf one; the
+    Why: on CPU, PyTorch's vectorised tanh GELU is ~5x slower than its erf GELU (albert-base FFN, 8x128 bf16:
+    3.1 vs 0.63 ms forward, 3.3 vs 1.3 ms backward, benchmarks/cpu_kernels.py; the tanh form costs 17-18% of
+    an inference pass, benchmarks/levers.py). The tanh form only approximates the erf one; the
     two differ by at most 4.8e-4 (at x = 2.70, where rounding to bf16 alone errs by up to 7.8e-3), so in
     bf16 they give the same number for 97.6% of the bf16 inputs in (-8, 8) and never differ by more than
     4.8e-4 plus rounding (tests/test_model_fast_paths.py). fp32, fp16 and CUDA keep the tanh form exactly.
@@ -128,8 +129,9 @@ class AlbertEmbeddings(nn.Module):
 
 CPU_FP32_ATTENTION_MAX_LEN = 128
 """On CPU, SDPA's flash-attention backward is slower in bf16 than in fp32 for short sequences (8 x 12 heads of
-64, torch 2.13, AMX Xeon, forward + backward per layer: T=128 18 vs 13 ms; T=256 29-33 vs 32-41 ms; T=512
-79 vs 106-120 ms), so bf16 attention that will be differentiated runs in fp32 up to this length."""
+64, torch 2.13, AMX Xeon, forward + backward per layer, bf16 vs fp32 with the cast: T=128 22 vs 15 ms;
+T=256 35 vs 47 ms; T=512 85 vs 134 ms; benchmarks/cpu_kernels.py), so bf16 attention that will be
+differentiated runs in fp32 up to this length."""
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
@@ -162,8 +164,8 @@ class AlbertAttention(nn.Module):
     def fused_qkv(self) -> tuple[Tensor, Tensor]:
         """The Q, K and V projections as one (3H, H) weight and (3H,) bias, cast to the autocast dtype if on.
 
-        One matmul three times as wide is faster than three narrow ones (albert-base 8x128 bf16 on this CPU:
-        ~2.5 vs ~1.3 TFLOP/s). The encoder builds it once per forward, so a block that L layers share is
+        One matmul three times as wide is faster than three narrow ones (1024 x 768 input, bf16, this CPU:
+        2.2 TFLOP/s at width 2304 vs 1.1 at 768, benchmarks/cpu_kernels.py). The encoder builds it once per forward, so a block that L layers share is
         concatenated and cast once, not L times; its gradient flows back to the three separate parameters.
         """
         w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
@@ -288,7 +290,7 @@ def extended_attention_mask(attention_mask: Tensor | None, dtype: torch.dtype) -
     """(B, T) 1/0 padding mask → additive (B, 1, 1, T) mask for SDPA: 0 where attended, -inf-like where not.
 
     None when nothing is padded: SDPA's unmasked kernel computes the same sums, faster (albert-base bf16
-    8x512 on CPU: -7% attention time). Not decided while tracing (compile/export), where it would specialise.
+    8x512 inference on CPU: 3%, benchmarks/levers.py). Not decided while tracing (compile/export), where it would specialise.
     """
     if attention_mask is None:
         return None
