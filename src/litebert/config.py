@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 SHARE_CHOICES = ("all", "attention", "ffn", "none")
+NORM_POSITIONS = ("post", "pre")
 ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu", "swish", "gelu_fast", "gelu_pytorch_tanh", "tanh")
 
 
@@ -53,6 +54,10 @@ class AlbertConfig:
     """Number of parameter groups the L layers are spread over (1 = the paper's ALBERT)."""
     inner_group_num: int = 1
     """Transformer layers applied in turn inside each layer application."""
+    norm_position: str = "post"
+    """Where each block's LayerNorm sits: `post` (ALBERT and BERT: LN(x + f(x))) or `pre` (x + f(LN(x)), plus
+    a final LayerNorm after the last layer). `pre` is not ALBERT: an option for short, high-learning-rate runs,
+    which Hugging Face's ALBERT classes cannot hold (such models are saved in litebert's layout)."""
     project_embeddings: bool | None = None
     """Whether an E→H linear map follows the embeddings; None means "when E != H"."""
     pad_token_id: int = 0
@@ -95,6 +100,9 @@ class AlbertConfig:
             raise ValueError(
                 f"AlbertConfig.num_hidden_groups ({self.num_hidden_groups}) cannot exceed num_hidden_layers "
                 f"({self.num_hidden_layers})")
+        if self.norm_position not in NORM_POSITIONS:
+            raise ValueError(f"AlbertConfig.norm_position must be one of {', '.join(NORM_POSITIONS)}, "
+                             f"got {self.norm_position!r}")
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"AlbertConfig.hidden_act must be one of {', '.join(ACTIVATIONS)}, got {self.hidden_act!r}")
         if not self.project_embeddings and self.embedding_size != self.hidden_size:

@@ -235,6 +235,8 @@ def hf_expressible(model) -> str | None:
         return f"share={config.share!r} (HF ALBERT shares whole layers or nothing)"
     if config.qa_answerability:
         return "the SQuAD 2.0 answerability head"
+    if config.norm_position != "post":
+        return f"norm_position={config.norm_position!r} (HF ALBERT's LayerNorms follow each block)"
     return None
 
 
@@ -267,15 +269,26 @@ def _hf_state(model) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_pretrained(model, directory: Path) -> str:
-    """Write config.json + model.safetensors atomically; HF ALBERT layout when expressible."""
-    reason = hf_expressible(model)
+LAYOUTS = ("auto", "huggingface", "litebert")
+
+
+def save_pretrained(model, directory: Path, layout: str = "auto") -> str:
+    """Write config.json + model.safetensors atomically: `auto` writes HF ALBERT's layout when it can express
+    the model and litebert's otherwise (with a warning); `huggingface` refuses, with the reason, a model HF
+    cannot hold; `litebert` always writes litebert's own. Returns the layout written."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    layout_asked = layout
+    reason = hf_expressible(model) if layout != "litebert" else "litebert's layout was asked for"
+    if reason is not None and layout == "huggingface":
+        raise ValueError(f"{directory}: Hugging Face's ALBERT cannot hold this model: {reason}")
     if reason is None:
         data, state, layout = _hf_config(model), _hf_state(model), "huggingface"
     else:
         data = {**model.config.to_dict(), "architectures": [type(model).__name__], "litebert_layout": NATIVE}
         state, layout = dict(model.state_dict()), NATIVE
-        log.warning("%s: saved in litebert's layout: Hugging Face cannot express %s", directory, reason)
+        if layout_asked == "auto":
+            log.warning("%s: saved in litebert's layout: Hugging Face cannot express %s", directory, reason)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     directory.mkdir(parents=True, exist_ok=True)
     _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))

@@ -296,6 +296,25 @@ def add_commands(subparsers) -> None:
     p.add_argument("--head", default="base",
                    help="base (encoder + pooler, default), auto (config.json architectures) or a class name")
     p.set_defaults(func=_cmd_export_onnx)
+    h = formats.add_parser("hf", help="a Hugging Face ALBERT directory (refused for layouts HF cannot hold)")
+    h.add_argument("model_dir", help="checkpoint directory (config.json + model.safetensors)")
+    h.add_argument("out", help="the directory to write")
+    h.add_argument("--head", default="auto",
+                   help="auto (config.json architectures, default), base, or a class name")
+    h.set_defaults(func=_cmd_export_hf)
+
+
+def _cmd_export_hf(args: argparse.Namespace) -> int:
+    """Load, then write HF's layout (the tokenizer files travel along); a model HF cannot hold is refused."""
+    import shutil
+
+    model = load_for_export(args.model_dir, args.head)
+    model.save_pretrained(args.out, layout="huggingface")
+    for name in ("spiece.model", "spiece.vocab", "vocab.txt", "tokenizer_config.json"):
+        if (Path(args.model_dir) / name).is_file():
+            shutil.copy2(Path(args.model_dir) / name, Path(args.out) / name)
+    print(f"{type(model).__name__} -> {args.out} (Hugging Face ALBERT layout)")
+    return 0
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:

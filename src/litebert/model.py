@@ -147,7 +147,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: f
 
 
 class AlbertAttention(nn.Module):
-    """Multi-head self-attention with its output projection, residual and post-LayerNorm."""
+    """Multi-head self-attention with its output projection, residual and LayerNorm (after the residual sum,
+    or on the block's input with `norm_position="pre"`)."""
 
     def __init__(self, config: AlbertConfig):
         super().__init__()
@@ -160,6 +161,7 @@ class AlbertAttention(nn.Module):
         self.layer_norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
         self.attn_dropout = config.attention_probs_dropout_prob
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.norm_position == "pre"
 
     def fused_qkv(self) -> tuple[Tensor, Tensor]:
         """The Q, K and V projections as one (3H, H) weight and (3H,) bias, cast to the autocast dtype if on.
@@ -178,14 +180,16 @@ class AlbertAttention(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None, qkv: tuple[Tensor, Tensor] | None = None) -> Tensor:
         B, T, H = x.shape
         w, b = qkv if qkv is not None else self.fused_qkv()
-        q, k, v = F.linear(x, w, b).view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        h = self.layer_norm(x) if self.pre_norm else x
+        q, k, v = F.linear(h, w, b).view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         p = self.attn_dropout if self.training else 0.0
         ctx = attention(q, k, v, mask, p).transpose(1, 2).reshape(B, T, H)
-        return self.layer_norm(x + self.dropout(self.dense(ctx)))
+        out = x + self.dropout(self.dense(ctx))
+        return out if self.pre_norm else self.layer_norm(out)
 
 
 class AlbertFFN(nn.Module):
-    """Position-wise feed-forward block H→I→H with residual and post-LayerNorm."""
+    """Position-wise feed-forward block H→I→H with residual and LayerNorm (post, or pre as the attention's)."""
 
     def __init__(self, config: AlbertConfig):
         super().__init__()
@@ -194,8 +198,11 @@ class AlbertFFN(nn.Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.act = ACT_FNS[config.hidden_act]
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.norm_position == "pre"
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.pre_norm:
+            return x + self.dropout(self.output(self.act(self.intermediate(self.layer_norm(x)))))  # (B, T, H)
         h = self.output(self.act(self.intermediate(x)))  # (B, T, H)
         return self.layer_norm(x + self.dropout(h))
 
@@ -219,7 +226,8 @@ def sharing_layout(config: AlbertConfig) -> list[tuple[int, int]]:
 
 
 class AlbertEncoder(nn.Module):
-    """The stack of post-LN layers; `layout` says which parameter block serves each layer."""
+    """The stack of layers; `layout` says which parameter block serves each layer. Pre-LN stacks end with a
+    LayerNorm of their own (the residual stream is otherwise never normalised)."""
 
     def __init__(self, config: AlbertConfig):
         super().__init__()
@@ -228,6 +236,8 @@ class AlbertEncoder(nn.Module):
         n_ffn = 1 + max(f for _, f in self.layout)
         self.attention = nn.ModuleList(AlbertAttention(config) for _ in range(n_attn))
         self.ffn = nn.ModuleList(AlbertFFN(config) for _ in range(n_ffn))
+        self.final_layer_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+                                 if config.norm_position == "pre" else None)
 
     def forward(self, x: Tensor, mask: Tensor | None, output_hidden_states: bool = False):
         states = [x] if output_hidden_states else None
@@ -236,6 +246,10 @@ class AlbertEncoder(nn.Module):
             x = self.ffn[f](self.attention[a](x, mask, qkv[a]))  # (B, T, H)
             if states is not None:
                 states.append(x)
+        if self.final_layer_norm is not None:
+            x = self.final_layer_norm(x)
+            if states is not None:
+                states[-1] = x
         return x, (tuple(states) if states is not None else None)
 
 
@@ -273,14 +287,15 @@ class AlbertPreTrainedModel(nn.Module):
 
         return load_pretrained(cls, Path(path), **config_overrides)
 
-    def save_pretrained(self, path: str | Path) -> str:
-        """Write config.json + model.safetensors; Hugging Face's layout whenever it can express this model.
+    def save_pretrained(self, path: str | Path, layout: str = "auto") -> str:
+        """Write config.json + model.safetensors; Hugging Face's layout whenever it can express this model
+        (`layout="huggingface"`: refuse, naming the reason, when it cannot; `"litebert"`: litebert's own).
 
         Returns the format written: "huggingface" or "litebert".
         """
         from litebert.convert import save_pretrained
 
-        return save_pretrained(self, Path(path))
+        return save_pretrained(self, Path(path), layout)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

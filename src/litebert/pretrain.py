@@ -47,6 +47,9 @@ from litebert.optim import OptimConfig, ScheduleConfig, build_optimizer, learnin
 
 
 # ================================================================================================ config
+MLM_BIAS_INITS = ("zero", "unigram")
+
+
 @dataclass
 class ModelConfig:
     """Which ALBERT to train."""
@@ -55,6 +58,15 @@ class ModelConfig:
     """A name from `litebert.config.PRESETS`."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """AlbertConfig fields changed from the preset, e.g. {"vocab_size": 8000, "hidden_dropout_prob": 0.1}."""
+    mlm_bias_init: str = "zero"
+    """The MLM decoder's output bias at step 0: `zero` (the official code) or `unigram`, the log-frequency of
+    each piece in the training data. With `unigram` the model predicts the unigram distribution from the first
+    step, so its layers are not first bent into producing it from a constant hidden state (measured: that is
+    how short, high-learning-rate runs collapse to the unigram plateau; benchmarks/pretrain_sweep.py)."""
+
+    def __post_init__(self) -> None:
+        if self.mlm_bias_init not in MLM_BIAS_INITS:
+            raise ValueError(f"mlm_bias_init must be one of {', '.join(MLM_BIAS_INITS)}, got {self.mlm_bias_init!r}")
 
     def build(self) -> AlbertConfig:
         return AlbertConfig.preset(self.preset, **self.overrides)
@@ -291,17 +303,28 @@ def train_step(model: nn.Module, batches: list[dict], device: torch.device, auto
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[dict], world: D.World, autocast) -> dict[str, float]:
-    """MLM loss and accuracy (over masked positions, weighted) and SOP accuracy on held-out batches."""
+def evaluate(model: nn.Module, batches: Iterable[dict], world: D.World, autocast,
+             top_piece: int | None = None) -> dict[str, float]:
+    """MLM loss and accuracy (over masked positions, weighted) and SOP accuracy on held-out batches.
+
+    With `top_piece` (the training data's most frequent piece) also `unigram_mlm_acc`: the accuracy of always
+    guessing it, the level a model that ignores the context stays at.
+    """
     was_training = model.training
     model.eval()
-    stats = torch.zeros(len(STATS), dtype=torch.float64, device=world.device)
+    stats = torch.zeros(len(STATS) + 1, dtype=torch.float64, device=world.device)  # + unigram hits
     for batch in batches:
         with autocast:
             out = model(**model_inputs(batch, world.device))
-        stats += batch_stats(out, batch)
+        stats[:-1] += batch_stats(out, batch)
+        if top_piece is not None:
+            stats[-1] += float(((batch["masked_lm_ids"] == top_piece) * batch["masked_lm_weights"]).sum())
     model.train(was_training)
-    return summarize(D.all_reduce_sum(world, stats))
+    totals = D.all_reduce_sum(world, stats)
+    metrics = summarize(totals[:-1])
+    if top_piece is not None:
+        metrics["unigram_mlm_acc"] = totals[-1].item() / max(totals[STATS.index("mlm_count")].item(), 1.0)
+    return metrics
 
 
 def summarize(stats: Tensor) -> dict[str, float]:
@@ -543,6 +566,9 @@ class Run:
     autocast: Any
     hooks: Hooks
     progress: Progress
+    top_piece: int | None
+    """The training data's most frequent piece (evaluation reports the accuracy of always guessing it);
+    None when the data cannot count its pieces."""
     guard: SpikeGuard
     log: MetricsLog | None = None
     """Opened once a resume is restored (the progress bar starts at the restored step)."""
@@ -662,13 +688,14 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    model, model_for_step, optimizer = build_model(config, model_config, world, manifest)
+    model, model_for_step, optimizer = build_model(config, model_config, world, manifest, train_data)
     autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if config.train.bf16 else nullcontext()
     eval_batches = (lambda: _eval_batches(eval_data, config, collate)) if eval_data is not None else None
     r = Run(config, world, model_config, manifest, model, model_for_step, optimizer,
             params=[p for p in model.parameters() if p.requires_grad], accumulate=accumulate, train_data=train_data,
             batches=micro_batches(train_data, config.batch.micro_batch, collate), eval_batches=eval_batches,
             autocast=autocast, hooks=hooks, progress=Progress(),
+            top_piece=train_data.most_frequent_piece() if hasattr(train_data, "most_frequent_piece") else None,
             guard=SpikeGuard(config.guard.spike_factor, config.guard.window))
     if saved is not None:
         restore_checkpoint(r, saved, rollback=False)
@@ -678,16 +705,37 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
     return r
 
 
-def build_model(config: PretrainConfig, model_config: AlbertConfig, world: D.World, manifest: dict | None):
+def build_model(config: PretrainConfig, model_config: AlbertConfig, world: D.World, manifest: dict | None,
+                train_data=None):
     """(model, model_for_step, optimizer): the same init on every rank, then per-rank randomness for dropout."""
     seed_everything(config.train.seed)
     model = AlbertForPreTraining(model_config)
+    if config.model.mlm_bias_init == "unigram":
+        init_mlm_bias(model, _piece_counts(train_data))
     no_sop = manifest is not None and manifest["settings"].get("sentence_task") == "none"
     model_for_step = D.parallelize(model, world, config.parallel, compile=config.train.compile,
                                    unused_parameters=no_sop)
     optimizer = build_optimizer(model, config.optim)  # after FSDP: it must see the sharded parameters
     seed_everything(config.train.seed + 1 + world.rank)
     return model, model_for_step, optimizer
+
+
+def init_mlm_bias(model: AlbertForPreTraining, counts: np.ndarray) -> None:
+    """Set the MLM output bias to log p(piece) (add-0.5 smoothed, centred): the logits of a model whose
+    hidden state carries nothing then give the unigram distribution. counts: (V,) piece frequencies."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.shape != model.predictions.bias.shape:
+        raise ValueError(f"piece counts have shape {counts.shape}, the MLM bias {tuple(model.predictions.bias.shape)}")
+    log_p = np.log((counts + 0.5) / (counts + 0.5).sum())
+    with torch.no_grad():
+        model.predictions.bias.copy_(torch.from_numpy(log_p - log_p.mean()))
+
+
+def _piece_counts(train_data) -> np.ndarray:
+    if not hasattr(train_data, "piece_counts"):
+        raise ValueError("mlm_bias_init=unigram needs training data that can count its pieces (a `litebert data "
+                         "create` directory)")
+    return train_data.piece_counts()
 
 
 def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> MetricsLog:
@@ -828,9 +876,10 @@ def maybe_eval(r: Run, decision: D.Decision) -> bool:
     if not (r.eval_batches is not None and config.train.eval_every and not decision.skip
             and (step % config.train.eval_every == 0 or last)):
         return False
-    metrics = evaluate(r.model_for_step, r.eval_batches(), r.world, r.autocast)
+    metrics = evaluate(r.model_for_step, r.eval_batches(), r.world, r.autocast, r.top_piece)
     r.log.write({"step": step, "split": "eval", "time_s": progress.elapsed_s, **metrics})
-    r.log.message(f"step {step} eval: mlm_loss {metrics['mlm_loss']:.4f} mlm_acc {metrics['mlm_acc']:.4f} "
+    unigram = f" (always the top piece: {metrics['unigram_mlm_acc']:.4f})" if "unigram_mlm_acc" in metrics else ""
+    r.log.message(f"step {step} eval: mlm_loss {metrics['mlm_loss']:.4f} mlm_acc {metrics['mlm_acc']:.4f}{unigram} "
                   f"sop_acc {_fmt(metrics['sop_acc'], 4)}")
     if progress.best_mlm_acc is None or metrics["mlm_acc"] > progress.best_mlm_acc:
         progress.best_mlm_acc, progress.best_step = metrics["mlm_acc"], step
@@ -1006,6 +1055,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE.json", help="a PretrainConfig as nested JSON; flags override it")
     p.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
                    help="change an AlbertConfig field of the preset, e.g. vocab_size=8000 (repeatable)")
+    p.add_argument("--mlm-bias-init", choices=MLM_BIAS_INITS,
+                   help="MLM output bias at step 0: zero (official, default) or unigram (log piece frequencies)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--budget", help="wall-clock budget (900, 15m, 2h): the schedule follows time, then stop")
     p.add_argument("--batch-size", type=int, help="micro-batch: sequences per forward pass per rank")
@@ -1014,6 +1065,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-length", type=int, help="pad batches to this length (>= the data's max_seq_length)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.00176)")
     p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--warmup-fraction", type=float, help="with --budget: share of it spent warming up (0.025)")
     p.add_argument("--decay-steps", type=int, help="steps of the linear decay (default: --max-steps or 125000)")
     p.add_argument("--optimizer", choices=("lamb", "adamw"))
     p.add_argument("--weight-decay", type=float)
@@ -1044,10 +1096,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 # flag -> (config section, field)
 FLAG_FIELDS = {
-    "preset": ("model", "preset"), "data": ("data", "path"), "max_steps": ("train", "max_steps"),
+    "preset": ("model", "preset"), "mlm_bias_init": ("model", "mlm_bias_init"), "data": ("data", "path"),
+    "max_steps": ("train", "max_steps"),
     "batch_size": ("batch", "micro_batch"), "global_batch": ("batch", "global_batch"),
     "accumulate": ("batch", "accumulate"), "seq_length": ("data", "seq_length"), "lr": ("optim", "lr"),
-    "warmup_steps": ("schedule", "warmup_steps"), "decay_steps": ("schedule", "total_steps"),
+    "warmup_steps": ("schedule", "warmup_steps"),
+    "warmup_fraction": ("schedule", "warmup_fraction"), "decay_steps": ("schedule", "total_steps"),
     "optimizer": ("optim", "name"), "weight_decay": ("optim", "weight_decay"), "clip_norm": ("optim", "clip_norm"),
     "seed": ("train", "seed"), "bf16": ("train", "bf16"), "compile": ("train", "compile"),
     "device": ("train", "device"), "fsdp": ("parallel", "fsdp"), "log_every": ("train", "log_every"),

@@ -59,7 +59,7 @@ class CreateOptions:
 
     max_seq_length: pieces per example including [CLS]/[SEP].
     masked_lm_prob: fraction of pieces to predict. max_predictions_per_seq: cap per example (20 at 512).
-    ngram: longest masked span in words. dupe_factor: times each document is cut and masked (None: 10
+    ngram: longest masked span in words. whole_word: mask whole words (False: single pieces). dupe_factor: times each document is cut and masked (None: 10
         with static masking, 1 with dynamic). short_seq_prob: chance of a shorter target length.
     seed: seed of every random choice. sentence_task: "sop", "nsp" or "none". masking: "static" (masks
         stored, as the paper) or "dynamic" (drawn by the dataset each epoch from stored word starts).
@@ -73,6 +73,7 @@ class CreateOptions:
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     ngram: int = 3
+    whole_word: bool = True
     dupe_factor: int | None = None
     short_seq_prob: float = 0.1
     seed: int = 12345
@@ -105,7 +106,7 @@ class CreateOptions:
         return ExampleOptions(self.max_seq_length, self.short_seq_prob, self.sentence_task)
 
     def masking_options(self) -> MaskingOptions:
-        return MaskingOptions(self.masked_lm_prob, self.max_predictions_per_seq, self.ngram)
+        return MaskingOptions(self.masked_lm_prob, self.max_predictions_per_seq, self.ngram, self.whole_word)
 
     def manifest_settings(self) -> dict:
         """The settings that determine the output (not `workers`, which doesn't)."""
@@ -423,6 +424,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-predictions-per-seq", type=int, default=d.max_predictions_per_seq,
                    help="cap on masked pieces per example (ALBERT: 20 at length 512)")
     p.add_argument("--ngram", type=int, default=d.ngram, help="longest masked span in words, p(n) ∝ 1/n")
+    p.add_argument("--whole-word", action=argparse.BooleanOptionalAction, default=d.whole_word,
+                   help="mask whole words (ALBERT, default); --no-whole-word masks single pieces")
     p.add_argument("--dupe-factor", type=int, default=None,
                    help="times each document is cut and masked (default 10 static, 1 dynamic)")
     p.add_argument("--short-seq-prob", type=float, default=d.short_seq_prob)
@@ -442,8 +445,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     options = CreateOptions(
         max_seq_length=args.max_seq_length, masked_lm_prob=args.masked_lm_prob,
-        max_predictions_per_seq=args.max_predictions_per_seq, ngram=args.ngram, dupe_factor=args.dupe_factor,
-        short_seq_prob=args.short_seq_prob, seed=args.seed, sentence_task=args.sentence_task,
+        max_predictions_per_seq=args.max_predictions_per_seq, ngram=args.ngram, whole_word=args.whole_word,
+        dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob, seed=args.seed, sentence_task=args.sentence_task,
         masking=args.masking, shard_size=args.shard_size, eval_fraction=args.eval_fraction, workers=args.workers,
     )
     manifest = create_pretraining_data(args.input, args.tokenizer, args.output, options, progress=not args.no_progress)

@@ -133,7 +133,7 @@ class PretrainingDataset(IterableDataset):
         self.static_masks = settings["masking"] == "static"
         self.max_seq_length = settings["max_seq_length"]
         self.masking_options = MaskingOptions(settings["masked_lm_prob"], settings["max_predictions_per_seq"],
-                                              settings["ngram"])
+                                              settings["ngram"], settings.get("whole_word", True))
         special = self.manifest["special_ids"]
         self.pad_token_id = special["pad"]
         self.masking_vocab = MaskingVocab.build(self.manifest["tokenizer"]["vocab_size"], special["mask"],
@@ -214,6 +214,20 @@ class PretrainingDataset(IterableDataset):
                 raise ValueError(f"cannot resume: the saved position has {key}={state[key]}, "
                                  f"this dataset has {getattr(self, key)}")
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+
+    def piece_counts(self) -> np.ndarray:
+        """How often each piece occurs in this split's stored (unmasked) sequences, all ranks' examples
+        together; special pieces count 0 (they are never predicted). Shape (vocab_size,) int64."""
+        vocab_size = self.manifest["tokenizer"]["vocab_size"]
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        for shard in self.shards:
+            counts += np.bincount(np.asarray(shard.arrays["input_ids"]), minlength=vocab_size)[:vocab_size]
+        counts[self.masking_vocab.special_ids] = 0
+        return counts
+
+    def most_frequent_piece(self) -> int:
+        """The non-special piece that occurs most often in this split (the unigram model's one guess)."""
+        return int(np.argmax(self.piece_counts()))
 
     def collator(self, pad_to_max_length: bool = False) -> Collator:
         """The Collator for this data: P = max_predictions_per_seq, T = max_seq_length or the batch max."""

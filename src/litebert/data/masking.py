@@ -50,11 +50,15 @@ class MaskingOptions:
     masked_lm_prob: fraction of a sequence's pieces (specials included) to predict.
     max_predictions_per_seq: hard cap on predictions per sequence (the stored/padded prediction width).
     ngram: longest span in words; span length n is drawn with p(n) ∝ 1/n.
+    whole_word: mask whole words (ALBERT); False treats every piece as a word of its own (BERT's original
+        piece-level masking, where the rest of a word stays visible: an easier task that short runs learn
+        from faster).
     """
 
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     ngram: int = 3
+    whole_word: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.masked_lm_prob < 1.0:
@@ -234,6 +238,8 @@ def mask_ngrams(
     """
     input_ids = np.asarray(input_ids)
     is_special = vocab.is_special[input_ids]
+    if not options.whole_word:
+        is_word_start = np.ones(len(input_ids), dtype=bool)
     starts, ends, segment = word_boundaries(is_word_start, is_special)
     spans, ngram_lengths = choose_spans(
         starts, ends, segment, options.target(len(input_ids)), options.max_predictions_per_seq, options.ngram, rng
