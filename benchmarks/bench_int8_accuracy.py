@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import format_table, interleaved_medians, machine_info, set_threads, write_json  # noqa: E402
 
 from litebert import metrics  # noqa: E402
-from litebert.demo import REVIEWS_TASK, DemoConfig, bf16_supported  # noqa: E402
+from litebert.demo import REVIEWS_TASK, DemoConfig  # noqa: E402
+from litebert.hardware import bf16_supported  # noqa: E402
 from litebert.export import INPUT_NAMES, export_onnx, ort_session, quantize_int8  # noqa: E402
 from litebert.fetch import fetch_minilm, fetch_movie_reviews  # noqa: E402
 from litebert.finetune import batching  # noqa: E402
@@ -215,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", help="a fine-tuned movie-review model (skips fine-tuning MiniLM)")
     parser.add_argument("--labelled", help="movie-review snippets file (default: fetch_movie_reviews)")
     parser.add_argument("--lr", type=float, default=demo.minilm_lr)
-    parser.add_argument("--epochs", type=float, default=demo.finetune_epochs)
+    parser.add_argument("--epochs", type=float, default=demo.minilm_epochs)
     parser.add_argument("--max-steps", type=int, help="fine-tuning steps instead of --epochs (smoke runs)")
     parser.add_argument("--batch-size", type=int, default=demo.finetune_batch)
     parser.add_argument("--max-seq-length", type=int, default=demo.finetune_max_length)

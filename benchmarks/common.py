@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from litebert.hardware import cpu_flags, cpu_model
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -74,26 +76,6 @@ def matmul_tflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5, device: s
     return 2 * n ** 3 / seconds / 1e12
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flags() -> list[str]:
-    """The matrix-unit flags that decide bf16 speed (AMX, AVX-512 BF16)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in flags if f.startswith("amx") or f in ("avx512_bf16", "avx512f", "avx2"))
-
-
 def machine_info(**extra: object) -> dict[str, object]:
     """Where and when a result was measured: CPU, cores, threads, library versions, date."""
     versions = {}
@@ -104,8 +86,8 @@ def machine_info(**extra: object) -> dict[str, object]:
             versions[package] = None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": _cpu_model(),
-        "cpu_flags": _cpu_flags(),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cores_available": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

