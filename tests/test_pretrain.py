@@ -130,6 +130,27 @@ def test_resume_is_exact(tmp_path):
     assert a[-1]["loss"] < a[0]["loss"]  # it learns
 
 
+def test_resume_from_a_checkpoint_at_an_epoch_end_is_exact(tmp_path):
+    """32 examples, 8 per step: checkpoint 4 holds a data cursor exactly at the end of epoch 0. The resumed run
+    must start epoch 1 (it used to stop with "the training data yields no examples") and match the straight one."""
+    epoch_of_4_steps = lambda seed: SyntheticData(n=32, seed=seed)  # noqa: E731
+    straight = tiny_config(tmp_path / "straight")
+    train(straight, data=epoch_of_4_steps(straight.train.seed))
+
+    def kill_at(step, model):
+        if step == 5:
+            raise Killed
+
+    resumed = tiny_config(tmp_path / "resumed")
+    with pytest.raises(Killed):
+        train(resumed, hooks=P.Hooks(before_forward=kill_at), data=epoch_of_4_steps(resumed.train.seed))
+    saved = ckpt.load_checkpoint(tmp_path / "resumed/checkpoints/step-0000004").state["data"][0]  # rank 0
+    assert (saved["epoch"], saved["cursor"]) == (0, 32)  # the case under test: the cursor at the epoch end
+    assert train(tiny_config(tmp_path / "resumed"), data=epoch_of_4_steps(resumed.train.seed))["steps"] == 8
+    a, b = records(tmp_path / "straight"), records(tmp_path / "resumed")
+    assert [r["loss"] for r in a] == [r["loss"] for r in b] and len(a) == 8
+
+
 def test_metrics_records_and_outputs(tmp_path):
     config = tiny_config(tmp_path, train={"max_steps": 6, "log_every": 3, "eval_every": 3, "eval_batches": 2},
                          checkpoint={"save_every": 100, "keep_last": 1})

@@ -240,8 +240,10 @@ def micro_batches(dataset: Iterable, batch_size: int, collate: Callable[[list], 
 
     Between two yields the dataset's position is exactly after the examples yielded, so its `state_dict()`
     is the data cursor a checkpoint needs (a batch that spans an epoch end takes the rest from the next).
+    A cursor restored at an epoch's very end makes the first pass empty; only an empty pass over a fresh
+    epoch (two in a row) means the rank has no data.
     """
-    buffer = []
+    buffer, empty_passes = [], 0
     while True:
         count = 0
         for example in dataset:
@@ -250,7 +252,8 @@ def micro_batches(dataset: Iterable, batch_size: int, collate: Callable[[list], 
             if len(buffer) == batch_size:
                 batch, buffer = collate(buffer), []
                 yield batch
-        if count == 0 and not buffer:
+        empty_passes = empty_passes + 1 if count == 0 else 0
+        if empty_passes == 2:
             raise ValueError(f"the training data yields no examples for this rank (batch size {batch_size})")
 
 
