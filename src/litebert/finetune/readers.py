@@ -20,7 +20,7 @@ import itertools
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
@@ -345,6 +345,14 @@ class Tokenizer(Protocol):
     def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]: ...
 
 
+def _token_ids(tokenizer: Tokenizer, texts: list[str]) -> Iterator[list[int]]:
+    """Token ids of each text, in order; one native batch call where the tokenizer has `tokenize_batch`
+    (SentencePiece's per-call overhead is most of the cost of encoding short sentences one by one)."""
+    batch = getattr(tokenizer, "tokenize_batch", None)
+    pieces = batch(texts) if batch is not None else map(tokenizer.tokenize, texts)
+    return (tokenizer.convert_tokens_to_ids(p) for p in pieces)
+
+
 def encode_pair_examples(
     examples: list[TextExample], task: Task, tokenizer: Tokenizer, max_seq_length: int
 ) -> dict[str, torch.Tensor]:
@@ -353,12 +361,11 @@ def encode_pair_examples(
     `labels` (N,) holds label ids (int64) or scores (float32, regression) and is absent when the examples
     are unlabelled (test sets). A pair too long loses tokens from its longer side first (BERT's rule).
     """
+    texts_a = _token_ids(tokenizer, [example.text_a for example in examples])
+    texts_b = _token_ids(tokenizer, [example.text_b for example in examples if example.text_b is not None])
     sequences = []
-    for example in examples:
-        ids_a = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example.text_a))
-        ids_b = None
-        if example.text_b is not None:
-            ids_b = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example.text_b))
+    for example, ids_a in zip(examples, texts_a):
+        ids_b = next(texts_b) if example.text_b is not None else None
         sequences.append(_pack(ids_a, ids_b, max_seq_length, tokenizer))
     batch = _pad(sequences, max_seq_length, tokenizer.pad_token_id)
     labels = [example.label for example in examples]
