@@ -14,6 +14,7 @@ the median over `--seeds`.
     PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --list
     PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --budget 180 --probes base,lamb,post-ln
     PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --base old-demo --probes base
+    PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --probes base --protocol --protocol-epochs 3
 
 Stages are cached under --workdir by content (probes that share text, tokenizer or data reuse them), so a
 rerun only trains what changed; results accumulate in benchmarks/results/pretrain_sweep.json by probe name

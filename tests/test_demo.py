@@ -88,6 +88,7 @@ def test_report_numbers_come_from_the_run_files(demo_run):
     last_eval = [r for r in read_metrics(pre_dir / "run" / "metrics.jsonl") if r.get("split") == "eval"][-1]
     assert f"MLM accuracy {100 * last_eval['mlm_acc']:.1f}%" in report
     assert re.search(r"fixed hash split [\d,]+ / [\d,]+ / [\d,]+", report)
+    assert "Both ALBERT arms fine-tune with one protocol: lr 0.0003, 2 epochs, batch" in report  # no search here
     # The tiny task is learnable: fine-tuning beats the majority class (the pipeline really trains).
     assert max(a["median"] for a in result["arms"]) > 100 * result["majority"] + 10
 

@@ -170,15 +170,23 @@ def _seed_table(arms: list[dict], by_name: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _search_line(arms: list[dict]) -> str:
-    """Which fine-tuning learning rate each searched arm chose on dev, with the dev medians it saw."""
+def _search_line(arms: list[dict], config: dict[str, str]) -> str:
+    """The ALBERT arms' fine-tuning protocol: the learning rate each chose on dev with the dev medians it saw,
+    or, without a search in this run, the one fixed protocol both used."""
     parts = []
     for arm in arms:
         if len(arm["search"]) > 1:
             seen = ", ".join(f"{s['lr']:g}: {100 * s['dev_median']:.1f}" for s in arm["search"])
             parts.append(f"{arm['title']} chose lr {arm['lr']:g} (dev medians {seen})")
-    return ("Fine-tuning learning rate chosen on dev, the same search for both ALBERT arms: " + "; ".join(parts)
-            + ".") if parts else ""
+    if parts:
+        return "Fine-tuning learning rate chosen on dev, the same search for both ALBERT arms: " + "; ".join(parts) + "."
+    albert = [arm for arm in arms if arm.get("lr") is not None and arm["arm"] in ("pretrained", "random-init")]
+    if not albert:
+        return ""
+    return (f"Both ALBERT arms fine-tune with one protocol: lr {albert[0]['lr']:g}, "
+            f"{float(config.get('finetune_epochs', 'nan')):g} epochs, batch {config.get('finetune_batch', '?')}, "
+            "the best dev checkpoint (the protocol was chosen on dev for both arms by "
+            "`benchmarks/pretrain_sweep.py --protocol`).")
 
 
 def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict[str, Any]) -> dict:
@@ -224,7 +232,7 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         "",
         *_seed_table(arms, by_name),
         "",
-        _search_line(arms),
+        _search_line(arms, facts["config"]),
         "",
         "## Pretraining",
         "",
@@ -233,8 +241,8 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         recipe_line(facts["config"], manifest),
         "",
         f"Text: {', '.join(corpus.get('sources', [])) or 'the given corpus'} plus the task's train-split sentences "
-        f"({sum(corpus.get('files', {}).values()):,} lines; {corpus.get('dropped_held_out', 0)} lines equal to a "
-        f"dev/test sentence dropped).",
+        f"({sum(corpus.get('files', {}).values()):,} lines; {corpus.get('dropped_held_out', 0)} line(s) equal to "
+        f"a dev/test sentence dropped).",
         "",
         f"{summary['steps']:,} steps in {summary['time_s'] / 60:.1f} min, {int(summary['tokens']):,} tokens: "
         f"{tokens_per_s:,.0f} tokens/s and {60 * summary['steps'] / max(summary['time_s'], 1e-9):,.0f} steps/min "
