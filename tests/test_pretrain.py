@@ -348,7 +348,11 @@ def test_cli_pretrain_end_to_end(made_data, tmp_path, capsys):
     assert cli(*flags, "--max-steps", "4") == 0
     assert [r["step"] for r in records(out)] == [1, 2, 3, 4] and len(records(out, "eval")) == 2
     assert {"spiece.model", "config.json", "model.safetensors"} <= {p.name for p in (out / "final").iterdir()}
-    assert "trained 4 steps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "trained 4 steps" in err
+    assert ("run: global batch 8 = micro-batch 4 x accumulation 2 x 1 rank(s); 4 steps; LAMB peak lr 0.00176, "
+            "warmup 1 steps, then decay to 0 at step 4 (power 1); up to 256 tokens per step (32 per sequence)"
+            in err.splitlines())
     # rerun into the same directory with more steps: resumes (--decay-steps keeps the schedule it had)
     assert cli(*flags, "--max-steps", "6", "--decay-steps", "4") == 0
     assert "resumed from" in capsys.readouterr().err and [r["step"] for r in records(out)] == list(range(1, 7))
@@ -357,6 +361,17 @@ def test_cli_pretrain_end_to_end(made_data, tmp_path, capsys):
     assert "optim.lr: 0.00176 -> 0.01" in capsys.readouterr().err
     assert cli("plot", str(out)) == 0
     assert (out / "plots/curves_step.png").stat().st_size > 1000 and (out / "plots/curves_time.png").is_file()
+
+
+def test_run_shape_shows_what_a_small_micro_batch_means_for_a_paper_preset():
+    """The trap: `--batch-size 8` on a paper preset means 512 accumulated micro-batches per step."""
+    config = P.PretrainConfig(batch=P.BatchConfig(micro_batch=8, global_batch=4096))
+    config.train.max_steps = 125_000
+    line = P.run_shape(config, 1, config.batch.steps_to_accumulate(1), {"settings": {"max_seq_length": 512}})
+    assert line.startswith("run: global batch 4,096 = micro-batch 8 x accumulation 512 x 1 rank(s); 125,000 steps;")
+    assert line.endswith("up to 2,097,152 tokens per step (512 per sequence)")
+    config.schedule.budget_s = 540
+    assert "a 9-min budget (at most 125,000 steps); " in P.run_shape(config, 2, 256, None)
 
 
 def test_cli_refuses_data_of_another_vocabulary(made_data, tmp_path, capsys):

@@ -746,6 +746,7 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> MetricsLo
     config, world = r.config, r.world
     log = MetricsLog(r.output, world.is_main, config.train.max_steps, config.train.progress, r.progress.step)
     log.truncate_after(r.progress.step)
+    log.message(run_shape(config, world.world_size, r.accumulate, r.manifest))
     if saved is not None:
         log.message(f"resumed from {saved.path} at step {r.progress.step}")
     if not has_eval and config.train.eval_every:
@@ -755,6 +756,25 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> MetricsLo
         log.message(f"checkpoint saved by {len(saved.state['rng'])} ranks, running {world.world_size}: "
                     "RNG streams re-seeded and the data position mapped by examples consumed")
     return log
+
+
+def run_shape(config: PretrainConfig, world_size: int, accumulate: int, manifest: dict | None) -> str:
+    """One line with the run's shape, printed at start so a preset's paper-sized global batch (4096, reached
+    by accumulation) or schedule never surprises: batch arithmetic, length, lr schedule, tokens per step."""
+    micro = config.batch.micro_batch
+    glob = micro * accumulate * world_size
+    sched, optim = config.schedule, config.optim
+    if sched.budget_s is not None:
+        length = f"a {sched.budget_s / 60:g}-min budget" + (f" (at most {config.train.max_steps:,} steps)"
+                                                           if config.train.max_steps else "")
+        lr = f"warmup {sched.warmup_fraction:.1%} of the budget, then decay over time"
+    else:
+        length = f"{config.train.max_steps:,} steps"
+        lr = f"warmup {sched.warmup_steps:,} steps, then decay to 0 at step {sched.total_steps:,}"
+    seq = manifest["settings"]["max_seq_length"] if manifest else None
+    tokens = f"; up to {glob * seq:,} tokens per step ({seq} per sequence)" if seq else ""
+    return (f"run: global batch {glob:,} = micro-batch {micro} x accumulation {accumulate} x {world_size} rank(s); "
+            f"{length}; {optim.name.upper()} peak lr {optim.lr:g}, {lr} (power {sched.power:g}){tokens}")
 
 
 # ------------------------------------------------------------------------------------------------ one step
