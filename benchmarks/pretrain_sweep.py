@@ -34,7 +34,7 @@ from common import format_table, machine_info, write_json
 
 from litebert import demo
 from litebert.config import AlbertConfig
-from litebert.finetune.train import FinetuneConfig, TaskData, finetune
+from litebert.finetune.train import TaskData, finetune
 from litebert.report import read_metrics, unigram_baseline
 from litebert.tokenizer import AlbertTokenizer
 
@@ -96,8 +96,7 @@ def dev_accuracies(cfg: demo.DemoConfig, source, tokenizer, data: TaskData, lr: 
                    epochs: float | None = None) -> list[float]:
     """Dev accuracy (%) of one fine-tuning run per seed; no split is reported, so test is never scored."""
     dev_only = dataclasses.replace(data, reported={}, unlabelled={})
-    ft = FinetuneConfig(learning_rate=lr, batch_size=cfg.finetune_batch, num_epochs=epochs or cfg.finetune_epochs,
-                        max_seq_length=cfg.finetune_max_length, bf16=True, progress=False, device="cpu")
+    ft = demo.finetune_config(cfg, lr, epochs or cfg.finetune_epochs, use_bf16=True)
     return [100 * finetune(demo.REVIEWS_TASK, source, tokenizer, dev_only, ft, seed).selection["accuracy"]
             for seed in cfg.seeds]
 

@@ -320,17 +320,24 @@ def model_overrides(cfg: DemoConfig) -> dict[str, Any]:
             **cfg.model_overrides}
 
 
+def finetune_config(cfg: DemoConfig, lr: float, epochs: float, use_bf16: bool):
+    """The FinetuneConfig every ALBERT arm runs with (and the sweep's dev probes)."""
+    from litebert.finetune.train import FinetuneConfig
+
+    return FinetuneConfig(learning_rate=lr, batch_size=cfg.finetune_batch, num_epochs=epochs,
+                          max_seq_length=cfg.finetune_max_length, bf16=use_bf16, progress=cfg.progress,
+                          device=cfg.device)
+
+
 def finetune_arm(cfg: DemoConfig, arm: str, source, tokenizer, data, use_bf16: bool, directory: Path,
                  lrs: tuple[float, ...], epochs: float, seeds: tuple[int, ...] | None = None) -> dict:
     """Every seed at every learning rate of `lrs`; the arm reports the rate with the best median dev accuracy
     (ties: the first), and its runs' test accuracies. Test never takes part in the choice."""
-    from litebert.finetune.train import FinetuneConfig, finetune
+    from litebert.finetune.train import finetune
 
     runs = []
     for lr in lrs:
-        ft = FinetuneConfig(learning_rate=lr, batch_size=cfg.finetune_batch, num_epochs=epochs,
-                            max_seq_length=cfg.finetune_max_length, bf16=use_bf16, progress=cfg.progress,
-                            device=cfg.device)
+        ft = finetune_config(cfg, lr, epochs, use_bf16)
         for seed in seeds or cfg.seeds:
             result = finetune(REVIEWS_TASK, source, tokenizer, data, ft, seed,
                               log_path=directory / f"{arm}-lr{lr:g}-seed{seed}.jsonl")

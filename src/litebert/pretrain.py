@@ -691,14 +691,16 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    model, model_for_step, optimizer = build_model(config, model_config, world, manifest, train_data)
+    # Piece frequencies: one pass over the shards serves the MLM bias init and the unigram baseline.
+    counts = train_data.piece_counts() if hasattr(train_data, "piece_counts") else None
+    model, model_for_step, optimizer = build_model(config, model_config, world, manifest, counts)
     autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if config.train.bf16 else nullcontext()
     eval_batches = (lambda: _eval_batches(eval_data, config, collate)) if eval_data is not None else None
     r = Run(config, world, model_config, manifest, model, model_for_step, optimizer,
             params=[p for p in model.parameters() if p.requires_grad], accumulate=accumulate, train_data=train_data,
             batches=micro_batches(train_data, config.batch.micro_batch, collate), eval_batches=eval_batches,
             autocast=autocast, hooks=hooks, progress=Progress(),
-            top_piece=train_data.most_frequent_piece() if hasattr(train_data, "most_frequent_piece") else None,
+            top_piece=int(np.argmax(counts)) if counts is not None else None,
             guard=SpikeGuard(config.guard.spike_factor, config.guard.window))
     if saved is not None:
         restore_checkpoint(r, saved, rollback=False)
@@ -709,12 +711,15 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
 
 
 def build_model(config: PretrainConfig, model_config: AlbertConfig, world: D.World, manifest: dict | None,
-                train_data=None):
+                piece_counts: np.ndarray | None = None):
     """(model, model_for_step, optimizer): the same init on every rank, then per-rank randomness for dropout."""
     seed_everything(config.train.seed)
     model = AlbertForPreTraining(model_config)
     if config.model.mlm_bias_init == "unigram":
-        init_mlm_bias(model, _piece_counts(train_data))
+        if piece_counts is None:
+            raise ValueError("mlm_bias_init=unigram needs training data that can count its pieces (a `litebert "
+                             "data create` directory)")
+        init_mlm_bias(model, piece_counts)
     no_sop = manifest is not None and manifest["settings"].get("sentence_task") == "none"
     model_for_step = D.parallelize(model, world, config.parallel, compile=config.train.compile,
                                    unused_parameters=no_sop)
@@ -732,13 +737,6 @@ def init_mlm_bias(model: AlbertForPreTraining, counts: np.ndarray) -> None:
     log_p = np.log((counts + 0.5) / (counts + 0.5).sum())
     with torch.no_grad():
         model.predictions.bias.copy_(torch.from_numpy(log_p - log_p.mean()))
-
-
-def _piece_counts(train_data) -> np.ndarray:
-    if not hasattr(train_data, "piece_counts"):
-        raise ValueError("mlm_bias_init=unigram needs training data that can count its pieces (a `litebert data "
-                         "create` directory)")
-    return train_data.piece_counts()
 
 
 def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> MetricsLog:
