@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from litebert.data.examples import IGNORE_LABEL, ExampleOptions, SpecialIds, create_instances, truncate_pair
+from litebert.data.examples import IGNORE_LABEL, ExampleOptions, SpecialIds, create_instances
+from litebert.pairs import truncate_pair
 
 CLS, SEP = 2, 3
 SPECIAL = SpecialIds(CLS, SEP)

@@ -70,19 +70,24 @@ def test_constant_input_correlation_is_nan_like_scipy():
 
 
 def test_compute_metrics_follows_the_task_row():
+    from litebert.finetune.tasks import task_metrics
+
     labels, preds = np.array([1, 0, 1, 1]), np.array([1, 0, 0, 1])
-    mrpc = metrics.compute_metrics("mrpc", preds, labels)
+    assert metrics.compute_metrics(("accuracy",), preds, labels) == {"accuracy": 0.75}
+    mrpc = task_metrics("mrpc", preds, labels)
     # tp=2, fp=0, fn=1 -> F1 = 4/5; 3 of 4 right.
     assert mrpc == {"f1": pytest.approx(0.8), "accuracy": 0.75}
-    assert list(metrics.compute_metrics("cola", preds, labels)) == ["mcc"]
-    stsb = metrics.compute_metrics("sts-b", np.array([0.1, 2.0, 3.5]), np.array([0.0, 2.5, 3.0]))
+    assert list(task_metrics("cola", preds, labels)) == ["mcc"]
+    stsb = task_metrics("sts-b", np.array([0.1, 2.0, 3.5]), np.array([0.0, 2.5, 3.0]))
     assert list(stsb) == ["pearson", "spearman"]
-    assert list(metrics.compute_metrics("race", np.array([2, 1]), np.array([2, 3]))) == ["accuracy"]
+    assert list(task_metrics("race", np.array([2, 1]), np.array([2, 3]))) == ["accuracy"]
     for name, task in TASKS.items():
         if task.kind != "span":
             assert set(task.metrics) <= set(metrics.METRIC_FUNCTIONS), name
     with pytest.raises(ValueError, match="evaluate_squad"):
-        metrics.compute_metrics("squad1.1", preds, labels)
+        task_metrics("squad1.1", preds, labels)
+    with pytest.raises(ValueError, match="exact cannot be computed from label ids"):
+        metrics.compute_metrics(("exact",), preds, labels)
 
 
 # ----------------------------------------------------------------------------------------------------------

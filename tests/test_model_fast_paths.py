@@ -80,6 +80,16 @@ def test_all_ones_mask_is_the_same_as_no_mask():
     assert torch.allclose(padded[0], none[0], atol=1e-6)
 
 
+def test_the_mask_shortcut_never_reads_a_device_tensor_back():
+    """Skipping an all-ones mask needs its values on the host; for a non-CPU tensor that would be a device
+    sync every forward, so there the mask is always built (a meta tensor stands in for a GPU one: reading it
+    back raises)."""
+    meta = torch.ones(2, 5, dtype=torch.int64, device="meta")
+    mask = model_module.extended_attention_mask(meta, torch.float32)
+    assert mask is not None and mask.shape == (2, 1, 1, 5) and mask.device.type == "meta"
+    assert model_module.extended_attention_mask(torch.ones(2, 5, dtype=torch.int64), torch.float32) is None
+
+
 @pytest.mark.parametrize("share", ["all", "none"])
 def test_fused_qkv_is_built_once_per_forward(share):
     """A shared block's Q/K/V weight is concatenated once per forward, not once per layer."""

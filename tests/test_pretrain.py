@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import json
 import math
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ import torch
 
 from litebert import checkpoint as ckpt
 from litebert import pretrain as P
+from litebert.config import fields
 from litebert.data.dataset import Collator, Example
 
 VOCAB, SEQ, PRED = 64, 16, 3
@@ -276,6 +280,19 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path):
     assert summary["steps"] == 8  # resumed from step 4 and redid 5..8
 
 
+def test_padding_and_sentence_task_are_decided_on_the_cpu_batch():
+    """model_inputs reads the collated CPU batch (no device sync) to drop an all-ones mask and all -100 SOP labels."""
+    collate = Collator(pad_token_id=0, max_predictions=2)
+    same = [Example([2, 5, 6, 3], [0, 0, 0, 0], [1], [5], -100), Example([2, 7, 8, 3], [0, 0, 0, 0], [2], [8], -100)]
+    inputs = P.model_inputs(collate(same), torch.device("cpu"))
+    assert inputs["attention_mask"] is None and inputs["sentence_order_label"] is None
+    mixed = [Example([2, 5, 3], [0, 0, 0], [1], [5], 1), Example([2, 7, 8, 3], [0, 0, 0, 0], [2], [8], 0)]
+    inputs = P.model_inputs(collate(mixed), torch.device("cpu"))
+    assert inputs["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert inputs["sentence_order_label"].tolist() == [1, 0]
+    assert inputs["labels"].tolist() == [[5, -100], [8, -100]]
+
+
 def test_parse_duration_and_batch_arithmetic():
     assert P.parse_duration("15m") == 900 and P.parse_duration("2h") == 7200
     assert P.parse_duration("1h30m") == 5400 and P.parse_duration("90") == 90
@@ -302,7 +319,7 @@ def test_cli_flags_and_config_file(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"optim": {"nmae": "adamw"}}))
     with pytest.raises(ValueError, match="unknown config key OptimConfig.nmae"):
         P.config_from_args(parser.parse_args(["pretrain", "--output", "O", "--config", str(tmp_path / "bad.json")]))
-    roundtrip = P.config_from_dict(P.PretrainConfig, dataclasses.asdict(config))
+    roundtrip = fields.from_dict(P.PretrainConfig, fields.to_dict(config))
     assert roundtrip == config
 
 
@@ -359,24 +376,84 @@ def test_cli_pretrain_end_to_end(made_data, tmp_path, capsys):
     # another recipe into the same directory is refused, naming the difference
     assert cli(*flags, "--max-steps", "6", "--decay-steps", "4", "--lr", "0.01") == 2
     assert "optim.lr: 0.00176 -> 0.01" in capsys.readouterr().err
+    # more steps without --decay-steps: the horizon is derived from --max-steps, so the run extends, and says so
+    assert cli(*flags, "--max-steps", "7") == 0
+    assert "the decay horizon moves from step 4 to 7" in capsys.readouterr().err
+    assert [r["step"] for r in records(out)] == list(range(1, 8)) and records(out)[-1]["lr"] > 0
     assert cli("plot", str(out)) == 0
     assert (out / "plots/curves_step.png").stat().st_size > 1000 and (out / "plots/curves_time.png").is_file()
+
+
+def _start_pretraining(made_data, out: Path) -> subprocess.Popen:
+    """`litebert pretrain` in a child process, far from its step limit, once it has logged a few steps."""
+    cmd = [sys.executable, "-m", "litebert.cli", "pretrain", "--config", str(made_data / "tiny.json"),
+           "--data", str(made_data / "data"), "--output", str(out), "--batch-size", "4", "--global-batch", "4",
+           "--max-steps", "100000", "--save-every", "100000", "--eval-every", "0", "--log-every", "1",
+           "--no-progress"]
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((out / "metrics.jsonl").exists() and len(records(out)) >= 3):
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read() if child.poll() else ""
+        time.sleep(0.05)
+    return child
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_0(made_data, tmp_path):
+    """Cluster pre-emption: SIGTERM finishes the step, writes a checkpoint and the summary, exits 0; the run
+    then resumes from that step."""
+    out = tmp_path / "run"
+    child = _start_pretraining(made_data, out)
+    child.send_signal(signal.SIGTERM)
+    err = child.communicate(timeout=120)[1]
+    assert child.returncode == 0, err
+    assert "SIGTERM: stopping after this step with a checkpoint" in err and "interrupted" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_by"] == "SIGTERM" and summary["steps"] >= 3
+    assert ckpt.list_checkpoints(out / "checkpoints")[-1].name == f"step-{summary['steps']:07d}"
+    assert cli("pretrain", "--config", str(made_data / "tiny.json"), "--data", str(made_data / "data"),
+               "--output", str(out), "--batch-size", "4", "--global-batch", "4", "--max-steps",
+               str(summary["steps"] + 2), "--save-every", "100000", "--eval-every", "0", "--log-every", "1",
+               "--no-progress") == 0
+    assert [r["step"] for r in records(out)] == list(range(1, summary["steps"] + 3))
+
+
+def test_a_second_signal_exits_at_once(made_data, tmp_path):
+    """Two signals pending together (the child is stopped while they arrive, so neither is lost): the first asks
+    for a clean stop, the second exits at once with 128 + its number, leaving no partial checkpoint."""
+    out = tmp_path / "run"
+    child = _start_pretraining(made_data, out)
+    child.send_signal(signal.SIGSTOP)
+    child.send_signal(signal.SIGTERM)
+    child.send_signal(signal.SIGINT)
+    child.send_signal(signal.SIGCONT)
+    err = child.communicate(timeout=120)[1]
+    # Linux delivers pending signals lowest number first: SIGINT (2) asks to stop, SIGTERM (15) exits
+    assert child.returncode == 128 + signal.SIGTERM, err
+    assert "SIGINT: stopping after this step" in err and "second SIGTERM: exiting now" in err
+    assert not (out / "summary.json").exists()
+    ckpts = out / "checkpoints"
+    assert not ckpts.exists() or not any(ckpts.iterdir())  # the first stop's checkpoint was never begun
 
 
 def test_run_shape_shows_what_a_small_micro_batch_means_for_a_paper_preset():
     """The trap: `--batch-size 8` on a paper preset means 512 accumulated micro-batches per step."""
     config = P.PretrainConfig(batch=P.BatchConfig(micro_batch=8, global_batch=4096))
     config.train.max_steps = 125_000
-    line = P.run_shape(config, 1, config.batch.steps_to_accumulate(1), {"settings": {"max_seq_length": 512}})
+    line = P.run_shape(config, 1, {"settings": {"max_seq_length": 512}})
     assert line.startswith("run: global batch 4,096 = micro-batch 8 x accumulation 512 x 1 rank(s); 125,000 steps;")
     assert line.endswith("up to 2,097,152 tokens per step (512 per sequence)")
     config.schedule.budget_s = 540
-    assert "a 9-min budget (at most 125,000 steps); " in P.run_shape(config, 2, 256, None)
+    config.batch.micro_batch = 16
+    assert "a 9-min budget (at most 125,000 steps); " in P.run_shape(config, 2, None)
 
 
-def test_cli_refuses_data_of_another_vocabulary(made_data, tmp_path, capsys):
-    code = cli("pretrain", "--preset", "albert-tiny", "--data", str(made_data / "data"), "--output",
-               str(tmp_path / "o"), "--max-steps", "1", "--no-progress")
+def test_vocab_size_comes_from_the_data_unless_given(made_data, tmp_path, capsys):
+    """A preset (V=30000) trains on 40-piece data: the vocabulary is the data's; an explicit other one is refused."""
+    flags = ["pretrain", "--preset", "albert-tiny", "--data", str(made_data / "data"), "--max-steps", "1",
+             "--batch-size", "4", "--global-batch", "4", "--eval-every", "0", "--no-progress"]
+    assert cli(*flags, "--output", str(tmp_path / "o")) == 0
+    assert json.loads((tmp_path / "o/final/config.json").read_text())["vocab_size"] == 40
+    code = cli(*flags, "--output", str(tmp_path / "o2"), "--model-override", "vocab_size=30000")
     assert code == 2
     assert f"{made_data / 'data'} has vocab_size 40, the model has 30000" in capsys.readouterr().err
 

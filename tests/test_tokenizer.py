@@ -31,7 +31,7 @@ from litebert.tokenizer import (
     find_text_files,
     split_long_line,
     train_sentencepiece,
-    truncate_pair,
+    truncate_by_strategy,
 )
 
 transformers = pytest.importorskip("transformers")
@@ -335,7 +335,7 @@ def test_longest_first_is_berts_rule():
     for n_a in range(0, 9):
         for n_b in range(0, 9):
             for budget in range(0, n_a + n_b + 2):
-                a, b = truncate_pair(list(range(n_a)), list(range(100, 100 + n_b)), budget + 3, True, 3)
+                a, b = truncate_by_strategy(list(range(n_a)), list(range(100, 100 + n_b)), budget + 3, True, 3)
                 assert (len(a), len(b)) == bert_truncated_lengths(n_a, n_b, budget)
                 assert a == list(range(len(a))) and b == list(range(100, 100 + len(b)))  # cut at the end
 
@@ -363,7 +363,7 @@ def test_longest_first_tie_matches_hf(tok, hf_albert):
 
 def test_truncation_rules(tok):
     a, b = list(range(10, 20)), list(range(30, 34))
-    ids, _ = tok.build_inputs(*truncate_pair(a, b, 11, "longest_first", 3))
+    ids, _ = tok.build_inputs(*truncate_by_strategy(a, b, 11, "longest_first", 3))
     # longest_first: 6 tokens go from the longer side until both are 4 long, ties are cut from `b`.
     assert ids == [2, *a[:4], 3, *b[:4], 3]
     assert tok.encode("one two three", max_length=3) == [2, tok.encode("one", add_special_tokens=False)[0], 3]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from litebert.data.shards import file_sha256
+from litebert.files import file_sha256, fsync, write_json_atomic
 
 PREFIX = "step-"
 BEST = "best.json"
@@ -91,14 +91,6 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ------------------------------------------------------------------------------------------ save
 def checkpoint_path(directory: Path, step: int) -> Path:
     return Path(directory) / f"{PREFIX}{step:07d}"
@@ -134,7 +126,7 @@ def save_checkpoint(directory: Path, step: int, model: dict[str, torch.Tensor], 
         save_file(tensors, tmp / "state.safetensors")
         files = {}
         for name in ("model.safetensors", "state.safetensors"):
-            _fsync(tmp / name)
+            fsync(tmp / name)
             files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
         meta = {"format": FORMAT, "version": VERSION, "step": step, "files": files, "state": skeleton}
         with open(tmp / "state.json", "w", encoding="utf-8") as f:
@@ -209,9 +201,7 @@ def read_best(directory: Path) -> dict | None:
 def write_best(directory: Path, step: int, metric: str, value: float) -> None:
     """Record checkpoint `step` as the best (atomically)."""
     path = Path(directory) / BEST
-    tmp = path.with_name(f".{BEST}.tmp")
-    tmp.write_text(json.dumps({"step": step, "metric": metric, "value": value}) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, {"step": step, "metric": metric, "value": value}, indent=None)
 
 
 def prune(directory: Path, keep_last: int) -> list[Path]:

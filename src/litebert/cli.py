@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from litebert.config import fields
+
 COMMAND_MODULES = [
     "litebert.params",
     "litebert.tokenizer",
@@ -33,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # argparse would only say "unrecognized"; name the nearest valid option
+        command = fields.find_subparser(parser, argv)
+        command.error(fields.suggest_unknown(command, extras))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from litebert.config import AlbertConfig
+from litebert.files import write_atomic, write_json_atomic
 
 log = logging.getLogger("litebert")
 
@@ -119,10 +120,15 @@ def _external_or_none(name: str, config: AlbertConfig, layout: str) -> str | Non
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint directory; never executes code from the file."""
     st, pt = directory / "model.safetensors", directory / "pytorch_model.bin"
-    if st.exists():
-        return load_file(str(st))
-    if pt.exists():
-        return torch.load(pt, map_location="cpu", weights_only=True)
+    try:
+        if st.exists():
+            return load_file(str(st))
+        if pt.exists():
+            return torch.load(pt, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        bad = st if st.exists() else pt
+        raise ValueError(f"{bad}: not a readable {'safetensors' if bad == st else 'PyTorch'} weights file "
+                         f"({str(err).splitlines()[0]})") from None
     raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin")
 
 
@@ -291,19 +297,6 @@ def save_pretrained(model, directory: Path, layout: str = "auto") -> str:
             log.warning("%s: saved in litebert's layout: Hugging Face cannot express %s", directory, reason)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-    _atomic_write(directory / "config.json",
-                  lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    write_atomic(directory / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    write_json_atomic(directory / "config.json", data, sort_keys=True)
     return layout
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -28,103 +28,19 @@ import platform
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from litebert.fetch import DEFAULT_CACHE
+from litebert.config import fields
+from litebert.config.demo import GPU_RECIPE, SOURCES, DemoConfig  # noqa: F401
+from litebert.config.pretrain import parse_duration
 from litebert.hardware import bf16_supported, cpu_kind
 
 REVIEWS_TASK = "movie-reviews"
-SOURCES = ("wikipedia", "snippets", "shakespeare")
-"""Unlabelled text the demo can fetch: Wikipedia lead paragraphs (modern encyclopedic English), the other
-rated-snippet sets of the movie-review archive (tweets, Amazon reviews, NYT editorials; their text only),
-Shakespeare + Milton (17th-century verse and prose)."""
-
-
-@dataclass
-class DemoConfig:
-    """Settings of `litebert demo`. The recipe fields' defaults are the small-budget pretraining recipe chosen
-    by benchmarks/pretrain_sweep.py on held-out MLM and dev accuracy (see docs/demo/recipe.md); the defaults
-    finish in about 20 minutes on 2 CPU cores."""
-
-    output: Path = Path("runs/demo")
-    """Run directory: stages/, report.md, figures."""
-    cache: Path = DEFAULT_CACHE
-    """Where fetched corpora and MiniLM are kept between runs."""
-    corpus: Path | None = None
-    """The user's own pretraining text (a file or a directory of .txt files) instead of `sources`."""
-    labelled: Path | None = None
-    """The user's own labelled file in the movie-review format (`id<TAB>rating<TAB>sentence`)."""
-    sources: tuple[str, ...] = ("wikipedia",)
-    """Fetched unlabelled text pretrained on besides the task's train sentences (names from SOURCES)."""
-    task_repeats: int = 1
-    """Copies of the task's train sentences in the pretraining text (each grouped into documents differently):
-    weights task-adaptive pretraining against the other sources."""
-    budget_s: float = 480.0
-    """Wall-clock pretraining budget."""
-
-    # ---- the model
-    preset: str = "albert-mini"
-    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(
-        hidden_size=128, num_attention_heads=2, intermediate_size=512, num_hidden_layers=4, embedding_size=128))
-    """AlbertConfig fields changed from the preset (vocab_size and positions are set from the data)."""
-    # ---- the pretraining data
-    vocab_size: int = 8000
-    seq_length: int = 64
-    masked_lm_prob: float = 0.15
-    max_predictions: int = 10
-    ngram: int = 3
-    whole_word: bool = True
-    masking: str = "dynamic"
-    """`static` (masks drawn once, `dupe_factor` copies) or `dynamic` (new masks every epoch)."""
-    dupe_factor: int = 1
-    sentence_task: str = "sop"
-    # ---- pretraining
-    micro_batch: int = 64
-    """Sequences per step (no accumulation: in a 10-minute budget the number of steps is what limits)."""
-    optimizer: str = "adamw"
-    lr: float = 0.001
-    warmup_fraction: float = 0.05
-    mlm_bias_init: str = "unigram"
-    # ---- fine-tuning
-    finetune_lrs: tuple[float, ...] = (1e-3, 3e-4)
-    """The learning rates tried for each ALBERT arm; each arm reports the one with the best median dev accuracy
-    (the same search for the pretrained and the random-init model, so the comparison stays fair)."""
-    finetune_epochs: float = 3.0
-    finetune_batch: int = 32
-    finetune_max_length: int = 64
-    """Review sentences average 27 pieces (p95 46): 64 truncates almost none."""
-    seeds: tuple[int, ...] = (1, 2, 3)
-    minilm: bool = True
-    """Fine-tune the real pretrained MiniLM BERT encoder as the ceiling arm."""
-    minilm_lr: float = 5e-5
-    minilm_epochs: float = 1.0
-    minilm_seeds: tuple[int, ...] = (1,)
-    """One seed by default: a MiniLM run costs as much as three ALBERT ones here, and the ceiling arm is not
-    what the comparison is about (its seeds agreed within 0.5 points when three ran)."""
-    workers: int = 2
-    bf16: bool | None = None
-    """None: bf16 autocast where the device supports it (AMX/AVX512-BF16 CPUs, Ampere+ GPUs)."""
-    device: str | None = None
-    """`cpu` or `cuda`; None: cuda when available (with GPU_RECIPE's larger model unless the model was set)."""
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        unknown = [s for s in self.sources if s not in SOURCES]
-        if unknown:
-            raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
-
-
-GPU_RECIPE: dict[str, Any] = dict(preset="albert-base-v2", model_overrides={}, micro_batch=128, lr=0.0005)
-"""What `litebert demo` changes on a CUDA device (where the user left the model as it is): ALBERT-base's
-shape and a batch sized for a GPU. The AdamW rate is BERT/RoBERTa's range for batches of a few hundred
-(1e-4..6e-4); it has not been swept on a GPU yet (no GPU was at hand; docs/demo/recipe.md)."""
-
-
 def for_device(cfg: DemoConfig) -> DemoConfig:
     """The config to run: on CUDA, GPU_RECIPE's larger model unless the user changed the model."""
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -205,7 +121,8 @@ def source_documents(name: str, path: Path, sentences_per_doc: int = 20) -> list
     per line, no order) are grouped `sentences_per_doc` to a document; Wikipedia and a user's corpus keep their
     own blank-line document boundaries.
     """
-    from litebert.data.documents import ReadStats, find_input_files, read_documents
+    from litebert.data.documents import ReadStats, read_documents
+    from litebert.files import find_text_files
 
     if name == "shakespeare":
         return [[ln.strip() for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
@@ -216,7 +133,7 @@ def source_documents(name: str, path: Path, sentences_per_doc: int = 20) -> list
         lines = [ln.split("\t")[2].strip() for f in sorted(path.glob("*_GroundTruth.txt")) if f.name != REVIEWS_FILE
                  for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.count("\t") >= 2]
         return [lines[i:i + sentences_per_doc] for i in range(0, len(lines), sentences_per_doc)]
-    return list(read_documents(find_input_files([path]), ReadStats()))
+    return list(read_documents(find_text_files([path]), ReadStats()))
 
 
 def text_key(line: str) -> str:
@@ -449,45 +366,43 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: tokenizer, data, pretraining, fine-tuning, report")
-    d = DemoConfig()
-    p.add_argument("--output", type=Path, default=d.output, help="run directory (default runs/demo)")
-    p.add_argument("--cache", type=Path, default=d.cache, help="cache of fetched corpora (default ~/.cache/litebert)")
-    p.add_argument("--corpus", type=Path, help="your own pretraining text: a file or a directory of .txt files")
-    p.add_argument("--sources", default=",".join(d.sources),
-                   help=f"fetched pretraining text, comma-separated from {', '.join(SOURCES)} "
-                        f"(default {','.join(d.sources)}; ignored with --corpus)")
-    p.add_argument("--labelled", type=Path, help="your own labelled file: id<TAB>rating(-4..4)<TAB>sentence")
-    p.add_argument("--budget", default=f"{d.budget_s:g}s",
+    d, S = DemoConfig(), argparse.SUPPRESS  # flags not given leave DemoConfig's value (or --config FILE's)
+    p.add_argument("--output", dest="output", type=Path, default=S, help="run directory (default runs/demo)")
+    p.add_argument("--cache", dest="cache", type=Path, default=S,
+                   help="cache of fetched corpora (default ~/.cache/litebert)")
+    p.add_argument("--corpus", dest="corpus", type=Path, default=S,
+                   help="your own pretraining text: a file or a directory of .txt files")
+    p.add_argument("--sources", dest="sources", type=fields.flag_type(tuple[str, ...], "sources"),
+                   default=S, help=f"fetched pretraining text, comma-separated from {', '.join(SOURCES)} "
+                                   f"(default {','.join(d.sources)}; ignored with --corpus)")
+    p.add_argument("--labelled", dest="labelled", type=Path, default=S,
+                   help="your own labelled file: id<TAB>rating(-4..4)<TAB>sentence")
+    p.add_argument("--budget", dest="budget_s", type=parse_duration, default=S,
                    help=f"pretraining wall-clock budget, e.g. 90s, 10m, 1h (default {d.budget_s / 60:g}m)")
-    p.add_argument("--preset", default=d.preset, help=f"model preset (default {d.preset})")
-    p.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--preset", dest="preset", default=S, help=f"model preset (default {d.preset})")
+    p.add_argument("--model-override", dest="model_overrides", action=fields.DictItem, default=S,
+                   metavar="KEY=VALUE",
                    help="change an AlbertConfig field of the preset, e.g. num_hidden_layers=2 (repeatable)")
-    p.add_argument("--vocab-size", type=int, default=d.vocab_size)
-    p.add_argument("--seeds", default=",".join(map(str, d.seeds)), help="fine-tuning seeds (default 1,2,3)")
-    p.add_argument("--finetune-lrs", default=",".join(f"{x:g}" for x in d.finetune_lrs),
+    p.add_argument("--vocab-size", dest="vocab_size", type=int, default=S)
+    p.add_argument("--seeds", dest="seeds", type=fields.flag_type(tuple[int, ...], "seeds"),
+                   default=S, help="fine-tuning seeds (default 1,2,3)")
+    p.add_argument("--finetune-lrs", dest="finetune_lrs", default=S,
+                   type=fields.flag_type(tuple[float, ...], "finetune-lrs"),
                    help="learning rates searched on dev for both ALBERT arms")
-    p.add_argument("--finetune-epochs", type=float, default=d.finetune_epochs)
-    p.add_argument("--no-minilm", action="store_true", help="skip the MiniLM ceiling arm")
-    p.add_argument("--no-bf16", action="store_true", help="fp32 even where bf16 is supported")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--finetune-epochs", dest="finetune_epochs", type=float, default=S)
+    p.add_argument("--no-minilm", dest="minilm", action="store_false", default=S, help="skip the MiniLM ceiling arm")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", default=S,
+                   help="fp32 even where bf16 is supported")
+    p.add_argument("--device", dest="device", choices=("cpu", "cuda"), default=S,
+                   help="default: cuda when available")
+    p.add_argument("--workers", dest="workers", type=int, default=S)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
+    fields.add_config_arguments(p, DemoConfig)
     p.set_defaults(func=_demo_command)
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from litebert.pretrain import _model_override, parse_duration
-
-    d = DemoConfig()
-    overrides = dict(d.model_overrides, **dict(map(_model_override, args.model_override)))
-    cfg = DemoConfig(output=args.output, cache=args.cache, corpus=args.corpus, labelled=args.labelled,
-                     sources=tuple(s for s in args.sources.split(",") if s), budget_s=parse_duration(args.budget),
-                     preset=args.preset, model_overrides=overrides, vocab_size=args.vocab_size,
-                     seeds=tuple(int(s) for s in args.seeds.split(",")),
-                     finetune_lrs=tuple(float(x) for x in args.finetune_lrs.split(",")),
-                     finetune_epochs=args.finetune_epochs, minilm=not args.no_minilm,
-                     bf16=False if args.no_bf16 else None, device=args.device, workers=args.workers,
-                     progress=not args.no_progress)
+    cfg = fields.config_from_args(DemoConfig, args)
     try:
         result = run_demo(cfg)
     except RuntimeError as err:  # offline fetch: say what to do instead

@@ -20,6 +20,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from litebert.config.pretrain import ParallelConfig
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -27,18 +29,6 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
-
-
-@dataclass
-class ParallelConfig:
-    """How the model is spread over processes (the world itself comes from torchrun's environment)."""
-
-    fsdp: bool = False
-    """Shard parameters, gradients and optimizer state with `fully_shard` (for the large presets); else DDP."""
-    timeout_s: float = 120.0
-    """Seconds a collective may wait for a missing rank before the job fails (instead of hanging)."""
-    backend: str | None = None
-    """Process-group backend; None picks nccl on CUDA and gloo on CPU."""
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ import collections
 import math
 import re
 import string
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
-from litebert.finetune.tasks import TASKS, MetricName
-
 SquadVersion = Literal["1.1", "2.0"]
+MetricName = Literal["accuracy", "f1", "mcc", "pearson", "spearman", "exact", "exact_match"]
+"""What a task row may list (`finetune.tasks`); exact / f1 of span tasks come from `evaluate_squad`."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -109,16 +109,17 @@ METRIC_FUNCTIONS: dict[MetricName, Callable[[np.ndarray, np.ndarray], float]] = 
 }
 
 
-def compute_metrics(task_name: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Every metric the task row lists, e.g. {"f1": ..., "accuracy": ...} for MRPC.
+def compute_metrics(names: Sequence[MetricName], predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The named metrics in order, e.g. {"f1": ..., "accuracy": ...} for MRPC's ("f1", "accuracy").
 
     `predictions` and `labels` are (N,) label ids for classification and multiple choice, floats for
-    regression. Span tasks are scored by `evaluate_squad`, which needs the texts, not ids.
+    regression. Span answers are scored by `evaluate_squad`, which needs the texts, not ids.
     """
-    task = TASKS[task_name]
-    if task.kind == "span":
-        raise ValueError(f"{task_name} is scored from answer texts: use evaluate_squad")
-    return {name: METRIC_FUNCTIONS[name](predictions, labels) for name in task.metrics}
+    unknown = [n for n in names if n not in METRIC_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} cannot be computed from label ids (span answers: use "
+                         f"evaluate_squad); known: {', '.join(METRIC_FUNCTIONS)}")
+    return {name: METRIC_FUNCTIONS[name](predictions, labels) for name in names}
 
 
 # ----------------------------------------------------------------------------------------------------------

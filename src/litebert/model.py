@@ -305,11 +305,14 @@ def extended_attention_mask(attention_mask: Tensor | None, dtype: torch.dtype) -
     """(B, T) 1/0 padding mask → additive (B, 1, 1, T) mask for SDPA: 0 where attended, -inf-like where not.
 
     None when nothing is padded: SDPA's unmasked kernel computes the same sums, faster (albert-base bf16
-    8x512 inference on CPU: 3%, benchmarks/levers.py). Not decided while tracing (compile/export), where it would specialise.
+    8x512 inference on CPU: 3%, benchmarks/levers.py). Only decided here for CPU tensors: on a GPU reading the
+    mask back would stall the stream every forward, so callers pass None themselves when they know (pretraining
+    decides on the CPU batch). Not decided while tracing (compile/export) either, where it would specialise.
     """
     if attention_mask is None:
         return None
-    if not torch.compiler.is_compiling() and bool(attention_mask.all()):
+    on_cpu = attention_mask.device.type == "cpu"
+    if on_cpu and not torch.compiler.is_compiling() and bool(attention_mask.all()):
         return None
     mask = attention_mask[:, None, None, :].to(dtype)
     return (1.0 - mask) * torch.finfo(dtype).min

@@ -18,64 +18,11 @@ passes `exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"]` and leave
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-OPTIMIZERS = ("lamb", "adamw")
-
-
-@dataclass
-class OptimConfig:
-    """The optimizer; the defaults are the ALBERT paper's (and `run_pretraining.py`'s)."""
-
-    name: str = "lamb"
-    """`lamb` (the paper's) or `adamw` (torch.optim.AdamW, with bias correction)."""
-    lr: float = 0.00176
-    """Peak learning rate, reached at the end of warmup."""
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-6
-    weight_decay: float = 0.01
-    """Decoupled weight decay λ, applied to every parameter whose name matches none of `exclude`."""
-    exclude: list[str] = field(default_factory=lambda: ["LayerNorm", "layer_norm", "bias"])
-    """Regexes (re.search on the parameter name) of parameters kept out of weight decay and the trust ratio."""
-    clip_norm: float = 1.0
-    """Global gradient-norm clipping threshold; 0 turns clipping off."""
-
-    def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
-        if self.lr <= 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
-
-
-@dataclass
-class ScheduleConfig:
-    """Linear warmup to the peak, then polynomial decay to 0 (the official `create_optimizer`).
-
-    Progress is measured in optimizer steps, or, with `budget_s`, in wall-clock seconds (as cramming does):
-    the learning rate is then a function of the fraction of the budget used.
-    """
-
-    warmup_steps: int = 3125
-    """Steps of linear warmup from 0 (ignored with a budget)."""
-    total_steps: int = 125_000
-    """Steps over which the learning rate decays to 0 (ignored with a budget)."""
-    power: float = 1.0
-    """Exponent of the decay: 1 = linear."""
-    budget_s: float | None = None
-    """Wall-clock budget in seconds; when set, training stops when it is used and the schedule follows time."""
-    warmup_fraction: float = 0.025
-    """With a budget: the fraction of it spent warming up (3125 / 125000, the paper's ratio)."""
-
-    def progress(self, step: int, elapsed_s: float) -> tuple[float, float]:
-        """(fraction of training done, fraction at which warmup ends), by steps or by time."""
-        if self.budget_s is not None:
-            return min(elapsed_s / self.budget_s, 1.0), self.warmup_fraction
-        return min(step / self.total_steps, 1.0), self.warmup_steps / self.total_steps
-
+from litebert.config.pretrain import OPTIMIZERS, OptimConfig, ScheduleConfig  # noqa: F401 (re-exported)
 
 def learning_rate(peak: float, progress: float, warmup: float, power: float = 1.0) -> float:
     """lr at `progress` ∈ [0, 1] of training, warmup ending at `warmup` ∈ [0, 1].

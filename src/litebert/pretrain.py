@@ -20,8 +20,8 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import random
-import re
 import shutil
 import signal
 import statistics
@@ -41,197 +41,14 @@ from torch import Tensor, nn
 
 from litebert import checkpoint as ckpt
 from litebert import distributed as D
-from litebert.config import AlbertConfig
+from litebert.config import AlbertConfig, fields
+from litebert.config.pretrain import (MLM_BIAS_INITS, BatchConfig, CheckpointConfig, DataConfig, GuardConfig,  # noqa: F401
+                                      ModelConfig, OptimConfig, ParallelConfig, Plan, PretrainConfig,
+                                      ScheduleConfig, TrainConfig, config_differences, parse_duration, plan)
 from litebert.model import AlbertForPreTraining
-from litebert.optim import OptimConfig, ScheduleConfig, build_optimizer, learning_rate, set_learning_rate
-
-
-# ================================================================================================ config
-MLM_BIAS_INITS = ("zero", "unigram")
-
-
-@dataclass
-class ModelConfig:
-    """Which ALBERT to train."""
-
-    preset: str = "albert-base-v2"
-    """A name from `litebert.config.PRESETS`."""
-    overrides: dict[str, Any] = field(default_factory=dict)
-    """AlbertConfig fields changed from the preset, e.g. {"vocab_size": 8000, "hidden_dropout_prob": 0.1}."""
-    mlm_bias_init: str = "zero"
-    """The MLM decoder's output bias at step 0: `zero` (the official code) or `unigram`, the log-frequency of
-    each piece in the training data. With `unigram` the model predicts the unigram distribution from the first
-    step, so its layers are not first bent into producing it from a constant hidden state (measured: that is
-    how short, high-learning-rate runs collapse to the unigram plateau; benchmarks/pretrain_sweep.py)."""
-
-    def __post_init__(self) -> None:
-        if self.mlm_bias_init not in MLM_BIAS_INITS:
-            raise ValueError(f"mlm_bias_init must be one of {', '.join(MLM_BIAS_INITS)}, got {self.mlm_bias_init!r}")
-
-    def build(self) -> AlbertConfig:
-        return AlbertConfig.preset(self.preset, **self.overrides)
-
-
-@dataclass
-class DataConfig:
-    """Where the examples come from (a `litebert data create` directory)."""
-
-    path: str = ""
-    """The data directory; its manifest records the tokenizer and vocab_size."""
-    seq_length: int | None = None
-    """Pad every batch to this length (fixed shapes, e.g. for compile); None pads to the longest in the batch.
-    Must be at least the data's max_seq_length."""
-    tokenizer: str | None = None
-    """Tokenizer directory copied into the final model; None takes the one the manifest names."""
-    verify_shards: bool = True
-    """Check each shard's sha256 when opening it."""
-
-
-@dataclass
-class BatchConfig:
-    """How many sequences make one optimizer step."""
-
-    micro_batch: int = 32
-    """Sequences per forward pass on each rank (what fits in memory)."""
-    global_batch: int | None = 4096
-    """Sequences per optimizer step over all ranks; must be micro_batch x world size x accumulate."""
-    accumulate: int | None = None
-    """Micro-batches per step per rank; None derives it from global_batch."""
-
-    def steps_to_accumulate(self, world_size: int) -> int:
-        """Micro-batches per optimizer step on each rank; ValueError if global_batch does not divide."""
-        per_pass = self.micro_batch * world_size
-        if self.accumulate is not None:
-            if self.global_batch is not None and self.global_batch != per_pass * self.accumulate:
-                raise ValueError(f"global batch {self.global_batch} != micro-batch {self.micro_batch} x world size "
-                                 f"{world_size} x accumulate {self.accumulate}")
-            return self.accumulate
-        if self.global_batch is None:
-            return 1
-        if self.global_batch % per_pass:
-            raise ValueError(f"global batch {self.global_batch} is not a multiple of micro-batch {self.micro_batch} "
-                             f"x world size {world_size}")
-        return self.global_batch // per_pass
-
-
-@dataclass
-class TrainConfig:
-    """The loop."""
-
-    max_steps: int | None = None
-    """Optimizer steps to run; None = schedule.total_steps (or unlimited with a time budget)."""
-    seed: int = 12345
-    """Seeds model init (identical on all ranks), dropout (per rank) and the data order."""
-    bf16: bool = True
-    """bf16 autocast for the forward pass (fp32 master weights and optimizer state)."""
-    compile: bool = False
-    """torch.compile the model."""
-    device: str | None = None
-    """`cpu` or `cuda`; None picks cuda when available."""
-    log_every: int = 10
-    """Steps between metrics.jsonl records (averages over the steps since the last one)."""
-    eval_every: int = 1000
-    """Steps between evaluations on the eval split; 0 turns evaluation off."""
-    eval_batches: int = 50
-    """Micro-batches per rank in each evaluation."""
-    progress: bool = True
-    """Show a tqdm progress bar on rank 0."""
-
-
-@dataclass
-class CheckpointConfig:
-    """Saving and resuming."""
-
-    save_every: int = 1000
-    """Steps between checkpoints (one is always written at the end)."""
-    keep_last: int = 3
-    """Checkpoints kept besides the best one."""
-    resume: str | None = None
-    """`latest` (must find a checkpoint in OUTPUT), a checkpoint directory, or None: resume automatically
-    when OUTPUT already holds a checkpoint of this configuration."""
-    allow_config_change: bool = False
-    """Resume even though the configuration differs from the saved one (the differences are printed)."""
-
-
-@dataclass
-class GuardConfig:
-    """Divergence guard: skip non-finite steps, roll back on loss spikes."""
-
-    spike_factor: float = 3.0
-    """A step whose loss exceeds spike_factor x the median of the last `window` losses is a spike; 0 = off."""
-    window: int = 50
-    """Losses in the running median (a spike is only called once the window is full)."""
-    max_rollbacks: int = 10
-    """Give up (error) after this many rollbacks in one run."""
-    max_consecutive_skips: int = 20
-    """Give up (error) after this many non-finite steps in a row: the model itself is broken."""
-
-
-@dataclass
-class PretrainConfig:
-    """Everything `litebert pretrain` needs; saved resolved in OUTPUT/config.json and every checkpoint."""
-
-    output: str = ""
-    """Run directory: metrics.jsonl, checkpoints/, tb/, final/, summary.json."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    batch: BatchConfig = field(default_factory=BatchConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    guard: GuardConfig = field(default_factory=GuardConfig)
-    parallel: D.ParallelConfig = field(default_factory=D.ParallelConfig)
-
-
-# Fields a resumed run may change without --allow-config-change: they do not alter the trajectory.
-RESUME_FREE = {"output", "train.max_steps", "train.log_every", "train.progress", "train.compile", "train.device",
-               "train.eval_every", "train.eval_batches", "checkpoint.save_every", "checkpoint.keep_last",
-               "checkpoint.resume", "checkpoint.allow_config_change", "data.path", "data.tokenizer",
-               "data.verify_shards", "parallel.timeout_s", "parallel.backend"}
-
-
-def config_from_dict(cls, data: dict[str, Any]):
-    """A (nested) config dataclass from a dict, e.g. a --config JSON file; unknown keys are an error."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ValueError(f"unknown config key {cls.__name__}.{key} (known: {', '.join(names)})")
-        default = getattr(cls(), key)
-        kwargs[key] = config_from_dict(type(default), value) if dataclasses.is_dataclass(default) else value
-    return cls(**kwargs)
-
-
-def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
-    """{"optim.lr": 0.00176, ...}: a nested config (dataclass or dict) as dotted keys."""
-    items = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-    out = {}
-    for key, value in items.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and key != "overrides":
-            out.update(flat_config(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def config_differences(saved: dict[str, Any], current: PretrainConfig) -> list[str]:
-    """'key: saved -> current' for every field that differs and matters for the trajectory."""
-    old, new = flat_config(saved), flat_config(current)
-    return [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
-            for k in sorted(set(old) | set(new)) if k not in RESUME_FREE and old.get(k) != new.get(k)]
-
-
-def parse_duration(text: str) -> float:
-    """'90' / '90s' / '15m' / '2h' / '1h30m' -> seconds."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise ValueError(f"cannot read the duration {text!r}: use e.g. 900, 15m, 2h, 1h30m")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+from litebert.optim import build_optimizer, learning_rate, set_learning_rate
+from litebert.files import write_json_atomic
+from litebert.runlog import RunLog
 
 
 # ================================================================================================ batches
@@ -257,14 +74,20 @@ def micro_batches(dataset: Iterable, batch_size: int, collate: Callable[[list], 
             raise ValueError(f"the training data yields no examples for this rank (batch size {batch_size})")
 
 
-def model_inputs(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    """The forward's arguments: MLM labels are masked_lm_ids, -100 on padding predictions (weight 0)."""
+def model_inputs(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor | None]:
+    """The forward's arguments: MLM labels are masked_lm_ids, -100 on padding predictions (weight 0).
+
+    Whether anything is padded, and whether there is a sentence task, is decided here on the collated CPU
+    batch, before it moves to the device: deciding it from device tensors would stall a GPU every micro-batch.
+    No padding passes attention_mask=None (the unmasked attention kernel); no sentence task passes no SOP labels.
+    """
+    padded = not bool(batch["attention_mask"].all())
+    has_sop = not bool((batch["sentence_order_label"] == -100).all())  # -100: the data has no sentence task
     b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     labels = b["masked_lm_ids"].masked_fill(b["masked_lm_weights"] == 0, -100)  # (B, P)
-    sop = b["sentence_order_label"]  # (B,), -100 when the data has no sentence task
-    return dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
-                masked_lm_positions=b["masked_lm_positions"], labels=labels,
-                sentence_order_label=None if bool((sop == -100).all()) else sop)
+    return dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"] if padded else None,
+                token_type_ids=b["token_type_ids"], masked_lm_positions=b["masked_lm_positions"], labels=labels,
+                sentence_order_label=b["sentence_order_label"] if has_sop else None)
 
 
 # Per-step sums, kept as one float64 vector so a single all-reduce gathers them for logging.
@@ -448,6 +271,19 @@ def open_data(config: PretrainConfig, model_config: AlbertConfig, world: D.World
     return train, eval_data, collate, train.manifest
 
 
+def model_config_for(config: PretrainConfig) -> AlbertConfig:
+    """The preset with its overrides; vocab_size comes from the data's manifest (its tokenizer) unless the
+    overrides set it, so any preset trains on any data. An explicit vocab_size that differs is refused later,
+    naming both sizes."""
+    model_config = config.model.build()
+    if "vocab_size" in config.model.overrides or not config.data.path:
+        return model_config
+    from litebert.data.shards import read_manifest
+
+    vocab = read_manifest(Path(config.data.path)).get("tokenizer", {}).get("vocab_size")
+    return model_config.replace(vocab_size=vocab) if vocab else model_config
+
+
 def adapt_cursor(saved: list[dict], world: D.World) -> dict:
     """This rank's data position from the positions saved by every rank, possibly at another world size.
 
@@ -462,67 +298,6 @@ def adapt_cursor(saved: list[dict], world: D.World) -> dict:
 
 
 # ================================================================================================ run
-class MetricsLog:
-    """Rank 0's record of the run: metrics.jsonl (one JSON object per line), TensorBoard, the progress bar."""
-
-    def __init__(self, output: Path, enabled: bool, total: int | None, progress: bool, initial: int):
-        self.enabled = enabled
-        self.path = output / "metrics.jsonl"
-        self.writer = self.bar = None
-        if not enabled:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(output / "tb"))
-        except ImportError:
-            pass
-        if progress:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-
-    def truncate_after(self, step: int) -> None:
-        """Drop records past `step` (a resume or rollback repeats those steps)."""
-        if not self.enabled or not self.path.exists():
-            return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        self.path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            prefix = record.get("split", "train")
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step" and math.isfinite(value):
-                    self.writer.add_scalar(f"{prefix}/{key}", value, record["step"])
-
-    def message(self, text: str) -> None:
-        if self.enabled:
-            (self.bar.write if self.bar is not None else print)(text, file=sys.stderr)
-
-    def advance(self, step: int, record: dict | None, eta_s: float | None) -> None:
-        if self.bar is None:
-            return
-        self.bar.n = step
-        if record is not None:
-            self.bar.set_postfix_str(
-                f"loss {record['loss']:.3f} mlm {record['mlm_acc']:.3f} sop {_fmt(record['sop_acc'])} "
-                f"lr {record['lr']:.2e} {record['tokens_per_s']:.0f} tok/s"
-                + (f" eta {eta_s / 60:.1f}m" if eta_s is not None else ""), refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
 @dataclass
 class LogWindow:
     """The STATS of the updates since the last metrics record, which averages them."""
@@ -558,8 +333,8 @@ class Run:
     optimizer: torch.optim.Optimizer
     params: list[nn.Parameter]
     """The trainable parameters (what the gradient norm is taken over)."""
-    accumulate: int
-    """Micro-batches per optimizer step on each rank."""
+    plan: Plan
+    """What the config means on this world: accumulation, step limit, decay horizon (`config.plan`)."""
     train_data: Any
     """Its `state_dict()` is the data cursor a checkpoint saves."""
     batches: Iterator[dict]
@@ -573,7 +348,7 @@ class Run:
     """The training data's most frequent piece (evaluation reports the accuracy of always guessing it);
     None when the data cannot count its pieces."""
     guard: SpikeGuard
-    log: MetricsLog | None = None
+    log: RunLog | None = None
     """Opened once a resume is restored (the progress bar starts at the restored step)."""
     window: LogWindow = field(default_factory=LogWindow)
     last_record: dict | None = None
@@ -651,9 +426,9 @@ def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate,
 
 def train_loop(r: Run) -> None:
     """Optimizer steps until max_steps, the time budget or a stop signal; a checkpoint of the last one."""
-    config, progress = r.config, r.progress
+    progress = r.progress
     r.started, r.elapsed_before, r.first_step = time.perf_counter(), progress.elapsed_s, progress.step
-    while config.train.max_steps is None or progress.step < config.train.max_steps:
+    while r.plan.max_steps is None or progress.step < r.plan.max_steps:
         t0 = time.perf_counter()
         lr = set_scheduled_lr(r)
         stats = accumulate_gradients(r)           # accumulate: forward/backward over `accumulate` micro-batches
@@ -678,10 +453,8 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
                     hooks: Hooks) -> Run:
     """Data, model, optimizer, restored from a checkpoint when resuming; OUTPUT/config.json written."""
     output = Path(config.output)
-    model_config = config.model.build()
-    accumulate = config.batch.steps_to_accumulate(world.world_size)
-    if config.schedule.budget_s is None and config.train.max_steps is None:
-        config.train.max_steps = config.schedule.total_steps
+    model_config = model_config_for(config) if train_data is None else config.model.build()
+    run_plan = plan(config, world.world_size)
     manifest = None
     if train_data is None:
         train_data, eval_data, collate, manifest = open_data(config, model_config, world)
@@ -689,7 +462,7 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
     saved = find_checkpoint(config, output, output / "checkpoints")
     if world.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        write_json_atomic(output / "config.json", fields.to_dict(config))
 
     # Piece frequencies: one pass over the shards serves the MLM bias init and the unigram baseline.
     counts = train_data.piece_counts() if hasattr(train_data, "piece_counts") else None
@@ -697,7 +470,7 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
     autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if config.train.bf16 else nullcontext()
     eval_batches = (lambda: _eval_batches(eval_data, config, collate)) if eval_data is not None else None
     r = Run(config, world, model_config, manifest, model, model_for_step, optimizer,
-            params=[p for p in model.parameters() if p.requires_grad], accumulate=accumulate, train_data=train_data,
+            params=[p for p in model.parameters() if p.requires_grad], plan=run_plan, train_data=train_data,
             batches=micro_batches(train_data, config.batch.micro_batch, collate), eval_batches=eval_batches,
             autocast=autocast, hooks=hooks, progress=Progress(),
             top_piece=int(np.argmax(counts)) if counts is not None else None,
@@ -739,12 +512,21 @@ def init_mlm_bias(model: AlbertForPreTraining, counts: np.ndarray) -> None:
         model.predictions.bias.copy_(torch.from_numpy(log_p - log_p.mean()))
 
 
-def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> MetricsLog:
-    """Rank 0's MetricsLog, its records past the current step dropped; says what a resume changed."""
+def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> RunLog:
+    """Rank 0's log (metrics.jsonl, tb/, the bar), its records past the current step dropped; says what a resume
+    changed. Other ranks get a disabled one."""
     config, world = r.config, r.world
-    log = MetricsLog(r.output, world.is_main, config.train.max_steps, config.train.progress, r.progress.step)
+    log = RunLog(r.output / "metrics.jsonl", tensorboard=r.output / "tb", total=r.plan.max_steps,
+                 progress=config.train.progress, initial=r.progress.step, enabled=world.is_main)
     log.truncate_after(r.progress.step)
-    log.message(run_shape(config, world.world_size, r.accumulate, r.manifest))
+    log.message(run_shape(config, world.world_size, r.manifest))
+    if r.manifest is not None and "vocab_size" not in config.model.overrides:
+        log.message(f"model: {config.model.preset} with vocab_size {r.model_config.vocab_size:,} "
+                    f"(the data's tokenizer)")
+    horizon_before = _saved_horizon(saved, world.world_size)
+    if horizon_before is not None and r.plan.horizon is not None and horizon_before != r.plan.horizon:
+        log.message(f"the decay horizon moves from step {horizon_before:,} to {r.plan.horizon:,} "
+                    f"(it follows --max-steps): the learning rate continues on the longer schedule")
     if saved is not None:
         log.message(f"resumed from {saved.path} at step {r.progress.step}")
     if not has_eval and config.train.eval_every:
@@ -756,31 +538,38 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> MetricsLo
     return log
 
 
-def run_shape(config: PretrainConfig, world_size: int, accumulate: int, manifest: dict | None) -> str:
+def _saved_horizon(saved: ckpt.Checkpoint | None, world_size: int) -> int | None:
+    """The decay horizon of the run a checkpoint was saved by (None: no checkpoint, or a time budget)."""
+    if saved is None:
+        return None
+    return plan(fields.from_dict(PretrainConfig, saved.state["config"]), world_size).horizon
+
+
+def run_shape(config: PretrainConfig, world_size: int, manifest: dict | None) -> str:
     """One line with the run's shape, printed at start so a preset's paper-sized global batch (4096, reached
     by accumulation) or schedule never surprises: batch arithmetic, length, lr schedule, tokens per step."""
-    micro = config.batch.micro_batch
-    glob = micro * accumulate * world_size
+    p = plan(config, world_size)
     sched, optim = config.schedule, config.optim
     if sched.budget_s is not None:
-        length = f"a {sched.budget_s / 60:g}-min budget" + (f" (at most {config.train.max_steps:,} steps)"
-                                                           if config.train.max_steps else "")
+        length = f"a {sched.budget_s / 60:g}-min budget" + (f" (at most {p.max_steps:,} steps)"
+                                                           if p.max_steps else "")
         lr = f"warmup {sched.warmup_fraction:.1%} of the budget, then decay over time"
     else:
-        length = f"{config.train.max_steps:,} steps"
-        lr = f"warmup {sched.warmup_steps:,} steps, then decay to 0 at step {sched.total_steps:,}"
+        length = f"{p.max_steps:,} steps"
+        lr = f"warmup {p.warmup_steps:,} steps, then decay to 0 at step {p.horizon:,}"
     seq = manifest["settings"]["max_seq_length"] if manifest else None
-    tokens = f"; up to {glob * seq:,} tokens per step ({seq} per sequence)" if seq else ""
-    return (f"run: global batch {glob:,} = micro-batch {micro} x accumulation {accumulate} x {world_size} rank(s); "
-            f"{length}; {optim.name.upper()} peak lr {optim.lr:g}, {lr} (power {sched.power:g}){tokens}")
+    tokens = f"; up to {p.global_batch * seq:,} tokens per step ({seq} per sequence)" if seq else ""
+    return (f"run: global batch {p.global_batch:,} = micro-batch {config.batch.micro_batch} x accumulation "
+            f"{p.accumulate} x {world_size} rank(s); {length}; {optim.name.upper()} peak lr {optim.lr:g}, {lr} "
+            f"(power {sched.power:g}){tokens}")
 
 
 # ------------------------------------------------------------------------------------------------ one step
 def set_scheduled_lr(r: Run) -> float:
     """The schedule's learning rate for the coming step (by steps, or by the clock under a budget)."""
     schedule = r.config.schedule
-    lr = learning_rate(r.config.optim.lr, *schedule.progress(r.progress.step, r.progress.elapsed_s),
-                       schedule.power)
+    lr = learning_rate(r.config.optim.lr, *schedule.progress(r.progress.step, r.progress.elapsed_s,
+                                                             r.plan.max_steps), schedule.power)
     set_learning_rate(r.optimizer, lr)
     return lr
 
@@ -790,7 +579,7 @@ def accumulate_gradients(r: Run) -> Tensor:
     step = r.progress.step + 1
     if r.hooks.before_forward:
         r.hooks.before_forward(step, r.model)
-    stats = train_step(r.model_for_step, [next(r.batches) for _ in range(r.accumulate)], r.world.device,
+    stats = train_step(r.model_for_step, [next(r.batches) for _ in range(r.plan.accumulate)], r.world.device,
                        r.autocast)
     if r.hooks.after_backward:
         r.hooks.after_backward(step, r.model)
@@ -806,7 +595,7 @@ def clip_gradients(r: Run) -> float:
 
 def agree_on_step(r: Run, stats: Tensor, norm: float) -> D.Decision:
     """One decision for all ranks: skip (non-finite anywhere), stop (signal, budget), rank 0's clock, mean loss."""
-    loss = stats[0].item() / r.accumulate  # this rank's mean over its micro-batches
+    loss = stats[0].item() / r.plan.accumulate  # this rank's mean over its micro-batches
     decision = D.agree(r.world, nonfinite=not (math.isfinite(loss) and math.isfinite(norm)),
                        stop=bool(r.stop_requested), elapsed_s=r.elapsed_before + time.perf_counter() - r.started,
                        loss=loss, budget_s=r.config.schedule.budget_s)
@@ -876,7 +665,7 @@ def maybe_log(r: Run, decision: D.Decision, lr: float, norm: float) -> None:
     """Rank 0 writes the averages since the last record: every log_every steps, at checkpoints, at the end."""
     config, progress, window, step = r.config, r.progress, r.window, r.progress.step
     if window.steps and (step % config.train.log_every == 0 or step % config.checkpoint.save_every == 0
-                         or decision.stop or step == config.train.max_steps):
+                         or decision.stop or step == r.plan.max_steps):
         totals = D.all_reduce_sum(r.world, window.stats)  # summed over ranks
         tokens = totals[STATS.index("tokens")].item()
         progress.tokens += tokens
@@ -887,13 +676,13 @@ def maybe_log(r: Run, decision: D.Decision, lr: float, norm: float) -> None:
         r.log.write(record)
         r.last_record = record
         window.reset()
-    r.log.advance(step, r.last_record, _eta(progress, config, time.perf_counter() - r.started, r.first_step))
+    r.log.advance(step, _postfix(r.last_record, _eta(r, time.perf_counter() - r.started)))
 
 
 def maybe_eval(r: Run, decision: D.Decision) -> bool:
     """Evaluate every eval_every steps and at the last step; True when eval MLM accuracy is a new best."""
     config, progress, step = r.config, r.progress, r.progress.step
-    last = decision.stop or step == config.train.max_steps  # the final model is always evaluated
+    last = decision.stop or step == r.plan.max_steps  # the final model is always evaluated
     if not (r.eval_batches is not None and config.train.eval_every and not decision.skip
             and (step % config.train.eval_every == 0 or last)):
         return False
@@ -929,7 +718,7 @@ def save_checkpoint(r: Run, step: int) -> Path | None:
     cursors = D.all_gather_objects(world, r.train_data.state_dict())
     path, error = None, None
     if world.is_main:
-        state = {"config": dataclasses.asdict(r.config), "model_config": r.model_config.to_dict(),
+        state = {"config": fields.to_dict(r.config), "model_config": r.model_config.to_dict(),
                  "optimizer": optim_state, "progress": dataclasses.asdict(r.progress),
                  "guard": r.guard.state_dict(), "rng": rngs, "data": cursors, "world_size": world.world_size}
         try:
@@ -969,11 +758,13 @@ def finish(r: Run) -> dict[str, Any]:
     summary = {"steps": progress.step, "tokens": progress.tokens, "time_s": progress.elapsed_s,
                "skipped_steps": progress.skipped, "rollbacks": progress.rollbacks,
                "final": r.last_record, "best_eval_mlm_acc": progress.best_mlm_acc, "best_step": progress.best_step,
-               "world_size": world.world_size, "accumulate": r.accumulate}
+               "world_size": world.world_size, "accumulate": r.plan.accumulate,
+               "stopped_by": r.stop_requested[0] if r.stop_requested else
+               ("max_steps" if r.plan.max_steps is not None and progress.step >= r.plan.max_steps else "budget")}
     final_state = D.model_state_dict(r.model)  # a collective under FSDP; full tensors on rank 0
     if world.is_main:
         write_final_model(r.model_config, final_state, r.output / "final", r.config, r.manifest)
-        (r.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(r.output / "summary.json", summary)
         print(format_summary(summary), file=sys.stderr)
     return summary
 
@@ -1001,21 +792,43 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _eta(progress: Progress, config: PretrainConfig, run_s: float, first_step: int) -> float | None:
-    """Seconds left: of the budget, or at this run's pace until max_steps."""
-    if config.schedule.budget_s is not None:
-        return max(config.schedule.budget_s - progress.elapsed_s, 0.0)
-    if config.train.max_steps is None or progress.step == first_step:
+def _postfix(record: dict | None, eta_s: float | None) -> str | None:
+    """The progress bar's line: the newest train record's numbers and the time left."""
+    if record is None:
         return None
-    return run_s / (progress.step - first_step) * (config.train.max_steps - progress.step)
+    return (f"loss {record['loss']:.3f} mlm {record['mlm_acc']:.3f} sop {_fmt(record['sop_acc'])} "
+            f"lr {record['lr']:.2e} {record['tokens_per_s']:.0f} tok/s"
+            + (f" eta {eta_s / 60:.1f}m" if eta_s is not None else ""))
+
+
+def _eta(r: Run, run_s: float) -> float | None:
+    """Seconds left: of the budget, or at this run's pace until max_steps."""
+    progress, budget_s = r.progress, r.config.schedule.budget_s
+    if budget_s is not None:
+        return max(budget_s - progress.elapsed_s, 0.0)
+    if r.plan.max_steps is None or progress.step == r.first_step:
+        return None
+    return run_s / (progress.step - r.first_step) * (r.plan.max_steps - progress.step)
 
 
 def _install_stop_handlers(flag: list) -> dict:
-    """SIGTERM / SIGINT ask for a clean stop (checkpoint, then exit) at the end of the current step."""
+    """SIGTERM / SIGINT (a cluster's pre-emption, Ctrl-C) ask for a clean stop at the end of the current step:
+    a checkpoint, the summary, exit status 0. A second signal exits at once (status 128 + signal number); the
+    last checkpoint on disk is intact, since checkpoints are written atomically."""
+    def handler(signum: int, _frame) -> None:
+        name = signal.Signals(signum).name
+        if flag:
+            print(f"\nlitebert pretrain: second {name}: exiting now; resume from the last checkpoint",
+                  file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        flag.append(name)
+        print(f"\nlitebert pretrain: {name}: stopping after this step with a checkpoint "
+              f"(send it again to exit at once)", file=sys.stderr, flush=True)
+
     previous = {}
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda *_: flag.append(True))
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread
         pass
     return previous
@@ -1070,43 +883,55 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `litebert pretrain` and `litebert plot`."""
     p = subparsers.add_parser("pretrain", help="pretrain ALBERT (MLM + SOP, LAMB); also under torchrun",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", help="model preset (default albert-base-v2)")
-    p.add_argument("--data", help="directory made by `litebert data create`")
-    p.add_argument("--output", required=True, help="run directory (rerunning into it resumes)")
-    p.add_argument("--config", metavar="FILE.json", help="a PretrainConfig as nested JSON; flags override it")
-    p.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
-                   help="change an AlbertConfig field of the preset, e.g. vocab_size=8000 (repeatable)")
-    p.add_argument("--mlm-bias-init", choices=MLM_BIAS_INITS,
+    S = argparse.SUPPRESS  # flags not given leave the config's value (default, or --config FILE's)
+    p.add_argument("--output", dest="output", required=True, help="run directory (rerunning into it resumes)")
+    p.add_argument("--preset", dest="model.preset", default=S, help="model preset (default albert-base-v2)")
+    p.add_argument("--data", dest="data.path", default=S, help="directory made by `litebert data create`")
+    p.add_argument("--model-override", dest="model.overrides", action=fields.DictItem, default=S,
+                   metavar="KEY=VALUE",
+                   help="change an AlbertConfig field of the preset, e.g. num_hidden_layers=4 (repeatable)")
+    p.add_argument("--mlm-bias-init", dest="model.mlm_bias_init", choices=MLM_BIAS_INITS, default=S,
                    help="MLM output bias at step 0: zero (official, default) or unigram (log piece frequencies)")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--budget", help="wall-clock budget (900, 15m, 2h): the schedule follows time, then stop")
-    p.add_argument("--batch-size", type=int, help="micro-batch: sequences per forward pass per rank")
-    p.add_argument("--global-batch", type=int, help="sequences per optimizer step, all ranks (default 4096)")
-    p.add_argument("--accumulate", type=int, help="micro-batches per step per rank (instead of --global-batch)")
-    p.add_argument("--seq-length", type=int, help="pad batches to this length (>= the data's max_seq_length)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 0.00176)")
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--warmup-fraction", type=float, help="with --budget: share of it spent warming up (0.025)")
-    p.add_argument("--decay-steps", type=int, help="steps of the linear decay (default: --max-steps or 125000)")
-    p.add_argument("--optimizer", choices=("lamb", "adamw"))
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--clip-norm", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default on)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--device", choices=("cpu", "cuda"))
-    p.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=None, help="shard with FSDP (else DDP)")
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--eval-batches", type=int)
-    p.add_argument("--save-every", type=int)
-    p.add_argument("--keep-last", type=int)
-    p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                   help="resume from the latest checkpoint in --output (or the one given)")
-    p.add_argument("--allow-config-change", action="store_true", default=None)
-    p.add_argument("--spike-factor", type=float)
-    p.add_argument("--tokenizer", help="tokenizer directory to ship in OUTPUT/final (default: the data's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-steps", dest="train.max_steps", type=int, default=S)
+    p.add_argument("--budget", dest="schedule.budget_s", type=parse_duration, default=S,
+                   help="wall-clock budget (900, 15m, 2h): the schedule follows time, then stop")
+    p.add_argument("--batch-size", dest="batch.micro_batch", type=int, default=S,
+                   help="micro-batch: sequences per forward pass per rank")
+    p.add_argument("--global-batch", dest="batch.global_batch", type=int, default=S,
+                   help="sequences per optimizer step, all ranks (default 4096)")
+    p.add_argument("--accumulate", dest="batch.accumulate", type=int, default=S,
+                   help="micro-batches per step per rank (instead of --global-batch)")
+    p.add_argument("--seq-length", dest="data.seq_length", type=int, default=S,
+                   help="pad batches to this length (>= the data's max_seq_length)")
+    p.add_argument("--lr", dest="optim.lr", type=float, default=S, help="peak learning rate (default 0.00176)")
+    p.add_argument("--warmup-steps", dest="schedule.warmup_steps", type=int, default=S)
+    p.add_argument("--warmup-fraction", dest="schedule.warmup_fraction", type=float, default=S,
+                   help="with --budget: share of it spent warming up (0.025)")
+    p.add_argument("--decay-steps", dest="schedule.total_steps", type=int, default=S,
+                   help="steps of the linear decay (default: --max-steps, else 125000)")
+    p.add_argument("--optimizer", dest="optim.name", choices=("lamb", "adamw"), default=S)
+    p.add_argument("--weight-decay", dest="optim.weight_decay", type=float, default=S)
+    p.add_argument("--clip-norm", dest="optim.clip_norm", type=float, default=S)
+    p.add_argument("--seed", dest="train.seed", type=int, default=S)
+    p.add_argument("--bf16", dest="train.bf16", action=argparse.BooleanOptionalAction, default=S,
+                   help="bf16 autocast (default on)")
+    p.add_argument("--compile", dest="train.compile", action=argparse.BooleanOptionalAction, default=S)
+    p.add_argument("--device", dest="train.device", choices=("cpu", "cuda"), default=S)
+    p.add_argument("--fsdp", dest="parallel.fsdp", action=argparse.BooleanOptionalAction, default=S,
+                   help="shard with FSDP (else DDP)")
+    p.add_argument("--log-every", dest="train.log_every", type=int, default=S)
+    p.add_argument("--eval-every", dest="train.eval_every", type=int, default=S)
+    p.add_argument("--eval-batches", dest="train.eval_batches", type=int, default=S)
+    p.add_argument("--save-every", dest="checkpoint.save_every", type=int, default=S)
+    p.add_argument("--keep-last", dest="checkpoint.keep_last", type=int, default=S)
+    p.add_argument("--resume", dest="checkpoint.resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                   default=S, help="resume from the latest checkpoint in --output (or the one given)")
+    p.add_argument("--allow-config-change", dest="checkpoint.allow_config_change", action="store_true", default=S)
+    p.add_argument("--spike-factor", dest="guard.spike_factor", type=float, default=S)
+    p.add_argument("--tokenizer", dest="data.tokenizer", default=S,
+                   help="tokenizer directory to ship in OUTPUT/final (default: the data's)")
+    p.add_argument("--no-progress", dest="train.progress", action="store_false", default=S, help="no progress bar")
+    fields.add_config_arguments(p, PretrainConfig)
     p.set_defaults(func=_pretrain_command)
 
     q = subparsers.add_parser("plot", help="PNG curves (loss, MLM/SOP accuracy, lr) of a pretraining run")
@@ -1115,61 +940,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_plot_command)
 
 
-# flag -> (config section, field)
-FLAG_FIELDS = {
-    "preset": ("model", "preset"), "mlm_bias_init": ("model", "mlm_bias_init"), "data": ("data", "path"),
-    "max_steps": ("train", "max_steps"),
-    "batch_size": ("batch", "micro_batch"), "global_batch": ("batch", "global_batch"),
-    "accumulate": ("batch", "accumulate"), "seq_length": ("data", "seq_length"), "lr": ("optim", "lr"),
-    "warmup_steps": ("schedule", "warmup_steps"),
-    "warmup_fraction": ("schedule", "warmup_fraction"), "decay_steps": ("schedule", "total_steps"),
-    "optimizer": ("optim", "name"), "weight_decay": ("optim", "weight_decay"), "clip_norm": ("optim", "clip_norm"),
-    "seed": ("train", "seed"), "bf16": ("train", "bf16"), "compile": ("train", "compile"),
-    "device": ("train", "device"), "fsdp": ("parallel", "fsdp"), "log_every": ("train", "log_every"),
-    "eval_every": ("train", "eval_every"), "eval_batches": ("train", "eval_batches"),
-    "save_every": ("checkpoint", "save_every"), "keep_last": ("checkpoint", "keep_last"),
-    "resume": ("checkpoint", "resume"), "allow_config_change": ("checkpoint", "allow_config_change"),
-    "spike_factor": ("guard", "spike_factor"), "tokenizer": ("data", "tokenizer"),
-}
-
-
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
-    """Defaults, then --config FILE.json, then the flags given."""
-    config = config_from_dict(PretrainConfig, _read_config_file(Path(args.config)) if args.config else {})
-    config.output = args.output
-    for flag, (section, name) in FLAG_FIELDS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            setattr(getattr(config, section), name, value)
-    for item in args.model_override:
-        key, value = _model_override(item)
-        config.model.overrides[key] = value
-    if args.budget is not None:
-        config.schedule.budget_s = parse_duration(args.budget)
-    if args.max_steps is not None and args.decay_steps is None and config.schedule.budget_s is None:
-        config.schedule.total_steps = args.max_steps  # the decay ends where training does
-    if config.schedule.warmup_steps > config.schedule.total_steps:
-        config.schedule.warmup_steps = config.schedule.total_steps
-    config.train.progress = config.train.progress and not args.no_progress
-    return config
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    """The nested dict of a --config FILE.json; errors name the flag."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--config {path}: no such file") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--config {path}: not valid JSON ({err})") from None
-
-
-def _model_override(item: str) -> tuple[str, Any]:
-    """'vocab_size=8000' -> ("vocab_size", 8000): numbers, true/false/null as JSON, anything else a string."""
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise ValueError(f"--model-override {item!r}: expected KEY=VALUE")
-    return key, json.loads(value) if re.fullmatch(r"[-\d.eE+]+|true|false|null", value) else value
+    """Defaults, then --config FILE (JSON or TOML), then the flags given (aliases and --SECTION.FIELD alike)."""
+    return fields.config_from_args(PretrainConfig, args)
 
 
 def _pretrain_command(args: argparse.Namespace) -> int:

@@ -28,6 +28,9 @@ import numpy as np
 import sentencepiece as spm
 import torch
 
+from litebert import pairs
+from litebert.files import decode_utf8, find_text_files, write_atomic
+
 SPIECE_UNDERLINE = "▁"
 ALBERT_SPECIAL_TOKENS = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
 # The user-defined symbols of ALBERT's 30k-clean model: always their own piece, never merged into words.
@@ -65,27 +68,6 @@ def albert_normalize(
 # ---------------------------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def find_text_files(inputs: Sequence[str | Path]) -> list[Path]:
-    """Expand files and directories (recursively, sorted, hidden files skipped) into a list of text files."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_file():
-            files.append(item)
-        elif item.is_dir():
-            found = sorted(
-                p for p in item.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(item).parts)
-            )
-            if not found:
-                raise ValueError(f"input directory {item} holds no files")
-            files.extend(found)
-        else:
-            raise FileNotFoundError(f"input {item} does not exist")
-    if not files:
-        raise ValueError("no input files given")
-    return files
 
 
 def split_long_line(line: str, max_bytes: int) -> list[str]:
@@ -129,17 +111,25 @@ def training_sentences(
     do_lower_case: bool = True,
     keep_accents: bool = False,
     max_sentence_bytes: int = SPM_MAX_SENTENCE_BYTES,
+    stats: dict[str, int] | None = None,
 ) -> Iterator[str]:
     """Stream normalised, non-empty lines of `files`, long lines split to fit SentencePiece's byte limit.
 
-    Blank lines (document separators) carry no text for a unigram model and are skipped.
+    Blank lines (document separators) carry no text for a unigram model and are skipped. Invalid UTF-8 becomes
+    U+FFFD, counted in stats["undecodable_bytes"]; stats["sentences"] counts what was yielded.
     """
+    stats = stats if stats is not None else {}
+    stats.setdefault("sentences", 0)
+    stats.setdefault("undecodable_bytes", 0)
     for path in files:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
+        with open(path, "rb") as f:
+            for raw in f:
+                line, replaced = decode_utf8(raw)
+                stats["undecodable_bytes"] += replaced
                 text = albert_normalize(line, do_lower_case, keep_accents, remove_space=True)
-                if text:
-                    yield from split_long_line(text, max_sentence_bytes)
+                for sentence in split_long_line(text, max_sentence_bytes) if text else ():
+                    stats["sentences"] += 1
+                    yield sentence
 
 
 def train_sentencepiece(
@@ -157,26 +147,23 @@ def train_sentencepiece(
     seed: int = 12345,
     overwrite: bool = False,
     verbose: bool = False,
+    stats: dict[str, int] | None = None,
 ) -> Path:
     """Train an ALBERT SentencePiece unigram model on raw text; return the path of `output_dir/spiece.model`.
 
     Text is normalised as at encoding time and streamed through a Python iterator, so memory is bounded by
     SentencePiece's sample of `input_sentence_size` sentences (shuffled when `shuffle_input_sentence`), not by
-    the corpus. Writes `spiece.model`, `spiece.vocab` and a Hugging Face `tokenizer_config.json`.
+    the corpus. Writes `spiece.model`, `spiece.vocab` and a Hugging Face `tokenizer_config.json`, only once
+    training succeeded (a failure leaves no output directory behind). `stats`, when given, receives the counts
+    of sentences read and of undecodable bytes replaced.
     """
     files = find_text_files(inputs)
     output_dir = Path(output_dir)
     model_path = output_dir / "spiece.model"
     if model_path.exists() and not overwrite:
         raise FileExistsError(f"{model_path} exists; pass overwrite=True (--overwrite) to replace it")
-    output_dir.mkdir(parents=True, exist_ok=True)
-
-    counter = {"sentences": 0}
-
-    def counted() -> Iterator[str]:
-        for sentence in training_sentences(files, do_lower_case, keep_accents, max_sentence_bytes):
-            counter["sentences"] += 1
-            yield sentence
+    counter = stats if stats is not None else {}
+    sentences = training_sentences(files, do_lower_case, keep_accents, max_sentence_bytes, counter)
 
     spm.set_random_generator_seed(seed)
     # A model_writer rather than model_prefix keeps the output path out of the model's trainer_spec, so the
@@ -184,7 +171,7 @@ def train_sentencepiece(
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=counted(),
+            sentence_iterator=sentences,
             model_writer=model,
             model_type="unigram",
             vocab_size=vocab_size,
@@ -199,11 +186,13 @@ def train_sentencepiece(
             minloglevel=0 if verbose else 2,
         )
     except RuntimeError as err:
-        raise ValueError(
-            f"SentencePiece training failed on {counter['sentences']} sentences from {len(files)} files "
-            f"(vocab_size={vocab_size}): {err}"
-        ) from err
-    model_path.write_bytes(model.getvalue())
+        if counter["sentences"] == 0:
+            raise ValueError(f"no text to train on: every line of {', '.join(map(str, files))} is blank") from None
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else "no reason given"
+        raise ValueError(f"SentencePiece training failed on {counter['sentences']} sentences from {len(files)} "
+                         f"file(s) (vocab_size={vocab_size}): {reason}") from None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(model_path, lambda p: p.write_bytes(model.getvalue()))
     AlbertTokenizer(model_path, do_lower_case, keep_accents).save_pretrained(output_dir)
     return model_path
 
@@ -240,12 +229,8 @@ class _PairEncoder:
 
     def build_inputs(self, ids_a: list[int], ids_b: list[int] | None = None) -> tuple[list[int], list[int]]:
         """`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`; token types 0 for `[CLS] A [SEP]`, 1 for `B [SEP]`."""
-        input_ids = [self.cls_token_id, *ids_a, self.sep_token_id]
-        token_type_ids = [0] * len(input_ids)
-        if ids_b is not None:
-            input_ids += [*ids_b, self.sep_token_id]
-            token_type_ids += [1] * (len(ids_b) + 1)
-        return input_ids, token_type_ids
+        input_ids, token_type_ids = pairs.pack(ids_a, ids_b, self.cls_token_id, self.sep_token_id)
+        return input_ids.tolist(), token_type_ids.tolist()
 
     def encode(
         self,
@@ -263,7 +248,7 @@ class _PairEncoder:
         encoded = self.encode_batch_ids([text] if pair is None else [text, pair])
         ids_a, ids_b = encoded[0], (encoded[1] if pair is not None else None)
         n_special = (3 if pair is not None else 2) if add_special_tokens else 0
-        ids_a, ids_b = truncate_pair(ids_a, ids_b, max_length, truncation, n_special)
+        ids_a, ids_b = truncate_by_strategy(ids_a, ids_b, max_length, truncation, n_special)
         if add_special_tokens:
             return self.build_inputs(ids_a, ids_b)[0]
         return ids_a + (ids_b or [])
@@ -294,7 +279,7 @@ class _PairEncoder:
         rows = []
         for i in range(len(texts)):
             ids_b = ids[len(texts) + i] if pairs is not None else None
-            a, b = truncate_pair(ids[i], ids_b, max_length, truncation, 3 if pairs is not None else 2)
+            a, b = truncate_by_strategy(ids[i], ids_b, max_length, truncation, 3 if pairs is not None else 2)
             rows.append(self.build_inputs(a, b))
         batch = self._pad(rows, max_length, padding)
         if return_tensors == "pt":
@@ -305,7 +290,8 @@ class _PairEncoder:
         return {k: v[0] for k, v in batch.items()} if single else batch
 
     def _pad(self, rows: list[tuple[list[int], list[int]]], max_length: int | None, padding: bool | str) -> dict:
-        """Right-pad rows of (input_ids, token_type_ids); attention_mask is 1 on real tokens."""
+        """Right-pad rows of (input_ids, token_type_ids); attention_mask is 1 on real tokens. A row longer than
+        max_length (truncation off) sets the length of all."""
         if padding == "max_length":
             if max_length is None:
                 raise ValueError("padding='max_length' needs max_length")
@@ -316,13 +302,11 @@ class _PairEncoder:
             target = 0
         else:
             raise ValueError(f"padding must be True, False or 'max_length', got {padding!r}")
-        out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "token_type_ids": []}
-        for ids, types in rows:
-            n_pad = max(target - len(ids), 0)
-            out["input_ids"].append(ids + [self.pad_token_id] * n_pad)
-            out["attention_mask"].append([1] * len(ids) + [0] * n_pad)
-            out["token_type_ids"].append(types + [0] * n_pad)
-        return out
+        if target == 0:  # no padding: rows keep their own lengths
+            return {"input_ids": [ids for ids, _ in rows], "attention_mask": [[1] * len(ids) for ids, _ in rows],
+                    "token_type_ids": [types for _, types in rows]}
+        padded = pairs.pad(rows, max(target, *(len(ids) for ids, _ in rows)), self.pad_token_id)
+        return {k: v.tolist() for k, v in padded.items()}
 
     def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
         """Text of `ids`; special tokens (pad, unk, cls, sep, mask) are dropped when `skip_special_tokens`."""
@@ -341,7 +325,7 @@ class _PairEncoder:
         return [self.decode(ids, skip_special_tokens) for ids in batch]
 
 
-def truncate_pair(
+def truncate_by_strategy(
     ids_a: list[int],
     ids_b: list[int] | None,
     max_length: int | None,
@@ -363,15 +347,9 @@ def truncate_pair(
     if excess <= 0:
         return ids_a, ids_b
     if strategy == "longest_first":
-        keep_a, keep_b = len(ids_a), len_b
-        for _ in range(excess):
-            if keep_a > keep_b:
-                keep_a -= 1
-            elif keep_b > 0:
-                keep_b -= 1
-            else:
-                raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
-        return ids_a[:keep_a], (ids_b[:keep_b] if ids_b is not None else None)
+        if max_length < n_special:
+            raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
+        return pairs.truncate_pair(ids_a, ids_b, max_length - n_special)
     if strategy == "only_second" and ids_b is None:
         raise ValueError("truncation='only_second' needs a text pair")
     side = ids_a if strategy == "only_first" else ids_b
@@ -802,8 +780,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         do_lower_case=not args.cased, keep_accents=args.keep_accents,
         character_coverage=args.character_coverage, input_sentence_size=args.input_sentence_size,
         shuffle_input_sentence=not args.no_shuffle, num_threads=args.threads, seed=args.seed,
-        overwrite=args.overwrite, verbose=True,
+        overwrite=args.overwrite, verbose=True, stats=(stats := {}),
     )
     tok = AlbertTokenizer.from_pretrained(path.parent)
-    print(f"wrote {path} ({tok.vocab_size} pieces), fingerprint {tok.fingerprint()[:16]}")
+    print(f"wrote {path} ({tok.vocab_size} pieces), fingerprint {tok.fingerprint()[:16]}; read "
+          f"{stats['sentences']:,} sentences, replaced {stats['undecodable_bytes']:,} undecodable bytes with U+FFFD")
     return 0

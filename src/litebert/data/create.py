@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from litebert.data.documents import DocumentChunk, ReadStats, chunk_documents, find_input_files, read_documents
+from litebert.data.documents import DocumentChunk, ReadStats, chunk_documents, read_documents
 from litebert.data.examples import SENTENCE_TASKS, ExampleOptions, Instance, SpecialIds, create_instances
 from litebert.data.masking import MaskingOptions, MaskingVocab, mask_ngrams
 from litebert.data.shards import (
@@ -41,8 +41,8 @@ from litebert.data.shards import (
     PackedExamples,
     ShardWriter,
     read_manifest,
-    write_json_atomic,
 )
+from litebert.files import find_text_files, write_json_atomic
 
 MASKING_MODES = ("static", "dynamic")
 SPLITS = ("train", "eval")
@@ -281,7 +281,7 @@ def create_pretraining_data(
     """
     from litebert.tokenizer import AlbertTokenizer
 
-    files = find_input_files(inputs)
+    files = find_text_files(inputs)
     tokenizer_dir, output_dir = Path(tokenizer_dir), Path(output_dir)
     tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
     fingerprint = tokenizer.fingerprint()

@@ -144,8 +144,9 @@ class PretrainingDataset(IterableDataset):
     def _check_vocabulary(self, tokenizer, vocab_size: int | None) -> None:
         data = self.manifest["tokenizer"]
         if tokenizer is not None and tokenizer.fingerprint() != data["fingerprint"]:
-            raise ValueError(f"{self.directory} was made with another tokenizer (fingerprint {data['fingerprint'][:12]}, "
-                             f"given {tokenizer.fingerprint()[:12]})")
+            given = getattr(tokenizer, "vocab_file", "the tokenizer given")
+            raise ValueError(f"{self.directory} was made with another tokenizer than {given} (fingerprint "
+                             f"{data['fingerprint'][:12]}, given {tokenizer.fingerprint()[:12]})")
         for name, size in (("tokenizer", getattr(tokenizer, "vocab_size", None)), ("model", vocab_size)):
             if size is not None and size != data["vocab_size"]:
                 raise ValueError(f"{self.directory} has vocab_size {data['vocab_size']}, the {name} has {size}")

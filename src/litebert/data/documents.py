@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
-from litebert.tokenizer import find_text_files
+from litebert.files import decode_utf8
+
 
 
 @dataclass
@@ -49,28 +50,11 @@ class DocumentChunk:
     documents: list[list[str]] = field(default_factory=list)
 
 
-def find_input_files(inputs: Sequence[str | Path]) -> list[Path]:
-    """Expand files and directories into text files (`tokenizer.find_text_files`), refusing empty files.
-
-    Raises FileNotFoundError naming a missing path, ValueError naming an empty file or an empty directory.
-    """
-    if not inputs:
-        raise ValueError("no input given: pass --input FILE|DIR")
-    for item in map(Path, inputs):
-        if item.is_file() and item.stat().st_size == 0:
-            raise ValueError(f"input file {item} is empty")
-    return find_text_files(inputs)
-
-
 def decode_line(raw: bytes, stats: ReadStats) -> str:
     """UTF-8 decode one line, replacing invalid bytes with U+FFFD and counting them."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-        # Replacement characters present in the source are valid text, not decoding errors.
-        stats.undecodable_bytes += text.count("\ufffd") - raw.count("\ufffd".encode("utf-8"))
-        return text
+    text, replaced = decode_utf8(raw)
+    stats.undecodable_bytes += replaced
+    return text
 
 
 def read_documents(files: Iterable[Path], stats: ReadStats) -> Iterator[list[str]]:

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from litebert import pairs
+
 SENTENCE_TASKS = ("sop", "nsp", "none")
 IGNORE_LABEL = -100  # sentence label without a sentence task; torch's cross-entropy ignores it by default
 
@@ -137,12 +139,8 @@ def create_instances(
 
 def _single(chunk: list[np.ndarray], options: ExampleOptions, special: SpecialIds, rng: np.random.Generator) -> Instance:
     """`[CLS] chunk [SEP]`, truncated from a random end."""
-    tokens = np.concatenate(chunk)
-    excess = len(tokens) - options.max_num_tokens
-    if excess > 0:
-        front = int(rng.binomial(excess, 0.5))
-        tokens = tokens[front:len(tokens) - (excess - front)]
-    input_ids = np.concatenate(([special.cls], tokens, [special.sep])).astype(np.int32)
+    tokens, _ = pairs.truncate_pair(np.concatenate(chunk), None, options.max_num_tokens, rng)
+    input_ids = pairs.pack(tokens, None, special.cls, special.sep)[0].astype(np.int32)
     return Instance(input_ids, len(input_ids), IGNORE_LABEL)
 
 
@@ -178,8 +176,9 @@ def _pair(
     elif options.sentence_task == "sop" and rng.random() < 0.5:
         label = 1
         tokens_a, tokens_b = tokens_b, tokens_a
-    tokens_a, tokens_b = truncate_pair(tokens_a, tokens_b, options.max_num_tokens, rng)
-    input_ids = np.concatenate(([special.cls], tokens_a, [special.sep], tokens_b, [special.sep])).astype(np.int32)
+    # BERT's truncate_seq_pair: pieces leave the longer side, from its front or back at random
+    tokens_a, tokens_b = pairs.truncate_pair(tokens_a, tokens_b, options.max_num_tokens, rng)
+    input_ids = pairs.pack(tokens_a, tokens_b, special.cls, special.sep)[0].astype(np.int32)
     return Instance(input_ids, len(tokens_a) + 2, label), put_back
 
 
@@ -208,32 +207,3 @@ def _random_next(pool: list[list[np.ndarray]], index: int, target_b_length: int,
         if length >= target_b_length:
             break
     return np.concatenate(taken)
-
-
-def truncate_pair(
-    tokens_a: np.ndarray, tokens_b: np.ndarray, max_num_tokens: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Trim A and B to `max_num_tokens` pieces together, as BERT's `truncate_seq_pair`.
-
-    One piece at a time is removed from the longer of the two (B on ties), from its front or back with
-    probability 0.5 each. Which sequence loses how many pieces depends only on the lengths, so the front/back
-    choices are drawn at once: a binomial count from the front.
-    """
-    len_a, len_b = len(tokens_a), len(tokens_b)
-    excess = len_a + len_b - max_num_tokens
-    if excess <= 0:
-        return tokens_a, tokens_b
-    # Trim the longer down to the shorter's length, then alternate (B first on a tie, as the official loop).
-    first = min(excess, abs(len_a - len_b))
-    rest = excess - first
-    cut_a = (first if len_a > len_b else 0) + rest // 2
-    cut_b = (first if len_a <= len_b else 0) + rest - rest // 2
-    return _trim(tokens_a, cut_a, rng), _trim(tokens_b, cut_b, rng)
-
-
-def _trim(tokens: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Remove `count` pieces, each from the front or the back at random."""
-    if count == 0:
-        return tokens
-    front = int(rng.binomial(count, 0.5))
-    return tokens[front:len(tokens) - (count - front)]

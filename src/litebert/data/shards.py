@@ -30,6 +30,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from litebert.files import file_sha256
+
 ALIGN = 64
 MANIFEST = "manifest.json"
 FORMAT = "litebert-pretraining-data"
@@ -192,15 +194,6 @@ class ShardWriter:
         self._parts = {}
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class Shard:
     """A shard opened for reading: its arrays memory-mapped (nothing is read until indexed)."""
@@ -237,13 +230,6 @@ def open_shard(directory: Path, info: ShardInfo, verify: bool = True) -> Shard:
     return Shard(path, info, arrays)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to `path` through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def read_manifest(directory: Path) -> dict:
     """Load and check `directory/manifest.json`; raise FileNotFoundError/ValueError naming the path."""
     path = Path(directory) / MANIFEST
@@ -254,8 +240,11 @@ def read_manifest(directory: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
-    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} manifest")
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} manifest (format {manifest.get('format')!r})")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path} is format version {manifest.get('version')}, this litebert reads version "
+                         f"{FORMAT_VERSION}: re-create the data with `litebert data create`")
     return manifest
 
 

@@ -15,12 +15,12 @@ predictions are put back in example order by index.
 """
 from __future__ import annotations
 
-from typing import Iterator, Literal
+from typing import Iterator
 
 import numpy as np
 import torch
 
-Padding = Literal["bucket", "fixed"]
+from litebert.config.finetune import Padding
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "p_mask")
 """Tensors whose last dimension is the sequence; they are trimmed with the batch."""

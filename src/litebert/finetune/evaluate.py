@@ -15,7 +15,7 @@ import numpy as np
 
 from litebert import metrics
 from litebert.finetune.readers import read_examples
-from litebert.finetune.tasks import SquadFormat, Task, get_task
+from litebert.finetune.tasks import SquadFormat, Task, get_task, task_metrics
 
 
 def score_predictions(
@@ -48,7 +48,7 @@ def score_predictions(
         # RACE examples carry the option index already; GLUE ones the label string or score.
         labels.append(example.label if task.kind == "multiple_choice" else _label_value(task, example.label))
         guesses.append(_label_value(task, predicted[example.guid], where=f"{predictions_file}: id {example.guid!r}"))
-    return metrics.compute_metrics(task.name, np.array(guesses), np.array(labels))
+    return task_metrics(task, np.array(guesses), np.array(labels))
 
 
 def read_glue_predictions(path: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
+from litebert import pairs
 from litebert.finetune.tasks import RaceFormat, RatedSnippetsFormat, SquadFormat, Task, TsvFormat
 
 
@@ -406,28 +407,12 @@ def encode_choice_examples(
     return batch
 
 
-def _pack(ids_a: list[int], ids_b: list[int] | None, max_len: int, tokenizer: Tokenizer) -> tuple[list[int], list[int]]:
-    """`[CLS] a [SEP] (b [SEP])` ids and token types, truncated to `max_len` by shortening the longer side."""
-    ids_a = list(ids_a)
-    ids_b = list(ids_b) if ids_b is not None else None
-    budget = max_len - (3 if ids_b is not None else 2)
-    while len(ids_a) + len(ids_b or []) > budget:
-        # Trimming the longer side keeps as much of both as possible (run_classifier's _truncate_seq_pair).
-        longer = ids_a if ids_b is None or len(ids_a) > len(ids_b) else ids_b
-        longer.pop()
-    input_ids = [tokenizer.cls_token_id, *ids_a, tokenizer.sep_token_id]
-    types = [0] * len(input_ids)
-    if ids_b is not None:
-        input_ids += [*ids_b, tokenizer.sep_token_id]
-        types += [1] * (len(ids_b) + 1)
-    return input_ids, types
+def _pack(ids_a: list[int], ids_b: list[int] | None, max_len: int, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """`[CLS] a [SEP] (b [SEP])` ids and token types, cut to `max_len` from the longer side (run_classifier's
+    _truncate_seq_pair; `litebert.pairs`)."""
+    ids_a, ids_b = pairs.truncate_pair(ids_a, ids_b, max_len - (3 if ids_b is not None else 2))
+    return pairs.pack(ids_a, ids_b, tokenizer.cls_token_id, tokenizer.sep_token_id)
 
 
-def _pad(sequences: list[tuple[list[int], list[int]]], length: int, pad_id: int) -> dict[str, torch.Tensor]:
-    input_ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
-    mask = np.zeros((len(sequences), length), dtype=np.int64)
-    types = np.zeros((len(sequences), length), dtype=np.int64)
-    for i, (ids, type_ids) in enumerate(sequences):
-        input_ids[i, : len(ids)], mask[i, : len(ids)], types[i, : len(ids)] = ids, 1, type_ids
-    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask),
-            "token_type_ids": torch.from_numpy(types)}
+def _pad(sequences: list[tuple[np.ndarray, np.ndarray]], length: int, pad_id: int) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in pairs.pad(sequences, length, pad_id).items()}

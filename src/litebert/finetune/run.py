@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from litebert.config import AlbertConfig
+from litebert.config import AlbertConfig, fields
+from litebert.files import write_json_atomic
 from litebert.finetune.evaluate import score_predictions, write_glue_predictions
 from litebert.finetune.tasks import Task, get_task
 from litebert.finetune.train import HEADS, FinetuneConfig, FinetuneResult, Scored, encode_split, \
@@ -75,7 +76,7 @@ def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokeniz
         "seeds": runs, "median": median_metrics(list(runs.values())),
         "best_seed_by_selection": best_seed, "config": dataclasses.asdict(config),
     }
-    (output / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json_atomic(output / "metrics.json", summary, default=str)
     return summary
 
 
@@ -103,7 +104,7 @@ def save_model(result: FinetuneResult, tokenizer, directory: Path, config: Finet
                 "squad2_head": config.squad2_head, "null_threshold": result.null_threshold,
                 "doc_stride": config.doc_stride, "max_query_length": config.max_query_length,
                 "n_best_size": config.n_best_size, "max_answer_length": config.max_answer_length}
-    (directory / FINETUNE_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    write_json_atomic(directory / FINETUNE_FILE, settings)
 
 
 def write_predictions(task: Task, predictions: dict[str, Scored], directory: Path) -> list[Path]:
@@ -130,7 +131,7 @@ def write_predictions(task: Task, predictions: dict[str, Scored], directory: Pat
 
 
 def _write_json(path: Path, data: dict) -> Path:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_atomic(path, data)
     return path
 
 
@@ -204,37 +205,40 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict_command)
 
 
-_DEFAULTS = FinetuneConfig()
-"""The CLI's defaults are FinetuneConfig's."""
-
-
 def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """The common hyper-parameters as short flags; every FinetuneConfig field also as --FIELD=VALUE."""
+    S = argparse.SUPPRESS  # flags not given leave FinetuneConfig's value (None: the task row's)
     g = p.add_argument_group("hyper-parameters (default: the task row's)")
-    g.add_argument("--lr", type=float, dest="learning_rate")
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--max-seq-length", type=int)
-    g.add_argument("--max-steps", type=int)
-    g.add_argument("--epochs", type=float, dest="num_epochs")
-    g.add_argument("--warmup-steps", type=int)
-    g.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
-    g.add_argument("--eval-every", type=int, help="steps between selection evaluations (default: 10 per run)")
-    g.add_argument("--eval-batch-size", type=int)
-    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast")
-    g.add_argument("--padding", choices=("bucket", "fixed"), default=_DEFAULTS.padding,
+    g.add_argument("--lr", type=float, dest="learning_rate", default=S)
+    g.add_argument("--batch-size", type=int, dest="batch_size", default=S)
+    g.add_argument("--max-seq-length", type=int, dest="max_seq_length", default=S)
+    g.add_argument("--max-steps", type=int, dest="max_steps", default=S)
+    g.add_argument("--epochs", type=float, dest="num_epochs", default=S)
+    g.add_argument("--warmup-steps", type=int, dest="warmup_steps", default=S)
+    g.add_argument("--weight-decay", type=float, dest="weight_decay", default=S)
+    g.add_argument("--eval-every", type=int, dest="eval_every", default=S,
+                   help="steps between selection evaluations (default: 10 per run)")
+    g.add_argument("--eval-batch-size", type=int, dest="eval_batch_size", default=S)
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, dest="bf16", default=S, help="bf16 autocast")
+    g.add_argument("--padding", choices=("bucket", "fixed"), dest="padding", default=S,
                    help="length-bucketed batches (default) or every batch at max-seq-length")
-    g.add_argument("--selection-fraction", type=float, default=_DEFAULTS.selection_fraction,
+    g.add_argument("--selection-fraction", type=float, dest="selection_fraction", default=S,
                    help="tasks with hidden test labels: fraction of train held out for model selection")
-    g.add_argument("--selection-seed", type=int, default=_DEFAULTS.selection_seed)
-    g.add_argument("--squad2-head", choices=("null-score", "answerability"), default=_DEFAULTS.squad2_head)
-    g.add_argument("--doc-stride", type=int, default=_DEFAULTS.doc_stride)
-    g.add_argument("--max-query-length", type=int, default=_DEFAULTS.max_query_length)
-    g.add_argument("--device")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--selection-seed", type=int, dest="selection_seed", default=S)
+    g.add_argument("--squad2-head", choices=("null-score", "answerability"), dest="squad2_head", default=S)
+    g.add_argument("--doc-stride", type=int, dest="doc_stride", default=S)
+    g.add_argument("--max-query-length", type=int, dest="max_query_length", default=S)
+    g.add_argument("--n-best-size", type=int, dest="n_best_size", default=S)
+    g.add_argument("--max-answer-length", type=int, dest="max_answer_length", default=S)
+    g.add_argument("--device", dest="device", default=S)
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, dest="progress", default=S,
+                   help="progress bar (default on)")
+    fields.add_config_arguments(p, FinetuneConfig)
 
 
 def _config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    names = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    return FinetuneConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    """FinetuneConfig's defaults (with the progress bar on), then --config FILE, then the flags given."""
+    return fields.config_from_args(FinetuneConfig, args, base=FinetuneConfig(progress=True))
 
 
 def _finetune_command(args: argparse.Namespace) -> int:

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from litebert import metrics
+from litebert import metrics, pairs
+from litebert.config import FinetuneConfig
 from litebert.finetune.readers import SquadExample, Tokenizer
 
 
@@ -42,13 +43,13 @@ class SquadConfig:
     """Windowing and decoding options; defaults are the run_squad_v1/v2 flags of the ALBERT README."""
 
     max_seq_length: int = 384
-    doc_stride: int = 128
+    doc_stride: int = FinetuneConfig.doc_stride
     """Tokens between the starts of consecutive windows."""
-    max_query_length: int = 64
+    max_query_length: int = FinetuneConfig.max_query_length
     """Question tokens kept (the first ones)."""
-    n_best_size: int = 20
+    n_best_size: int = FinetuneConfig.n_best_size
     """Start and end candidates taken from each window, and answers kept per question."""
-    max_answer_length: int = 30
+    max_answer_length: int = FinetuneConfig.max_answer_length
     """Longest answer, in sub-tokens."""
 
 
@@ -223,20 +224,18 @@ def _window_feature(
     tokenizer: Tokenizer, max_seq_length: int,
 ) -> SquadFeature:
     start, length = windows[window_index]
-    prefix = [tokenizer.cls_token_id, *query_ids, tokenizer.sep_token_id]
-    input_ids = prefix + doc_ids[start:start + length] + [tokenizer.sep_token_id]
-    token_offsets = [None] * len(prefix) + offsets[start:start + length] + [None]
-    max_context = ([False] * len(prefix) + [is_max_context(windows, window_index, start + j) for j in range(length)]
+    n_prefix = len(query_ids) + 2  # [CLS] query [SEP] before the window
+    row = pairs.pack(query_ids, doc_ids[start:start + length], tokenizer.cls_token_id, tokenizer.sep_token_id)
+    padded = {k: v[0].tolist() for k, v in pairs.pad([row], max_seq_length, tokenizer.pad_token_id).items()}
+    token_offsets = [None] * n_prefix + offsets[start:start + length] + [None]
+    max_context = ([False] * n_prefix + [is_max_context(windows, window_index, start + j) for j in range(length)]
                    + [False])
     start_position = end_position = 0
     if answer is not None and start <= answer[0] and answer[1] < start + length:
-        start_position, end_position = (answer[0] - start + len(prefix), answer[1] - start + len(prefix))
-    pad = max_seq_length - len(input_ids)
+        start_position, end_position = (answer[0] - start + n_prefix, answer[1] - start + n_prefix)
+    pad = max_seq_length - len(row[0])
     return SquadFeature(
-        example_index=example_index, window_index=window_index,
-        input_ids=input_ids + [tokenizer.pad_token_id] * pad,
-        attention_mask=[1] * len(input_ids) + [0] * pad,
-        token_type_ids=[0] * len(prefix) + [1] * (length + 1) + [0] * pad,
+        example_index=example_index, window_index=window_index, **padded,
         token_offsets=token_offsets + [None] * pad,
         token_is_max_context=max_context + [False] * pad,
         start_position=start_position, end_position=end_position,

@@ -25,8 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
+from litebert import metrics
+from litebert.metrics import MetricName
+
 TaskKind = Literal["classification", "regression", "span", "multiple_choice"]
-MetricName = Literal["accuracy", "f1", "mcc", "pearson", "spearman", "exact", "exact_match"]
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,15 @@ _ROWS = [
 ]
 
 TASKS: dict[str, Task] = {task.name: task for task in _ROWS}
+
+
+def task_metrics(task: Task | str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Every metric the task row lists, e.g. {"f1": ..., "accuracy": ...} for MRPC; span tasks are scored
+    from answer texts (`metrics.evaluate_squad`), not here."""
+    task = get_task(task) if isinstance(task, str) else task
+    if task.kind == "span":
+        raise ValueError(f"{task.name} is scored from answer texts: use evaluate_squad")
+    return metrics.compute_metrics(task.metrics, predictions, labels)
 
 
 def get_task(name: str) -> Task:

@@ -14,82 +14,33 @@ same slice for every run seed); RACE and movie-reviews select on dev and report 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from litebert import metrics
-from litebert.config import AlbertConfig
+from litebert.config import AlbertConfig, FinetuneConfig
 from litebert.finetune import batching
 from litebert.finetune.readers import Example, ReadReport, SquadExample, encode_choice_examples, \
     encode_pair_examples, read_examples
 from litebert.finetune.squad import SquadConfig, SquadFeature, answerability_tensors, \
     build_features, choose_null_threshold, decode_beam_predictions, decode_predictions, features_to_tensors
-from litebert.finetune.tasks import SquadFormat, Task, get_task
+from litebert.finetune.tasks import SquadFormat, Task, get_task, task_metrics
 from litebert.model import AlbertForMultipleChoice, AlbertForQuestionAnswering, \
     AlbertForSequenceClassification, AlbertPreTrainedModel
 from litebert.optim import OptimConfig, build_optimizer, learning_rate, set_learning_rate
+from litebert.runlog import RunLog
 
 HEADS = {"classification": AlbertForSequenceClassification, "regression": AlbertForSequenceClassification,
          "multiple_choice": AlbertForMultipleChoice, "span": AlbertForQuestionAnswering}
 LABEL_KEYS = ("labels", "start_positions", "end_positions", "is_impossible")
-Squad2Head = Literal["null-score", "answerability"]
-
-
-@dataclass
-class FinetuneConfig:
-    """Options of one fine-tuning run; None means "the task row's default" (see `finetune.tasks`)."""
-
-    learning_rate: float | None = None
-    """Peak AdamW learning rate, reached at the end of warmup."""
-    batch_size: int | None = None
-    max_seq_length: int | None = None
-    max_steps: int | None = None
-    """Optimizer steps; overrides the row's steps or epochs."""
-    num_epochs: float | None = None
-    """Epochs over the training set (used when max_steps is None)."""
-    warmup_steps: int | None = None
-    """Default: the row's warmup fraction (warmup_steps / train_steps, or warmup_proportion) of the steps."""
-    weight_decay: float = 0.01
-    """AdamW's decoupled decay (official AdamWeightDecayOptimizer), not on LayerNorms and biases."""
-    adam_eps: float = 1e-6
-    clip_norm: float = 1.0
-    eval_every: int | None = None
-    """Steps between evaluations of the selection split; default: 10 evaluations per run. The last step is
-    always evaluated."""
-    eval_batch_size: int | None = None
-    """Default: 2 x batch_size."""
-    bf16: bool = False
-    """bf16 autocast for forward passes (fp32 weights and optimizer state)."""
-    padding: batching.Padding = "bucket"
-    """"bucket": length-bucketed batches padded to their longest row; "fixed": every batch at max_seq_length."""
-    selection_fraction: float = 0.1
-    """Where test labels are hidden: the fraction of train held out to select the model (SQuAD: by paragraph)."""
-    selection_seed: int = 12345
-    """Seed of that held-out slice, fixed apart from the run seed so all seeds share the same data."""
-    squad2_head: Squad2Head = "null-score"
-    """SQuAD 2.0: BERT's null score from the plain start/end head (default), or ALBERT's answerability head."""
-    # SQuAD windowing/decoding: SquadConfig holds the defaults (the official run_squad flags).
-    doc_stride: int = SquadConfig.doc_stride
-    max_query_length: int = SquadConfig.max_query_length
-    n_best_size: int = SquadConfig.n_best_size
-    max_answer_length: int = SquadConfig.max_answer_length
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    """AlbertConfig fields changed when the model is built (e.g. dropout)."""
-    device: str | None = None
-    """"cpu", "cuda", ...; default cuda when available."""
-    progress: bool = False
-    """tqdm progress bar."""
-    log_every: int = 10
-    """Steps between training records in the JSONL log."""
 
 
 @dataclass
@@ -327,7 +278,7 @@ def score(task: Task, split: EncodedSplit, outputs: dict[str, np.ndarray], confi
     predictions = {g: (float(v) if task.kind == "regression" else int(v)) for g, v in zip(guids, values)}
     scores = {}
     if labelled:
-        scores = metrics.compute_metrics(task.name, values, split.tensors["labels"].numpy())
+        scores = task_metrics(task, values, split.tensors["labels"].numpy())
     return Scored(scores, predictions)
 
 
@@ -416,7 +367,8 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
                                                    eps=config.adam_eps, clip_norm=config.clip_norm))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
     batches = batching.training_batches(train.lengths, batch_size, config.padding, rng)
-    log = JsonlLog(log_path, total if config.progress else None)
+    log = RunLog(log_path, tensorboard=Path(log_path).parent / "tb" if log_path else None, total=total,
+                 progress=config.progress, append=False, timestamps=True)
     log.write({"event": "start", "task": task.name, "seed": seed, "train": n_train,
                "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
                "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
@@ -441,16 +393,19 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
         seen += len(index)
         window_loss, window_steps = window_loss + loss.item(), window_steps + 1
         if step % config.log_every == 0 or step == total:
-            log.write({"step": step, "loss": window_loss / window_steps, "lr": optimizer.param_groups[0]["lr"],
-                       "grad_norm": float(grad_norm), "examples_per_s": seen / train_seconds})
+            record = {"step": step, "loss": window_loss / window_steps, "lr": optimizer.param_groups[0]["lr"],
+                      "grad_norm": float(grad_norm), "examples_per_s": seen / train_seconds}
+            log.write(record)
+            log.advance(step, f"loss {record['loss']:.4f}")
             window_loss, window_steps = 0.0, 0
-        log.advance()
+        log.advance(step)
 
         if step % eval_every == 0 or step == total:
             scored = score(task, selection, predict(model, selection, eval_batch_size, config.padding, device,
                                                     autocast), config)
             history.append({"step": step, **scored.metrics})
             log.write({"step": step, "selection": scored.metrics})
+            log.message(f"step {step}: selection {scored.metrics}")
             if best["state"] is None or main_metric(task, scored.metrics) > best["score"]:
                 # Copied to the CPU: the best state must survive later optimizer steps.
                 best = {"score": main_metric(task, scored.metrics), "step": step, "metrics": scored.metrics,
@@ -474,42 +429,3 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
         total_seconds=time.perf_counter() - started, train_examples_per_s=seen / max(train_seconds, 1e-9),
         history=history,
     )
-
-
-class JsonlLog:
-    """One JSON object per line (when a path is given) and an optional tqdm bar over `total` steps."""
-
-    def __init__(self, path: str | Path | None, total: int | None):
-        self.file = None
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "w", encoding="utf-8")
-        self.bar = None
-        if total is not None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.file:
-            self.file.write(json.dumps({"time": time.time(), **record}, default=_jsonable) + "\n")
-            self.file.flush()
-        if self.bar is not None and "loss" in record:
-            self.bar.set_postfix(loss=f"{record['loss']:.4f}")
-        if self.bar is not None and "selection" in record and isinstance(record["selection"], dict):
-            self.bar.write(f"step {record.get('step')}: selection {record['selection']}")
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.file:
-            self.file.close()
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _jsonable(x: Any) -> Any:
-    return float(x) if isinstance(x, (np.floating, np.integer)) else str(x)
-

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from litebert.files import write_json_atomic
+
 SHARE_CHOICES = ("all", "attention", "ffn", "none")
 NORM_POSITIONS = ("post", "pre")
 ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu", "swish", "gelu_fast", "gelu_pytorch_tanh", "tanh")
@@ -179,7 +181,7 @@ class AlbertConfig:
         return cls(**known, extra=extra)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        write_json_atomic(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | Path) -> "AlbertConfig":

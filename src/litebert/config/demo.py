@@ -1,0 +1,93 @@
+"""`litebert demo`'s settings: the small-budget pretraining recipe and the comparison it runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from litebert.fetch import DEFAULT_CACHE
+
+SOURCES = ("wikipedia", "snippets", "shakespeare")
+"""Unlabelled text the demo can fetch: Wikipedia lead paragraphs (modern encyclopedic English), the other
+rated-snippet sets of the movie-review archive (tweets, Amazon reviews, NYT editorials; their text only),
+Shakespeare + Milton (17th-century verse and prose)."""
+
+
+@dataclass
+class DemoConfig:
+    """Settings of `litebert demo`. The recipe fields' defaults are the small-budget pretraining recipe chosen
+    by benchmarks/pretrain_sweep.py on held-out MLM and dev accuracy (see docs/demo/recipe.md); the defaults
+    finish in about 20 minutes on 2 CPU cores."""
+
+    output: Path = Path("runs/demo")
+    """Run directory: stages/, report.md, figures."""
+    cache: Path = DEFAULT_CACHE
+    """Where fetched corpora and MiniLM are kept between runs."""
+    corpus: Path | None = None
+    """The user's own pretraining text (a file or a directory of .txt files) instead of `sources`."""
+    labelled: Path | None = None
+    """The user's own labelled file in the movie-review format (`id<TAB>rating<TAB>sentence`)."""
+    sources: tuple[str, ...] = ("wikipedia",)
+    """Fetched unlabelled text pretrained on besides the task's train sentences (names from SOURCES)."""
+    task_repeats: int = 1
+    """Copies of the task's train sentences in the pretraining text (each grouped into documents differently):
+    weights task-adaptive pretraining against the other sources."""
+    budget_s: float = 480.0
+    """Wall-clock pretraining budget."""
+
+    # ---- the model
+    preset: str = "albert-mini"
+    model_overrides: dict[str, Any] = field(default_factory=lambda: dict(
+        hidden_size=128, num_attention_heads=2, intermediate_size=512, num_hidden_layers=4, embedding_size=128))
+    """AlbertConfig fields changed from the preset (vocab_size and positions are set from the data)."""
+    # ---- the pretraining data
+    vocab_size: int = 8000
+    seq_length: int = 64
+    masked_lm_prob: float = 0.15
+    max_predictions: int = 10
+    ngram: int = 3
+    whole_word: bool = True
+    masking: str = "dynamic"
+    """`static` (masks drawn once, `dupe_factor` copies) or `dynamic` (new masks every epoch)."""
+    dupe_factor: int = 1
+    sentence_task: str = "sop"
+    # ---- pretraining
+    micro_batch: int = 64
+    """Sequences per step (no accumulation: in a 10-minute budget the number of steps is what limits)."""
+    optimizer: str = "adamw"
+    lr: float = 0.001
+    warmup_fraction: float = 0.05
+    mlm_bias_init: str = "unigram"
+    # ---- fine-tuning
+    finetune_lrs: tuple[float, ...] = (1e-3, 3e-4)
+    """The learning rates tried for each ALBERT arm; each arm reports the one with the best median dev accuracy
+    (the same search for the pretrained and the random-init model, so the comparison stays fair)."""
+    finetune_epochs: float = 3.0
+    finetune_batch: int = 32
+    finetune_max_length: int = 64
+    """Review sentences average 27 pieces (p95 46): 64 truncates almost none."""
+    seeds: tuple[int, ...] = (1, 2, 3)
+    minilm: bool = True
+    """Fine-tune the real pretrained MiniLM BERT encoder as the ceiling arm."""
+    minilm_lr: float = 5e-5
+    minilm_epochs: float = 1.0
+    minilm_seeds: tuple[int, ...] = (1,)
+    """One seed by default: a MiniLM run costs as much as three ALBERT ones here, and the ceiling arm is not
+    what the comparison is about (its seeds agreed within 0.5 points when three ran)."""
+    workers: int = 2
+    bf16: bool | None = None
+    """None: bf16 autocast where the device supports it (AMX/AVX512-BF16 CPUs, Ampere+ GPUs)."""
+    device: str | None = None
+    """`cpu` or `cuda`; None: cuda when available (with GPU_RECIPE's larger model unless the model was set)."""
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.sources if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+
+
+GPU_RECIPE: dict[str, Any] = dict(preset="albert-base-v2", model_overrides={}, micro_batch=128, lr=0.0005)
+"""What `litebert demo` changes on a CUDA device (where the user left the model as it is): ALBERT-base's
+shape and a batch sized for a GPU. The AdamW rate is BERT/RoBERTa's range for batches of a few hundred
+(1e-4..6e-4); it has not been swept on a GPU yet (no GPU was at hand; docs/demo/recipe.md)."""

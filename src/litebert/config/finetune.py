@@ -1,0 +1,61 @@
+"""Fine-tuning's settings: one `FinetuneConfig` per run; None fields take the task row's value (`finetune.tasks`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Padding = Literal["bucket", "fixed"]
+""""bucket": length-bucketed batches padded to their longest row; "fixed": every batch at max_seq_length."""
+Squad2Head = Literal["null-score", "answerability"]
+
+
+@dataclass
+class FinetuneConfig:
+    """Options of one fine-tuning run; None means "the task row's default" (see `finetune.tasks`)."""
+
+    learning_rate: float | None = None
+    """Peak AdamW learning rate, reached at the end of warmup."""
+    batch_size: int | None = None
+    max_seq_length: int | None = None
+    max_steps: int | None = None
+    """Optimizer steps; overrides the row's steps or epochs."""
+    num_epochs: float | None = None
+    """Epochs over the training set (used when max_steps is None)."""
+    warmup_steps: int | None = None
+    """Default: the row's warmup fraction (warmup_steps / train_steps, or warmup_proportion) of the steps."""
+    weight_decay: float = 0.01
+    """AdamW's decoupled decay (official AdamWeightDecayOptimizer), not on LayerNorms and biases."""
+    adam_eps: float = 1e-6
+    clip_norm: float = 1.0
+    eval_every: int | None = None
+    """Steps between evaluations of the selection split; default: 10 evaluations per run. The last step is
+    always evaluated."""
+    eval_batch_size: int | None = None
+    """Default: 2 x batch_size."""
+    bf16: bool = False
+    """bf16 autocast for forward passes (fp32 weights and optimizer state)."""
+    padding: Padding = "bucket"
+    """"bucket": length-bucketed batches padded to their longest row; "fixed": every batch at max_seq_length."""
+    selection_fraction: float = 0.1
+    """Where test labels are hidden: the fraction of train held out to select the model (SQuAD: by paragraph)."""
+    selection_seed: int = 12345
+    """Seed of that held-out slice, fixed apart from the run seed so all seeds share the same data."""
+    squad2_head: Squad2Head = "null-score"
+    """SQuAD 2.0: BERT's null score from the plain start/end head (default), or ALBERT's answerability head."""
+    # SQuAD windowing and decoding: the official run_squad flags (finetune.squad.SquadConfig takes these).
+    doc_stride: int = 128
+    """Tokens between the starts of consecutive windows."""
+    max_query_length: int = 64
+    """Question tokens kept (the first ones)."""
+    n_best_size: int = 20
+    """Start and end candidates taken from each window, and answers kept per question."""
+    max_answer_length: int = 30
+    """Longest answer, in sub-tokens."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """AlbertConfig fields changed when the model is built (e.g. dropout)."""
+    device: str | None = None
+    """"cpu", "cuda", ...; default cuda when available."""
+    progress: bool = False
+    """tqdm progress bar."""
+    log_every: int = 10
+    """Steps between training records in the JSONL log."""

@@ -1,0 +1,93 @@
+"""Files, written and found one way everywhere: atomic writes, sha256 of a file, and text-file discovery.
+
+Every file another process may read while it is written (manifests, checkpoints' markers, configs, summaries,
+model weights) goes through `write_atomic`: a temporary file in the same directory, then a rename, so a reader
+sees the old file or the new one, never half of one, and a crash leaves no partial output behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
+    """Call `write(tmp_path)`, then rename the temporary file onto `path`; on error no file is left behind."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2, sort_keys: bool = False,
+                      default: Callable[[Any], Any] | None = None) -> None:
+    """`data` as JSON (newline-terminated), atomically."""
+    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=sort_keys, default=default,
+                                       ensure_ascii=False) + "\n")
+
+
+def fsync(path: str | Path) -> None:
+    """Flush a file's bytes to the disk (before a rename makes them the real file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decode_utf8(raw: bytes) -> tuple[str, int]:
+    """(text, invalid bytes replaced by U+FFFD): UTF-8 decoding that never fails and counts what it repaired.
+    Replacement characters already in the source are valid text, not counted."""
+    try:
+        return raw.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        return text, text.count("\ufffd") - raw.count("\ufffd".encode("utf-8"))
+
+
+def find_text_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand files and directories (recursively, sorted, hidden files skipped) into a list of text files.
+
+    Raises FileNotFoundError naming a missing path, ValueError naming an empty input file or a directory
+    without files (what `tokenizer train` and `data create` take as --input)."""
+    if not inputs:
+        raise ValueError("no input given: pass --input FILE|DIR")
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_file():
+            if item.stat().st_size == 0:
+                raise ValueError(f"input file {item} is empty")
+            files.append(item)
+        elif item.is_dir():
+            found = sorted(
+                p for p in item.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(item).parts)
+            )
+            if not found:
+                raise ValueError(f"input directory {item} holds no files")
+            files.extend(found)
+        else:
+            raise FileNotFoundError(f"input {item} does not exist")
+    return files

@@ -1,0 +1,106 @@
+"""One logger for pretraining and fine-tuning: JSON lines, TensorBoard scalars, a progress bar, messages.
+
+    records   one JSON object per line (`metrics.jsonl` of a pretraining run, `log.jsonl` of a fine-tuning seed);
+              `litebert plot` and the reports read them back
+    scalars   every finite number of a record goes to TensorBoard (when installed) as SPLIT/NAME, where SPLIT is
+              the record's "split" ("train" when absent); a nested dict's numbers as NAME/KEY, e.g. selection/accuracy
+    progress  a tqdm bar at the run's step, with a one-line postfix the caller formats
+    messages  lines for the user, printed above the bar (on stderr)
+
+Only the process that owns the run's files logs: other ranks get a disabled RunLog whose methods do nothing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class RunLog:
+    """A run's record; see the module docstring."""
+
+    def __init__(self, path: Path | None, *, tensorboard: Path | None = None, total: int | None = None,
+                 progress: bool = False, initial: int = 0, append: bool = True, timestamps: bool = False,
+                 enabled: bool = True):
+        self.enabled = enabled
+        self.path = Path(path) if path is not None and enabled else None
+        self.timestamps = timestamps
+        self.writer = self.bar = None
+        if not enabled:
+            return
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not append:
+                self.path.write_text("", encoding="utf-8")
+        if tensorboard is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(tensorboard))
+            except ImportError:  # TensorBoard is an optional extra
+                pass
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past `step` (a resume or rollback repeats those steps)."""
+        if self.path is None or not self.path.exists():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        self.path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record; its numbers also go to TensorBoard at record["step"]."""
+        if not self.enabled:
+            return
+        if self.timestamps:
+            record = {"time": time.time(), **record}
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, default=_jsonable) + "\n")
+        if self.writer is not None and "step" in record:
+            for name, value in scalars(record):
+                self.writer.add_scalar(name, value, record["step"])
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            (self.bar.write if self.bar is not None else print)(text, file=sys.stderr)
+
+    def advance(self, step: int, postfix: str | None = None) -> None:
+        if self.bar is None:
+            return
+        self.bar.n = step
+        if postfix is not None:
+            self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def scalars(record: dict[str, Any]) -> list[tuple[str, float]]:
+    """(TensorBoard tag, value) for every finite number of a record, e.g. ("eval/mlm_acc", 0.31)."""
+    prefix = record.get("split", "train")
+    out = []
+    for key, value in record.items():
+        if key in ("step", "time"):
+            continue
+        items = [(f"{key}/{k}", v) for k, v in value.items()] if isinstance(value, dict) else [(f"{prefix}/{key}", value)]
+        out += [(tag, float(v)) for tag, v in items
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    return float(x) if isinstance(x, (np.floating, np.integer)) else str(x)

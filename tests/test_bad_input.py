@@ -1,0 +1,169 @@
+"""Bad input, through the command line a user types: each case gives a one-line error naming the file and what was
+expected (exit status 2), or a counted repair reported at the end; nothing half-written is left behind.
+
+Covers `data create` and `pretrain` (binary noise, latin-1, NUL bytes, CRLF, an empty directory, an empty file,
+a very long line, a truncated shard, altered shard bytes), `tokenizer train`, a fine-tuning reader, `export hf`,
+a tokenizer that does not match the data, and a data directory in an older format.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from litebert.cli import main
+
+WORDS = ("the film was good and the acting bad so we left early but the music stayed with me for days "
+         "a river ran past the old house where nobody lived any more").split()
+
+
+def error_line(capsys) -> str:
+    """The one line a failing command wrote to stderr (progress chatter of SentencePiece aside)."""
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("litebert ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    docs = ["\n".join(" ".join(rng.choice(WORDS, rng.integers(6, 14))) + "." for _ in range(rng.integers(3, 8)))
+            for _ in range(80)]
+    (root / "corpus.txt").write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    assert main(["tokenizer", "train", "--input", str(root / "corpus.txt"), "--output", str(root / "tok"),
+                 "--vocab-size", "50"]) == 0
+    assert main(["data", "create", "--input", str(root / "corpus.txt"), "--tokenizer", str(root / "tok"),
+                 "--output", str(root / "data"), "--max-seq-length", "32", "--max-predictions-per-seq", "5",
+                 "--dupe-factor", "1", "--no-progress"]) == 0
+    return root
+
+
+def create(corpus: Path, inputs: list[Path], out: Path) -> int:
+    return main(["data", "create", "--input", *map(str, inputs), "--tokenizer", str(corpus / "tok"),
+                 "--output", str(out), "--max-seq-length", "32", "--max-predictions-per-seq", "5",
+                 "--dupe-factor", "1", "--no-progress"])
+
+
+def test_damaged_text_is_repaired_and_counted(corpus, tmp_path, capsys):
+    """Binary noise and latin-1 bytes become U+FFFD, counted; NUL bytes and CRLF line ends are plain text."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "noise.bin").write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    (inputs / "latin1.txt").write_bytes("café crème brûlée was good\n".encode("latin-1") * 20)
+    (inputs / "nul.txt").write_bytes(b"the film\x00was good\nthe music\x00stayed\n" * 20)
+    (inputs / "crlf.txt").write_bytes(b"the film was good\r\nthe acting bad\r\n\r\nthe river ran\r\n" * 20)
+    (inputs / "long.txt").write_text(" ".join(WORDS) * 20_000 + "\n", encoding="utf-8")  # one 2.7 MB line
+    assert create(corpus, [inputs], tmp_path / "out") == 0
+    manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    skipped = manifest["skipped"]
+    assert skipped["undecodable_bytes"] >= 60  # 3 latin-1 bytes x 20 lines, plus the noise
+    assert manifest["splits"]["train"]["examples"] > 0
+    assert "undecodable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["empty file", "empty directory", "missing path"])
+def test_unusable_inputs_are_named_and_nothing_is_written(corpus, tmp_path, capsys, case):
+    target = {"empty file": tmp_path / "empty.txt", "empty directory": tmp_path / "nothing",
+              "missing path": tmp_path / "nope.txt"}[case]
+    if case == "empty file":
+        target.write_text("")
+    elif case == "empty directory":
+        target.mkdir()
+    for command in (["data", "create", "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "o")],
+                    ["tokenizer", "train", "--output", str(tmp_path / "t"), "--vocab-size", "40"]):
+        assert main([*command, "--input", str(target)]) == 2
+        line = error_line(capsys)
+        assert str(target) in line and {"empty file": "is empty", "empty directory": "holds no files",
+                                        "missing path": "does not exist"}[case] in line
+    assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
+
+
+def test_tokenizer_train_failure_leaves_no_directory(corpus, tmp_path, capsys):
+    (tmp_path / "blank.txt").write_text("\n\n\n")
+    assert main(["tokenizer", "train", "--input", str(tmp_path / "blank.txt"), "--output", str(tmp_path / "t"),
+                 "--vocab-size", "40"]) == 2
+    assert "no text to train on: every line of" in error_line(capsys)
+    assert main(["tokenizer", "train", "--input", str(corpus / "corpus.txt"), "--output", str(tmp_path / "t"),
+                 "--vocab-size", "5000"]) == 2  # more pieces than this text has
+    assert "SentencePiece training failed" in error_line(capsys)
+    assert not (tmp_path / "t").exists()
+
+
+def pretrain(data: Path, out: Path, *extra: str) -> int:
+    return main(["pretrain", "--preset", "albert-tiny", "--data", str(data), "--output", str(out),
+                 "--max-steps", "1", "--batch-size", "4", "--global-batch", "4", "--eval-every", "0",
+                 "--no-progress", *extra])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "altered"])
+def test_damaged_shards_are_refused(corpus, tmp_path, capsys, damage):
+    data = tmp_path / "data"
+    shutil.copytree(corpus / "data", data)
+    shard = sorted(data.glob("train-*.bin"))[0]
+    raw = bytearray(shard.read_bytes())
+    if damage == "truncated":
+        shard.write_bytes(bytes(raw[:-64]))
+    else:
+        raw[len(raw) // 2] ^= 0xFF
+        shard.write_bytes(bytes(raw))
+    assert pretrain(data, tmp_path / "run") == 2
+    line = error_line(capsys)
+    assert shard.name in line and ("bytes, the manifest says" in line if damage == "truncated" else "sha256" in line)
+    assert not (tmp_path / "run/checkpoints").exists()
+
+
+def test_a_tokenizer_that_does_not_match_the_data(corpus, tmp_path, capsys):
+    (tmp_path / "other.txt").write_text("completely different words here\n" * 50 + "zebra yak quokka\n" * 50)
+    assert main(["tokenizer", "train", "--input", str(tmp_path / "other.txt"), "--output", str(tmp_path / "tok2"),
+                 "--vocab-size", "38"]) == 0
+    capsys.readouterr()
+    assert pretrain(corpus / "data", tmp_path / "run", "--tokenizer", str(tmp_path / "tok2")) == 2
+    line = error_line(capsys)
+    assert "tok2" in line and "tokenizer" in line
+    assert main(["data", "create", "--input", str(corpus / "corpus.txt"), "--tokenizer", str(tmp_path / "tok2"),
+                 "--output", str(corpus / "data"), "--no-progress"]) == 2  # onto data made with another one
+    assert "tokenizer" in error_line(capsys)
+
+
+def test_a_data_directory_in_an_older_format(corpus, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(corpus / "data", data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["version"] = manifest["version"] - 1
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    assert pretrain(data, tmp_path / "run") == 2
+    line = error_line(capsys)
+    assert "manifest.json is format version" in line and "re-create the data with `litebert data create`" in line
+
+
+def test_a_malformed_fine_tuning_file_names_its_line(corpus, tmp_path, capsys):
+    glue = tmp_path / "glue/SST-2"
+    glue.mkdir(parents=True)
+    (glue / "train.tsv").write_text("sentence\tlabel\na fine film\t1\na dull film\t0\textra\n")
+    (glue / "dev.tsv").write_text("sentence\tlabel\nok\t1\n")
+    assert main(["finetune", "--task", "sst-2", "--data-dir", str(tmp_path / "glue"), "--model", "albert-tiny",
+                 "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "ft"), "--no-progress"]) == 2
+    line = error_line(capsys)
+    assert f"{glue / 'train.tsv'}:3: expected 2 tab-separated fields" in line
+    (glue / "train.tsv").write_text("sentence\tlabel\na fine film\t1\na dull film\tmaybe\n")
+    assert main(["finetune", "--task", "sst-2", "--data-dir", str(tmp_path / "glue"), "--model", "albert-tiny",
+                 "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "ft"), "--no-progress"]) == 2
+    line = error_line(capsys)
+    assert "train.tsv:3" in line and "'maybe'" in line
+    assert not (tmp_path / "ft/metrics.json").exists()
+
+
+def test_export_refuses_what_is_not_a_model(corpus, tmp_path, capsys):
+    assert main(["export", "hf", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
+    assert "nope" in error_line(capsys)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "albert", "vocab_size": 60}))
+    (model / "model.safetensors").write_bytes(b"not safetensors")
+    assert main(["export", "hf", str(model), str(tmp_path / "out")]) == 2
+    assert "model.safetensors" in error_line(capsys)
+    assert not (tmp_path / "out").exists()
