@@ -86,26 +86,29 @@ class Decision:
     """Rank 0's training clock: the one the time-based schedule and the budget follow."""
     loss: float
     """The step's loss averaged over ranks (what the spike guard watches)."""
+    tokens: float = 0.0
+    """Real (non-padding) tokens of the step, summed over ranks."""
 
 
 def agree(world: World, *, nonfinite: bool, stop: bool, elapsed_s: float, loss: float,
-          budget_s: float | None = None) -> Decision:
-    """The one cross-rank decision of a step: a single all-reduce of [nonfinite, stop, rank 0's clock, loss].
+          budget_s: float | None = None, tokens: float = 0.0) -> Decision:
+    """The one cross-rank decision of a step: a single all-reduce of [nonfinite, stop, rank 0's clock, loss,
+    tokens].
 
     Summed: any rank's flag counts; only rank 0 contributes its clock; the loss sum over ranks is averaged.
     """
-    values = torch.tensor([float(nonfinite), float(stop), elapsed_s if world.rank == 0 else 0.0, loss],
+    values = torch.tensor([float(nonfinite), float(stop), elapsed_s if world.rank == 0 else 0.0, loss, tokens],
                           dtype=torch.float64)
     if world.distributed:
         values = values.to(world.device)
         dist.all_reduce(values)
         values = values.cpu()
-    any_nonfinite, any_stop, clock, loss_sum = values.tolist()
+    any_nonfinite, any_stop, clock, loss_sum, token_sum = values.tolist()
     # A NaN loss on one rank makes the sum NaN; that is already a skip.
     skip = any_nonfinite > 0 or loss_sum != loss_sum
     over_budget = budget_s is not None and clock >= budget_s
     return Decision(skip=skip, stop=any_stop > 0 or over_budget, elapsed_s=clock,
-                    loss=loss_sum / world.world_size)
+                    loss=loss_sum / world.world_size, tokens=token_sum)
 
 
 def all_reduce_sum(world: World, values: torch.Tensor) -> torch.Tensor:
@@ -114,6 +117,15 @@ def all_reduce_sum(world: World, values: torch.Tensor) -> torch.Tensor:
         values = values.to(world.device, copy=True)
         dist.all_reduce(values)
     return values.cpu()
+
+
+def broadcast_object(world: World, obj):
+    """Rank 0's `obj` (JSON-like: a checkpoint's name, an error message) on every rank."""
+    if not world.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def all_gather_objects(world: World, obj) -> list:

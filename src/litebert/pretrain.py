@@ -42,9 +42,10 @@ from torch import Tensor, nn
 from litebert import checkpoint as ckpt
 from litebert import distributed as D
 from litebert.config import AlbertConfig, fields
-from litebert.config.pretrain import (MLM_BIAS_INITS, BatchConfig, CheckpointConfig, DataConfig, GuardConfig,  # noqa: F401
-                                      ModelConfig, OptimConfig, ParallelConfig, Plan, PretrainConfig,
-                                      ScheduleConfig, TrainConfig, config_differences, parse_duration, plan)
+from litebert.config.pretrain import MLM_BIAS_INITS, Plan, PretrainConfig, config_differences, parse_duration, plan
+# The sections, for callers that build a PretrainConfig from here (`pretrain.BatchConfig(...)`).
+from litebert.config.pretrain import (BatchConfig, CheckpointConfig, DataConfig, GuardConfig,  # noqa: F401
+                                      ModelConfig, OptimConfig, ParallelConfig, ScheduleConfig, TrainConfig)
 from litebert.model import AlbertForPreTraining
 from litebert.optim import build_optimizer, learning_rate, set_learning_rate
 from litebert.files import write_json_atomic
@@ -171,7 +172,7 @@ class Progress:
     step: int = 0
     """Optimizer updates done (skipped steps do not count)."""
     tokens: float = 0.0
-    """Real (non-padding) tokens trained on, all ranks."""
+    """Real (non-padding) tokens trained on, all ranks (counted with the step, in `optimizer_step`)."""
     elapsed_s: float = 0.0
     """Wall-clock seconds of training so far, rank 0's clock, across resumes."""
     skipped: int = 0
@@ -233,6 +234,10 @@ class Hooks:
     """Called with (step about to run, model) before its first micro-batch."""
     after_backward: Callable[[int, nn.Module], None] | None = None
     """Called with (step, model) once its gradients are accumulated, before clipping."""
+    clock: Callable[[], float] = time.perf_counter
+    """The run's clock in seconds (training time, the budget, the time-based schedule). Tests replace it with a
+    deterministic one to check that a budget run resumes exactly: the clock's reading is saved in checkpoints
+    (progress.elapsed_s) and a resumed run continues from it."""
 
 
 # ================================================================================================ data
@@ -359,7 +364,7 @@ class Run:
     stop_requested: list = field(default_factory=list)
     """Non-empty once SIGTERM / SIGINT arrived."""
     started: float = 0.0
-    """time.perf_counter() when this process's loop began; with elapsed_before, the run's clock."""
+    """hooks.clock() when this process's loop began; with elapsed_before, the run's clock."""
     elapsed_before: float = 0.0
     """Training seconds before this process (from the checkpoint resumed)."""
     first_step: int = 0
@@ -389,7 +394,29 @@ def run(config: PretrainConfig, *, train_data=None, eval_data=None, collate=None
         D.shutdown(world)
 
 
-def find_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path) -> ckpt.Checkpoint | None:
+def find_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path,
+                    world: D.World) -> ckpt.Checkpoint | None:
+    """The checkpoint every rank resumes from (None: start). Rank 0 chooses it and broadcasts its name, so ranks
+    whose filesystems differ (a newer or a corrupt checkpoint on one of them) cannot restore different steps;
+    an error on rank 0 is raised on every rank."""
+    choice, error, saved = None, None, None
+    if world.is_main:
+        try:
+            saved = choose_checkpoint(config, output, ckpt_dir)
+            choice = str(saved.path) if saved is not None else None
+        except (ValueError, ckpt.CheckpointError) as err:
+            if not world.distributed:
+                raise
+            error = (isinstance(err, ckpt.CheckpointError), str(err))
+    choice, error = D.broadcast_object(world, (choice, error))
+    if error is not None:
+        raise (ckpt.CheckpointError if error[0] else ValueError)(error[1])
+    if world.is_main or choice is None:
+        return saved
+    return ckpt.load_checkpoint(Path(choice))
+
+
+def choose_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path) -> ckpt.Checkpoint | None:
     """The checkpoint to resume from (None: start), after checking that OUTPUT holds no other configuration.
 
     An explicit --resume CHECKPOINT, else the newest loadable one in OUTPUT/checkpoints; a run directory
@@ -427,7 +454,7 @@ def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate,
 def train_loop(r: Run) -> None:
     """Optimizer steps until max_steps, the time budget or a stop signal; a checkpoint of the last one."""
     progress = r.progress
-    r.started, r.elapsed_before, r.first_step = time.perf_counter(), progress.elapsed_s, progress.step
+    r.started, r.elapsed_before, r.first_step = r.hooks.clock(), progress.elapsed_s, progress.step
     while r.plan.max_steps is None or progress.step < r.plan.max_steps:
         t0 = time.perf_counter()
         lr = set_scheduled_lr(r)
@@ -459,7 +486,7 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
     if train_data is None:
         train_data, eval_data, collate, manifest = open_data(config, model_config, world)
 
-    saved = find_checkpoint(config, output, output / "checkpoints")
+    saved = find_checkpoint(config, output, output / "checkpoints", world)
     if world.is_main:
         output.mkdir(parents=True, exist_ok=True)
         write_json_atomic(output / "config.json", fields.to_dict(config))
@@ -597,9 +624,9 @@ def agree_on_step(r: Run, stats: Tensor, norm: float) -> D.Decision:
     """One decision for all ranks: skip (non-finite anywhere), stop (signal, budget), rank 0's clock, mean loss."""
     loss = stats[0].item() / r.plan.accumulate  # this rank's mean over its micro-batches
     decision = D.agree(r.world, nonfinite=not (math.isfinite(loss) and math.isfinite(norm)),
-                       stop=bool(r.stop_requested), elapsed_s=r.elapsed_before + time.perf_counter() - r.started,
-                       loss=loss, budget_s=r.config.schedule.budget_s)
-    r.progress.elapsed_s = decision.elapsed_s
+                       stop=bool(r.stop_requested), elapsed_s=r.elapsed_before + r.hooks.clock() - r.started,
+                       loss=loss, budget_s=r.config.schedule.budget_s, tokens=stats[STATS.index("tokens")].item())
+    r.progress.elapsed_s = decision.elapsed_s  # the clock runs for every step, skipped or not
     return decision
 
 
@@ -618,6 +645,7 @@ def optimizer_step(r: Run, decision: D.Decision, stats: Tensor) -> str:
     r.optimizer.zero_grad(set_to_none=True)
     r.guard.record(decision.loss)
     r.progress.step, r.skipped_in_a_row = r.progress.step + 1, 0
+    r.progress.tokens += decision.tokens
     r.window.add(stats)
     return "update"
 
@@ -667,8 +695,7 @@ def maybe_log(r: Run, decision: D.Decision, lr: float, norm: float) -> None:
     if window.steps and (step % config.train.log_every == 0 or step % config.checkpoint.save_every == 0
                          or decision.stop or step == r.plan.max_steps):
         totals = D.all_reduce_sum(r.world, window.stats)  # summed over ranks
-        tokens = totals[STATS.index("tokens")].item()
-        progress.tokens += tokens
+        tokens = totals[STATS.index("tokens")].item()  # this window's, all ranks (progress.tokens: the run's)
         record = {"step": step, **summarize(totals), "lr": lr, "grad_norm": norm,
                   "tokens_per_s": tokens / max(window.time_s, 1e-9), "time_s": progress.elapsed_s,
                   "skipped": progress.skipped}
@@ -676,7 +703,7 @@ def maybe_log(r: Run, decision: D.Decision, lr: float, norm: float) -> None:
         r.log.write(record)
         r.last_record = record
         window.reset()
-    r.log.advance(step, _postfix(r.last_record, _eta(r, time.perf_counter() - r.started)))
+    r.log.advance(step, _postfix(r.last_record, _eta(r, r.hooks.clock() - r.started)))
 
 
 def maybe_eval(r: Run, decision: D.Decision) -> bool:

@@ -96,7 +96,10 @@ def scalars(record: dict[str, Any]) -> list[tuple[str, float]]:
     for key, value in record.items():
         if key in ("step", "time"):
             continue
-        items = [(f"{key}/{k}", v) for k, v in value.items()] if isinstance(value, dict) else [(f"{prefix}/{key}", value)]
+        if isinstance(value, dict):
+            items = [(f"{key}/{k}", v) for k, v in value.items()]
+        else:
+            items = [(f"{prefix}/{key}", value)]
         out += [(tag, float(v)) for tag, v in items
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     return out

@@ -1,0 +1,37 @@
+"""The one run log of pretraining and fine-tuning: JSON lines, TensorBoard tags, truncation on resume."""
+from __future__ import annotations
+
+import json
+
+from litebert.runlog import RunLog, scalars
+
+
+def test_records_tags_and_truncation(tmp_path):
+    log = RunLog(tmp_path / "m.jsonl", timestamps=True)
+    for step in (1, 2, 3):
+        log.write({"step": step, "loss": 1.0 / step, "tokens": 64 * step})
+    log.write({"step": 3, "split": "eval", "mlm_acc": 0.25, "note": "text", "ok": True})
+    log.truncate_after(2)  # a resume from step 2 repeats step 3
+    records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2] and all("time" in r for r in records)
+    log.close()
+
+    tags = dict(scalars({"step": 5, "split": "eval", "mlm_acc": 0.3, "sop_acc": float("nan"), "flag": True,
+                         "selection": {"accuracy": 0.8, "name": "x"}, "time": 12.0}))
+    assert tags == {"eval/mlm_acc": 0.3, "selection/accuracy": 0.8}  # finite numbers only, no step/time/bools
+    assert dict(scalars({"step": 1, "loss": 2.0})) == {"train/loss": 2.0}
+
+
+def test_a_disabled_log_writes_nothing(tmp_path):
+    log = RunLog(tmp_path / "m.jsonl", tensorboard=tmp_path / "tb", progress=True, enabled=False)
+    log.write({"step": 1, "loss": 1.0})
+    log.message("hello")
+    log.advance(1, "x")
+    log.close()
+    assert not (tmp_path / "m.jsonl").exists() and not (tmp_path / "tb").exists()
+
+
+def test_a_fresh_log_replaces_an_old_file(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"step": 9}\n')
+    RunLog(tmp_path / "m.jsonl", append=False).write({"step": 1})
+    assert (tmp_path / "m.jsonl").read_text() == '{"step": 1}\n'
