@@ -137,3 +137,21 @@ def test_config_file_errors_name_the_file(tmp_path):
         fields.load_file(tmp_path / "list.json")
     with pytest.raises(ValueError, match=r"optim: expected a table of fields, got float"):
         fields.from_dict(PretrainConfig, {"optim": 0.1})
+
+
+def test_data_create_and_tokenizer_train_take_files_and_dotted_flags(tmp_path):
+    from litebert.config import CreateOptions, TokenizerTrainConfig
+
+    (tmp_path / "data.toml").write_text('max_seq_length = 64\nmasking = "dynamic"\nngram = 1\n')
+    args = parse("data", "create", "--input", "x", "--tokenizer", "t", "--output", "o",
+                 "--config", str(tmp_path / "data.toml"), "--ngram", "2", "--eval_fraction=0.05")
+    options = fields.config_from_args(CreateOptions, args)
+    assert (options.max_seq_length, options.masking, options.ngram, options.eval_fraction) == (64, "dynamic", 2, 0.05)
+    assert options.dupes == 1  # derived from dynamic masking, not written back
+    with pytest.raises(ValueError, match="masking must be one of"):
+        fields.from_dict(CreateOptions, {"masking": "sometimes"})
+
+    args = parse("tokenizer", "train", "--input", "x", "--output", "o", "--vocab-size", "8000", "--cased",
+                 "--character_coverage=1.0")
+    tok = fields.config_from_args(TokenizerTrainConfig, args)
+    assert (tok.vocab_size, tok.do_lower_case, tok.character_coverage, tok.seed) == (8000, False, 1.0, 12345)

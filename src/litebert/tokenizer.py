@@ -14,6 +14,7 @@ BOS/EOS, user-defined symbols `( ) " - . – £ €`, character coverage 0.99995
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,6 +30,8 @@ import sentencepiece as spm
 import torch
 
 from litebert import pairs
+from litebert.config import fields
+from litebert.config.tokenizer import TokenizerTrainConfig
 from litebert.files import decode_utf8, find_text_files, write_atomic
 
 SPIECE_UNDERLINE = "▁"
@@ -135,16 +138,16 @@ def training_sentences(
 def train_sentencepiece(
     inputs: Sequence[str | Path],
     output_dir: str | Path,
-    vocab_size: int = 30000,
+    vocab_size: int = TokenizerTrainConfig.vocab_size,
     *,
-    do_lower_case: bool = True,
-    keep_accents: bool = False,
-    character_coverage: float = 0.99995,
-    input_sentence_size: int = 10_000_000,
-    shuffle_input_sentence: bool = True,
+    do_lower_case: bool = TokenizerTrainConfig.do_lower_case,
+    keep_accents: bool = TokenizerTrainConfig.keep_accents,
+    character_coverage: float = TokenizerTrainConfig.character_coverage,
+    input_sentence_size: int = TokenizerTrainConfig.input_sentence_size,
+    shuffle_input_sentence: bool = TokenizerTrainConfig.shuffle_input_sentence,
     max_sentence_bytes: int = SPM_MAX_SENTENCE_BYTES,
-    num_threads: int | None = None,
-    seed: int = 12345,
+    num_threads: int | None = TokenizerTrainConfig.num_threads,
+    seed: int = TokenizerTrainConfig.seed,
     overwrite: bool = False,
     verbose: bool = False,
     stats: dict[str, int] | None = None,
@@ -753,18 +756,22 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Train an ALBERT SentencePiece unigram model. Input is raw text: one document per file or "
         "documents separated by blank lines.",
     )
+    S = argparse.SUPPRESS  # flags not given leave TokenizerTrainConfig's value (or --config FILE's)
     train.add_argument("--input", nargs="+", required=True, type=Path, help="text files or directories")
     train.add_argument("--output", required=True, type=Path, help="directory for spiece.model and configs")
-    train.add_argument("--vocab-size", type=int, default=30000)
-    train.add_argument("--character-coverage", type=float, default=0.99995)
-    train.add_argument("--input-sentence-size", type=int, default=10_000_000,
+    train.add_argument("--vocab-size", dest="vocab_size", type=int, default=S, help="default 30000")
+    train.add_argument("--character-coverage", dest="character_coverage", type=float, default=S)
+    train.add_argument("--input-sentence-size", dest="input_sentence_size", type=int, default=S,
                        help="sentences SentencePiece samples from the corpus")
-    train.add_argument("--no-shuffle", action="store_true", help="take the first sentences instead of a sample")
-    train.add_argument("--cased", action="store_true", help="do not lower-case (do_lower_case=False)")
-    train.add_argument("--keep-accents", action="store_true")
-    train.add_argument("--threads", type=int, default=None, help="default: all cores")
-    train.add_argument("--seed", type=int, default=12345)
+    train.add_argument("--no-shuffle", dest="shuffle_input_sentence", action="store_false", default=S,
+                       help="take the first sentences instead of a sample")
+    train.add_argument("--cased", dest="do_lower_case", action="store_false", default=S,
+                       help="do not lower-case (do_lower_case=False)")
+    train.add_argument("--keep-accents", dest="keep_accents", action="store_true", default=S)
+    train.add_argument("--threads", dest="num_threads", type=int, default=S, help="default: all cores")
+    train.add_argument("--seed", dest="seed", type=int, default=S)
     train.add_argument("--overwrite", action="store_true")
+    fields.add_config_arguments(train, TokenizerTrainConfig)
     train.set_defaults(func=_cmd_train)
 
     def show_help(args: argparse.Namespace) -> int:
@@ -775,13 +782,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    path = train_sentencepiece(
-        args.input, args.output, args.vocab_size,
-        do_lower_case=not args.cased, keep_accents=args.keep_accents,
-        character_coverage=args.character_coverage, input_sentence_size=args.input_sentence_size,
-        shuffle_input_sentence=not args.no_shuffle, num_threads=args.threads, seed=args.seed,
-        overwrite=args.overwrite, verbose=True, stats=(stats := {}),
-    )
+    settings = dataclasses.asdict(fields.config_from_args(TokenizerTrainConfig, args))
+    path = train_sentencepiece(args.input, args.output, **settings, overwrite=args.overwrite, verbose=True,
+                               stats=(stats := {}))
     tok = AlbertTokenizer.from_pretrained(path.parent)
     print(f"wrote {path} ({tok.vocab_size} pieces), fingerprint {tok.fingerprint()[:16]}; read "
           f"{stats['sentences']:,} sentences, replaced {stats['undecodable_bytes']:,} undecodable bytes with U+FFFD")

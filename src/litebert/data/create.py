@@ -31,9 +31,11 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
+from litebert.config import fields
+from litebert.config.data import MASKING_MODES, SENTENCE_TASKS, CreateOptions, ExampleOptions, MaskingOptions
 from litebert.data.documents import DocumentChunk, ReadStats, chunk_documents, read_documents
-from litebert.data.examples import SENTENCE_TASKS, ExampleOptions, Instance, SpecialIds, create_instances
-from litebert.data.masking import MaskingOptions, MaskingVocab, mask_ngrams
+from litebert.data.examples import Instance, SpecialIds, create_instances
+from litebert.data.masking import MaskingVocab, mask_ngrams
 from litebert.data.shards import (
     FORMAT,
     FORMAT_VERSION,
@@ -44,76 +46,12 @@ from litebert.data.shards import (
 )
 from litebert.files import find_text_files, write_json_atomic
 
-MASKING_MODES = ("static", "dynamic")
 SPLITS = ("train", "eval")
 # Purposes of the per-document random streams: changing one never shifts another.
 SPLIT_STREAM, INSTANCE_STREAM = 0, 1
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class CreateOptions:
-    """Settings of `litebert data create` (the official flags, plus the sentence task and masking mode).
-
-    max_seq_length: pieces per example including [CLS]/[SEP].
-    masked_lm_prob: fraction of pieces to predict. max_predictions_per_seq: cap per example (20 at 512).
-    ngram: longest masked span in words. whole_word: mask whole words (False: single pieces). dupe_factor: times each document is cut and masked (None: 10
-        with static masking, 1 with dynamic). short_seq_prob: chance of a shorter target length.
-    seed: seed of every random choice. sentence_task: "sop", "nsp" or "none". masking: "static" (masks
-        stored, as the paper) or "dynamic" (drawn by the dataset each epoch from stored word starts).
-    shard_size: examples per shard. eval_fraction: share of documents held out as the `eval` split.
-    workers: processes that tokenize and build examples (the output does not depend on it).
-    chunk_documents: documents per unit of work (a chunk also closes at 1 MiB of text); also the pool
-        NSP draws random documents from.
-    """
-
-    max_seq_length: int = 512
-    masked_lm_prob: float = 0.15
-    max_predictions_per_seq: int = 20
-    ngram: int = 3
-    whole_word: bool = True
-    dupe_factor: int | None = None
-    short_seq_prob: float = 0.1
-    seed: int = 12345
-    sentence_task: str = "sop"
-    masking: str = "static"
-    shard_size: int = 50_000
-    eval_fraction: float = 0.0
-    workers: int = 1
-    chunk_documents: int = 256
-
-    def __post_init__(self) -> None:
-        if self.masking not in MASKING_MODES:
-            raise ValueError(f"masking must be one of {MASKING_MODES}, got {self.masking!r}")
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.dupe_factor is not None and self.dupe_factor < 1:
-            raise ValueError(f"dupe_factor must be >= 1, got {self.dupe_factor}")
-        if self.workers < 1 or self.chunk_documents < 1 or self.seed < 0:
-            raise ValueError("workers and chunk_documents must be >= 1 and seed >= 0")
-        self.example_options()
-        self.masking_options()
-
-    @property
-    def dupes(self) -> int:
-        if self.dupe_factor is not None:
-            return self.dupe_factor
-        return 10 if self.masking == "static" else 1
-
-    def example_options(self) -> ExampleOptions:
-        return ExampleOptions(self.max_seq_length, self.short_seq_prob, self.sentence_task)
-
-    def masking_options(self) -> MaskingOptions:
-        return MaskingOptions(self.masked_lm_prob, self.max_predictions_per_seq, self.ngram, self.whole_word)
-
-    def manifest_settings(self) -> dict:
-        """The settings that determine the output (not `workers`, which doesn't)."""
-        settings = asdict(self)
-        del settings["workers"]
-        settings["dupe_factor"] = self.dupes
-        return settings
 
 
 @dataclass
@@ -414,41 +352,38 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     p = sub.add_parser("create", help="raw text -> sharded masked-LM + SOP examples (create_pretraining_data)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = CreateOptions()
+    S = argparse.SUPPRESS  # flags not given leave CreateOptions' value (or --config FILE's)
     p.add_argument("--input", nargs="+", required=True, metavar="FILE|DIR",
                    help="text files or directories: one segment per line, blank line between documents")
     p.add_argument("--tokenizer", required=True, metavar="DIR", help="directory with spiece.model (or vocab.txt)")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the shards and manifest.json")
-    p.add_argument("--max-seq-length", type=int, default=d.max_seq_length)
-    p.add_argument("--masked-lm-prob", type=float, default=d.masked_lm_prob)
-    p.add_argument("--max-predictions-per-seq", type=int, default=d.max_predictions_per_seq,
+    p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=S)
+    p.add_argument("--masked-lm-prob", dest="masked_lm_prob", type=float, default=S)
+    p.add_argument("--max-predictions-per-seq", dest="max_predictions_per_seq", type=int, default=S,
                    help="cap on masked pieces per example (ALBERT: 20 at length 512)")
-    p.add_argument("--ngram", type=int, default=d.ngram, help="longest masked span in words, p(n) ∝ 1/n")
-    p.add_argument("--whole-word", action=argparse.BooleanOptionalAction, default=d.whole_word,
+    p.add_argument("--ngram", dest="ngram", type=int, default=S, help="longest masked span in words, p(n) ∝ 1/n")
+    p.add_argument("--whole-word", dest="whole_word", action=argparse.BooleanOptionalAction, default=S,
                    help="mask whole words (ALBERT, default); --no-whole-word masks single pieces")
-    p.add_argument("--dupe-factor", type=int, default=None,
+    p.add_argument("--dupe-factor", dest="dupe_factor", type=int, default=S,
                    help="times each document is cut and masked (default 10 static, 1 dynamic)")
-    p.add_argument("--short-seq-prob", type=float, default=d.short_seq_prob)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=d.workers, help="processes (the output does not depend on it)")
-    p.add_argument("--sentence-task", choices=SENTENCE_TASKS, default=d.sentence_task,
+    p.add_argument("--short-seq-prob", dest="short_seq_prob", type=float, default=S)
+    p.add_argument("--seed", dest="seed", type=int, default=S)
+    p.add_argument("--workers", dest="workers", type=int, default=S,
+                   help="processes (the output does not depend on it)")
+    p.add_argument("--sentence-task", dest="sentence_task", choices=SENTENCE_TASKS, default=S,
                    help="sop (ALBERT), nsp (BERT) or none (single segment, for corpora without document order)")
-    p.add_argument("--masking", choices=MASKING_MODES, default=d.masking,
+    p.add_argument("--masking", dest="masking", choices=MASKING_MODES, default=S,
                    help="static: masks stored (the paper); dynamic: drawn per epoch by the dataset")
-    p.add_argument("--shard-size", type=int, default=d.shard_size, help="examples per shard")
-    p.add_argument("--eval-fraction", type=float, default=d.eval_fraction,
+    p.add_argument("--shard-size", dest="shard_size", type=int, default=S, help="examples per shard")
+    p.add_argument("--eval-fraction", dest="eval_fraction", type=float, default=S,
                    help="share of documents held out as the eval split")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fields.add_config_arguments(p, CreateOptions)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    options = CreateOptions(
-        max_seq_length=args.max_seq_length, masked_lm_prob=args.masked_lm_prob,
-        max_predictions_per_seq=args.max_predictions_per_seq, ngram=args.ngram, whole_word=args.whole_word,
-        dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob, seed=args.seed, sentence_task=args.sentence_task,
-        masking=args.masking, shard_size=args.shard_size, eval_fraction=args.eval_fraction, workers=args.workers,
-    )
+    options = fields.config_from_args(CreateOptions, args)
     manifest = create_pretraining_data(args.input, args.tokenizer, args.output, options, progress=not args.no_progress)
     print(summary(manifest))
     print(f"wrote {Path(args.output) / MANIFEST}")

@@ -42,36 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from litebert import pairs
+from litebert.config.data import ExampleOptions
 
-SENTENCE_TASKS = ("sop", "nsp", "none")
 IGNORE_LABEL = -100  # sentence label without a sentence task; torch's cross-entropy ignores it by default
-
-
-@dataclass(frozen=True)
-class ExampleOptions:
-    """How documents are cut into instances.
-
-    max_seq_length: pieces per instance including [CLS] and [SEP]s.
-    short_seq_prob: probability that a document aims at a random shorter length.
-    sentence_task: "sop" (ALBERT), "nsp" (BERT) or "none" (single segment; corpora without document order).
-    """
-
-    max_seq_length: int = 512
-    short_seq_prob: float = 0.1
-    sentence_task: str = "sop"
-
-    def __post_init__(self) -> None:
-        if self.sentence_task not in SENTENCE_TASKS:
-            raise ValueError(f"sentence_task must be one of {SENTENCE_TASKS}, got {self.sentence_task!r}")
-        if self.max_seq_length < 5:
-            raise ValueError(f"max_seq_length must be >= 5, got {self.max_seq_length}")
-        if not 0.0 <= self.short_seq_prob <= 1.0:
-            raise ValueError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
-
-    @property
-    def max_num_tokens(self) -> int:
-        """Text pieces per instance: max_seq_length minus [CLS] and one or two [SEP]."""
-        return self.max_seq_length - (2 if self.sentence_task == "none" else 3)
 
 
 @dataclass

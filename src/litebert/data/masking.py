@@ -42,42 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class MaskingOptions:
-    """How many pieces are masked and how.
-
-    masked_lm_prob: fraction of a sequence's pieces (specials included) to predict.
-    max_predictions_per_seq: hard cap on predictions per sequence (the stored/padded prediction width).
-    ngram: longest span in words; span length n is drawn with p(n) ∝ 1/n.
-    whole_word: mask whole words (ALBERT); False treats every piece as a word of its own (BERT's original
-        piece-level masking, where the rest of a word stays visible: an easier task that short runs learn
-        from faster).
-    """
-
-    masked_lm_prob: float = 0.15
-    max_predictions_per_seq: int = 20
-    ngram: int = 3
-    whole_word: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.masked_lm_prob < 1.0:
-            raise ValueError(f"masked_lm_prob must be in [0, 1), got {self.masked_lm_prob}")
-        if self.max_predictions_per_seq < 1:
-            raise ValueError(f"max_predictions_per_seq must be >= 1, got {self.max_predictions_per_seq}")
-        if self.ngram < 1:
-            raise ValueError(f"ngram must be >= 1, got {self.ngram}")
-
-    def ngram_probabilities(self) -> np.ndarray:
-        """p(n) for n = 1..ngram, proportional to 1/n. Shape (ngram,)."""
-        p = 1.0 / np.arange(1, self.ngram + 1)
-        return p / p.sum()
-
-    def target(self, length: int) -> int:
-        """Pieces to predict in a sequence of `length` pieces before the cap (0 when masked_lm_prob is 0)."""
-        if self.masked_lm_prob == 0.0:
-            return 0
-        return max(1, int(round(length * self.masked_lm_prob)))
+from litebert.config.data import MaskingOptions  # noqa: F401 (the settings this module takes)
 
 
 @dataclass(frozen=True)
