@@ -169,6 +169,14 @@ def test_squad_end_to_end(name, head, data_root, model_dir, tokenizer_dir, tmp_p
     assert main(["evaluate", "--model", str(out / "model"), "--data-dir", str(data_root / "squad")]) == 0
     again = json.loads(capsys.readouterr().out)[f"dev-v{version}"]
     assert again["f1"] == pytest.approx(seed["reported"][f"dev-v{version}"]["f1"])
+    # how it runs is the caller's choice: other batches give the same answers; bf16 and decoding flags run
+    assert main(["evaluate", "--model", str(out / "model"), "--data-dir", str(data_root / "squad"),
+                 "--batch-size", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)[f"dev-v{version}"]["f1"] == pytest.approx(again["f1"])
+    assert main(["evaluate", "--model", str(out / "model"), "--data-dir", str(data_root / "squad"), "--bf16",
+                 "--n-best-size", "2", "--max-answer-length", "1"]) == 0
+    short = json.loads(capsys.readouterr().out)[f"dev-v{version}"]
+    assert 0 <= short["f1"] <= 100
 
 
 def test_race_end_to_end(data_root, model_dir, tokenizer_dir, tmp_path, capsys):
@@ -187,7 +195,7 @@ def test_predict_command_writes_mnli_submission(data_root, model_dir, tokenizer_
     run_finetune("mnli", data_root, model_dir, tokenizer_dir, tmp_path / "run")
     out = tmp_path / "predicted"
     assert main(["predict", "--model", str(tmp_path / "run" / "seed-1" / "model"),
-                 "--data-dir", str(data_root / "glue"), "--output", str(out)]) == 0
+                 "--data-dir", str(data_root / "glue"), "--output", str(out), "--batch-size", "5"]) == 0
     for name in ("MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"):
         assert (out / "submission" / name).read_text() == (tmp_path / "run" / "submission" / name).read_text()
     assert (out / "predictions" / "dev_matched.tsv").is_file()

@@ -130,3 +130,46 @@ def test_budget_schedule_follows_time():
     assert learning_rate(1.0, *s.progress(10**6, 50.0), 1.0) == pytest.approx(0.5)  # steps do not matter
     assert learning_rate(1.0, *s.progress(0, 550.0), 1.0) == pytest.approx(0.45)
     assert learning_rate(1.0, *s.progress(0, 2000.0), 1.0) == 0.0
+
+
+def bert_adam_weight_decay(params, grads, lr, steps, weight_decay=0.01, beta1=0.9, beta2=0.999, eps=1e-6):
+    """google-research/bert's AdamWeightDecayOptimizer.apply_gradients, in numpy: no bias correction, the decay
+    added to the update (not to the gradient), every parameter decayed here."""
+    params = {k: v.astype(np.float64).copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(x) for k, x in params.items()}
+    for step in range(steps):
+        for k in params:
+            g = grads[step][k]
+            m[k] = beta1 * m[k] + (1 - beta1) * g
+            v[k] = beta2 * v[k] + (1 - beta2) * g * g
+            update = m[k] / (np.sqrt(v[k]) + eps) + weight_decay * params[k]
+            params[k] = params[k] - lr * update
+    return params
+
+
+def test_adam_weight_decay_is_the_official_fine_tuning_optimizer():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    start = {k: p.detach().numpy().copy() for k, p in model.named_parameters()}
+    optimizer = build_optimizer(model, OptimConfig(name="adamweightdecay", lr=0.01, weight_decay=0.01, exclude=[]))
+    rng = np.random.default_rng(0)
+    grads = [{k: rng.normal(size=p.shape) for k, p in model.named_parameters()} for _ in range(5)]
+    for step_grads in grads:
+        for k, p in model.named_parameters():
+            p.grad = torch.tensor(step_grads[k], dtype=torch.float32)
+        optimizer.step()
+    expected = bert_adam_weight_decay(start, grads, lr=0.01, steps=5)
+    for k, p in model.named_parameters():
+        np.testing.assert_allclose(p.detach().numpy(), expected[k], rtol=1e-5, atol=1e-6)
+    # and it is not torch's AdamW, whose bias correction makes the first update ~1/3 of this one
+    adamw = nn.Linear(4, 3)
+    adamw.load_state_dict({k: torch.tensor(v) for k, v in start.items()})
+    torch_opt = build_optimizer(adamw, OptimConfig(name="adamw", lr=0.01, weight_decay=0.01, exclude=[]))
+    for k, p in adamw.named_parameters():
+        p.grad = torch.tensor(grads[0][k], dtype=torch.float32)
+    torch_opt.step()
+    first = bert_adam_weight_decay(start, grads, lr=0.01, steps=1)
+    moved_official = np.abs(first["weight"] - start["weight"]).mean()
+    moved_torch = np.abs(adamw.weight.detach().numpy() - start["weight"]).mean()
+    assert 2.5 < moved_official / moved_torch < 3.5

@@ -241,9 +241,9 @@ def finetune_config(cfg: DemoConfig, lr: float, epochs: float, use_bf16: bool):
     """The FinetuneConfig every ALBERT arm runs with (and the sweep's dev probes)."""
     from litebert.finetune.train import FinetuneConfig
 
-    return FinetuneConfig(learning_rate=lr, batch_size=cfg.finetune_batch, num_epochs=epochs,
-                          max_seq_length=cfg.finetune_max_length, bf16=use_bf16, progress=cfg.progress,
-                          device=cfg.device)
+    return FinetuneConfig(optimizer=cfg.finetune_optimizer, learning_rate=lr, batch_size=cfg.finetune_batch,
+                          num_epochs=epochs, max_seq_length=cfg.finetune_max_length, bf16=use_bf16,
+                          progress=cfg.progress, device=cfg.device)
 
 
 def finetune_arm(cfg: DemoConfig, arm: str, source, tokenizer, data, use_bf16: bool, directory: Path,

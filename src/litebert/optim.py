@@ -57,7 +57,9 @@ def param_groups(model: nn.Module, weight_decay: float, exclude: list[str]) -> l
 
 
 class Lamb(torch.optim.Optimizer):
-    """LAMB exactly as google-research/albert's `LAMBOptimizer` (see the module docstring).
+    """LAMB exactly as google-research/albert's `LAMBOptimizer` (see the module docstring); with `adapt` off
+    in every group, exactly BERT's `AdamWeightDecayOptimizer` (what `build_optimizer` makes for
+    `adamweightdecay`).
 
     Each param group may set `weight_decay` and `adapt` (apply the trust ratio). State per parameter:
     `exp_avg` (m) and `exp_avg_sq` (v), both fp32 like the parameters.
@@ -100,11 +102,19 @@ class Lamb(torch.optim.Optimizer):
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
-    """LAMB or AdamW over `param_groups(model)`, at the peak learning rate (the loop sets it every step)."""
+    """LAMB, AdamWeightDecay or torch's AdamW over `param_groups(model)`, at the peak learning rate (the loop
+    sets it every step).
+
+    AdamWeightDecay (the official `optimization.AdamWeightDecayOptimizer` of BERT and ALBERT's fine-tuning
+    scripts) is LAMB's update without the trust ratio: m and v without bias correction, u = m / (√v + ε) + λw,
+    w -= lr·u, LayerNorms and biases undecayed. So it is `Lamb` with `adapt` off in every group.
+    """
     groups = param_groups(model, config.weight_decay, config.exclude)
     betas = (config.beta1, config.beta2)
     if config.name == "lamb":
         return Lamb(groups, lr=config.lr, betas=betas, eps=config.eps)
+    if config.name == "adamweightdecay":
+        return Lamb([{**g, "adapt": False} for g in groups], lr=config.lr, betas=betas, eps=config.eps)
     for g in groups:
         g.pop("adapt")
     return torch.optim.AdamW(groups, lr=config.lr, betas=betas, eps=config.eps)

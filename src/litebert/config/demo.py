@@ -62,6 +62,9 @@ class DemoConfig:
     finetune_lrs: tuple[float, ...] = (1e-3, 3e-4)
     """The learning rates tried for each ALBERT arm; each arm reports the one with the best median dev accuracy
     (the same search for the pretrained and the random-init model, so the comparison stays fair)."""
+    finetune_optimizer: str = "adamw"
+    """torch's AdamW: the optimizer the fine-tuning protocol above was searched with on dev (docs/demo/recipe.md).
+    The library's fine-tuning default is the official `adamweightdecay`."""
     finetune_epochs: float = 3.0
     finetune_batch: int = 32
     finetune_max_length: int = 64

@@ -18,7 +18,7 @@ PAPER_TOTAL_STEPS = 125_000
 """The paper's decay horizon: the learning rate reaches 0 at step 125k."""
 
 
-OPTIMIZERS = ("lamb", "adamw")
+OPTIMIZERS = ("lamb", "adamweightdecay", "adamw")
 
 
 @dataclass
@@ -26,7 +26,9 @@ class OptimConfig:
     """The optimizer; the defaults are the ALBERT paper's (and `run_pretraining.py`'s)."""
 
     name: str = "lamb"
-    """`lamb` (the paper's) or `adamw` (torch.optim.AdamW, with bias correction)."""
+    """`lamb` (the paper's), `adamweightdecay` (BERT/ALBERT's AdamWeightDecayOptimizer, the official
+    fine-tuning optimizer: Adam without bias correction, decay added to the update) or `adamw`
+    (torch.optim.AdamW, with bias correction)."""
     lr: float = 0.00176
     """Peak learning rate, reached at the end of warmup."""
     beta1: float = 0.9

@@ -195,6 +195,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-file", help="offline: labelled dev TSV / SQuAD JSON / RACE split directory")
     p.add_argument("--predictions", help="offline: predictions file (GLUE TSV, SQuAD JSON, RACE JSON)")
     p.add_argument("--na-probs", help="offline, SQuAD 2.0: no-answer odds JSON {qid: score}")
+    _add_inference_args(p)
     p.set_defaults(func=_evaluate_command)
 
     p = subparsers.add_parser("predict", help="write predictions / GLUE submission files of a fine-tuned model")
@@ -202,13 +203,37 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", required=True, help="the benchmark's root directory")
     p.add_argument("--output", required=True, help="directory for the prediction files")
     p.add_argument("--split", help="one split (default: every evaluation and test file)")
+    _add_inference_args(p)
     p.set_defaults(func=_predict_command)
+
+
+def _add_inference_args(p: argparse.ArgumentParser) -> None:
+    """How a saved model runs (not what it predicts): batch size, bf16, device, SQuAD decoding."""
+    g = p.add_argument_group("inference (with --model)")
+    g.add_argument("--batch-size", type=int, dest="eval_batch_size", default=argparse.SUPPRESS,
+                   help="examples per forward pass (default 64)")
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                   help="bf16 autocast (on CPUs with AVX512-BF16/AMX and Ampere+ GPUs)")
+    g.add_argument("--device", default=argparse.SUPPRESS, help="cpu or cuda (default: cuda when available)")
+    g.add_argument("--n-best-size", type=int, dest="n_best_size", default=argparse.SUPPRESS,
+                   help="SQuAD: start/end candidates per window")
+    g.add_argument("--max-answer-length", type=int, dest="max_answer_length", default=argparse.SUPPRESS,
+                   help="SQuAD: longest answer in pieces")
+
+
+INFERENCE_FIELDS = ("eval_batch_size", "bf16", "device", "n_best_size", "max_answer_length")
+
+
+def _inference_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in INFERENCE_FIELDS if hasattr(args, k)}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     """The common hyper-parameters as short flags; every FinetuneConfig field also as --FIELD=VALUE."""
     S = argparse.SUPPRESS  # flags not given leave FinetuneConfig's value (None: the task row's)
     g = p.add_argument_group("hyper-parameters (default: the task row's)")
+    g.add_argument("--optimizer", choices=("adamweightdecay", "adamw"), dest="optimizer", default=S,
+                   help="adamweightdecay: the official run scripts' (default); adamw: torch's, bias-corrected")
     g.add_argument("--lr", type=float, dest="learning_rate", default=S)
     g.add_argument("--batch-size", type=int, dest="batch_size", default=S)
     g.add_argument("--max-seq-length", type=int, dest="max_seq_length", default=S)
@@ -263,7 +288,7 @@ def _finetune_command(args: argparse.Namespace) -> int:
 
 def _evaluate_command(args: argparse.Namespace) -> int:
     if args.model:
-        _, results = predict_files(args.model, _required(args, "data_dir"), args.split)
+        _, results = predict_files(args.model, _required(args, "data_dir"), args.split, _inference_overrides(args))
         print(json.dumps({name: s.metrics for name, s in results.items() if s.metrics}, indent=2))
         return 0
     task = _required(args, "task")
@@ -275,7 +300,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _predict_command(args: argparse.Namespace) -> int:
-    task, results = predict_files(args.model, args.data_dir, args.split)
+    task, results = predict_files(args.model, args.data_dir, args.split, _inference_overrides(args))
     for path in write_predictions(task, results, Path(args.output)):
         print(path)
     return 0

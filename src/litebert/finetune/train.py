@@ -3,7 +3,8 @@
     data      load_task_data: the task's files -> train / selection / reported (+ unlabelled test) examples
     encode    encode_split: examples -> padded tensors (SQuAD: overlapping windows), once per split
     model     build_model: the task's head on a checkpoint directory, a preset name or an AlbertConfig
-    loop      AdamW (as the official ALBERT GLUE runs), linear warmup + linear decay, clip 1.0, bf16 autocast,
+    loop      AdamWeightDecay (the official run scripts' optimizer; torch AdamW as an option), linear warmup +
+              linear decay, clip 1.0, bf16 autocast,
               length-bucketed batches; every `eval_every` steps score the SELECTION split, keep the best state
     report    the best state is scored once on the REPORTED split(s) and predicts the unlabelled test files
 
@@ -363,7 +364,7 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
     n_train = len(train.tensors["input_ids"])
     total, warmup = resolve_schedule(task, config, n_train, batch_size)
     eval_every = config.eval_every or max(1, total // 10)
-    optimizer = build_optimizer(model, OptimConfig(name="adamw", lr=lr, weight_decay=config.weight_decay,
+    optimizer = build_optimizer(model, OptimConfig(name=config.optimizer, lr=lr, weight_decay=config.weight_decay,
                                                    eps=config.adam_eps, clip_norm=config.clip_norm))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
     batches = batching.training_batches(train.lengths, batch_size, config.padding, rng)
