@@ -411,3 +411,120 @@ def test_score_race_prediction_file(tmp_path):
     race = evaluate.score_predictions("race", os.path.join(RACE, "dev"), str(path))
     assert race == {"accuracy": pytest.approx(2 / 3)}
     assert evaluate.score_predictions("race-high", os.path.join(RACE, "dev"), str(path)) == {"accuracy": 1.0}
+
+
+def test_glue_submission_zip_holds_every_task_file(tmp_path, capsys):
+    """Runs' submission folders (one run per task, MNLI's with AX) zip into what the GLUE server takes."""
+    import zipfile
+
+    from litebert.cli import main
+    from litebert.finetune.evaluate import glue_submission_files, write_glue_predictions
+
+    for name, task in glue_submission_files().items():
+        run = tmp_path / f"run-{task.name}" / "submission"
+        run.mkdir(parents=True, exist_ok=True)
+        values = np.array([0.5, 4.25]) if task.kind == "regression" else np.array([0, len(task.labels) - 1])
+        write_glue_predictions(str(run / name), task, ["0", "1"], values)
+    runs = sorted(str(p) for p in tmp_path.glob("run-*"))
+    assert len(runs) == 9  # MNLI's run carries MNLI-m, MNLI-mm and AX
+    assert main(["glue-submission", *runs, "--output", str(tmp_path / "glue.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "glue.zip") as z:
+        assert sorted(z.namelist()) == sorted(glue_submission_files())
+        assert z.read("AX.tsv").decode().splitlines() == ["index\tprediction", "0\tcontradiction", "1\tneutral"]
+        assert z.read("STS-B.tsv").decode().splitlines()[1:] == ["0\t0.5", "1\t4.25"]
+    # a missing task is named (or allowed, for a partial zip); a bad label names its file and line
+    assert main(["glue-submission", *runs[1:], "--output", str(tmp_path / "part.zip")]) == 2
+    assert "missing" in capsys.readouterr().err and not (tmp_path / "part.zip").exists()
+    assert main(["glue-submission", *runs[1:], "--output", str(tmp_path / "part.zip"), "--allow-missing"]) == 0
+    (tmp_path / "run-rte/submission/RTE.tsv").write_text("index\tprediction\n0\tmaybe\n")
+    assert main(["glue-submission", *runs, "--output", str(tmp_path / "bad.zip")]) == 2
+    assert "RTE.tsv:2" in capsys.readouterr().err and not (tmp_path / "bad.zip").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The answerability head's decoding, against an independent re-computation
+
+
+WORDS_2 = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+def _overlap_f1(gold: str, predicted: str) -> float:
+    """Token-overlap F1 for texts of lower-case plain words (what the official F1 reduces to for them)."""
+    g, p = gold.split(), predicted.split()
+    if not g or not p:
+        return float(g == p)
+    common = sum(min(g.count(w), p.count(w)) for w in set(g))
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def test_answerability_beam_decoding_and_threshold_match_a_numpy_recomputation(tmp_path):
+    from litebert.finetune.readers import SquadExample
+    from litebert.finetune.squad import SquadConfig, build_features, choose_null_threshold, \
+        decode_beam_predictions
+    from litebert.tokenizer import WordPieceTokenizer
+
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "what", "?",
+                                                   *WORDS_2]) + "\n")
+    tokenizer = WordPieceTokenizer(tmp_path / "vocab.txt")
+    rng = np.random.default_rng(7)
+    examples = []
+    for q in range(40):
+        context = " ".join(rng.choice(WORDS_2, int(rng.integers(6, 30))))
+        words = context.split()
+        answerable = rng.random() < 0.6
+        answers = []
+        if answerable:
+            a = int(rng.integers(len(words)))
+            b = min(len(words), a + int(rng.integers(1, 3)))
+            text = " ".join(words[a:b])
+            answers = [(text, len(" ".join(words[:a])) + (1 if a else 0))]
+        examples.append(SquadExample(f"q{q}", "what ?", context, answers, is_impossible=not answerable))
+    config = SquadConfig(max_seq_length=16, doc_stride=4, max_query_length=4, n_best_size=3, max_answer_length=3)
+    features = build_features(examples, tokenizer, config)
+    assert len(features) > len(examples)  # long contexts span several windows
+    k, k_end, n = 3, 2, len(features)
+    start_index = np.stack([rng.choice(16, k, replace=False) for _ in range(n)])
+    end_index = rng.integers(0, 16, (n, k * k_end))
+    start_lp, end_lp = rng.normal(size=(n, k)), rng.normal(size=(n, k * k_end))
+    cls = rng.normal(size=n)
+    decoded = decode_beam_predictions(examples, features, start_lp, start_index, end_lp, end_index, cls, config)
+
+    # independent: every (window, start i, end j) candidate, its validity, the best distinct text, the null odds
+    for q, example in enumerate(examples):
+        rows = [r for r, f in enumerate(features) if f.example_index == q]
+        best_text, best_score = "", -np.inf
+        for r in rows:
+            f = features[r]
+            for i in range(k):
+                for j in range(k_end):
+                    s, e = int(start_index[r, i]), int(end_index[r, i * k_end + j])
+                    offsets = f.token_offsets
+                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                        continue
+                    if not f.token_is_max_context[s] or e < s or e - s + 1 > config.max_answer_length:
+                        continue
+                    score = start_lp[r, i] + end_lp[r, i * k_end + j]
+                    if score > best_score:
+                        best_text, best_score = example.context[offsets[s][0]:offsets[e][1]], score
+        assert decoded.best_non_null[example.qid] == best_text, example.qid
+        expected_odds = min(cls[r] for r in rows) if best_text else np.inf
+        assert decoded.null_odds[example.qid] == expected_odds
+
+    # independent threshold: try every cut, keep the best total F1 (the smallest threshold on ties)
+    threshold = choose_null_threshold(examples, decoded)
+
+    def total(t: float) -> float:
+        out = 0.0
+        for e in examples:
+            answer = "" if decoded.null_odds[e.qid] > t else decoded.best_non_null[e.qid]
+            golds = [text for text, _ in e.answers] or [""]
+            out += max(_overlap_f1(g, answer) for g in golds)
+        return out
+
+    cuts = sorted({-np.inf, *decoded.null_odds.values()})
+    best = max(total(t) for t in cuts)
+    assert total(threshold) == pytest.approx(best)
+    assert threshold == next(t for t in cuts if total(t) == pytest.approx(best))

@@ -176,3 +176,45 @@ def test_find_best_thresh_abstain_everywhere_keeps_start():
     # Answering only loses here, so the best is to abstain on all: score 1/1, threshold = start value.
     score, thresh = metrics.find_best_thresh({"q": "x"}, {"q": 0.0}, {"q": 0.4}, {"q": False}, start_thresh=-1.0)
     assert (score, thresh) == (100.0, -1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Named entities, against seqeval
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # seqeval (via scikit-learn) on sentences without entities
+@pytest.mark.parametrize("scheme", ["IOB1", "IOB2", "IOBES"])
+def test_entity_scores_match_seqeval(scheme):
+    seqeval = pytest.importorskip("seqeval.metrics")
+    rng = np.random.default_rng({"IOB1": 1, "IOB2": 2, "IOBES": 3}[scheme])
+    prefixes = {"IOB1": "IB", "IOB2": "BI", "IOBES": "BIES"}[scheme]
+    tags = ["O"] + [f"{p}-{t}" for p in prefixes for t in ("PER", "LOC", "ORG", "MISC")]
+
+    def sentence(n):
+        return [tags[i] if rng.random() < 0.6 else "O" for i in rng.integers(0, len(tags), n)]
+
+    for _ in range(30):
+        gold = [sentence(int(rng.integers(1, 15))) for _ in range(int(rng.integers(1, 8)))]
+        # predictions: gold with some tags replaced, so that many (not all) entities agree
+        pred = [[t if rng.random() < 0.8 else tags[rng.integers(len(tags))] for t in s] for s in gold]
+        ours = metrics.evaluate_entities(gold, pred)
+        assert ours["f1"] == pytest.approx(seqeval.f1_score(gold, pred), abs=1e-12)
+        assert ours["precision"] == pytest.approx(seqeval.precision_score(gold, pred), abs=1e-12)
+        assert ours["recall"] == pytest.approx(seqeval.recall_score(gold, pred), abs=1e-12)
+        assert ours["accuracy"] == pytest.approx(seqeval.accuracy_score(gold, pred), abs=1e-12)
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    for _ in range(200):
+        s = sentence(int(rng.integers(1, 20)))
+        assert metrics.entities(s) == [tuple(c) for c in get_entities(s)]
+
+
+def test_entities_read_iob1_and_iob2_alike():
+    assert metrics.entities(["I-PER", "I-PER", "O", "I-LOC", "B-LOC"]) == [("PER", 0, 1), ("LOC", 3, 3),
+                                                                          ("LOC", 4, 4)]
+    assert metrics.entities(["B-PER", "I-PER", "O", "B-LOC", "B-LOC"]) == [("PER", 0, 1), ("LOC", 3, 3),
+                                                                          ("LOC", 4, 4)]
+    perfect = metrics.evaluate_entities([["B-PER", "I-PER", "O"]], [["B-PER", "I-PER", "O"]])
+    assert perfect == {"f1": 1.0, "precision": 1.0, "recall": 1.0, "accuracy": 1.0}
+    with pytest.raises(ValueError, match="differ"):
+        metrics.evaluate_entities([["O"]], [["O", "O"]])

@@ -1,6 +1,7 @@
-"""Evaluation metrics for GLUE, SQuAD and RACE, in plain numpy and the standard library.
+"""Evaluation metrics for GLUE, SQuAD, RACE and named entities, in plain numpy and the standard library.
 
 Classification/regression metrics match scikit-learn and scipy (tests compare them on random inputs).
+Entity-level precision/recall/F1 match `seqeval` (CoNLL's conlleval rules; IOB1, IOB2/BIO and IOBES tags).
 The SQuAD functions reproduce the official evaluation scripts: v1.1 (`evaluate-v1.1.py`, keys
 `exact_match`, `f1`) and v2.0 (`evaluate-v2.0.py`, keys `exact`, `f1`, `total`, `HasAns_*`, `NoAns_*`,
 `best_*`), including their quirks, so numbers are comparable with published ones.
@@ -16,8 +17,9 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 SquadVersion = Literal["1.1", "2.0"]
-MetricName = Literal["accuracy", "f1", "mcc", "pearson", "spearman", "exact", "exact_match"]
-"""What a task row may list (`finetune.tasks`); exact / f1 of span tasks come from `evaluate_squad`."""
+MetricName = Literal["accuracy", "f1", "mcc", "pearson", "spearman", "exact", "exact_match", "precision", "recall"]
+"""What a task row may list (`finetune.tasks`); exact / f1 of span tasks come from `evaluate_squad`, and
+f1 / precision / recall / accuracy of entity tasks from `evaluate_entities`."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -120,6 +122,53 @@ def compute_metrics(names: Sequence[MetricName], predictions: np.ndarray, labels
         raise ValueError(f"{', '.join(unknown)} cannot be computed from label ids (span answers: use "
                          f"evaluate_squad); known: {', '.join(METRIC_FUNCTIONS)}")
     return {name: METRIC_FUNCTIONS[name](predictions, labels) for name in names}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Named entities (CoNLL's conlleval, as seqeval's default mode)
+
+
+def entities(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, first, last) of every chunk in one tag sequence, by conlleval's rules: a chunk starts at B-/S-,
+    at I-/E- after O or after another type, and ends before O, B-, S- or a type change. So IOB1 (I-X opens a
+    chunk, B-X only splits two adjacent X chunks), IOB2/BIO and IOBES read alike."""
+    chunks = []
+    prev_tag, prev_type, begin = "O", "", 0
+    for i, label in enumerate([*tags, "O"]):
+        tag, type_ = label[0], (label[1:].split("-", maxsplit=1)[-1] or "_")
+        if _chunk_ends(prev_tag, tag, prev_type, type_):
+            chunks.append((prev_type, begin, i - 1))
+        if _chunk_starts(prev_tag, tag, prev_type, type_):
+            begin = i
+        prev_tag, prev_type = tag, type_
+    return chunks
+
+
+def _chunk_ends(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    return (prev_tag in "ES" or (prev_tag in "BI" and tag in "BSO")
+            or (prev_tag not in "O." and prev_type != type_))
+
+
+def _chunk_starts(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    return tag in "BS" or (prev_tag in "ESO" and tag in "EI") or (tag not in "O." and prev_type != type_)
+
+
+def evaluate_entities(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """Micro precision, recall and F1 over entities (exact type and span), and token accuracy, of sentences
+    of tags (as seqeval's precision_score / recall_score / f1_score / accuracy_score)."""
+    if len(gold) != len(predicted) or any(len(g) != len(p) for g, p in zip(gold, predicted)):
+        raise ValueError("gold and predicted tag sequences differ in number or length")
+    true_chunks, pred_chunks = set(), set()
+    for i, (g, p) in enumerate(zip(gold, predicted)):
+        true_chunks.update((i, *chunk) for chunk in entities(g))
+        pred_chunks.update((i, *chunk) for chunk in entities(p))
+    correct = len(true_chunks & pred_chunks)
+    precision = correct / len(pred_chunks) if pred_chunks else 0.0
+    recall = correct / len(true_chunks) if true_chunks else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    tokens = sum(len(g) for g in gold)
+    accuracy = sum(a == b for g, p in zip(gold, predicted) for a, b in zip(g, p)) / tokens if tokens else 0.0
+    return {"f1": f1, "precision": precision, "recall": recall, "accuracy": accuracy}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ class FinetuneConfig:
     """Start and end candidates taken from each window, and answers kept per question."""
     max_answer_length: int = 30
     """Longest answer, in sub-tokens."""
+    label_column: int | None = None
+    """Token classification: the column holding the tag (None: the row's; CoNLL-2003's last)."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """AlbertConfig fields changed when the model is built (e.g. dropout)."""
     device: str | None = None

@@ -23,7 +23,23 @@ import torch
 from litebert.config.finetune import Padding
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "p_mask")
-"""Tensors whose last dimension is the sequence; they are trimmed with the batch."""
+"""Tensors whose last dimension is the sequence; they are trimmed with the batch (and token-level `labels`)."""
+FILL = {"input_ids": None, "p_mask": 1, "labels": -100}
+"""What padding holds: input_ids the tokenizer's pad id, no answer in p_mask, no tag in token labels, else 0."""
+
+
+def sequence_keys(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The keys of `tensors` laid out along the sequence: SEQUENCE_KEYS, and `labels` when they are per token."""
+    keys = [k for k in SEQUENCE_KEYS if k in tensors]
+    labels = tensors.get("labels")
+    if labels is not None and labels.shape == tensors["input_ids"].shape:
+        keys.append("labels")
+    return keys
+
+
+def fill_value(key: str, pad_token_id: int) -> int:
+    value = FILL.get(key, 0)
+    return pad_token_id if value is None else value
 
 
 def lengths_of(tensors: dict[str, torch.Tensor]) -> np.ndarray:
@@ -87,10 +103,8 @@ def collate(tensors: dict[str, torch.Tensor], index: np.ndarray, padding: Paddin
     else:
         longest = int(lengths_of(batch).max())
         length = min(max_seq_length, -(-longest // multiple) * multiple)
-    fill = {"input_ids": pad_token_id, "p_mask": 1}  # padding can hold no answer
-    for key in SEQUENCE_KEYS:
-        if key in batch:
-            batch[key] = fit_length(batch[key], length, fill.get(key, 0))
+    for key in sequence_keys(batch):
+        batch[key] = fit_length(batch[key], length, fill_value(key, pad_token_id))
     return batch
 
 

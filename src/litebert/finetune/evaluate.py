@@ -9,13 +9,18 @@ Prediction file formats:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import zipfile
+from pathlib import Path
 
 import numpy as np
 
 from litebert import metrics
+from litebert.files import write_atomic
 from litebert.finetune.readers import read_examples
-from litebert.finetune.tasks import SquadFormat, Task, get_task, task_metrics
+from litebert.finetune.tasks import TASKS, ConllFormat, SquadFormat, Task, TsvFormat, get_task, task_metrics, \
+    with_labels_from
 
 
 def score_predictions(
@@ -34,6 +39,8 @@ def score_predictions(
         return metrics.evaluate_squad(dataset, predictions, na_probs, task.format.version)
     if na_probs_file:
         raise ValueError(f"--na-probs applies to SQuAD 2.0, not {task.name}")
+    if isinstance(task.format, ConllFormat):
+        return _score_conll(task, data_file, predictions_file)
     examples, _ = read_examples(task, data_file)
     if task.kind == "multiple_choice":
         predicted = {guid: str(label) for guid, label in _load_json_dict(predictions_file).items()}
@@ -79,12 +86,84 @@ def write_glue_predictions(path: str, task: Task, guids: list[str], predictions:
             f.write(f"{guid}\t{text}\n")
 
 
+def glue_submission_files() -> dict[str, Task]:
+    """{file name the GLUE server expects: the task that predicts it}: the 9 tasks' test files plus AX
+    (the diagnostic set, predicted by the MNLI model)."""
+    return {t.submission: task for task in TASKS.values() if isinstance(task.format, TsvFormat)
+            for t in task.test_files if t.submission}
+
+
+def glue_submission(sources: list[str | Path], output_zip: str | Path, allow_missing: bool = False) -> list[str]:
+    """Zip the GLUE test predictions found in `sources` (finetune output directories, or their submission/
+    folders) as the GLUE server takes them: one `{CoLA,SST-2,...,AX}.tsv` per task at the zip's root.
+
+    Each file is checked: the `index<TAB>prediction` header, and every prediction a label of its task (a float
+    for STS-B). A file found twice, or a missing one (unless `allow_missing`), is an error naming it. Returns
+    the names written; the zip appears whole or not at all."""
+    expected = glue_submission_files()
+    found: dict[str, Path] = {}
+    for source in map(Path, sources):
+        folder = source / "submission" if (source / "submission").is_dir() else source
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{source}: no such directory (pass finetune output directories)")
+        for path in sorted(folder.glob("*.tsv")):
+            if path.name not in expected:
+                continue
+            if path.name in found:
+                raise ValueError(f"{path.name} is in both {found[path.name].parent} and {path.parent}: keep one")
+            _check_submission_file(path, expected[path.name])
+            found[path.name] = path
+    missing = [name for name in expected if name not in found]
+    if missing and not allow_missing:
+        raise ValueError(f"the GLUE server needs every task's file; missing {', '.join(missing)} "
+                         f"(fine-tune those tasks, or pass --allow-missing for a partial zip)")
+    if not found:
+        raise ValueError(f"no GLUE submission file in {', '.join(map(str, sources))}")
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for name, path in found.items():
+                z.write(path, arcname=name)
+    write_atomic(output_zip, write)
+    return list(found)
+
+
+def _check_submission_file(path: Path, task: Task) -> None:
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n")
+        if header != "index\tprediction":
+            raise ValueError(f"{path}:1: expected the header 'index<TAB>prediction', found {header!r}")
+        rows = 0
+        for line_number, line in enumerate(f, 2):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 2:
+                raise ValueError(f"{path}:{line_number}: expected index<TAB>prediction")
+            _label_value(task, fields[1], where=f"{path}:{line_number}")
+            rows += 1
+    if rows == 0:
+        raise ValueError(f"{path}: no predictions")
+
+
 def _label_value(task: Task, label: str | float, where: str | None = None) -> float | int:
     """A label string (or STS-B float) as the number the metrics compare."""
     try:
         return float(label) if task.kind == "regression" else task.label_id(str(label))
     except ValueError as err:
         raise ValueError(f"{where}: {err}" if where else str(err)) from None
+
+
+def _score_conll(task: Task, data_file: str, predictions_file: str) -> dict[str, float]:
+    """Entity scores of a CoNLL-layout predictions file (the predicted tag last on each line, as `predict`
+    writes it) against the tags of `data_file`, sentence by sentence."""
+    gold, _ = read_examples(with_labels_from(task, []), data_file)
+    predicted, _ = read_examples(dataclasses.replace(task, format=ConllFormat(-1), labels=()), predictions_file)
+    if len(gold) != len(predicted):
+        raise ValueError(f"{predictions_file}: {len(predicted)} sentences, {data_file} has {len(gold)}")
+    for g, p in zip(gold, predicted):
+        if g.words != p.words:
+            raise ValueError(f"{predictions_file}: sentence {p.guid} does not follow {data_file}'s {g.guid} "
+                             f"(expected the same words in the same order)")
+    return metrics.evaluate_entities([list(g.tags) for g in gold], [list(p.tags) for p in predicted])
 
 
 def _load_json_dict(path: str) -> dict:

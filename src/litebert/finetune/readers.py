@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from litebert import pairs
-from litebert.finetune.tasks import RaceFormat, RatedSnippetsFormat, SquadFormat, Task, TsvFormat
+from litebert.finetune.tasks import ConllFormat, RaceFormat, RatedSnippetsFormat, SquadFormat, Task, TsvFormat
 
 
 @dataclass
@@ -85,7 +85,16 @@ class ChoiceExample:
     label: int | None
 
 
-Example = TextExample | SquadExample | ChoiceExample
+@dataclass(frozen=True)
+class TokenExample:
+    """A CoNLL sentence: its words and one tag per word (None: an unlabelled file)."""
+
+    guid: str
+    words: tuple[str, ...]
+    tags: tuple[str, ...] | None
+
+
+Example = TextExample | SquadExample | ChoiceExample | TokenExample
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -319,8 +328,67 @@ def read_rated_snippets(path: str, task: Task) -> tuple[list[TextExample], ReadR
     return examples, report
 
 
+# ----------------------------------------------------------------------------------------------------------
+# CoNLL (token classification)
+
+
+def read_conll(path: str, task: Task) -> tuple[list[TokenExample], ReadReport]:
+    """Sentences of a CoNLL column file (see `ConllFormat`). A file whose lines all hold one column is
+    unlabelled (words only). A line with too few columns, or a tag outside the task's tag set (when it has
+    one), is an error naming the file:line; -DOCSTART- lines and their blank line are skipped and counted."""
+    column = task.format.label_column
+    report = ReadReport(path)
+    sentences: list[tuple[list[str], list[str | None], str]] = []
+    words: list[str] = []
+    tags: list[str | None] = []
+    start = ""
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            fields = line.split()
+            where = f"{path}:{line_number}"
+            if fields and fields[0] == "-DOCSTART-":
+                report.skip("docstart", where)
+                continue
+            if not fields:
+                if words:
+                    sentences.append((words, tags, start))
+                    words, tags = [], []
+                continue
+            if not words:
+                start = where
+            words.append(fields[0])
+            tags.append(_conll_tag(fields, column, task, where))
+    if words:
+        sentences.append((words, tags, start))
+    labelled = [all(t is not None for t in s[1]) for s in sentences]
+    if any(labelled) and not all(labelled):
+        raise ValueError(f"{sentences[labelled.index(False)][2]}: a line without a tag column in a tagged file")
+    examples = [TokenExample(f"{os.path.basename(path)}-{i}", tuple(w), tuple(t) if ok else None)
+                for i, ((w, t, _), ok) in enumerate(zip(sentences, labelled))]
+    if not examples:
+        raise ValueError(f"{path}: no sentences (expected one token per line, a blank line between sentences)")
+    report.examples = len(examples)
+    return examples, report
+
+
+def _conll_tag(fields: list[str], column: int, task: Task, where: str) -> str | None:
+    """The tag of one token line; None for a words-only line."""
+    if len(fields) == 1:
+        return None
+    if not -len(fields) <= column < len(fields):
+        raise ValueError(f"{where}: expected a tag in column {column} of space-separated columns, found "
+                         f"{len(fields)} columns")
+    tag = fields[column]
+    if task.labels and tag not in task.labels:
+        raise ValueError(f"{where}: tag {tag!r} is not one of {task.name}'s {list(task.labels)}")
+    return tag
+
+
 def read_examples(task: Task, path: str) -> tuple[list[Example], ReadReport]:
-    """Read any of `task`'s files (`path` = a TSV, a SQuAD JSON, a RACE split directory or `FILE#split`)."""
+    """Read any of `task`'s files (`path` = a TSV, a SQuAD JSON, a RACE split directory, a CoNLL file or
+    `FILE#split`)."""
+    if isinstance(task.format, ConllFormat):
+        return read_conll(path, task)
     if isinstance(task.format, TsvFormat):
         return read_glue_tsv(path, task)
     if isinstance(task.format, SquadFormat):
@@ -340,6 +408,7 @@ class Tokenizer(Protocol):
     cls_token_id: int
     sep_token_id: int
     pad_token_id: int
+    unk_token_id: int
 
     def tokenize(self, text: str) -> list[str]: ...
 
@@ -405,6 +474,39 @@ def encode_choice_examples(
     if all(e.label is not None for e in examples):
         batch["labels"] = torch.tensor([e.label for e in examples], dtype=torch.int64)
     return batch
+
+
+def encode_token_examples(examples: list[TokenExample], task: Task, tokenizer: Tokenizer, max_seq_length: int
+                          ) -> tuple[dict[str, torch.Tensor], list[np.ndarray], int]:
+    """Tagged sentences -> (`input_ids`, `attention_mask`, `token_type_ids` (N, max_seq_length) and, when
+    tagged, `labels` (N, max_seq_length): each word's tag id on its first piece, -100 on the other pieces and
+    the specials; each sentence's first-piece positions (W,); words cut by truncation).
+
+    Words are tokenized one by one, as separate words of the sentence. A sentence longer than max_seq_length
+    keeps its first words; the cut words are predicted "O" and counted in the third value."""
+    words = [w for e in examples for w in e.words]
+    pieces = iter(_token_ids(tokenizer, words))
+    sequences, starts, cut = [], [], 0
+    labels = np.full((len(examples), max_seq_length), -100, dtype=np.int64)
+    for row, example in enumerate(examples):
+        ids, first = [], []
+        for i, word_ids in enumerate(next(pieces) for _ in example.words):
+            word_ids = word_ids or [tokenizer.unk_token_id]  # a word SentencePiece maps to nothing keeps a slot
+            if len(ids) + len(word_ids) > max_seq_length - 2:  # room for [CLS] and [SEP]
+                cut += len(example.words) - i
+                for _ in range(len(example.words) - i - 1):
+                    next(pieces)
+                break
+            first.append(len(ids) + 1)  # after [CLS]
+            ids.extend(word_ids)
+        sequences.append(pairs.pack(ids, None, tokenizer.cls_token_id, tokenizer.sep_token_id))
+        starts.append(np.asarray(first, dtype=np.int64))
+        if example.tags is not None:
+            labels[row, first] = [task.labels.index(t) for t in example.tags[:len(first)]]
+    batch = _pad(sequences, max_seq_length, tokenizer.pad_token_id)
+    if all(e.tags is not None for e in examples):
+        batch["labels"] = torch.from_numpy(labels)
+    return batch, starts, cut
 
 
 def _pack(ids_a: list[int], ids_b: list[int] | None, max_len: int, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:

@@ -29,11 +29,12 @@ from typing import Any
 import torch
 
 from litebert.config import AlbertConfig, fields
-from litebert.files import write_json_atomic
-from litebert.finetune.evaluate import score_predictions, write_glue_predictions
-from litebert.finetune.tasks import Task, get_task
+from litebert.files import write_json_atomic, write_text_atomic
+from litebert.finetune.evaluate import glue_submission, glue_submission_files, score_predictions, \
+    write_glue_predictions
+from litebert.finetune.tasks import ConllFormat, Task, get_task
 from litebert.finetune.train import HEADS, FinetuneConfig, FinetuneResult, Scored, encode_split, \
-    finetune, load_task_data, main_metric, predict, read_eval_splits, score
+    finetune, load_task_data, main_metric, predict, read_eval_splits, resolve_task, score
 from litebert.tokenizer import AlbertTokenizer
 
 FINETUNE_FILE = "finetune.json"
@@ -54,6 +55,7 @@ def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokeniz
     task = get_task(task) if isinstance(task, str) else task
     output = Path(output)
     data = load_task_data(task, data_dir, config)
+    task = resolve_task(task, data.train, config)
     for report in data.reports:
         print(report.summary(), file=sys.stderr)
     runs: dict[str, dict[str, Any]] = {}
@@ -104,6 +106,8 @@ def save_model(result: FinetuneResult, tokenizer, directory: Path, config: Finet
                 "squad2_head": config.squad2_head, "null_threshold": result.null_threshold,
                 "doc_stride": config.doc_stride, "max_query_length": config.max_query_length,
                 "n_best_size": config.n_best_size, "max_answer_length": config.max_answer_length}
+    if isinstance(result.task.format, ConllFormat):  # the tag column and set this model was trained on
+        settings.update(label_column=result.task.format.label_column, labels=list(result.task.labels))
     write_json_atomic(directory / FINETUNE_FILE, settings)
 
 
@@ -118,6 +122,11 @@ def write_predictions(task: Task, predictions: dict[str, Scored], directory: Pat
             written.append(_write_json(directory / "predictions.json", scored.predictions))
             if scored.null_odds:
                 written.append(_write_json(directory / "null_odds.json", scored.null_odds))
+        elif task.kind == "token_classification":
+            path = directory / "predictions" / f"{name.replace('/', '_')}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, conll_lines(scored.predictions))
+            written.append(path)
         elif task.kind == "multiple_choice":
             letters = {g: task.labels[v] for g, v in scored.predictions.items()}
             written.append(_write_json(directory / f"predictions_{name}.json", letters))
@@ -128,6 +137,16 @@ def write_predictions(task: Task, predictions: dict[str, Scored], directory: Pat
             write_glue_predictions(str(path), task, guids, values)
             written.append(path)
     return written
+
+
+def conll_lines(predictions: dict[str, list[list[str | None]]]) -> str:
+    """Per-token predictions in CoNLL layout: `word gold predicted` (`word predicted` without gold), a blank
+    line after each sentence (conlleval reads this directly)."""
+    out = []
+    for rows in predictions.values():
+        out.extend(" ".join(x for x in row if x is not None) for row in rows)
+        out.append("")
+    return "\n".join(out) + "\n"
 
 
 def _write_json(path: Path, data: dict) -> Path:
@@ -144,6 +163,8 @@ def load_finetuned(model_dir: str | Path) -> tuple[Task, Any, Any, FinetuneConfi
         raise FileNotFoundError(f"{settings_path}: not found; pass a seed's model/ directory written by finetune")
     settings = json.loads(settings_path.read_text())
     task = get_task(settings["task"])
+    if "labels" in settings:  # a tagging model: its own tag column and tag set
+        task = dataclasses.replace(task, format=ConllFormat(settings["label_column"]), labels=tuple(settings["labels"]))
     config = FinetuneConfig(**{k: settings[k] for k in ("max_seq_length", "squad2_head", "doc_stride",
                                                          "max_query_length", "n_best_size", "max_answer_length")})
     model = HEADS[task.kind].from_pretrained(model_dir)
@@ -197,6 +218,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--na-probs", help="offline, SQuAD 2.0: no-answer odds JSON {qid: score}")
     _add_inference_args(p)
     p.set_defaults(func=_evaluate_command)
+
+    p = subparsers.add_parser("glue-submission", help="zip GLUE test predictions for the GLUE server (AX included)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finetune output directories (or submission/ folders)")
+    p.add_argument("--output", required=True, help="the zip to write, e.g. glue_submission.zip")
+    p.add_argument("--allow-missing", action="store_true", help="write a partial zip (the server will refuse it)")
+    p.set_defaults(func=_glue_submission_command)
 
     p = subparsers.add_parser("predict", help="write predictions / GLUE submission files of a fine-tuned model")
     p.add_argument("--model", required=True, help="a seed's model/ directory written by finetune")
@@ -255,6 +282,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-query-length", type=int, dest="max_query_length", default=S)
     g.add_argument("--n-best-size", type=int, dest="n_best_size", default=S)
     g.add_argument("--max-answer-length", type=int, dest="max_answer_length", default=S)
+    g.add_argument("--label-column", type=int, dest="label_column", default=S,
+                   help="token classification: the column holding the tag (default: the last)")
     g.add_argument("--device", dest="device", default=S)
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, dest="progress", default=S,
                    help="progress bar (default on)")
@@ -296,6 +325,13 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         if path is not None and not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
     print(json.dumps(score_predictions(task, args.data_file, args.predictions, args.na_probs), indent=2))
+    return 0
+
+
+def _glue_submission_command(args: argparse.Namespace) -> int:
+    names = glue_submission(args.runs, args.output, allow_missing=args.allow_missing)
+    missing = sorted(set(glue_submission_files()) - set(names))
+    print(f"wrote {args.output}: {', '.join(names)}" + (f"; missing {', '.join(missing)}" if missing else ""))
     return 0
 
 

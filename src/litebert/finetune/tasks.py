@@ -22,6 +22,7 @@ movie-reviews) dev selects and test is reported. Model selection never sees the 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,7 +31,7 @@ import numpy as np
 from litebert import metrics
 from litebert.metrics import MetricName
 
-TaskKind = Literal["classification", "regression", "span", "multiple_choice"]
+TaskKind = Literal["classification", "regression", "span", "multiple_choice", "token_classification"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,16 @@ class RatedSnippetsFormat:
 
 
 @dataclass(frozen=True)
+class ConllFormat:
+    """CoNLL-2003 column files: one token per line, columns separated by spaces (or tabs), the word first; a
+    blank line ends a sentence; `-DOCSTART-` lines mark documents and are skipped. Tags may be IOB1 (the
+    original CoNLL-2003 files), IOB2/BIO or IOBES: scoring reads them all (`metrics.entities`)."""
+
+    label_column: int = -1
+    """Column of the tag: CoNLL-2003's NER tag is the last (word, POS, chunk, NER)."""
+
+
+@dataclass(frozen=True)
 class TestFile:
     """A test set and the name its predictions must have in a GLUE submission zip."""
 
@@ -127,12 +138,13 @@ class Task:
 
     name: str
     kind: TaskKind
-    format: TsvFormat | SquadFormat | RaceFormat | RatedSnippetsFormat
+    format: TsvFormat | SquadFormat | RaceFormat | RatedSnippetsFormat | ConllFormat
     train_file: str
     dev_files: tuple[str, ...]
     test_files: tuple[TestFile, ...]
     labels: tuple[str, ...]
-    """Label strings in id order; () for regression and span tasks."""
+    """Label strings in id order; () for regression and span tasks, and for the generic token-classification
+    row, whose tags are read from its training file (`with_labels_from`)."""
     metrics: tuple[MetricName, ...]
     """Reported metrics, the task's main (model-selection) metric first: names of `metrics.METRIC_FUNCTIONS`,
     or for span tasks keys of `metrics.evaluate_squad`'s result."""
@@ -144,7 +156,8 @@ class Task:
     @property
     def num_labels(self) -> int:
         """Output width of the head: classes, 1 for regression / one score per choice, 2 for span ends."""
-        return {"classification": len(self.labels), "regression": 1, "span": 2, "multiple_choice": 1}[self.kind]
+        return {"classification": len(self.labels), "regression": 1, "span": 2, "multiple_choice": 1,
+                "token_classification": len(self.labels)}[self.kind]
 
     def label_id(self, label: str) -> int:
         """Index of `label` in `labels`; ValueError naming the allowed labels otherwise."""
@@ -218,6 +231,23 @@ _ROWS = [
              metrics=("accuracy",), hparams=_RACE_HPARAMS, test_labelled=True)
         for name, levels in (("race-middle", ("middle",)), ("race-high", ("high",)), ("race", ("middle", "high")))
     ),
+    # CoNLL-2003 English NER (files as distributed with most toolkits); dev selects, test is reported. The
+    # hyper-parameters are BERT's NER recipe (lr 5e-5, batch 32, 3 epochs, 10% warmup), at length 128.
+    Task(name="conll2003-ner", kind="token_classification", format=ConllFormat(label_column=-1),
+         train_file="train.txt", dev_files=("valid.txt",), test_files=(TestFile("test.txt"),),
+         labels=("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"),
+         metrics=("f1", "precision", "recall", "accuracy"),
+         hparams=HParams(learning_rate=5e-5, batch_size=32, max_seq_length=128, num_epochs=3.0,
+                         warmup_proportion=0.1),
+         test_labelled=True),
+    # Any tagging task in the same layout: --label-column picks the tag column, the tag set is the training
+    # file's ("O" first, then sorted).
+    Task(name="token-classification", kind="token_classification", format=ConllFormat(label_column=-1),
+         train_file="train.txt", dev_files=("valid.txt",), test_files=(TestFile("test.txt"),), labels=(),
+         metrics=("f1", "precision", "recall", "accuracy"),
+         hparams=HParams(learning_rate=5e-5, batch_size=32, max_seq_length=128, num_epochs=3.0,
+                         warmup_proportion=0.1),
+         test_labelled=True),
     # Rotten Tomatoes sentences (Pang & Lee 2005) as rated by Hutto & Gilbert; binary after dropping neutrals.
     Task(name="movie-reviews", kind="classification", format=RatedSnippetsFormat(),
          train_file="movieReviewSnippets_GroundTruth.txt#train",
@@ -232,12 +262,26 @@ _ROWS = [
 TASKS: dict[str, Task] = {task.name: task for task in _ROWS}
 
 
+def with_labels_from(task: Task, tags: list[str], label_column: int | None = None) -> Task:
+    """A token-classification row resolved for one dataset: its tag column, and (for the generic row) its tag
+    set, "O" first then sorted, from the training file's `tags`."""
+    if task.kind != "token_classification":
+        return task
+    if label_column is not None:
+        task = dataclasses.replace(task, format=ConllFormat(label_column=label_column))
+    if not task.labels:
+        found = sorted(set(tags) - {"O"})
+        task = dataclasses.replace(task, labels=("O", *found) if "O" in tags else tuple(found))
+    return task
+
+
 def task_metrics(task: Task | str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Every metric the task row lists, e.g. {"f1": ..., "accuracy": ...} for MRPC; span tasks are scored
-    from answer texts (`metrics.evaluate_squad`), not here."""
+    """Every metric the task row lists, e.g. {"f1": ..., "accuracy": ...} for MRPC; span and entity tasks
+    are scored from texts and tag sequences (`metrics.evaluate_squad`, `metrics.evaluate_entities`)."""
     task = get_task(task) if isinstance(task, str) else task
-    if task.kind == "span":
-        raise ValueError(f"{task.name} is scored from answer texts: use evaluate_squad")
+    if task.kind in ("span", "token_classification"):
+        raise ValueError(f"{task.name} is scored from answer texts or tag sequences: use evaluate_squad or "
+                         f"evaluate_entities")
     return metrics.compute_metrics(task.metrics, predictions, labels)
 
 

@@ -30,17 +30,18 @@ from litebert import metrics
 from litebert.config import AlbertConfig, FinetuneConfig
 from litebert.finetune import batching
 from litebert.finetune.readers import Example, ReadReport, SquadExample, encode_choice_examples, \
-    encode_pair_examples, read_examples
+    encode_pair_examples, encode_token_examples, read_examples
 from litebert.finetune.squad import SquadConfig, SquadFeature, answerability_tensors, \
     build_features, choose_null_threshold, decode_beam_predictions, decode_predictions, features_to_tensors
-from litebert.finetune.tasks import SquadFormat, Task, get_task, task_metrics
+from litebert.finetune.tasks import SquadFormat, Task, get_task, task_metrics, with_labels_from
 from litebert.model import AlbertForMultipleChoice, AlbertForQuestionAnswering, \
-    AlbertForSequenceClassification, AlbertPreTrainedModel
+    AlbertForSequenceClassification, AlbertForTokenClassification, AlbertPreTrainedModel
 from litebert.optim import OptimConfig, build_optimizer, learning_rate, set_learning_rate
 from litebert.runlog import RunLog
 
 HEADS = {"classification": AlbertForSequenceClassification, "regression": AlbertForSequenceClassification,
-         "multiple_choice": AlbertForMultipleChoice, "span": AlbertForQuestionAnswering}
+         "multiple_choice": AlbertForMultipleChoice, "span": AlbertForQuestionAnswering,
+         "token_classification": AlbertForTokenClassification}
 LABEL_KEYS = ("labels", "start_positions", "end_positions", "is_impossible")
 
 
@@ -67,6 +68,10 @@ class EncodedSplit:
     max_seq_length: int
     pad_token_id: int
     features: list[SquadFeature] | None = None
+    word_starts: list[np.ndarray] | None = None
+    """Token classification: each sentence's first-piece positions (W,), where its words' tags are read."""
+    truncated_words: int = 0
+    """Token classification: words past max_seq_length (predicted "O", counted in the run's log)."""
 
     @property
     def lengths(self) -> np.ndarray:
@@ -124,7 +129,9 @@ def load_task_data(task: Task | str, data_dir: str | Path, config: FinetuneConfi
     data_dir = Path(data_dir).parent if Path(data_dir).is_file() else data_dir
     config = config or FinetuneConfig()
     reports: list[ReadReport] = []
+    task = with_labels_from(task, [], config.label_column)
     train = _read(task, data_dir, task.train_file, reports)
+    task = resolve_task(task, train, config)  # a generic tagging row takes its tag set from train
     if task.test_labelled:
         selection = _read(task, data_dir, task.dev_files[0], reports)
         selection_name = "dev"
@@ -134,6 +141,14 @@ def load_task_data(task: Task | str, data_dir: str | Path, config: FinetuneConfi
         selection_name = "train-heldout"
     reported, unlabelled = read_eval_splits(task, data_dir, reports)
     return TaskData(train, selection, selection_name, reported, unlabelled, reports)
+
+
+def resolve_task(task: Task, train: list[Example], config: FinetuneConfig) -> Task:
+    """The row as this data set has it: for token classification, the tag column and (generic row) the tag
+    set of the training examples; other rows as they are."""
+    if task.kind != "token_classification":
+        return task
+    return with_labels_from(task, [t for e in train for t in (e.tags or ())], config.label_column)
 
 
 def read_eval_splits(task: Task, data_dir: str | Path, reports: list[ReadReport] | None = None
@@ -190,12 +205,17 @@ def encode_split(task: Task, examples: list[Example], tokenizer, max_seq_length:
         if uses_answerability(task, config):
             tensors.update(answerability_tensors(features))
         return EncodedSplit(examples, _trim(tensors), max_seq_length, tokenizer.pad_token_id, features)
+    if task.kind == "token_classification":
+        tensors, starts, cut = encode_token_examples(examples, task, tokenizer, max_seq_length)
+        return EncodedSplit(examples, _trim(tensors), max_seq_length, tokenizer.pad_token_id, word_starts=starts,
+                            truncated_words=cut)
     encode = encode_choice_examples if task.kind == "multiple_choice" else encode_pair_examples
     chunks = [_trim(encode(examples[i:i + 4096], task, tokenizer, max_seq_length))
               for i in range(0, len(examples), 4096)]
     width = max(c["input_ids"].shape[-1] for c in chunks)
-    tensors = {key: torch.cat([batching.fit_length(c[key], width, tokenizer.pad_token_id if key == "input_ids" else 0)
-                               if key in batching.SEQUENCE_KEYS else c[key] for c in chunks])
+    sequence = batching.sequence_keys(chunks[0])
+    tensors = {key: torch.cat([batching.fit_length(c[key], width, batching.fill_value(key, tokenizer.pad_token_id))
+                               if key in sequence else c[key] for c in chunks])
                for key in chunks[0]}
     return EncodedSplit(examples, tensors, max_seq_length, tokenizer.pad_token_id)
 
@@ -203,7 +223,8 @@ def encode_split(task: Task, examples: list[Example], tokenizer, max_seq_length:
 def _trim(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Cut the sequence tensors to the longest row (padding is always on the right)."""
     longest = max(1, int(batching.lengths_of(tensors).max()))
-    return {k: v[..., :longest] if k in batching.SEQUENCE_KEYS else v for k, v in tensors.items()}
+    sequence = batching.sequence_keys(tensors)
+    return {k: v[..., :longest] if k in sequence else v for k, v in tensors.items()}
 
 
 def uses_answerability(task: Task, config: FinetuneConfig) -> bool:
@@ -218,7 +239,7 @@ def build_model(task: Task, source: str | Path | AlbertConfig, tokenizer,
     a preset name or an AlbertConfig (random initialisation, vocabulary sized to the tokenizer)."""
     head = HEADS[task.kind]
     overrides: dict[str, Any] = dict(config.model_overrides)
-    if task.kind in ("classification", "regression"):
+    if task.kind in ("classification", "regression", "token_classification"):
         overrides["num_labels"] = task.num_labels
         if task.labels:
             overrides["id2label"] = dict(enumerate(task.labels))
@@ -258,7 +279,8 @@ def predict(model: AlbertPreTrainedModel, split: EncodedSplit, batch_size: int, 
             value = value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy()
             if key not in out:
                 # Span logits are batch-trimmed: rows are widened to the full length, padding never wins.
-                shape = (n, split.max_seq_length) if key in ("start_logits", "end_logits") else (n, *value.shape[1:])
+                per_token = key in ("start_logits", "end_logits") or value.ndim == 3  # (B, T) / (B, T, labels)
+                shape = (n, split.max_seq_length, *value.shape[2:]) if per_token else (n, *value.shape[1:])
                 out[key] = np.full(shape, -1e30 if value.dtype.kind == "f" else 0, dtype=value.dtype)
             if value.ndim == 1:
                 out[key][index] = value
@@ -273,6 +295,8 @@ def score(task: Task, split: EncodedSplit, outputs: dict[str, np.ndarray], confi
     threshold on this split itself: call it so on the selection split only."""
     if task.kind == "span":
         return _score_spans(task, split, outputs, config, null_threshold)
+    if task.kind == "token_classification":
+        return _score_tokens(task, split, outputs, labelled)
     logits = outputs["logits"]
     values = logits[:, 0] if task.kind == "regression" else logits.argmax(-1)
     guids = [e.guid for e in split.examples]
@@ -301,6 +325,22 @@ def _score_spans(task: Task, split: EncodedSplit, outputs: dict[str, np.ndarray]
         predictions = decoded.with_threshold(null_threshold)
     scores = metrics.evaluate_squad(squad_json(split.examples), predictions, None, version)
     return Scored(scores, dict(predictions), dict(decoded.null_odds), null_threshold)
+
+
+def _score_tokens(task: Task, split: EncodedSplit, outputs: dict[str, np.ndarray], labelled: bool) -> Scored:
+    """Each word's tag is the argmax at its first piece (words cut by truncation: "O"); predictions are
+    [word, gold tag or None, predicted tag] rows per sentence, the CoNLL layout `write_predictions` writes."""
+    ids = outputs["logits"].argmax(-1)  # (N, T)
+    gold, predicted, predictions = [], [], {}
+    for row, (example, starts) in enumerate(zip(split.examples, split.word_starts)):
+        tags = [task.labels[i] for i in ids[row, starts]] + ["O"] * (len(example.words) - len(starts))
+        golds = example.tags if example.tags is not None else [None] * len(tags)
+        predictions[example.guid] = [[w, g, t] for w, g, t in zip(example.words, golds, tags)]
+        if labelled:
+            gold.append(list(example.tags))
+            predicted.append(tags)
+    scores = metrics.evaluate_entities(gold, predicted) if labelled else {}
+    return Scored({k: scores[k] for k in task.metrics} if labelled else {}, predictions)
 
 
 def squad_json(examples: list[SquadExample]) -> dict:
@@ -342,7 +382,7 @@ def finetune(task: Task | str, model_source: str | Path | AlbertConfig, tokenize
     torch's global RNG (a new head's initialisation, dropout) is seeded from `seed` inside `fork_rng`, so
     the caller's RNG state is left as it was; batch order uses its own numpy generator.
     """
-    task = get_task(task) if isinstance(task, str) else task
+    task = resolve_task(get_task(task) if isinstance(task, str) else task, data.train, config)
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(seed)
@@ -373,7 +413,11 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
     log.write({"event": "start", "task": task.name, "seed": seed, "train": n_train,
                "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
                "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
-               "max_seq_length": max_seq_length, "padding": config.padding, "bf16": config.bf16})
+               "max_seq_length": max_seq_length, "padding": config.padding, "bf16": config.bf16,
+               "truncated_words": train.truncated_words + selection.truncated_words})
+    if train.truncated_words + selection.truncated_words:
+        log.message(f"{train.truncated_words + selection.truncated_words} words past max_seq_length "
+                    f"{max_seq_length} in train/selection: not trained on, predicted \"O\"")
 
     best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "state": None, "threshold": None}
     history: list[dict[str, Any]] = []

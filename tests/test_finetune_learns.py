@@ -1,0 +1,71 @@
+"""Fine-tuning must learn: for each task family a tiny ALBERT from random init, trained through the CLI on the
+synthetic tasks of tests/learnable_tasks.py (official file formats, disjoint train/dev/test, text-dependent
+labels), must clearly beat the majority / chance baseline on the reported split within seconds.
+
+The end-to-end tests on the copied dev fixtures (test_finetune_e2e.py) check formats and files; these check
+that the loop, heads, encoders and decoders together actually fit a task.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from learnable_tasks import all_text, write_all
+from litebert.cli import main
+from litebert.config import AlbertConfig
+from litebert.model import AlbertForPreTraining
+from litebert.tokenizer import AlbertTokenizer, train_sentencepiece
+
+# (task, data folder, reported split, metric, score to beat, what that baseline is, epochs, model, lr)
+# RACE needs the option matched to the article's word (identity across segments): the 2-layer H=64 model
+# stays near 0.4 on it (measured), the H=128 one reaches 0.56 in 10 epochs.
+CASES = [
+    ("sst-2", "glue", "dev", "accuracy", 0.80, "majority ~0.5", 8, "small", "2e-3"),
+    ("rte", "glue", "dev", "accuracy", 0.70, "majority ~0.5", 8, "small", "2e-3"),
+    ("sts-b", "glue", "dev", "pearson", 0.60, "chance 0", 8, "small", "2e-3"),
+    ("squad1.1", "squad", "dev-v1.1", "f1", 60.0, "a random word: F1 < 10", 8, "small", "2e-3"),
+    ("squad2.0", "squad", "dev-v2.0", "f1", 60.0, "always abstaining: ~40 (the unanswerable share)", 8, "small",
+     "2e-3"),
+    ("race-middle", "race", "test", "accuracy", 0.45, "chance 0.25 (80 questions: sd 0.05)", 10, "wide", "1e-3"),
+    ("conll2003-ner", "conll", "test", "f1", 0.60, "all O: 0", 20, "small", "2e-3"),
+]
+MODELS = {"small": dict(embedding_size=32, hidden_size=64, num_attention_heads=2, intermediate_size=128),
+          "wide": dict(embedding_size=64, hidden_size=128, num_attention_heads=4, intermediate_size=256)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = write_all(tmp_path_factory.mktemp("learnable"))
+    (root / "train_text.txt").write_text("\n".join(all_text(root)), encoding="utf-8")
+    train_sentencepiece([root / "train_text.txt"], root / "tok", vocab_size=150, num_threads=2)
+    vocab = AlbertTokenizer.from_pretrained(root / "tok").vocab_size
+    for name, shape in MODELS.items():
+        torch.manual_seed(0)
+        AlbertForPreTraining(AlbertConfig(vocab_size=vocab, num_hidden_layers=2, max_position_embeddings=128,
+                                          **shape)).save_pretrained(root / name)
+    return root
+
+
+@pytest.mark.parametrize("task,folder,split,metric,bar,baseline,epochs,model,lr", CASES, ids=[c[0] for c in CASES])
+def test_a_tiny_model_learns_the_task(setup, tmp_path, capsys, task, folder, split, metric, bar, baseline, epochs,
+                                      model, lr):
+    out = tmp_path / "run"
+    assert main(["finetune", "--task", task, "--data-dir", str(setup / folder), "--model", str(setup / model),
+                 "--tokenizer", str(setup / "tok"), "--output", str(out), "--optimizer", "adamw", "--lr", lr,
+                 "--batch-size", "16", "--epochs", str(epochs), "--max-seq-length", "64", "--eval-every", "30",
+                 "--max-query-length", "8", "--doc-stride", "32", "--no-progress"]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    score = summary["seeds"]["1"]["reported"][split][metric]
+    print(f"{task}: {metric} {score:.3f} on {split} (baseline: {baseline}; bar {bar})")
+    assert score >= bar, (task, metric, score)
+    if task == "conll2003-ner":  # predictions come back in CoNLL layout and score the same offline
+        written = out / "seed-1/predictions/test.txt"
+        lines = written.read_text().splitlines()
+        assert lines[0].count(" ") == 2  # word gold predicted
+        capsys.readouterr()
+        assert main(["evaluate", "--task", task, "--data-file", str(setup / "conll/test.txt"), "--predictions",
+                     str(written)]) == 0
+        assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(score)
