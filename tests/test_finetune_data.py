@@ -47,7 +47,9 @@ class ChunkTokenizer:
 
 def test_task_table_rows():
     assert set(TASKS) == {"cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte", "wnli",
-                          "squad1.1", "squad2.0", "race-middle", "race-high", "race", "movie-reviews"}
+                          "squad1.1", "squad2.0", "race-middle", "race-high", "race", "movie-reviews",
+                          "conll2003-ner", "token-classification"}
+    assert TASKS["conll2003-ner"].num_labels == 9 and TASKS["conll2003-ner"].labels[0] == "O"
     submissions = [t.submission for task in TASKS.values() for t in task.test_files if t.submission]
     assert sorted(submissions) == sorted(["CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv",
                                           "MNLI-mm.tsv", "QNLI.tsv", "RTE.tsv", "WNLI.tsv", "AX.tsv"])
