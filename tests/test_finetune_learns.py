@@ -69,3 +69,36 @@ def test_a_tiny_model_learns_the_task(setup, tmp_path, capsys, task, folder, spl
         assert main(["evaluate", "--task", task, "--data-file", str(setup / "conll/test.txt"), "--predictions",
                      str(written)]) == 0
         assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(score)
+
+
+def test_accumulation_gives_the_global_batch_and_the_best_state_is_on_disk(setup, tmp_path):
+    """2 micro-batches of 4 per step train like batches of 8 (same examples: fixed padding draws them from one
+    permutation; fp32, no dropout); the best state by the selection metric is a checkpoint on disk."""
+    from litebert import checkpoint as ckpt
+    from litebert.finetune.train import FinetuneConfig, finetune, load_task_data
+
+    tokenizer = AlbertTokenizer.from_pretrained(setup / "tok")
+    data = load_task_data("sst-2", setup / "glue")
+    data.train = data.train[:96]  # a multiple of 8: epochs end on a step boundary for both
+    runs = {}
+    for accumulate in (1, 2):
+        config = FinetuneConfig(optimizer="adamw", learning_rate=2e-3, batch_size=8, accumulate=accumulate,
+                                max_steps=24, warmup_steps=2, eval_every=8, padding="fixed", max_seq_length=32,
+                                log_every=1, model_overrides={"hidden_dropout_prob": 0.0,
+                                                              "attention_probs_dropout_prob": 0.0,
+                                                              "classifier_dropout_prob": 0.0})
+        log = tmp_path / f"acc{accumulate}" / "log.jsonl"
+        runs[accumulate] = (finetune("sst-2", setup / "small", tokenizer, data, config, seed=3, log_path=log), log)
+    losses = {a: [json.loads(x)["loss"] for x in log.read_text().splitlines() if '"loss"' in x]
+              for a, (_, log) in runs.items()}
+    assert len(losses[1]) == len(losses[2]) == 24
+    assert losses[2] == pytest.approx(losses[1], abs=2e-5)
+    one, two = runs[1][0], runs[2][0]
+    for name, tensor in one.model.state_dict().items():
+        torch.testing.assert_close(two.model.state_dict()[name], tensor, atol=1e-4, rtol=1e-4)
+    saved = ckpt.list_checkpoints(runs[2][1].parent / "checkpoints")
+    assert [p.name for p in saved] == [f"step-{two.best_step:07d}"]  # only the best is kept
+    best = ckpt.load_checkpoint(saved[0])
+    assert best.state["selection"] == two.selection
+    for name, tensor in two.model.state_dict().items():  # the reported model is the saved best state
+        assert torch.equal(best.model[name], tensor), name

@@ -24,6 +24,10 @@ class FinetuneConfig:
     learning_rate: float | None = None
     """Peak learning rate, reached at the end of warmup."""
     batch_size: int | None = None
+    """Examples per optimizer step (the official train_batch_size); with `accumulate`, split into micro-batches."""
+    accumulate: int = 1
+    """Micro-batches per optimizer step (each batch_size / accumulate examples): the same global batch in less
+    memory. Each micro-batch's mean loss is divided by `accumulate`, so the gradient is the global batch's."""
     max_seq_length: int | None = None
     max_steps: int | None = None
     """Optimizer steps; overrides the row's steps or epochs."""

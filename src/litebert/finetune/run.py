@@ -262,7 +262,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=("adamweightdecay", "adamw"), dest="optimizer", default=S,
                    help="adamweightdecay: the official run scripts' (default); adamw: torch's, bias-corrected")
     g.add_argument("--lr", type=float, dest="learning_rate", default=S)
-    g.add_argument("--batch-size", type=int, dest="batch_size", default=S)
+    g.add_argument("--batch-size", type=int, dest="batch_size", default=S,
+                   help="examples per optimizer step (default: the task row's)")
+    g.add_argument("--accumulate", type=int, dest="accumulate", default=S,
+                   help="micro-batches per step: batch-size / accumulate examples per forward pass")
     g.add_argument("--max-seq-length", type=int, dest="max_seq_length", default=S)
     g.add_argument("--max-steps", type=int, dest="max_steps", default=S)
     g.add_argument("--epochs", type=float, dest="num_epochs", default=S)

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from litebert import checkpoint as ckpt
 from litebert import metrics
 from litebert.config import AlbertConfig, FinetuneConfig
 from litebert.finetune import batching
@@ -357,6 +358,15 @@ def main_metric(task: Task, scores: dict[str, float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- the loop
+def save_best(directory: Path, best: dict[str, Any], task: Task) -> None:
+    """The best state so far as a checkpoint (`litebert.checkpoint`: atomic, verified on load), marked best;
+    earlier ones are removed, so a crash leaves the best weights on disk."""
+    ckpt.save_checkpoint(directory, best["step"], best["state"],
+                                {"selection": best["metrics"], "null_threshold": best["threshold"]})
+    ckpt.write_best(directory, best["step"], task.metrics[0], best["score"])
+    ckpt.prune(directory, keep_last=1)
+
+
 def resolve_schedule(task: Task, config: FinetuneConfig, num_train: int, batch_size: int) -> tuple[int, int]:
     """(total steps, warmup steps): explicit steps, else epochs, else the row; warmup keeps the row's ratio."""
     hp = task.hparams
@@ -394,9 +404,13 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
     hp = task.hparams
     lr = config.learning_rate or hp.learning_rate
     batch_size = config.batch_size or hp.batch_size
+    if config.accumulate < 1 or batch_size % config.accumulate:
+        raise ValueError(f"batch size {batch_size} is not a multiple of accumulate {config.accumulate}")
+    micro_batch = batch_size // config.accumulate
     max_seq_length = config.max_seq_length or hp.max_seq_length
-    eval_batch_size = config.eval_batch_size or 2 * batch_size
+    eval_batch_size = config.eval_batch_size or 2 * micro_batch
     rng = np.random.default_rng(seed)
+    best_dir = Path(log_path).parent / "checkpoints" if log_path else None  # the best state, on disk
 
     model = build_model(task, model_source, tokenizer, config).to(device)
     train = encode_split(task, data.train, tokenizer, max_seq_length, config)
@@ -407,12 +421,13 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
     optimizer = build_optimizer(model, OptimConfig(name=config.optimizer, lr=lr, weight_decay=config.weight_decay,
                                                    eps=config.adam_eps, clip_norm=config.clip_norm))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
-    batches = batching.training_batches(train.lengths, batch_size, config.padding, rng)
+    batches = batching.training_batches(train.lengths, micro_batch, config.padding, rng)
     log = RunLog(log_path, tensorboard=Path(log_path).parent / "tb" if log_path else None, total=total,
                  progress=config.progress, append=False, timestamps=True)
     log.write({"event": "start", "task": task.name, "seed": seed, "train": n_train,
                "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
                "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
+               "accumulate": config.accumulate, "optimizer": config.optimizer,
                "max_seq_length": max_seq_length, "padding": config.padding, "bf16": config.bf16,
                "truncated_words": train.truncated_words + selection.truncated_words})
     if train.truncated_words + selection.truncated_words:
@@ -426,17 +441,20 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
         t0 = time.perf_counter()
         model.train()
         set_learning_rate(optimizer, learning_rate(lr, (step - 1) / total, warmup / total))
-        index = next(batches)
-        batch = batching.collate(train.tensors, index, config.padding, max_seq_length, train.pad_token_id)
-        with autocast:
-            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-        loss.backward()
+        loss = 0.0
+        for _ in range(config.accumulate):  # micro-batches of one optimizer step
+            index = next(batches)
+            batch = batching.collate(train.tensors, index, config.padding, max_seq_length, train.pad_token_id)
+            with autocast:
+                micro_loss = model(**{k: v.to(device) for k, v in batch.items()}).loss / config.accumulate
+            micro_loss.backward()
+            loss += micro_loss.detach()
+            seen += len(index)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         train_seconds += time.perf_counter() - t0
-        seen += len(index)
-        window_loss, window_steps = window_loss + loss.item(), window_steps + 1
+        window_loss, window_steps = window_loss + float(loss), window_steps + 1
         if step % config.log_every == 0 or step == total:
             record = {"step": step, "loss": window_loss / window_steps, "lr": optimizer.param_groups[0]["lr"],
                       "grad_norm": float(grad_norm), "examples_per_s": seen / train_seconds}
@@ -456,6 +474,8 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
                 best = {"score": main_metric(task, scored.metrics), "step": step, "metrics": scored.metrics,
                         "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
                         "threshold": scored.null_threshold}
+                if best_dir is not None:
+                    save_best(best_dir, best, task)
 
     # Report the selected state; the reported splits are seen here for the first and only time.
     model.load_state_dict(best["state"])
