@@ -18,7 +18,7 @@ import torch
 
 from litebert import checkpoint as ckpt
 from litebert import pretrain as P
-from litebert.config import fields
+from litebert.config import AlbertConfig, fields
 from litebert.data.dataset import Collator, Example
 
 VOCAB, SEQ, PRED = 64, 16, 3
@@ -526,3 +526,85 @@ def test_cli_resume_on_real_data_is_exact(made_data, tmp_path):
     b = ckpt.load_checkpoint(tmp_path / "split/checkpoints/step-0000004")
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
     assert a.state["data"] == b.state["data"]
+
+
+# ------------------------------------------------------------------------------- continued pretraining
+def _start_weights(made_data, out: Path, init_from: str, **overrides) -> dict[str, torch.Tensor]:
+    """Run 1 step of `pretrain --init-from`; the model's weights as the first step began."""
+    config = P.PretrainConfig(output=str(out))
+    config.model = P.ModelConfig("albert-tiny", dict(overrides), init_from=init_from)
+    config.data.path = str(made_data / "data")
+    config.batch = P.BatchConfig(micro_batch=4, global_batch=4)
+    config.train = P.TrainConfig(max_steps=1, eval_every=0, progress=False, device="cpu")
+    seen = {}
+
+    def capture(step, model):
+        if not seen:
+            seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+    P.run(config, hooks=P.Hooks(before_forward=capture))
+    return seen
+
+
+def test_init_from_a_run_a_checkpoint_an_mlm_model_and_bert(made_data, tmp_path, caplog):
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertForMaskedLM
+
+    base = ["pretrain", "--config", str(made_data / "tiny.json"), "--data", str(made_data / "data"),
+            "--batch-size", "4", "--global-batch", "4", "--eval-every", "0", "--no-progress"]
+    assert cli(*base, "--output", str(tmp_path / "a"), "--max-steps", "2", "--save-every", "2") == 0
+    final = load_file(str(tmp_path / "a/final/model.safetensors"))
+    from litebert.model import AlbertForPreTraining
+
+    trained = AlbertForPreTraining.from_pretrained(tmp_path / "a/final").state_dict()
+    # a run directory (its final/ model): every weight, both heads, as trained
+    start = _start_weights(made_data, tmp_path / "b", str(tmp_path / "a"))
+    assert start.keys() == trained.keys() and all(torch.equal(start[k], trained[k]) for k in trained)
+    assert final  # the HF-layout file the run wrote is what was read
+    # one of its checkpoints
+    step2 = ckpt.load_checkpoint(tmp_path / "a/checkpoints/step-0000002").model
+    start = _start_weights(made_data, tmp_path / "c", str(tmp_path / "a/checkpoints/step-0000002"))
+    assert all(torch.equal(start[k], step2[k]) for k in step2)
+
+    # an MLM-only model: the encoder and MLM head load, the SOP classifier starts fresh
+    from litebert.model import AlbertForMaskedLM
+
+    mlm = AlbertForMaskedLM.from_pretrained(tmp_path / "a/final")
+    mlm.save_pretrained(tmp_path / "mlm")
+    start = _start_weights(made_data, tmp_path / "d", str(tmp_path / "mlm"))
+    assert torch.equal(start["predictions.bias"], trained["predictions.bias"])
+    assert torch.equal(start["albert.embeddings.word_embeddings.weight"],
+                       trained["albert.embeddings.word_embeddings.weight"])
+    assert not torch.equal(start["sop_classifier.weight"], trained["sop_classifier.weight"])
+    assert "newly initialised head weights: albert.pooler.weight, albert.pooler.bias, sop_classifier" in caplog.text
+
+    # a Hugging Face BERT directory (share=none, E=H): its architecture replaces the preset's
+    torch.manual_seed(0)
+    bert = BertForMaskedLM(BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=64, max_position_embeddings=64))
+    bert.save_pretrained(tmp_path / "bert", safe_serialization=True)
+    start = _start_weights(made_data, tmp_path / "e", str(tmp_path / "bert"))
+    assert torch.equal(start["albert.embeddings.word_embeddings.weight"],
+                       bert.bert.embeddings.word_embeddings.weight.detach())
+    saved = json.loads((tmp_path / "e/final/config.json").read_text())
+    assert saved["hidden_size"] == 32 and saved["num_hidden_layers"] == 2
+
+
+def test_init_from_refuses_another_vocabulary_or_tokenizer(made_data, tmp_path, capsys):
+    from litebert.model import AlbertForPreTraining
+    from litebert.tokenizer import train_sentencepiece
+
+    base = ["pretrain", "--data", str(made_data / "data"), "--output", str(tmp_path / "o"), "--max-steps", "1",
+            "--batch-size", "4", "--global-batch", "4", "--no-progress"]
+    AlbertForPreTraining(AlbertConfig(**{**TINY, "vocab_size": 30})).save_pretrained(tmp_path / "v30")
+    assert cli(*base, "--init-from", str(tmp_path / "v30")) == 2
+    assert "has vocab_size 30, the data's tokenizer 40" in capsys.readouterr().err
+    AlbertForPreTraining(AlbertConfig(**{**TINY, "vocab_size": 40})).save_pretrained(tmp_path / "other")
+    rng = np.random.default_rng(4)
+    letters = list("zyxwvutsrqp")
+    (tmp_path / "other.txt").write_text("\n".join(" ".join("".join(rng.choice(letters, rng.integers(2, 7)))
+                                                             for _ in range(12)) for _ in range(300)) + "\n")
+    train_sentencepiece([tmp_path / "other.txt"], tmp_path / "other", vocab_size=40, overwrite=True)
+    assert cli(*base, "--init-from", str(tmp_path / "other")) == 2
+    assert "its tokenizer is not the one the data was made with" in capsys.readouterr().err
+    assert cli(*base, "--init-from", str(tmp_path / "nothing")) == 2
+    assert "not a model directory" in capsys.readouterr().err

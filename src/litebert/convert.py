@@ -158,8 +158,8 @@ def _drop_identity_projection(state: dict, layout: str, config: AlbertConfig) ->
                          "identity; remove project_embeddings from config.json to keep the projection")
 
 
-def load_pretrained(cls, directory: Path, **overrides: Any):
-    """Build `cls` from a checkpoint directory (see module docstring), checking every key and shape."""
+def read_config(directory: Path) -> tuple[AlbertConfig, str]:
+    """(the AlbertConfig, the weights' layout: "albert", "bert" or litebert's) of a checkpoint directory."""
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: not a checkpoint directory")
     cfg_path = directory / "config.json"
@@ -170,7 +170,12 @@ def load_pretrained(cls, directory: Path, **overrides: Any):
     if layout == "albert" and "project_embeddings" not in data:
         data["project_embeddings"] = True  # Hugging Face's ALBERT always has the E→H map
     data.pop("litebert_layout", None)
-    config = AlbertConfig.from_dict(data)
+    return AlbertConfig.from_dict(data), layout
+
+
+def load_pretrained(cls, directory: Path, **overrides: Any):
+    """Build `cls` from a checkpoint directory (see module docstring), checking every key and shape."""
+    config, layout = read_config(directory)
     if overrides:
         config = config.replace(**overrides)
     state = _normalise_prefix(read_state_dict(directory), layout)
@@ -191,17 +196,21 @@ def load_pretrained(cls, directory: Path, **overrides: Any):
 def _match_keys(model, wanted: dict[str, str], state: dict, directory: Path):
     """Pick the tensors `model` needs from `state`; returns (tensors by litebert name, names left fresh).
 
-    The encoder must be complete. A head may be absent altogether (fine-tuning starts from a pretraining
-    checkpoint), and keys of other heads are ignored, both logged; anything else is an error.
+    The encoder must be complete. Each head module (e.g. the MLM head and the SOP classifier of pretraining)
+    may be absent altogether, and is then initialised fresh (fine-tuning starts from a pretraining checkpoint;
+    continued pretraining from an MLM-only one); keys of other heads are ignored, both logged; anything else,
+    a head present in part included, is an error.
     """
     own = model.state_dict()
-    is_base = lambda n: n.startswith("albert.") or not hasattr(model, "albert")  # noqa: E731
+    # The pooler counts as a head: MLM-only and token-level models are saved without one.
+    is_base = lambda n: (n.startswith("albert.") or not hasattr(model, "albert")) and ".pooler." not in f".{n}"  # noqa: E731
     missing = [n for n, ext in wanted.items() if ext is None or ext not in state]
     missing_base = [n for n in missing if is_base(n)]
-    head = [n for n in wanted if not is_base(n)]
     missing_head = [n for n in missing if not is_base(n)]
-    if missing_base or (missing_head and len(missing_head) != len(head)):
-        names = ", ".join(wanted[n] for n in (missing_base or missing_head))
+    partial = [n for n in missing_head
+               if any(_module_of(m) == _module_of(n) and m not in missing_head for m in wanted if not is_base(m))]
+    if missing_base or partial:
+        names = ", ".join(wanted[n] if wanted[n] is not None else n for n in (missing_base or partial))
         raise ValueError(f"{directory}: checkpoint lacks keys {names}")
     used = set(wanted.values())
     extra = [k for k in state if k not in used and not _DERIVED.search(k)]
@@ -227,10 +236,16 @@ def _match_keys(model, wanted: dict[str, str], state: dict, directory: Path):
     return loaded, missing_head
 
 
+def _module_of(name: str) -> str:
+    """The module a parameter belongs to for loading purposes: a head ("predictions"), or the pooler."""
+    dotted = f".{name}"
+    return (dotted.rpartition(".pooler.")[0] + ".pooler").lstrip(".") if ".pooler." in dotted else name.split(".")[0]
+
+
 def _initialise_fresh_head(model, fresh: list[str]) -> None:
-    """Initialise the head modules that the checkpoint did not have, as a new model would."""
-    heads = sorted({name.split(".")[0] for name in fresh})
-    model.init_weights(*(getattr(model, h) for h in heads))
+    """Initialise the head modules (and pooler) that the checkpoint did not have, as a new model would."""
+    modules = sorted({_module_of(name) for name in fresh})
+    model.init_weights(*(model.get_submodule(m) for m in modules))
 
 
 # ---------------------------------------------------------------------------------------------- writing

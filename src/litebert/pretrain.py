@@ -279,14 +279,47 @@ def open_data(config: PretrainConfig, model_config: AlbertConfig, world: D.World
 def model_config_for(config: PretrainConfig) -> AlbertConfig:
     """The preset with its overrides; vocab_size comes from the data's manifest (its tokenizer) unless the
     overrides set it, so any preset trains on any data. An explicit vocab_size that differs is refused later,
-    naming both sizes."""
-    model_config = config.model.build()
-    if "vocab_size" in config.model.overrides or not config.data.path:
-        return model_config
+    naming both sizes. With `init_from`, that model's own configuration (and overrides)."""
     from litebert.data.shards import read_manifest
 
-    vocab = read_manifest(Path(config.data.path)).get("tokenizer", {}).get("vocab_size")
+    manifest = read_manifest(Path(config.data.path)) if config.data.path else None
+    if config.model.init_from:
+        return init_source(config.model.init_from, manifest)[0].replace(**config.model.overrides)
+    model_config = config.model.build()
+    if "vocab_size" in config.model.overrides or manifest is None:
+        return model_config
+    vocab = manifest.get("tokenizer", {}).get("vocab_size")
     return model_config.replace(vocab_size=vocab) if vocab else model_config
+
+
+def init_source(path: str, manifest: dict | None) -> tuple[AlbertConfig, Path, str]:
+    """(its config, the directory holding its weights, "directory" or "checkpoint") of an --init-from model,
+    refused with a one-line error when its vocabulary or tokenizer is not the data's. A litebert run directory
+    stands for its final/ model."""
+    source = Path(path)
+    if (source / "final" / "config.json").is_file():
+        source = source / "final"
+    if (source / "state.json").is_file() and (source / "model.safetensors").is_file():
+        config, kind = AlbertConfig.from_dict(ckpt.load_checkpoint(source).state["model_config"]), "checkpoint"
+    elif (source / "config.json").is_file():
+        from litebert.convert import read_config
+
+        config, kind = read_config(source)[0], "directory"
+    else:
+        raise FileNotFoundError(f"--init-from {path}: not a model directory (config.json + weights), a litebert "
+                                f"run directory or a checkpoint")
+    if manifest is not None:
+        data_vocab = manifest["tokenizer"]["vocab_size"]
+        if config.vocab_size != data_vocab:
+            raise ValueError(f"--init-from {path} has vocab_size {config.vocab_size}, the data's tokenizer "
+                             f"{data_vocab}: make the data with the model's own tokenizer")
+        if (source / "spiece.model").is_file() or (source / "vocab.txt").is_file():
+            from litebert.tokenizer import AlbertTokenizer
+
+            if AlbertTokenizer.from_pretrained(source).fingerprint() != manifest["tokenizer"]["fingerprint"]:
+                raise ValueError(f"--init-from {path}: its tokenizer is not the one the data was made with "
+                                 f"(the same ids would mean other pieces): make the data with {source}'s tokenizer")
+    return config, source, kind
 
 
 def adapt_cursor(saved: list[dict], world: D.World) -> dict:
@@ -514,8 +547,11 @@ def build_model(config: PretrainConfig, model_config: AlbertConfig, world: D.Wor
                 piece_counts: np.ndarray | None = None):
     """(model, model_for_step, optimizer): the same init on every rank, then per-rank randomness for dropout."""
     seed_everything(config.train.seed)
-    model = AlbertForPreTraining(model_config)
-    if config.model.mlm_bias_init == "unigram":
+    if config.model.init_from:
+        model = load_initial_model(config, model_config)
+    else:
+        model = AlbertForPreTraining(model_config)
+    if config.model.mlm_bias_init == "unigram" and not config.model.init_from:
         if piece_counts is None:
             raise ValueError("mlm_bias_init=unigram needs training data that can count its pieces (a `litebert "
                              "data create` directory)")
@@ -526,6 +562,16 @@ def build_model(config: PretrainConfig, model_config: AlbertConfig, world: D.Wor
     optimizer = build_optimizer(model, config.optim)  # after FSDP: it must see the sharded parameters
     seed_everything(config.train.seed + 1 + world.rank)
     return model, model_for_step, optimizer
+
+
+def load_initial_model(config: PretrainConfig, model_config: AlbertConfig) -> AlbertForPreTraining:
+    """The --init-from model as AlbertForPreTraining (heads it lacks initialised fresh, from the seed)."""
+    _, source, kind = init_source(config.model.init_from, None)
+    if kind == "checkpoint":
+        model = AlbertForPreTraining(model_config)
+        model.load_state_dict(ckpt.load_checkpoint(source).model)
+        return model
+    return AlbertForPreTraining.from_pretrained(source, **config.model.overrides)
 
 
 def init_mlm_bias(model: AlbertForPreTraining, counts: np.ndarray) -> None:
@@ -547,7 +593,10 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> RunLog:
                  progress=config.train.progress, initial=r.progress.step, enabled=world.is_main)
     log.truncate_after(r.progress.step)
     log.message(run_shape(config, world.world_size, r.manifest))
-    if r.manifest is not None and "vocab_size" not in config.model.overrides:
+    if config.model.init_from and saved is None:
+        log.message(f"model: initialised from {config.model.init_from} (its architecture and weights; "
+                    f"a fresh optimizer and schedule)")
+    elif r.manifest is not None and "vocab_size" not in config.model.overrides:
         log.message(f"model: {config.model.preset} with vocab_size {r.model_config.vocab_size:,} "
                     f"(the data's tokenizer)")
     horizon_before = _saved_horizon(saved, world.world_size)
@@ -917,6 +966,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-override", dest="model.overrides", action=fields.DictItem, default=S,
                    metavar="KEY=VALUE",
                    help="change an AlbertConfig field of the preset, e.g. num_hidden_layers=4 (repeatable)")
+    p.add_argument("--init-from", dest="model.init_from", default=S, metavar="DIR",
+                   help="continue pretraining from this model (HF ALBERT/BERT directory, converted TF checkpoint, "
+                        "litebert run or checkpoint): its architecture and weights, a fresh optimizer and schedule")
     p.add_argument("--mlm-bias-init", dest="model.mlm_bias_init", choices=MLM_BIAS_INITS, default=S,
                    help="MLM output bias at step 0: zero (official, default) or unigram (log piece frequencies)")
     p.add_argument("--max-steps", dest="train.max_steps", type=int, default=S)

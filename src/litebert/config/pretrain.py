@@ -103,6 +103,12 @@ class ModelConfig:
     """A name from `litebert.config.PRESETS`."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """AlbertConfig fields changed from the preset, e.g. {"vocab_size": 8000, "hidden_dropout_prob": 0.1}."""
+    init_from: str | None = None
+    """Continued pretraining: start from this model's weights instead of random init (a Hugging Face ALBERT or
+    BERT directory, a converted TF checkpoint, a litebert run's final/ or one of its checkpoints). Its
+    architecture replaces the preset's (overrides may still change dropout); the MLM and SOP heads come
+    along when it has them and start fresh otherwise; optimizer and schedule start fresh. Its vocabulary must
+    be the data's."""
     mlm_bias_init: str = "zero"
     """The MLM decoder's output bias at step 0: `zero` (the official code) or `unigram`, the log-frequency of
     each piece in the training data. With `unigram` the model predicts the unigram distribution from the first
@@ -114,6 +120,7 @@ class ModelConfig:
             raise ValueError(f"mlm_bias_init must be one of {', '.join(MLM_BIAS_INITS)}, got {self.mlm_bias_init!r}")
 
     def build(self) -> AlbertConfig:
+        """The preset with the overrides (with `init_from`, see `pretrain.model_config_for`)."""
         return AlbertConfig.preset(self.preset, **self.overrides)
 
 
