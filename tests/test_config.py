@@ -74,7 +74,7 @@ def test_unknown_keys_name_the_nearest_valid_one(tmp_path, capsys):
     assert "did you mean '--learning_rate'?" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["pretrain", "--output", "o", "--train.max_steps=many"])
-    assert "argument --train.max_steps: expected an integer, got 'many'" in capsys.readouterr().err
+    assert "argument --train.max_steps/--train.max-steps: expected an integer, got 'many'" in capsys.readouterr().err
 
 
 def test_finetune_and_demo_take_the_same_syntax(tmp_path):

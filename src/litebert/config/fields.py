@@ -199,13 +199,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
     group = parser.add_argument_group(
         "every setting", f"--SECTION.FIELD=VALUE for any field of {cls.__name__} (defaults in docs/configuration.md)")
     for path, annotation in leaves(cls).items():
-        flag = f"--{path}"
-        if path in skip or flag in parser._option_string_actions:  # an alias already spells it so
+        # --train.max_steps and --train.max-steps both work, unless an alias already spells one of them
+        flags = [f for f in dict.fromkeys([f"--{path}", f"--{path.replace('_', '-')}"])
+                 if f not in parser._option_string_actions]
+        if path in skip or not flags:
             continue
         if typing.get_origin(annotation) is dict:
-            group.add_argument(flag, dest=path, action=DictItem, metavar="KEY=VALUE", default=argparse.SUPPRESS)
+            group.add_argument(*flags, dest=path, action=DictItem, metavar="KEY=VALUE", default=argparse.SUPPRESS)
         else:
-            group.add_argument(flag, dest=path, metavar=_metavar(annotation), default=argparse.SUPPRESS,
+            group.add_argument(*flags, dest=path, metavar=_metavar(annotation), default=argparse.SUPPRESS,
                                type=flag_type(annotation, path))
 
 

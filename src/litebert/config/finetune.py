@@ -42,6 +42,10 @@ class FinetuneConfig:
     eval_every: int | None = None
     """Steps between evaluations of the selection split; default: 10 evaluations per run. The last step is
     always evaluated."""
+    save_every: int | None = None
+    """Steps between resumable checkpoints (model, optimizer, RNG, data position) in the seed's resume/
+    directory; None: at every evaluation; 0: never. A rerun into the same output resumes from the newest, bit
+    for bit, unless --overwrite."""
     eval_batch_size: int | None = None
     """Default: 2 x batch_size."""
     bf16: bool = False

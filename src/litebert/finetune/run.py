@@ -5,7 +5,10 @@ An output directory of `litebert finetune --output OUT --seeds 1,2,3`:
     OUT/metrics.json           every seed's selection and reported metrics, and the median of each metric
     OUT/seed-N/model/          the best state (save_pretrained) + its tokenizer + finetune.json (task, length,
                                SQuAD 2.0 head and no-answer threshold): what `evaluate` / `predict` load
-    OUT/seed-N/log.jsonl       training records and selection evaluations
+    OUT/seed-N/log.jsonl       training records and selection evaluations (+ tb/ for TensorBoard)
+    OUT/seed-N/checkpoints/    the best state so far (a litebert checkpoint), kept through a crash
+    OUT/seed-N/resume/         the newest resumable checkpoint while the seed runs: a rerun continues from it
+    OUT/seed-N/result.json     the seed's metrics, written last (a rerun keeps finished seeds)
     OUT/seed-N/...             predictions (`write_predictions`):
         GLUE / movie-reviews   predictions/{split}.tsv (index<TAB>prediction, scoreable offline) and, for
                                GLUE test files, submission/{CoLA,SST-2,...,MNLI-m,MNLI-mm,AX}.tsv
@@ -38,6 +41,8 @@ from litebert.finetune.train import HEADS, FinetuneConfig, FinetuneResult, Score
 from litebert.tokenizer import AlbertTokenizer
 
 FINETUNE_FILE = "finetune.json"
+RESULT_FILE = "result.json"
+"""A seed's metrics, written last: its presence means the seed finished (a rerun keeps it)."""
 """Written next to a fine-tuned model: what `evaluate` and `predict` need besides the weights."""
 
 
@@ -47,9 +52,11 @@ def load_tokenizer(path: str | Path):
 
 
 def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokenizer, data_dir: str | Path,
-              output: str | Path, config: FinetuneConfig, seeds: list[int]) -> dict[str, Any]:
+              output: str | Path, config: FinetuneConfig, seeds: list[int], resume: bool = True) -> dict[str, Any]:
     """Fine-tune once per seed on the same data; write every seed's directory and OUT/metrics.json.
 
+    With `resume`, an interrupted run continues where it stopped: finished seeds are kept (their result.json),
+    an unfinished one resumes from its newest resumable checkpoint; without it, seed directories start over.
     Returns the metrics.json content: per seed, and the median over seeds of every metric.
     """
     task = get_task(task) if isinstance(task, str) else task
@@ -62,14 +69,22 @@ def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokeniz
     best_seed, best_score = None, None
     for seed in seeds:
         seed_dir = output / f"seed-{seed}"
-        result = finetune(task, model_source, tokenizer, data, config, seed, log_path=seed_dir / "log.jsonl")
-        save_model(result, tokenizer, seed_dir / "model", config)
-        write_predictions(task, result.predictions, seed_dir)
-        runs[str(seed)] = run_record(result)
-        if best_score is None or main_metric(task, result.selection) > best_score:
-            best_seed, best_score = seed, main_metric(task, result.selection)
-        print(f"seed {seed}: best step {result.best_step}/{result.steps}, selection {result.selection}, "
-              f"reported {result.reported}", file=sys.stderr)
+        if not resume:
+            shutil.rmtree(seed_dir, ignore_errors=True)
+        if (seed_dir / RESULT_FILE).is_file():  # finished before an interruption: its files are all written
+            runs[str(seed)] = json.loads((seed_dir / RESULT_FILE).read_text())
+            print(f"seed {seed}: done earlier ({seed_dir / RESULT_FILE})", file=sys.stderr)
+        else:
+            result = finetune(task, model_source, tokenizer, data, config, seed, log_path=seed_dir / "log.jsonl")
+            save_model(result, tokenizer, seed_dir / "model", config)
+            write_predictions(task, result.predictions, seed_dir)
+            runs[str(seed)] = run_record(result)
+            write_json_atomic(seed_dir / RESULT_FILE, runs[str(seed)])  # last: marks the seed as done
+            shutil.rmtree(seed_dir / "resume", ignore_errors=True)
+            print(f"seed {seed}: best step {result.best_step}/{result.steps}, selection {result.selection}, "
+                  f"reported {result.reported}", file=sys.stderr)
+        if best_score is None or main_metric(task, runs[str(seed)]["selection"]) > best_score:
+            best_seed, best_score = seed, main_metric(task, runs[str(seed)]["selection"])
     if (output / f"seed-{best_seed}" / "submission").is_dir():
         shutil.copytree(output / f"seed-{best_seed}" / "submission", output / "submission", dirs_exist_ok=True)
     summary = {
@@ -273,6 +288,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, dest="weight_decay", default=S)
     g.add_argument("--eval-every", type=int, dest="eval_every", default=S,
                    help="steps between selection evaluations (default: 10 per run)")
+    g.add_argument("--save-every", type=int, dest="save_every", default=S,
+                   help="steps between resumable checkpoints (default: at each evaluation; 0: none)")
     g.add_argument("--eval-batch-size", type=int, dest="eval_batch_size", default=S)
     g.add_argument("--bf16", action=argparse.BooleanOptionalAction, dest="bf16", default=S, help="bf16 autocast")
     g.add_argument("--padding", choices=("bucket", "fixed"), dest="padding", default=S,
@@ -313,7 +330,8 @@ def _finetune_command(args: argparse.Namespace) -> int:
     if not is_dir and args.tokenizer is None:
         raise ValueError(f"--model {args.model!r} is not a directory: a preset needs --tokenizer DIR")
     tokenizer = load_tokenizer(args.tokenizer or args.model)
-    summary = run_seeds(task, args.model, tokenizer, args.data_dir, output, _config_from_args(args), seeds)
+    summary = run_seeds(task, args.model, tokenizer, args.data_dir, output, _config_from_args(args), seeds,
+                        resume=not args.overwrite)
     print(json.dumps(summary["median"], indent=2))
     return 0
 

@@ -15,6 +15,7 @@ same slice for every run seed); RACE and movie-reviews select on dev and report 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -28,7 +29,7 @@ import torch
 
 from litebert import checkpoint as ckpt
 from litebert import metrics
-from litebert.config import AlbertConfig, FinetuneConfig
+from litebert.config import AlbertConfig, FinetuneConfig, fields
 from litebert.finetune import batching
 from litebert.finetune.readers import Example, ReadReport, SquadExample, encode_choice_examples, \
     encode_pair_examples, encode_token_examples, read_examples
@@ -358,12 +359,69 @@ def main_metric(task: Task, scores: dict[str, float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- the loop
-def save_best(directory: Path, best: dict[str, Any], task: Task) -> None:
+@dataclass
+class LoopState:
+    """Everything a fine-tuning run carries from step to step, saved in its resumable checkpoints."""
+
+    step: int = 0
+    batches_drawn: int = 0
+    """Micro-batches taken from the (seeded) batch stream: a resumed run skips this many."""
+    seen: int = 0
+    train_seconds: float = 0.0
+    window_loss: float = 0.0
+    window_steps: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_step: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    best_threshold: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    """The best weights (CPU); on disk in the seed's checkpoints/, not in the resumable checkpoint."""
+
+
+def run_settings(task: Task, model_source, config: FinetuneConfig, seed: int) -> dict[str, Any]:
+    """What fixes a run's trajectory: a resumed run must match the saved one."""
+    settings = {k: v for k, v in fields.to_dict(config).items() if k not in ("progress", "device", "save_every")}
+    return {"task": task.name, "labels": list(task.labels), "seed": seed, "settings": settings,
+            "model": str(model_source) if not isinstance(model_source, AlbertConfig) else model_source.to_dict()}
+
+
+def save_loop(directory: Path, loop: LoopState, model, optimizer, settings: dict[str, Any]) -> None:
+    """A resumable checkpoint of the run at `loop.step` (only the newest is kept)."""
+    state = {k: v for k, v in dataclasses.asdict(loop).items() if k != "best_state"}
+    ckpt.save_checkpoint(directory, loop.step, model.state_dict(),
+                         {"loop": state, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                          "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                          "run": settings})
+    ckpt.prune(directory, keep_last=1)
+
+
+def restore_loop(saved: ckpt.Checkpoint, model, optimizer, settings: dict[str, Any],
+                 best_dir: Path | None) -> LoopState:
+    """Model, optimizer and RNG back to a resumable checkpoint; the loop state (the best weights read from
+    the best checkpoint). A checkpoint of another run is refused, naming what differs."""
+    if saved.state["run"] != settings:
+        changed = sorted(k for k in settings if saved.state["run"].get(k) != settings[k])
+        raise ValueError(f"{saved.path} belongs to a run with other {', '.join(changed)}: pass --overwrite to "
+                         f"start over, or another --output")
+    model.load_state_dict(saved.model)
+    optimizer.load_state_dict(saved.state["optimizer"])
+    torch.set_rng_state(saved.state["torch_rng"])
+    if saved.state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(saved.state["cuda_rng"])
+    loop = LoopState(**saved.state["loop"])
+    if loop.best_step:
+        best = ckpt.load_checkpoint(ckpt.checkpoint_path(best_dir, loop.best_step))
+        loop.best_state = best.model
+    return loop
+
+
+def save_best(directory: Path, loop: LoopState, task: Task) -> None:
     """The best state so far as a checkpoint (`litebert.checkpoint`: atomic, verified on load), marked best;
     earlier ones are removed, so a crash leaves the best weights on disk."""
-    ckpt.save_checkpoint(directory, best["step"], best["state"],
-                                {"selection": best["metrics"], "null_threshold": best["threshold"]})
-    ckpt.write_best(directory, best["step"], task.metrics[0], best["score"])
+    ckpt.save_checkpoint(directory, loop.best_step, loop.best_state,
+                         {"selection": loop.best_metrics, "null_threshold": loop.best_threshold})
+    ckpt.write_best(directory, loop.best_step, task.metrics[0], loop.best_score)
     ckpt.prune(directory, keep_last=1)
 
 
@@ -421,9 +479,9 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
     optimizer = build_optimizer(model, OptimConfig(name=config.optimizer, lr=lr, weight_decay=config.weight_decay,
                                                    eps=config.adam_eps, clip_norm=config.clip_norm))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
-    batches = batching.training_batches(train.lengths, micro_batch, config.padding, rng)
+    resuming = log_path is not None and ckpt.list_checkpoints(Path(log_path).parent / "resume")
     log = RunLog(log_path, tensorboard=Path(log_path).parent / "tb" if log_path else None, total=total,
-                 progress=config.progress, append=False, timestamps=True)
+                 progress=config.progress, append=bool(resuming), timestamps=True)
     log.write({"event": "start", "task": task.name, "seed": seed, "train": n_train,
                "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
                "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
@@ -434,10 +492,19 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
         log.message(f"{train.truncated_words + selection.truncated_words} words past max_seq_length "
                     f"{max_seq_length} in train/selection: not trained on, predicted \"O\"")
 
-    best: dict[str, Any] = {"score": -math.inf, "step": 0, "metrics": {}, "state": None, "threshold": None}
-    history: list[dict[str, Any]] = []
-    train_seconds, seen, window_loss, window_steps = 0.0, 0, 0.0, 0
-    for step in range(1, total + 1):
+    loop = LoopState()
+    resume_dir = Path(log_path).parent / "resume" if log_path else None
+    saved = ckpt.load_latest(resume_dir) if resume_dir is not None else None
+    if saved is not None:
+        loop = restore_loop(saved, model, optimizer, run_settings(task, model_source, config, seed), best_dir)
+        log.truncate_after(loop.step)
+        log.write({"event": "resume", "step": loop.step, "from": str(saved.path)})
+        log.message(f"resumed from {saved.path} at step {loop.step}")
+    batches = batching.training_batches(train.lengths, micro_batch, config.padding, rng)
+    for _ in range(loop.batches_drawn):  # the same batches as an uninterrupted run: skip those already used
+        next(batches)
+    save_every = eval_every if config.save_every is None else config.save_every
+    for step in range(loop.step + 1, total + 1):
         t0 = time.perf_counter()
         model.train()
         set_learning_rate(optimizer, learning_rate(lr, (step - 1) / total, warmup / total))
@@ -449,33 +516,39 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
                 micro_loss = model(**{k: v.to(device) for k, v in batch.items()}).loss / config.accumulate
             micro_loss.backward()
             loss += micro_loss.detach()
-            seen += len(index)
+            loop.seen, loop.batches_drawn = loop.seen + len(index), loop.batches_drawn + 1
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        train_seconds += time.perf_counter() - t0
-        window_loss, window_steps = window_loss + float(loss), window_steps + 1
+        loop.step, loop.train_seconds = step, loop.train_seconds + time.perf_counter() - t0
+        loop.window_loss, loop.window_steps = loop.window_loss + float(loss), loop.window_steps + 1
         if step % config.log_every == 0 or step == total:
-            record = {"step": step, "loss": window_loss / window_steps, "lr": optimizer.param_groups[0]["lr"],
-                      "grad_norm": float(grad_norm), "examples_per_s": seen / train_seconds}
+            record = {"step": step, "loss": loop.window_loss / loop.window_steps,
+                      "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
+                      "examples_per_s": loop.seen / loop.train_seconds}
             log.write(record)
             log.advance(step, f"loss {record['loss']:.4f}")
-            window_loss, window_steps = 0.0, 0
+            loop.window_loss, loop.window_steps = 0.0, 0
         log.advance(step)
 
         if step % eval_every == 0 or step == total:
             scored = score(task, selection, predict(model, selection, eval_batch_size, config.padding, device,
                                                     autocast), config)
-            history.append({"step": step, **scored.metrics})
+            loop.history.append({"step": step, **scored.metrics})
             log.write({"step": step, "selection": scored.metrics})
             log.message(f"step {step}: selection {scored.metrics}")
-            if best["state"] is None or main_metric(task, scored.metrics) > best["score"]:
+            if loop.best_state is None or main_metric(task, scored.metrics) > loop.best_score:
                 # Copied to the CPU: the best state must survive later optimizer steps.
-                best = {"score": main_metric(task, scored.metrics), "step": step, "metrics": scored.metrics,
-                        "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
-                        "threshold": scored.null_threshold}
+                loop.best_score, loop.best_step = main_metric(task, scored.metrics), step
+                loop.best_metrics, loop.best_threshold = scored.metrics, scored.null_threshold
+                loop.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 if best_dir is not None:
-                    save_best(best_dir, best, task)
+                    save_best(best_dir, loop, task)
+        if resume_dir is not None and save_every and step % save_every == 0 and step < total:
+            save_loop(resume_dir, loop, model, optimizer, run_settings(task, model_source, config, seed))
+    best = {"score": loop.best_score, "step": loop.best_step, "metrics": loop.best_metrics,
+            "state": loop.best_state, "threshold": loop.best_threshold}
+    history, train_seconds, seen = loop.history, loop.train_seconds, loop.seen
 
     # Report the selected state; the reported splits are seen here for the first and only time.
     model.load_state_dict(best["state"])
