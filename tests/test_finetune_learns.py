@@ -88,7 +88,8 @@ def test_accumulation_gives_the_global_batch_and_the_best_state_is_on_disk(setup
                                                               "attention_probs_dropout_prob": 0.0,
                                                               "classifier_dropout_prob": 0.0})
         log = tmp_path / f"acc{accumulate}" / "log.jsonl"
-        runs[accumulate] = (finetune("sst-2", setup / "small", tokenizer, data, config, seed=3, log_path=log), log)
+        runs[accumulate] = (finetune("sst-2", setup / "small", tokenizer, data, config, seed=3, run_dir=log.parent),
+                            log)
     losses = {a: [json.loads(x)["loss"] for x in log.read_text().splitlines() if '"loss"' in x]
               for a, (_, log) in runs.items()}
     assert len(losses[1]) == len(losses[2]) == 24

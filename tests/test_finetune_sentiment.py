@@ -66,7 +66,7 @@ def test_tiny_albert_beats_majority_on_movie_reviews(data_dir, tmp_path):
     # than torch's AdamW for a model trained from scratch: measured, 3e-4 with 30 warmup steps stays at majority.
     config = FinetuneConfig(learning_rate=3e-4, batch_size=32, max_seq_length=64, num_epochs=2.0, warmup_steps=100,
                             eval_every=100)
-    result = finetune("movie-reviews", model, tokenizer, data, config, seed=1, log_path=tmp_path / "log.jsonl")
+    result = finetune("movie-reviews", model, tokenizer, data, config, seed=1, run_dir=tmp_path)
     counts = collections.Counter(e.label for e in data.reported["test"])
     majority = max(counts.values()) / sum(counts.values())
     accuracy = result.reported["test"]["accuracy"]

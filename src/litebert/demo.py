@@ -257,7 +257,7 @@ def finetune_arm(cfg: DemoConfig, arm: str, source, tokenizer, data, use_bf16: b
         ft = finetune_config(cfg, lr, epochs, use_bf16)
         for seed in seeds or cfg.seeds:
             result = finetune(REVIEWS_TASK, source, tokenizer, data, ft, seed,
-                              log_path=directory / f"{arm}-lr{lr:g}-seed{seed}.jsonl")
+                              run_dir=directory / f"{arm}-lr{lr:g}-seed{seed}")
             runs.append({"lr": lr, "seed": seed, "dev": result.selection, "test": result.reported["test"],
                          "best_step": result.best_step, "steps": result.steps,
                          "train_seconds": result.train_seconds, "examples_per_s": result.train_examples_per_s})

@@ -75,12 +75,11 @@ def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokeniz
             runs[str(seed)] = json.loads((seed_dir / RESULT_FILE).read_text())
             print(f"seed {seed}: done earlier ({seed_dir / RESULT_FILE})", file=sys.stderr)
         else:
-            result = finetune(task, model_source, tokenizer, data, config, seed, log_path=seed_dir / "log.jsonl")
+            result = finetune(task, model_source, tokenizer, data, config, seed, run_dir=seed_dir)
             save_model(result, tokenizer, seed_dir / "model", config)
             write_predictions(task, result.predictions, seed_dir)
             runs[str(seed)] = run_record(result)
             write_json_atomic(seed_dir / RESULT_FILE, runs[str(seed)])  # last: marks the seed as done
-            shutil.rmtree(seed_dir / "resume", ignore_errors=True)
             print(f"seed {seed}: best step {result.best_step}/{result.steps}, selection {result.selection}, "
                   f"reported {result.reported}", file=sys.stderr)
         if best_score is None or main_metric(task, runs[str(seed)]["selection"]) > best_score:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -443,7 +444,7 @@ def resolve_schedule(task: Task, config: FinetuneConfig, num_train: int, batch_s
 
 
 def finetune(task: Task | str, model_source: str | Path | AlbertConfig, tokenizer, data: TaskData,
-             config: FinetuneConfig, seed: int, log_path: str | Path | None = None) -> FinetuneResult:
+             config: FinetuneConfig, seed: int, run_dir: str | Path | None = None) -> FinetuneResult:
     """Fine-tune `model_source` on `data` with run seed `seed`; the best state by the selection metric is
     scored on the reported split(s) and predicts the unlabelled ones.
 
@@ -454,10 +455,11 @@ def finetune(task: Task | str, model_source: str | Path | AlbertConfig, tokenize
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(seed)
-        return _finetune(task, model_source, tokenizer, data, config, seed, device, log_path)
+        return _finetune(task, model_source, tokenizer, data, config, seed, device,
+                         Path(run_dir) if run_dir is not None else None)
 
 
-def _finetune(task, model_source, tokenizer, data, config, seed, device, log_path) -> FinetuneResult:
+def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir: Path | None) -> FinetuneResult:
     started = time.perf_counter()
     hp = task.hparams
     lr = config.learning_rate or hp.learning_rate
@@ -468,7 +470,8 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
     max_seq_length = config.max_seq_length or hp.max_seq_length
     eval_batch_size = config.eval_batch_size or 2 * micro_batch
     rng = np.random.default_rng(seed)
-    best_dir = Path(log_path).parent / "checkpoints" if log_path else None  # the best state, on disk
+    # The run's files (none without a run_dir): log.jsonl, tb/, checkpoints/ (the best state), resume/.
+    best_dir = run_dir / "checkpoints" if run_dir is not None else None
 
     model = build_model(task, model_source, tokenizer, config).to(device)
     train = encode_split(task, data.train, tokenizer, max_seq_length, config)
@@ -479,9 +482,10 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
     optimizer = build_optimizer(model, OptimConfig(name=config.optimizer, lr=lr, weight_decay=config.weight_decay,
                                                    eps=config.adam_eps, clip_norm=config.clip_norm))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
-    resuming = log_path is not None and ckpt.list_checkpoints(Path(log_path).parent / "resume")
-    log = RunLog(log_path, tensorboard=Path(log_path).parent / "tb" if log_path else None, total=total,
-                 progress=config.progress, append=bool(resuming), timestamps=True)
+    resume_dir = run_dir / "resume" if run_dir is not None else None
+    resuming = resume_dir is not None and ckpt.list_checkpoints(resume_dir)
+    log = RunLog(run_dir / "log.jsonl" if run_dir else None, tensorboard=run_dir / "tb" if run_dir else None,
+                 total=total, progress=config.progress, append=bool(resuming), timestamps=True)
     log.write({"event": "start", "task": task.name, "seed": seed, "train": n_train,
                "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
                "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
@@ -493,7 +497,6 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
                     f"{max_seq_length} in train/selection: not trained on, predicted \"O\"")
 
     loop = LoopState()
-    resume_dir = Path(log_path).parent / "resume" if log_path else None
     saved = ckpt.load_latest(resume_dir) if resume_dir is not None else None
     if saved is not None:
         loop = restore_loop(saved, model, optimizer, run_settings(task, model_source, config, seed), best_dir)
@@ -561,6 +564,8 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, log_pat
     reported = {name: predictions[name].metrics for name in data.reported}
     log.write({"event": "done", "best_step": best["step"], "selection": best["metrics"], "reported": reported})
     log.close()
+    if resume_dir is not None:  # finished: nothing to resume (the best state stays in checkpoints/)
+        shutil.rmtree(resume_dir, ignore_errors=True)
     return FinetuneResult(
         task=task, seed=seed, model=model.cpu(), best_step=best["step"], steps=total, selection=best["metrics"],
         reported=reported, predictions=predictions, null_threshold=best["threshold"], train_seconds=train_seconds,
