@@ -132,3 +132,34 @@ def test_a_changed_command_does_not_resume_silently(setup, tmp_path):
 
 if __name__ == "__main__":
     worker(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])
+
+
+def test_two_gloo_ranks_fine_tune_like_one_process(setup, tmp_path):
+    """torchrun with 2 ranks, each taking half of every batch (DDP averages the gradients), trains like one
+    process with the whole batch: the same losses, selection scores and weights (fp32, no dropout)."""
+    no_dropout = ["--model_overrides", "hidden_dropout_prob=0.0", "--model_overrides", "classifier_dropout_prob=0.0",
+                  "--seeds", "1", "--save-every", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "litebert.cli", *command(setup, tmp_path / "one"), *no_dropout],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "--monitor-interval", "0.5", "-m", "litebert.cli", *command(setup, tmp_path / "two"),
+                          *no_dropout], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    def logged(out):
+        records = [json.loads(x) for x in (out / "seed-1/log.jsonl").read_text().splitlines()]
+        return [r for r in records if "event" not in r and ("loss" in r or "selection" in r)]
+    a, b = logged(tmp_path / "one"), logged(tmp_path / "two")
+    assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) > 24
+    for x, y in zip(a, b):
+        if "loss" in x:
+            assert y["loss"] == pytest.approx(x["loss"], abs=1e-5)
+        else:
+            assert y["selection"] == pytest.approx(x["selection"], abs=1e-6)
+    wa = load_file(str(tmp_path / "one/seed-1/model/model.safetensors"))
+    wb = load_file(str(tmp_path / "two/seed-1/model/model.safetensors"))
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], atol=1e-4, rtol=1e-4)
+    assert not (tmp_path / "two/seed-1/resume").exists()

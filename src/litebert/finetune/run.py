@@ -31,7 +31,9 @@ from typing import Any
 
 import torch
 
+from litebert import distributed as D
 from litebert.config import AlbertConfig, fields
+from litebert.config.pretrain import ParallelConfig
 from litebert.files import write_json_atomic, write_text_atomic
 from litebert.finetune.evaluate import glue_submission, glue_submission_files, score_predictions, \
     write_glue_predictions
@@ -60,39 +62,55 @@ def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokeniz
     Returns the metrics.json content: per seed, and the median over seeds of every metric.
     """
     task = get_task(task) if isinstance(task, str) else task
-    output = Path(output)
+    world = D.init_distributed(ParallelConfig(), config.device)  # a single process outside torchrun
+    try:
+        return _run_seeds(task, model_source, tokenizer, data_dir, Path(output), config, seeds, resume, world)
+    finally:
+        D.shutdown(world)
+
+
+def _run_seeds(task: Task, model_source, tokenizer, data_dir, output: Path, config: FinetuneConfig,
+               seeds: list[int], resume: bool, world: D.World) -> dict[str, Any]:
     data = load_task_data(task, data_dir, config)
     task = resolve_task(task, data.train, config)
-    for report in data.reports:
-        print(report.summary(), file=sys.stderr)
+    if world.is_main:
+        for report in data.reports:
+            print(report.summary(), file=sys.stderr)
     runs: dict[str, dict[str, Any]] = {}
     best_seed, best_score = None, None
     for seed in seeds:
         seed_dir = output / f"seed-{seed}"
-        if not resume:
-            shutil.rmtree(seed_dir, ignore_errors=True)
-        if (seed_dir / RESULT_FILE).is_file():  # finished before an interruption: its files are all written
-            runs[str(seed)] = json.loads((seed_dir / RESULT_FILE).read_text())
-            print(f"seed {seed}: done earlier ({seed_dir / RESULT_FILE})", file=sys.stderr)
+        done = None  # rank 0 decides whether the seed finished before (and tells the others what it found)
+        if world.is_main:
+            if not resume:
+                shutil.rmtree(seed_dir, ignore_errors=True)
+            if (seed_dir / RESULT_FILE).is_file():  # finished before an interruption: its files are all written
+                done = json.loads((seed_dir / RESULT_FILE).read_text())
+                print(f"seed {seed}: done earlier ({seed_dir / RESULT_FILE})", file=sys.stderr)
+        done = D.broadcast_object(world, done)
+        if done is not None:
+            runs[str(seed)] = done
         else:
-            result = finetune(task, model_source, tokenizer, data, config, seed, run_dir=seed_dir)
-            save_model(result, tokenizer, seed_dir / "model", config)
-            write_predictions(task, result.predictions, seed_dir)
+            result = finetune(task, model_source, tokenizer, data, config, seed, run_dir=seed_dir, world=world)
             runs[str(seed)] = run_record(result)
-            write_json_atomic(seed_dir / RESULT_FILE, runs[str(seed)])  # last: marks the seed as done
-            print(f"seed {seed}: best step {result.best_step}/{result.steps}, selection {result.selection}, "
-                  f"reported {result.reported}", file=sys.stderr)
+            if world.is_main:
+                save_model(result, tokenizer, seed_dir / "model", config)
+                write_predictions(task, result.predictions, seed_dir)
+                write_json_atomic(seed_dir / RESULT_FILE, runs[str(seed)])  # last: marks the seed as done
+                print(f"seed {seed}: best step {result.best_step}/{result.steps}, selection {result.selection}, "
+                      f"reported {result.reported}", file=sys.stderr)
         if best_score is None or main_metric(task, runs[str(seed)]["selection"]) > best_score:
             best_seed, best_score = seed, main_metric(task, runs[str(seed)]["selection"])
-    if (output / f"seed-{best_seed}" / "submission").is_dir():
-        shutil.copytree(output / f"seed-{best_seed}" / "submission", output / "submission", dirs_exist_ok=True)
     summary = {
         "task": task.name, "model": str(model_source) if not isinstance(model_source, AlbertConfig) else "config",
         "selection_split": data.selection_name, "reported_splits": list(data.reported),
         "seeds": runs, "median": median_metrics(list(runs.values())),
         "best_seed_by_selection": best_seed, "config": dataclasses.asdict(config),
     }
-    write_json_atomic(output / "metrics.json", summary, default=str)
+    if world.is_main:
+        if (output / f"seed-{best_seed}" / "submission").is_dir():
+            shutil.copytree(output / f"seed-{best_seed}" / "submission", output / "submission", dirs_exist_ok=True)
+        write_json_atomic(output / "metrics.json", summary, default=str)
     return summary
 
 

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from litebert import checkpoint as ckpt
+from litebert import distributed as D
 from litebert import metrics
 from litebert.config import AlbertConfig, FinetuneConfig, fields
+from litebert.config.pretrain import ParallelConfig
 from litebert.finetune import batching
 from litebert.finetune.readers import Example, ReadReport, SquadExample, encode_choice_examples, \
     encode_pair_examples, encode_token_examples, read_examples
@@ -387,6 +389,16 @@ def run_settings(task: Task, model_source, config: FinetuneConfig, seed: int) ->
             "model": str(model_source) if not isinstance(model_source, AlbertConfig) else model_source.to_dict()}
 
 
+def _resume_point(resume_dir: Path | None, world: D.World) -> ckpt.Checkpoint | None:
+    """The newest resumable checkpoint, chosen by rank 0 and loaded by every rank (None: start)."""
+    choice = None
+    if resume_dir is not None and world.is_main:
+        latest = ckpt.load_latest(resume_dir)
+        choice = str(latest.path) if latest is not None else None
+    choice = D.broadcast_object(world, choice)
+    return ckpt.load_checkpoint(Path(choice)) if choice is not None else None
+
+
 def save_loop(directory: Path, loop: LoopState, model, optimizer, settings: dict[str, Any]) -> None:
     """A resumable checkpoint of the run at `loop.step` (only the newest is kept)."""
     state = {k: v for k, v in dataclasses.asdict(loop).items() if k != "best_state"}
@@ -444,22 +456,28 @@ def resolve_schedule(task: Task, config: FinetuneConfig, num_train: int, batch_s
 
 
 def finetune(task: Task | str, model_source: str | Path | AlbertConfig, tokenizer, data: TaskData,
-             config: FinetuneConfig, seed: int, run_dir: str | Path | None = None) -> FinetuneResult:
+             config: FinetuneConfig, seed: int, run_dir: str | Path | None = None,
+             world: D.World | None = None) -> FinetuneResult:
     """Fine-tune `model_source` on `data` with run seed `seed`; the best state by the selection metric is
     scored on the reported split(s) and predicts the unlabelled ones.
 
     torch's global RNG (a new head's initialisation, dropout) is seeded from `seed` inside `fork_rng`, so
     the caller's RNG state is left as it was; batch order uses its own numpy generator.
+
+    Under torchrun (`world` from `distributed.init_distributed`), every rank draws the same batches and takes
+    its share of each (DDP averages the gradients: the global batch's), every rank scores the selection split
+    (so all take the same decisions), and rank 0 alone writes the run's files.
     """
     task = resolve_task(get_task(task) if isinstance(task, str) else task, data.train, config)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+    world = world or D.World(device=torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    with torch.random.fork_rng(devices=[] if world.device.type == "cpu" else [world.device]):
         torch.manual_seed(seed)
-        return _finetune(task, model_source, tokenizer, data, config, seed, device,
+        return _finetune(task, model_source, tokenizer, data, config, seed, world,
                          Path(run_dir) if run_dir is not None else None)
 
 
-def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir: Path | None) -> FinetuneResult:
+def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World, run_dir: Path | None
+              ) -> FinetuneResult:
     started = time.perf_counter()
     hp = task.hparams
     lr = config.learning_rate or hp.learning_rate
@@ -470,10 +488,15 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir
     max_seq_length = config.max_seq_length or hp.max_seq_length
     eval_batch_size = config.eval_batch_size or 2 * micro_batch
     rng = np.random.default_rng(seed)
+    device = world.device
+    if micro_batch < world.world_size:
+        raise ValueError(f"micro-batch {micro_batch} (batch size / accumulate) is smaller than the {world.world_size} "
+                         f"ranks sharing it")
     # The run's files (none without a run_dir): log.jsonl, tb/, checkpoints/ (the best state), resume/.
     best_dir = run_dir / "checkpoints" if run_dir is not None else None
 
     model = build_model(task, model_source, tokenizer, config).to(device)
+    model_for_step = D.parallelize(model, world, ParallelConfig())  # DDP under torchrun, else the model
     train = encode_split(task, data.train, tokenizer, max_seq_length, config)
     selection = encode_split(task, data.selection, tokenizer, max_seq_length, config)
     n_train = len(train.tensors["input_ids"])
@@ -485,7 +508,8 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir
     resume_dir = run_dir / "resume" if run_dir is not None else None
     resuming = resume_dir is not None and ckpt.list_checkpoints(resume_dir)
     log = RunLog(run_dir / "log.jsonl" if run_dir else None, tensorboard=run_dir / "tb" if run_dir else None,
-                 total=total, progress=config.progress, append=bool(resuming), timestamps=True)
+                 total=total, progress=config.progress, append=bool(resuming), timestamps=True,
+                 enabled=world.is_main)
     log.write({"event": "start", "task": task.name, "seed": seed, "train": n_train,
                "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
                "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
@@ -497,7 +521,7 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir
                     f"{max_seq_length} in train/selection: not trained on, predicted \"O\"")
 
     loop = LoopState()
-    saved = ckpt.load_latest(resume_dir) if resume_dir is not None else None
+    saved = _resume_point(resume_dir, world)
     if saved is not None:
         loop = restore_loop(saved, model, optimizer, run_settings(task, model_source, config, seed), best_dir)
         log.truncate_after(loop.step)
@@ -509,15 +533,16 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir
     save_every = eval_every if config.save_every is None else config.save_every
     for step in range(loop.step + 1, total + 1):
         t0 = time.perf_counter()
-        model.train()
+        model_for_step.train()
         set_learning_rate(optimizer, learning_rate(lr, (step - 1) / total, warmup / total))
         loss = 0.0
-        for _ in range(config.accumulate):  # micro-batches of one optimizer step
-            index = next(batches)
-            batch = batching.collate(train.tensors, index, config.padding, max_seq_length, train.pad_token_id)
-            with autocast:
-                micro_loss = model(**{k: v.to(device) for k, v in batch.items()}).loss / config.accumulate
-            micro_loss.backward()
+        for micro in range(config.accumulate):  # micro-batches of one optimizer step
+            index = next(batches)  # the same on every rank; each takes its share
+            local = index[world.rank::world.world_size]
+            batch = batching.collate(train.tensors, local, config.padding, max_seq_length, train.pad_token_id)
+            with D.gradient_sync(model_for_step, enabled=micro == config.accumulate - 1), autocast:
+                micro_loss = model_for_step(**{k: v.to(device) for k, v in batch.items()}).loss / config.accumulate
+                micro_loss.backward()
             loss += micro_loss.detach()
             loop.seen, loop.batches_drawn = loop.seen + len(index), loop.batches_drawn + 1
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
@@ -526,7 +551,8 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir
         loop.step, loop.train_seconds = step, loop.train_seconds + time.perf_counter() - t0
         loop.window_loss, loop.window_steps = loop.window_loss + float(loss), loop.window_steps + 1
         if step % config.log_every == 0 or step == total:
-            record = {"step": step, "loss": loop.window_loss / loop.window_steps,
+            window_loss = D.all_reduce_sum(world, torch.tensor([loop.window_loss], dtype=torch.float64)).item()
+            record = {"step": step, "loss": window_loss / world.world_size / loop.window_steps,
                       "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
                       "examples_per_s": loop.seen / loop.train_seconds}
             log.write(record)
@@ -545,9 +571,9 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir
                 loop.best_score, loop.best_step = main_metric(task, scored.metrics), step
                 loop.best_metrics, loop.best_threshold = scored.metrics, scored.null_threshold
                 loop.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                if best_dir is not None:
+                if best_dir is not None and world.is_main:
                     save_best(best_dir, loop, task)
-        if resume_dir is not None and save_every and step % save_every == 0 and step < total:
+        if resume_dir is not None and world.is_main and save_every and step % save_every == 0 and step < total:
             save_loop(resume_dir, loop, model, optimizer, run_settings(task, model_source, config, seed))
     best = {"score": loop.best_score, "step": loop.best_step, "metrics": loop.best_metrics,
             "state": loop.best_state, "threshold": loop.best_threshold}
@@ -564,7 +590,7 @@ def _finetune(task, model_source, tokenizer, data, config, seed, device, run_dir
     reported = {name: predictions[name].metrics for name in data.reported}
     log.write({"event": "done", "best_step": best["step"], "selection": best["metrics"], "reported": reported})
     log.close()
-    if resume_dir is not None:  # finished: nothing to resume (the best state stays in checkpoints/)
+    if resume_dir is not None and world.is_main:  # finished: nothing to resume (the best state stays in checkpoints/)
         shutil.rmtree(resume_dir, ignore_errors=True)
     return FinetuneResult(
         task=task, seed=seed, model=model.cpu(), best_step=best["step"], steps=total, selection=best["metrics"],
