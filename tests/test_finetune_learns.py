@@ -69,6 +69,8 @@ def test_a_tiny_model_learns_the_task(setup, tmp_path, capsys, task, folder, spl
         assert main(["evaluate", "--task", task, "--data-file", str(setup / "conll/test.txt"), "--predictions",
                      str(written)]) == 0
         assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(score)
+        assert main(["plot", str(out)]) == 0  # fine-tuning curves: loss, lr, grad norm, selection metrics
+        assert (out / "plots/finetune.png").stat().st_size > 10_000
 
 
 def test_accumulation_gives_the_global_batch_and_the_best_state_is_on_disk(setup, tmp_path):

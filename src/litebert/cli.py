@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "litebert.tokenizer",
     "litebert.data.create",
     "litebert.pretrain",
+    "litebert.plot",
     "litebert.finetune.run",
     "litebert.demo",
     "litebert.export",

@@ -956,7 +956,7 @@ def format_summary(s: dict) -> str:
 
 # ================================================================================================ CLI
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `litebert pretrain` and `litebert plot`."""
+    """Add `litebert pretrain`."""
     p = subparsers.add_parser("pretrain", help="pretrain ALBERT (MLM + SOP, LAMB); also under torchrun",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     S = argparse.SUPPRESS  # flags not given leave the config's value (default, or --config FILE's)
@@ -1013,11 +1013,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     fields.add_config_arguments(p, PretrainConfig)
     p.set_defaults(func=_pretrain_command)
 
-    q = subparsers.add_parser("plot", help="PNG curves (loss, MLM/SOP accuracy, lr) of a pretraining run")
-    q.add_argument("run_dir", metavar="RUN_DIR", help="a `litebert pretrain` output directory")
-    q.add_argument("--output", help="directory for the PNGs (default RUN_DIR/plots)")
-    q.set_defaults(func=_plot_command)
-
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
     """Defaults, then --config FILE (JSON or TOML), then the flags given (aliases and --SECTION.FIELD alike)."""
@@ -1031,12 +1026,4 @@ def _pretrain_command(args: argparse.Namespace) -> int:
     except ckpt.CheckpointError as err:
         print(f"litebert pretrain: error: {err}", file=sys.stderr)
         return 1
-    return 0
-
-
-def _plot_command(args: argparse.Namespace) -> int:
-    from litebert.plot import plot_run
-
-    for path in plot_run(Path(args.run_dir), Path(args.output) if args.output else None):
-        print(f"wrote {path}")
     return 0
