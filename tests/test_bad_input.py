@@ -167,3 +167,19 @@ def test_export_refuses_what_is_not_a_model(corpus, tmp_path, capsys):
     assert main(["export", "hf", str(model), str(tmp_path / "out")]) == 2
     assert "model.safetensors" in error_line(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_classifier_fine_tuned_for_another_task_is_named(corpus, tmp_path, capsys):
+    from litebert import AlbertConfig, AlbertForSequenceClassification
+
+    model = tmp_path / "three-labels"
+    AlbertForSequenceClassification(AlbertConfig(vocab_size=50, embedding_size=16, hidden_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=64, num_labels=3)
+                                    ).save_pretrained(model)
+    glue = tmp_path / "glue/SST-2"
+    glue.mkdir(parents=True)
+    (glue / "train.tsv").write_text("sentence\tlabel\na fine film\t1\na dull film\t0\nok\t1\nbad\t0\n")
+    (glue / "dev.tsv").write_text("sentence\tlabel\nok\t1\n")
+    assert main(["finetune", "--task", "sst-2", "--data-dir", str(tmp_path / "glue"), "--model", str(model),
+                 "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "ft"), "--no-progress"]) == 2
+    assert "its classifier has 3 labels, sst-2 needs 2" in error_line(capsys)

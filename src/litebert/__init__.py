@@ -31,4 +31,8 @@ def __getattr__(name: str):
         from litebert import tokenizer
 
         return getattr(tokenizer, name)
+    if name == "pipeline":  # inference on raw text (litebert.pipelines)
+        from litebert.pipelines import pipeline
+
+        return pipeline
     raise AttributeError(f"module 'litebert' has no attribute {name!r}")

@@ -78,6 +78,9 @@ class Candidate:
     start_logit: float
     end_logit: float
     probability: float
+    start: int = -1
+    """Character offsets of `text` in the context: context[start:end] == text."""
+    end: int = -1
 
 
 @dataclass
@@ -197,11 +200,16 @@ def is_max_context(windows: list[tuple[int, int]], window_index: int, position: 
     return best_index == window_index
 
 
-def build_features(examples: list[SquadExample], tokenizer: Tokenizer, config: SquadConfig) -> list[SquadFeature]:
-    """Every window of every example, in example order. Labels use the first gold answer."""
+def build_features(examples: list[SquadExample], tokenizer: Tokenizer, config: SquadConfig,
+                   counts: dict[str, int] | None = None) -> list[SquadFeature]:
+    """Every window of every example, in example order. Labels use the first gold answer. Questions longer
+    than max_query_length keep their first pieces, counted in counts["questions"] when `counts` is given."""
     features: list[SquadFeature] = []
     for example_index, example in enumerate(examples):
-        query_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example.question))[: config.max_query_length]
+        query_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(example.question))
+        if len(query_ids) > config.max_query_length and counts is not None:
+            counts["questions"] = counts.get("questions", 0) + 1
+        query_ids = query_ids[: config.max_query_length]
         doc_tokens, offsets = tokenize_context(example.context, tokenizer)
         doc_ids = tokenizer.convert_tokens_to_ids(doc_tokens)
         answer = None
@@ -342,8 +350,8 @@ def decode_beam_predictions(
                     s, e = int(start_top_index[row, i]), int(end_top_index[row, i * k_end + j])
                     span = _span(feature, s, e, example.context, config)
                     if span is not None:
-                        spans.append(Candidate(span, float(start_top_log_probs[row, i]),
-                                               float(end_top_log_probs[row, i * k_end + j]), 0.0))
+                        spans.append(Candidate(example.context[span[0]:span[1]], float(start_top_log_probs[row, i]),
+                                               float(end_top_log_probs[row, i * k_end + j]), 0.0, *span))
         nbest = _best_distinct(spans, config.n_best_size)
         result.best_non_null[example.qid] = nbest[0].text if nbest else ""
         # The official score_null: the window most confident that an answer exists speaks for the question.
@@ -353,8 +361,9 @@ def decode_beam_predictions(
     return result
 
 
-def _span(feature: SquadFeature, s: int, e: int, context: str, config: SquadConfig) -> str | None:
-    """The context text of tokens s..e of the window, or None when that is not a valid answer span."""
+def _span(feature: SquadFeature, s: int, e: int, context: str, config: SquadConfig) -> tuple[int, int] | None:
+    """The character span [start, end) in the context of tokens s..e of the window, or None when that is not a
+    valid answer span."""
     if s >= len(feature.token_offsets) or e >= len(feature.token_offsets):
         return None
     first, last = feature.token_offsets[s], feature.token_offsets[e]
@@ -362,7 +371,8 @@ def _span(feature: SquadFeature, s: int, e: int, context: str, config: SquadConf
         return None
     if e < s or e - s + 1 > config.max_answer_length:
         return None
-    return context[first[0]:last[1]] or None  # zero-width "▁" spans would pose as the null answer
+    # zero-width "▁" spans would pose as the null answer
+    return (first[0], last[1]) if context[first[0]:last[1]] else None
 
 
 def _window_spans(
@@ -374,9 +384,10 @@ def _window_spans(
     spans = []
     for s in starts:
         for e in ends:
-            text = _span(feature, int(s), int(e), context, config)
-            if text is not None:
-                spans.append(Candidate(text, float(start_logits[s]), float(end_logits[e]), 0.0))
+            span = _span(feature, int(s), int(e), context, config)
+            if span is not None:
+                spans.append(Candidate(context[span[0]:span[1]], float(start_logits[s]), float(end_logits[e]), 0.0,
+                                       *span))
     return spans
 
 
@@ -399,7 +410,7 @@ def _with_probabilities(nbest: list[Candidate]) -> list[Candidate]:
     scores = np.array([c.start_logit + c.end_logit for c in nbest])
     probs = np.exp(scores - scores.max())
     probs /= probs.sum()
-    return [Candidate(c.text, c.start_logit, c.end_logit, float(p)) for c, p in zip(nbest, probs)]
+    return [Candidate(c.text, c.start_logit, c.end_logit, float(p), c.start, c.end) for c, p in zip(nbest, probs)]
 
 
 def choose_null_threshold(examples: list[SquadExample], decoded: SquadPredictions, metric: str = "f1") -> float:

@@ -16,6 +16,7 @@ same slice for every run seed); RACE and movie-reviews select on dev and report 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -75,8 +76,9 @@ class EncodedSplit:
     features: list[SquadFeature] | None = None
     word_starts: list[np.ndarray] | None = None
     """Token classification: each sentence's first-piece positions (W,), where its words' tags are read."""
-    truncated_words: int = 0
-    """Token classification: words past max_seq_length (predicted "O", counted in the run's log)."""
+    truncated: dict[str, int] = field(default_factory=dict)
+    """What encoding had to cut, counted (reported in the run's log): "words" past max_seq_length (token
+    classification: predicted "O"), "questions" longer than max_query_length (SQuAD: their first pieces kept)."""
 
     @property
     def lengths(self) -> np.ndarray:
@@ -205,15 +207,17 @@ def encode_split(task: Task, examples: list[Example], tokenizer, max_seq_length:
     """Tokenize a split once. Rows are trimmed to the split's longest (the batches pad again as needed),
     and encoded in chunks, so a large split never exists at full `max_seq_length` width in memory."""
     if task.kind == "span":
-        features = build_features(examples, tokenizer, squad_config(config, max_seq_length))
+        counts: dict[str, int] = {}
+        features = build_features(examples, tokenizer, squad_config(config, max_seq_length), counts)
         tensors = features_to_tensors(features)
         if uses_answerability(task, config):
             tensors.update(answerability_tensors(features))
-        return EncodedSplit(examples, _trim(tensors), max_seq_length, tokenizer.pad_token_id, features)
+        return EncodedSplit(examples, _trim(tensors), max_seq_length, tokenizer.pad_token_id, features,
+                            truncated=counts)
     if task.kind == "token_classification":
         tensors, starts, cut = encode_token_examples(examples, task, tokenizer, max_seq_length)
         return EncodedSplit(examples, _trim(tensors), max_seq_length, tokenizer.pad_token_id, word_starts=starts,
-                            truncated_words=cut)
+                            truncated={"words": cut} if cut else {})
     encode = encode_choice_examples if task.kind == "multiple_choice" else encode_pair_examples
     chunks = [_trim(encode(examples[i:i + 4096], task, tokenizer, max_seq_length))
               for i in range(0, len(examples), 4096)]
@@ -253,7 +257,14 @@ def build_model(task: Task, source: str | Path | AlbertConfig, tokenizer,
     if isinstance(source, AlbertConfig):
         model = head(source.replace(**overrides))
     elif Path(source).is_dir():
-        model = head.from_pretrained(Path(source), **overrides)
+        try:
+            model = head.from_pretrained(Path(source), **overrides)
+        except ValueError as err:
+            if "classifier" not in str(err) or "shape" not in str(err):
+                raise
+            labels = json.loads((Path(source) / "config.json").read_text()).get("num_labels", "?")
+            raise ValueError(f"{source}: its classifier has {labels} labels, {task.name} needs {task.num_labels}: "
+                             f"start from the pretrained model, not one fine-tuned for another task") from None
     else:
         model = head(AlbertConfig.preset(str(source), vocab_size=tokenizer.vocab_size, **overrides))
     if model.config.vocab_size < tokenizer.vocab_size:
@@ -515,10 +526,12 @@ def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World,
                "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
                "accumulate": config.accumulate, "optimizer": config.optimizer,
                "max_seq_length": max_seq_length, "padding": config.padding, "bf16": config.bf16,
-               "truncated_words": train.truncated_words + selection.truncated_words})
-    if train.truncated_words + selection.truncated_words:
-        log.message(f"{train.truncated_words + selection.truncated_words} words past max_seq_length "
-                    f"{max_seq_length} in train/selection: not trained on, predicted \"O\"")
+               "truncated": {"train": train.truncated, "selection": selection.truncated}})
+    why = {"words": f"words past max_seq_length {max_seq_length}, predicted \"O\"",
+           "questions": f"questions longer than max_query_length {config.max_query_length}, their first pieces kept"}
+    for name, split in (("train", train), ("selection", selection)):
+        for what, count in split.truncated.items():
+            log.message(f"{name}: {count} {why[what]}")
 
     loop = LoopState()
     saved = _resume_point(resume_dir, world)

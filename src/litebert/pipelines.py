@@ -1,0 +1,253 @@
+"""Inference on raw text, as Hugging Face pipelines feel: `pipeline(task, model_dir)` returns a callable.
+
+    fill-mask            "The film was [MASK]."       -> the top-k pieces for the mask: score, token, token_str,
+                                                         sequence (as transformers' FillMaskPipeline)
+    text-classification  "a gripping film" (or pairs) -> label and score (softmax; the raw score for regression)
+    question-answering   question + context            -> answer, score, start, end (character offsets), decoded
+                                                         as the official SQuAD scripts do (n-best, max length)
+    feature-extraction   "any text"                    -> the last hidden states (T, H) of each text
+
+The model directory is what `save_pretrained` / `litebert finetune` / `litebert export hf` write (its tokenizer
+alongside). Texts go through in batches (bf16 autocast where the device supports it); the commands
+`litebert fill-mask | classify | answer` wrap this with a progress bar on files and JSON lines out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from litebert import pairs
+from litebert.model import AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
+    AlbertModel
+
+
+@dataclass
+class Pipeline:
+    """A model, its tokenizer and how to run them; call it with texts (see the module docstring)."""
+
+    task: str
+    model: torch.nn.Module
+    tokenizer: Any
+    device: torch.device
+    bf16: bool
+    batch_size: int
+    run: Callable[..., list]
+
+    def __call__(self, *args, **kwargs):
+        return self.run(self, *args, **kwargs)
+
+    def forward(self, **inputs: torch.Tensor):
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        with torch.no_grad(), autocast:
+            return self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+
+    def chunks(self, n: int, progress: bool = False) -> Iterable[slice]:
+        """Slices of `batch_size` items over n, with a progress bar when asked."""
+        starts = range(0, n, self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, unit="batch", dynamic_ncols=True, file=sys.stderr)
+        return (slice(i, i + self.batch_size) for i in starts)
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """Padded (B, T) inputs, cut to the model's length (longest first for pairs)."""
+        return self.tokenizer(texts, pairs, max_length=self.model.config.max_position_embeddings, padding=True)
+
+
+def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress: bool = False):
+    """For each text (one [MASK] in it): the `top_k` predictions, most likely first."""
+    single = isinstance(texts, str)
+    texts = [texts] if single else list(texts)
+    mask_id = p.tokenizer.mask_token_id
+    out = []
+    for part in p.chunks(len(texts), progress):
+        enc = _encode_masked(p, texts[part])
+        ids = enc["input_ids"]
+        counts = (ids == mask_id).sum(1)
+        if (counts != 1).any():
+            bad = int(np.flatnonzero(counts.numpy() != 1)[0])
+            raise ValueError(f"fill-mask: text {len(out) + bad + 1} has {int(counts[bad])} [MASK] pieces, expected 1")
+        logits = p.forward(**enc).logits.float()  # (B, T, V)
+        rows, cols = (ids == mask_id).nonzero(as_tuple=True)
+        probs = logits[rows, cols].softmax(-1)  # (B, V)
+        scores, tokens = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        for b in range(len(ids)):
+            real = ids[b][enc["attention_mask"][b].bool()]
+            results = []
+            for score, token in zip(scores[b].tolist(), tokens[b].tolist()):
+                filled = real.clone()
+                filled[cols[b]] = token
+                results.append({"score": score, "token": token, "token_str": p.tokenizer.decode([token]),
+                                "sequence": p.tokenizer.decode(filled.tolist(), skip_special_tokens=True)})
+            out.append(results)
+    return out[0] if single else out
+
+
+def _encode_masked(p: Pipeline, texts: list[str]) -> dict[str, torch.Tensor]:
+    """Texts holding the literal [MASK]: the pieces around it encoded apart and the mask id between them, as
+    Hugging Face's ALBERT tokenizer splits special tokens out (the space before [MASK] goes with it)."""
+    mask = "[MASK]"
+    rows = []
+    for text in texts:
+        parts = text.split(mask)
+        parts = [part.rstrip() if i < len(parts) - 1 else part for i, part in enumerate(parts)]
+        encoded = p.tokenizer.encode_batch_ids([part for part in parts if part])
+        ids, pieces = [], iter(encoded)
+        for i, part in enumerate(parts):
+            ids += next(pieces) if part else []
+            if i < len(parts) - 1:
+                ids.append(p.tokenizer.mask_token_id)
+        ids = ids[:p.model.config.max_position_embeddings - 2]
+        rows.append(pairs.pack(ids, None, p.tokenizer.cls_token_id, p.tokenizer.sep_token_id))
+    batch = pairs.pad(rows, max(len(r[0]) for r in rows), p.tokenizer.pad_token_id)
+    return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
+             progress: bool = False):
+    """For each text (or pair): {"label", "score"}; the softmax's top class, or the raw score for regression."""
+    single = isinstance(texts, str)
+    texts = [texts] if single else list(texts)
+    pairs = None if text_pairs is None else ([text_pairs] if isinstance(text_pairs, str) else list(text_pairs))
+    if pairs is not None and len(pairs) != len(texts):
+        raise ValueError(f"classify: {len(texts)} texts but {len(pairs)} text pairs")
+    labels = p.model.config.id2label or {}
+    out = []
+    for part in p.chunks(len(texts), progress):
+        logits = p.forward(**p.encode(texts[part], pairs[part] if pairs is not None else None)).logits.float()
+        if logits.shape[-1] == 1:
+            out += [{"label": "score", "score": float(v)} for v in logits[:, 0]]
+            continue
+        probs = logits.softmax(-1)
+        score, index = probs.max(-1)
+        out += [{"label": labels.get(int(i), labels.get(str(int(i)), f"LABEL_{int(i)}")), "score": float(s)}
+                for s, i in zip(score, index)]
+    return out[0] if single else out
+
+
+def features(p: Pipeline, texts: str | Sequence[str], progress: bool = False):
+    """For each text: its last hidden states, an array (T, H) over its pieces ([CLS] and [SEP] included)."""
+    single = isinstance(texts, str)
+    texts = [texts] if single else list(texts)
+    out = []
+    for part in p.chunks(len(texts), progress):
+        enc = p.encode(texts[part])
+        hidden = p.forward(**enc).last_hidden_state.float().cpu().numpy()
+        out += [h[m.bool().numpy()] for h, m in zip(hidden, enc["attention_mask"])]
+    return out[0] if single else out
+
+
+def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[str], max_answer_length: int = 30,
+           progress: bool = False):
+    """For each (question, context): {"answer", "score", "start", "end"}, the best span by the official
+    decoding (windows over long contexts, n-best starts and ends, at most `max_answer_length` pieces)."""
+    from litebert.finetune.readers import SquadExample
+    from litebert.finetune.squad import SquadConfig, build_features, decode_predictions, features_to_tensors
+
+    single = isinstance(question, str)
+    questions, contexts = ([question], [context]) if single else (list(question), list(context))
+    if len(questions) != len(contexts):
+        raise ValueError(f"answer: {len(questions)} questions but {len(contexts)} contexts")
+    examples = [SquadExample(str(i), q, c, []) for i, (q, c) in enumerate(zip(questions, contexts))]
+    config = SquadConfig(max_seq_length=min(384, p.model.config.max_position_embeddings),
+                         max_answer_length=max_answer_length)
+    feats = build_features(examples, p.tokenizer, config)
+    tensors = features_to_tensors(feats)
+    starts, ends = [], []
+    for part in p.chunks(len(feats), progress):
+        batch = {k: tensors[k][part] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        result = p.forward(**batch)
+        starts.append(result.start_logits.float().cpu().numpy())
+        ends.append(result.end_logits.float().cpu().numpy())
+    decoded = decode_predictions(examples, feats, np.concatenate(starts), np.concatenate(ends), config,
+                                 version_2=False)
+    out = []
+    for example in examples:
+        best = decoded.nbest[example.qid][0] if decoded.nbest[example.qid] else None
+        out.append({"answer": best.text, "score": best.probability, "start": best.start, "end": best.end}
+                   if best else {"answer": "", "score": 0.0, "start": -1, "end": -1})
+    return out[0] if single else out
+
+
+TASKS: dict[str, tuple[type, Callable]] = {
+    "fill-mask": (AlbertForMaskedLM, fill_mask),
+    "text-classification": (AlbertForSequenceClassification, classify),
+    "question-answering": (AlbertForQuestionAnswering, answer),
+    "feature-extraction": (AlbertModel, features),
+}
+
+
+def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: bool | None = None,
+             batch_size: int = 32) -> Pipeline:
+    """A ready pipeline for `task` on the model (and tokenizer) in `model_dir`; bf16 None: where supported."""
+    from litebert.hardware import bf16_supported
+    from litebert.tokenizer import AlbertTokenizer
+
+    if task not in TASKS:
+        raise ValueError(f"unknown pipeline task {task!r}; known: {', '.join(TASKS)}")
+    head, run = TASKS[task]
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = head.from_pretrained(Path(model_dir)).to(dev).eval()
+    tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    use_bf16 = bf16_supported(str(dev)) if bf16 is None else bf16
+    return Pipeline(task, model, tokenizer, dev, use_bf16, batch_size, run)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `litebert fill-mask`, `litebert classify` and `litebert answer`."""
+    for name, help_text in (("fill-mask", "the most likely pieces for [MASK]"),
+                            ("classify", "label texts with a fine-tuned classifier"),
+                            ("answer", "answer questions from a context with a fine-tuned QA model")):
+        p = subparsers.add_parser(name, help=help_text)
+        p.add_argument("model", metavar="MODEL_DIR")
+        if name == "fill-mask":
+            p.add_argument("text", nargs="*", help="texts with one [MASK] each (or --file)")
+            p.add_argument("--top-k", type=int, default=5)
+        elif name == "classify":
+            p.add_argument("--text", action="append", default=[], help="a text (repeatable)")
+            p.add_argument("--text-pair", action="append", default=None, help="its second text, for pair tasks")
+        else:
+            p.add_argument("--question", required=True)
+            p.add_argument("--context", required=True)
+        if name != "answer":
+            p.add_argument("--file", help="one text per line (classify pairs: text<TAB>pair); JSON lines out")
+        p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                       help="bf16 autocast (default: where the CPU or GPU supports it)")
+        p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+        p.set_defaults(func=_command, pipeline_task={"fill-mask": "fill-mask", "classify": "text-classification",
+                                                      "answer": "question-answering"}[name])
+
+
+def _command(args: argparse.Namespace) -> int:
+    p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size)
+    if args.pipeline_task == "question-answering":
+        print(json.dumps(p(args.question, args.context)))
+        return 0
+    texts, pairs = list(getattr(args, "text", None) or []), getattr(args, "text_pair", None)
+    if args.file:
+        lines = [ln.rstrip("\n") for ln in open(args.file, encoding="utf-8") if ln.strip()]
+        if args.pipeline_task == "text-classification" and any("\t" in ln for ln in lines):
+            texts, pairs = [ln.split("\t", 1)[0] for ln in lines], [ln.split("\t", 1)[-1] for ln in lines]
+        else:
+            texts = lines
+    if not texts:
+        raise ValueError(f"litebert: give texts to {args.command} (arguments, --text or --file)")
+    if args.pipeline_task == "fill-mask":
+        results = fill_mask(p, texts, args.top_k, progress=bool(args.file))
+    else:
+        results = classify(p, texts, pairs, progress=bool(args.file))
+    for text, result in zip(texts, results):
+        print(json.dumps({"text": text, "result": result}, ensure_ascii=False))
+    return 0

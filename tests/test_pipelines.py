@@ -1,0 +1,104 @@
+"""Inference on raw text: litebert.pipeline against transformers' pipelines on the same saved checkpoints (fp32),
+and the fill-mask / classify / answer commands."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from litebert import AlbertConfig, AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
+    AlbertModel
+from litebert.cli import main
+from litebert.pipelines import pipeline
+from litebert.tokenizer import AlbertTokenizer, train_sentencepiece
+
+transformers = pytest.importorskip("transformers")
+
+SENTENCES = ["the film was good and the music was great .", "a dull story , sadly told , with poor acting .",
+             "she walked to the river and watched the boats .", "the old house by the bridge had a red door .",
+             "nobody expected the ending , which was lovely .", "the market opens at nine every morning ."]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipelines")
+    rng = np.random.default_rng(0)
+    words = " ".join(SENTENCES).split()
+    lines = SENTENCES * 20 + [" ".join(rng.choice(words, 10)) for _ in range(300)]
+    (root / "text.txt").write_text("\n".join(lines), encoding="utf-8")
+    train_sentencepiece([root / "text.txt"], root / "tok", vocab_size=80, num_threads=2)
+    tokenizer = AlbertTokenizer.from_pretrained(root / "tok")
+    config = AlbertConfig(vocab_size=tokenizer.vocab_size, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    heads = {"mlm": (AlbertForMaskedLM, {}), "base": (AlbertModel, {}), "qa": (AlbertForQuestionAnswering, {}),
+             "cls": (AlbertForSequenceClassification,
+                     {"num_labels": 3, "id2label": {0: "negative", 1: "neutral", 2: "positive"}})}
+    for name, (cls, extra) in heads.items():
+        torch.manual_seed(1)
+        cls(config.replace(**extra)).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return root
+
+
+def hf_pipeline(task, directory, cls):
+    model = getattr(transformers, cls).from_pretrained(directory)
+    tokenizer = transformers.AlbertTokenizer.from_pretrained(directory)
+    return transformers.pipeline(task, model=model, tokenizer=tokenizer, device="cpu")
+
+
+def test_fill_mask_matches_transformers(models):
+    ours = pipeline("fill-mask", models / "mlm", device="cpu", bf16=False)
+    theirs = hf_pipeline("fill-mask", models / "mlm", "AlbertForMaskedLM")
+    texts = ["the film was [MASK] .", "[MASK] old house by the bridge", "she walked to the river and [MASK]"]
+    for text, got in zip(texts, ours(texts, top_k=5)):
+        want = theirs(text, top_k=5)
+        assert [g["token"] for g in got] == [w["token"] for w in want], text
+        assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=1e-5)
+        assert [g["token_str"] for g in got] == [w["token_str"] for w in want]
+        assert [g["sequence"] for g in got] == [w["sequence"] for w in want]
+    with pytest.raises(ValueError, match=r"text 2 has 0 \[MASK\] pieces, expected 1"):
+        ours(["a [MASK] here", "no mask"])
+
+
+def test_text_classification_and_features_match_transformers(models):
+    ours = pipeline("text-classification", models / "cls", device="cpu", bf16=False, batch_size=2)
+    theirs = hf_pipeline("text-classification", models / "cls", "AlbertForSequenceClassification")
+    got, want = ours(SENTENCES), theirs(SENTENCES)
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=1e-5)
+    pair = ours("the film was good", "the music was great")
+    assert pair["label"] in {"negative", "neutral", "positive"} and 0 < pair["score"] <= 1
+
+    ours = pipeline("feature-extraction", models / "base", device="cpu", bf16=False)
+    theirs = hf_pipeline("feature-extraction", models / "base", "AlbertModel")
+    for text, got in zip(SENTENCES, ours(SENTENCES)):
+        want = np.array(theirs(text))[0]  # (T, H)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_question_answering_returns_a_span_of_the_context(models):
+    qa = pipeline("question-answering", models / "qa", device="cpu", bf16=False)
+    context = " ".join(SENTENCES * 8)  # longer than the model: several windows
+    results = qa(["what was lovely ?", "where did she walk ?"], [context, SENTENCES[2]])
+    for result, ctx in zip(results, [context, SENTENCES[2]]):
+        assert result["answer"] and ctx[result["start"]:result["end"]] == result["answer"]
+        assert 0 < result["score"] <= 1
+
+
+def test_commands_print_json_lines(models, tmp_path, capsys):
+    assert main(["fill-mask", str(models / "mlm"), "the film was [MASK] .", "--top-k", "2", "--no-bf16"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert line["text"] == "the film was [MASK] ." and len(line["result"]) == 2
+    (tmp_path / "texts.txt").write_text("a great film\ta lovely story\nthe music was poor\tdull\n")
+    assert main(["classify", str(models / "cls"), "--file", str(tmp_path / "texts.txt"), "--batch-size", "1"]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [o["text"] for o in out] == ["a great film", "the music was poor"] and all("label" in o["result"]
+                                                                                        for o in out)
+    assert main(["answer", str(models / "qa"), "--question", "where ?", "--context", SENTENCES[2]]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert SENTENCES[2][answer["start"]:answer["end"]] == answer["answer"]
+    assert main(["classify", str(models / "cls")]) == 2
+    assert "give texts to classify" in capsys.readouterr().err
