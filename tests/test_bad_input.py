@@ -180,6 +180,7 @@ def test_a_classifier_fine_tuned_for_another_task_is_named(corpus, tmp_path, cap
     glue.mkdir(parents=True)
     (glue / "train.tsv").write_text("sentence\tlabel\na fine film\t1\na dull film\t0\nok\t1\nbad\t0\n")
     (glue / "dev.tsv").write_text("sentence\tlabel\nok\t1\n")
+    (glue / "test.tsv").write_text("index\tsentence\n0\tok\n")
     assert main(["finetune", "--task", "sst-2", "--data-dir", str(tmp_path / "glue"), "--model", str(model),
                  "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "ft"), "--no-progress"]) == 2
     assert "its classifier has 3 labels, sst-2 needs 2" in error_line(capsys)
