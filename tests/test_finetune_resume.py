@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,24 @@ def test_two_gloo_ranks_fine_tune_like_one_process(setup, tmp_path):
     for name in wa:
         torch.testing.assert_close(wb[name], wa[name], atol=1e-4, rtol=1e-4)
     assert not (tmp_path / "two/seed-1/resume").exists()
+
+
+def test_sigterm_stops_cleanly_and_the_rerun_finishes_the_same(setup, tmp_path):
+    """Pre-emption: SIGTERM ends the current step, writes a resumable checkpoint, exits 0; the rerun resumes."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(setup), str(out), "none"], env=env,
+                             stderr=subprocess.PIPE, text=True)
+    log = out / "seed-1/log.jsonl"
+    while not (log.exists() and log.read_text().count('"loss"') >= 5):
+        assert child.poll() is None, child.stderr.read()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    err = child.communicate(timeout=120)[1]
+    assert child.returncode == 0, err
+    assert "SIGTERM: stopping after this step" in err and "rerun the same command to resume" in err
+    assert list((out / "seed-1/resume").iterdir()) and not (out / "metrics.json").exists()
+    resumed = launch(setup, out, "none")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got, want = outcome(out), outcome(setup / "reference")
+    assert got["metrics"] == want["metrics"] and got["log-1"] == want["log-1"]

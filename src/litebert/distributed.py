@@ -13,6 +13,8 @@ short `timeout`, and torchrun tears the job down when a worker exits non-zero.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -109,6 +111,34 @@ def agree(world: World, *, nonfinite: bool, stop: bool, elapsed_s: float, loss: 
     over_budget = budget_s is not None and clock >= budget_s
     return Decision(skip=skip, stop=any_stop > 0 or over_budget, elapsed_s=clock,
                     loss=loss_sum / world.world_size, tokens=token_sum)
+
+
+@contextmanager
+def stop_on_signals(flag: list, prog: str):
+    """Within it, SIGTERM / SIGINT (a cluster's pre-emption, Ctrl-C) append their name to `flag`: the loop passes
+    `stop=bool(flag)` to `agree` and stops cleanly after the current step (a checkpoint, exit status 0). A
+    second signal exits at once (status 128 + its number); checkpoints on disk are intact, being atomic."""
+    def handler(signum: int, _frame) -> None:
+        name = signal.Signals(signum).name
+        if flag:
+            print(f"\n{prog}: second {name}: exiting now; resume from the last checkpoint", file=sys.stderr,
+                  flush=True)
+            os._exit(128 + signum)
+        flag.append(name)
+        print(f"\n{prog}: {name}: stopping after this step with a checkpoint (send it again to exit at once)",
+              file=sys.stderr, flush=True)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no handlers
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def all_reduce_sum(world: World, values: torch.Tensor) -> torch.Tensor:

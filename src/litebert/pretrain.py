@@ -20,10 +20,8 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import random
 import shutil
-import signal
 import statistics
 import sys
 import time
@@ -475,11 +473,10 @@ def choose_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path) -> c
 
 def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate, hooks: Hooks) -> dict[str, Any]:
     r = build_run_state(config, world, train_data, eval_data, collate, hooks)
-    handlers = _install_stop_handlers(r.stop_requested)
     try:
-        train_loop(r)
+        with D.stop_on_signals(r.stop_requested, "litebert pretrain"):
+            train_loop(r)
     finally:
-        _restore_handlers(handlers)
         r.log.close()
     return finish(r)
 
@@ -885,34 +882,6 @@ def _eta(r: Run, run_s: float) -> float | None:
     if r.plan.max_steps is None or progress.step == r.first_step:
         return None
     return run_s / (progress.step - r.first_step) * (r.plan.max_steps - progress.step)
-
-
-def _install_stop_handlers(flag: list) -> dict:
-    """SIGTERM / SIGINT (a cluster's pre-emption, Ctrl-C) ask for a clean stop at the end of the current step:
-    a checkpoint, the summary, exit status 0. A second signal exits at once (status 128 + signal number); the
-    last checkpoint on disk is intact, since checkpoints are written atomically."""
-    def handler(signum: int, _frame) -> None:
-        name = signal.Signals(signum).name
-        if flag:
-            print(f"\nlitebert pretrain: second {name}: exiting now; resume from the last checkpoint",
-                  file=sys.stderr, flush=True)
-            os._exit(128 + signum)
-        flag.append(name)
-        print(f"\nlitebert pretrain: {name}: stopping after this step with a checkpoint "
-              f"(send it again to exit at once)", file=sys.stderr, flush=True)
-
-    previous = {}
-    try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread
-        pass
-    return previous
-
-
-def _restore_handlers(previous: dict) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -39,7 +39,7 @@ from litebert.finetune.evaluate import glue_submission, glue_submission_files, s
     write_glue_predictions
 from litebert.finetune.tasks import ConllFormat, Task, get_task
 from litebert.finetune.train import HEADS, FinetuneConfig, FinetuneResult, Scored, encode_split, \
-    finetune, load_task_data, main_metric, predict, read_eval_splits, resolve_task, score
+    Interrupted, finetune, load_task_data, main_metric, predict, read_eval_splits, resolve_task, score
 from litebert.tokenizer import AlbertTokenizer
 
 FINETUNE_FILE = "finetune.json"
@@ -347,8 +347,12 @@ def _finetune_command(args: argparse.Namespace) -> int:
     if not is_dir and args.tokenizer is None:
         raise ValueError(f"--model {args.model!r} is not a directory: a preset needs --tokenizer DIR")
     tokenizer = load_tokenizer(args.tokenizer or args.model)
-    summary = run_seeds(task, args.model, tokenizer, args.data_dir, output, _config_from_args(args), seeds,
-                        resume=not args.overwrite)
+    try:
+        summary = run_seeds(task, args.model, tokenizer, args.data_dir, output, _config_from_args(args), seeds,
+                            resume=not args.overwrite)
+    except Interrupted as stopped:  # pre-emption: a clean stop, resumed by rerunning the command
+        print(f"litebert finetune: {stopped}; rerun the same command to resume", file=sys.stderr)
+        return 0
     print(json.dumps(summary["median"], indent=2))
     return 0
 

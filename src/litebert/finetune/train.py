@@ -373,6 +373,10 @@ def main_metric(task: Task, scores: dict[str, float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- the loop
+class Interrupted(Exception):
+    """A run stopped by SIGTERM / SIGINT after writing a resumable checkpoint: rerunning resumes it."""
+
+
 @dataclass
 class LoopState:
     """Everything a fine-tuning run carries from step to step, saved in its resumable checkpoints."""
@@ -391,6 +395,8 @@ class LoopState:
     best_threshold: float | None = None
     best_state: dict[str, torch.Tensor] | None = None
     """The best weights (CPU); on disk in the seed's checkpoints/, not in the resumable checkpoint."""
+    skipped: int = 0
+    """Updates skipped for a non-finite loss or gradient."""
 
 
 def run_settings(task: Task, model_source, config: FinetuneConfig, seed: int) -> dict[str, Any]:
@@ -544,50 +550,66 @@ def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World,
     for _ in range(loop.batches_drawn):  # the same batches as an uninterrupted run: skip those already used
         next(batches)
     save_every = eval_every if config.save_every is None else config.save_every
-    for step in range(loop.step + 1, total + 1):
-        t0 = time.perf_counter()
-        model_for_step.train()
-        set_learning_rate(optimizer, learning_rate(lr, (step - 1) / total, warmup / total))
-        loss = 0.0
-        for micro in range(config.accumulate):  # micro-batches of one optimizer step
-            index = next(batches)  # the same on every rank; each takes its share
-            local = index[world.rank::world.world_size]
-            batch = batching.collate(train.tensors, local, config.padding, max_seq_length, train.pad_token_id)
-            with D.gradient_sync(model_for_step, enabled=micro == config.accumulate - 1), autocast:
-                micro_loss = model_for_step(**{k: v.to(device) for k, v in batch.items()}).loss / config.accumulate
-                micro_loss.backward()
-            loss += micro_loss.detach()
-            loop.seen, loop.batches_drawn = loop.seen + len(index), loop.batches_drawn + 1
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loop.step, loop.train_seconds = step, loop.train_seconds + time.perf_counter() - t0
-        loop.window_loss, loop.window_steps = loop.window_loss + float(loss), loop.window_steps + 1
-        if step % config.log_every == 0 or step == total:
-            window_loss = D.all_reduce_sum(world, torch.tensor([loop.window_loss], dtype=torch.float64)).item()
-            record = {"step": step, "loss": window_loss / world.world_size / loop.window_steps,
-                      "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
-                      "examples_per_s": loop.seen / loop.train_seconds}
-            log.write(record)
-            log.advance(step, f"loss {record['loss']:.4f}")
-            loop.window_loss, loop.window_steps = 0.0, 0
-        log.advance(step)
+    stop: list = []  # signal names, filled by the handlers below
+    with D.stop_on_signals(stop, "litebert finetune"):
+        for step in range(loop.step + 1, total + 1):
+            t0 = time.perf_counter()
+            model_for_step.train()
+            set_learning_rate(optimizer, learning_rate(lr, (step - 1) / total, warmup / total))
+            loss = 0.0
+            for micro in range(config.accumulate):  # micro-batches of one optimizer step
+                index = next(batches)  # the same on every rank; each takes its share
+                local = index[world.rank::world.world_size]
+                batch = batching.collate(train.tensors, local, config.padding, max_seq_length, train.pad_token_id)
+                with D.gradient_sync(model_for_step, enabled=micro == config.accumulate - 1), autocast:
+                    micro_loss = model_for_step(**{k: v.to(device) for k, v in batch.items()}).loss / config.accumulate
+                    micro_loss.backward()
+                loss += micro_loss.detach()
+                loop.seen, loop.batches_drawn = loop.seen + len(index), loop.batches_drawn + 1
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            # One decision for every rank (as pretraining's): skip a non-finite update, stop on a signal.
+            decision = D.agree(world, nonfinite=not (math.isfinite(float(loss)) and math.isfinite(float(grad_norm))),
+                               stop=bool(stop), elapsed_s=0.0, loss=float(loss))
+            if decision.skip:
+                loop.skipped += 1
+                log.message(f"step {step}: non-finite loss or gradient, update skipped ({loop.skipped} so far)")
+                log.write({"step": step, "event": "skip"})
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loop.step, loop.train_seconds = step, loop.train_seconds + time.perf_counter() - t0
+            loop.window_loss, loop.window_steps = loop.window_loss + float(loss), loop.window_steps + 1
+            if step % config.log_every == 0 or step == total:
+                window_loss = D.all_reduce_sum(world, torch.tensor([loop.window_loss], dtype=torch.float64)).item()
+                record = {"step": step, "loss": window_loss / world.world_size / loop.window_steps,
+                          "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
+                          "examples_per_s": loop.seen / loop.train_seconds}
+                log.write(record)
+                log.advance(step, f"loss {record['loss']:.4f}")
+                loop.window_loss, loop.window_steps = 0.0, 0
+            log.advance(step)
 
-        if step % eval_every == 0 or step == total:
-            scored = score(task, selection, predict(model, selection, eval_batch_size, config.padding, device,
-                                                    autocast), config)
-            loop.history.append({"step": step, **scored.metrics})
-            log.write({"step": step, "selection": scored.metrics})
-            log.message(f"step {step}: selection {scored.metrics}")
-            if loop.best_state is None or main_metric(task, scored.metrics) > loop.best_score:
-                # Copied to the CPU: the best state must survive later optimizer steps.
-                loop.best_score, loop.best_step = main_metric(task, scored.metrics), step
-                loop.best_metrics, loop.best_threshold = scored.metrics, scored.null_threshold
-                loop.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                if best_dir is not None and world.is_main:
-                    save_best(best_dir, loop, task)
-        if resume_dir is not None and world.is_main and save_every and step % save_every == 0 and step < total:
-            save_loop(resume_dir, loop, model, optimizer, run_settings(task, model_source, config, seed))
+            if step % eval_every == 0 or step == total:
+                scored = score(task, selection, predict(model, selection, eval_batch_size, config.padding, device,
+                                                        autocast), config)
+                loop.history.append({"step": step, **scored.metrics})
+                log.write({"step": step, "selection": scored.metrics})
+                log.message(f"step {step}: selection {scored.metrics}")
+                if loop.best_state is None or main_metric(task, scored.metrics) > loop.best_score:
+                    # Copied to the CPU: the best state must survive later optimizer steps.
+                    loop.best_score, loop.best_step = main_metric(task, scored.metrics), step
+                    loop.best_metrics, loop.best_threshold = scored.metrics, scored.null_threshold
+                    loop.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    if best_dir is not None and world.is_main:
+                        save_best(best_dir, loop, task)
+            if resume_dir is not None and world.is_main and step < total and (
+                    decision.stop or (save_every and step % save_every == 0)):
+                save_loop(resume_dir, loop, model, optimizer, run_settings(task, model_source, config, seed))
+            if decision.stop and step < total:
+                log.close()
+                raise Interrupted(f"{stop[0] if stop else 'a signal on another rank'}: stopped after step {step} of "
+                                  f"{total} with a resumable checkpoint"
+                                  + (f" in {resume_dir}" if resume_dir is not None else " (none: no run directory)"))
     best = {"score": loop.best_score, "step": loop.best_step, "metrics": loop.best_metrics,
             "state": loop.best_state, "threshold": loop.best_threshold}
     history, train_seconds, seen = loop.history, loop.train_seconds, loop.seen
