@@ -227,3 +227,33 @@ def test_encoder_from_a_checkpoint_of_something_else_is_an_error(tmp_path):
     save_file({"unrelated.weight": torch.zeros(2)}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="lacks keys"):
         AlbertModel.from_pretrained(tmp_path)
+
+
+def test_bert_directories_load_in_transformers(tmp_path):
+    """A share=none, E=H model saves as a Hugging Face BERT directory: BertModel / BertForMaskedLM load it and
+    compute the same; ALBERT's shared or factorised layouts are refused with the reason."""
+    transformers = pytest.importorskip("transformers")
+    from litebert import AlbertForMaskedLM
+
+    config = AlbertConfig(vocab_size=90, embedding_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64, share="none", hidden_act="gelu")
+    ids = torch.randint(5, 90, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    for ours_cls, theirs, field in ((AlbertModel, "BertModel", "last_hidden_state"),
+                                    (AlbertForMaskedLM, "BertForMaskedLM", "logits")):
+        torch.manual_seed(0)
+        ours = ours_cls(config).eval()
+        ours.save_pretrained(tmp_path / theirs, layout="bert")
+        hf = getattr(transformers, theirs).from_pretrained(tmp_path / theirs).eval()
+        with torch.no_grad():
+            a = getattr(ours(ids, mask), field)
+            b = getattr(hf(input_ids=ids, attention_mask=mask), field)
+        torch.testing.assert_close(a[mask.bool()], b[mask.bool()], atol=1e-5, rtol=1e-5)
+        back = ours_cls.from_pretrained(tmp_path / theirs).eval()  # and litebert reads it back
+        with torch.no_grad():
+            torch.testing.assert_close(getattr(back(ids, mask), field), a, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="BERT cannot hold this model: share='all'"):
+        AlbertModel(config.replace(share="all")).save_pretrained(tmp_path / "x", layout="bert")
+    with pytest.raises(ValueError, match="factorized embeddings"):
+        AlbertModel(config.replace(embedding_size=16)).save_pretrained(tmp_path / "y", layout="bert")

@@ -290,7 +290,52 @@ def _hf_state(model) -> dict[str, torch.Tensor]:
     return state
 
 
-LAYOUTS = ("auto", "huggingface", "litebert")
+LAYOUTS = ("auto", "huggingface", "litebert", "bert")
+BERT_ARCHITECTURES = {"AlbertModel": "BertModel", "AlbertForPreTraining": "BertForPreTraining",
+                      "AlbertForMaskedLM": "BertForMaskedLM",
+                      "AlbertForSequenceClassification": "BertForSequenceClassification",
+                      "AlbertForTokenClassification": "BertForTokenClassification",
+                      "AlbertForQuestionAnswering": "BertForQuestionAnswering"}
+
+
+def bert_expressible(model) -> str | None:
+    """None when Hugging Face's BERT classes can hold this model (nothing shared, E = H), else why not."""
+    config = model.config
+    if config.share != "none":
+        return f"share={config.share!r} (BERT shares no weights between layers)"
+    if config.project_embeddings or config.embedding_size != config.hidden_size:
+        return "factorized embeddings (BERT has no E→H projection)"
+    if config.norm_position != "post":
+        return f"norm_position={config.norm_position!r}"
+    if config.qa_answerability:
+        return "the SQuAD 2.0 answerability head"
+    if type(model).__name__ not in BERT_ARCHITECTURES:
+        return f"{type(model).__name__} (BERT has no such head class)"
+    return None
+
+
+def _bert_config(model) -> dict[str, Any]:
+    c = model.config
+    data = {"model_type": "bert", "architectures": [BERT_ARCHITECTURES[type(model).__name__]],
+            "vocab_size": c.vocab_size, "hidden_size": c.hidden_size, "num_hidden_layers": c.depth,
+            "num_attention_heads": c.num_attention_heads, "intermediate_size": c.intermediate_size,
+            "hidden_act": c.hidden_act, "hidden_dropout_prob": c.hidden_dropout_prob,
+            "attention_probs_dropout_prob": c.attention_probs_dropout_prob,
+            "max_position_embeddings": c.max_position_embeddings, "type_vocab_size": c.type_vocab_size,
+            "initializer_range": c.initializer_range, "layer_norm_eps": c.layer_norm_eps,
+            "pad_token_id": c.pad_token_id, "classifier_dropout": c.classifier_dropout_prob}
+    full = c.to_dict()
+    for key in ("num_labels", "id2label", "label2id", "problem_type"):
+        if key in full:
+            data[key] = full[key]
+    return data
+
+
+def _bert_state(model) -> dict[str, torch.Tensor]:
+    state = {external_name(name, model.config, "bert"): t for name, t in model.state_dict().items()}
+    if type(model).__name__ == "AlbertModel":
+        state = {k.removeprefix("bert."): v for k, v in state.items()}
+    return state
 
 
 def save_pretrained(model, directory: Path, layout: str = "auto") -> str:
@@ -299,6 +344,11 @@ def save_pretrained(model, directory: Path, layout: str = "auto") -> str:
     cannot hold; `litebert` always writes litebert's own. Returns the layout written."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "bert":  # Hugging Face BERT classes (share=none, E = H)
+        reason = bert_expressible(model)
+        if reason is not None:
+            raise ValueError(f"{directory}: Hugging Face's BERT cannot hold this model: {reason}")
+        return _write_model(directory, _bert_config(model), _bert_state(model), "bert")
     layout_asked = layout
     reason = hf_expressible(model) if layout != "litebert" else "litebert's layout was asked for"
     if reason is not None and layout == "huggingface":
@@ -310,6 +360,11 @@ def save_pretrained(model, directory: Path, layout: str = "auto") -> str:
         state, layout = dict(model.state_dict()), NATIVE
         if layout_asked == "auto":
             log.warning("%s: saved in litebert's layout: Hugging Face cannot express %s", directory, reason)
+    return _write_model(directory, data, state, layout)
+
+
+def _write_model(directory: Path, data: dict[str, Any], state: dict[str, torch.Tensor], layout: str) -> str:
+    """config.json + model.safetensors, each atomically; returns `layout`."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))

@@ -289,9 +289,10 @@ class AlbertPreTrainedModel(nn.Module):
 
     def save_pretrained(self, path: str | Path, layout: str = "auto") -> str:
         """Write config.json + model.safetensors; Hugging Face's layout whenever it can express this model
-        (`layout="huggingface"`: refuse, naming the reason, when it cannot; `"litebert"`: litebert's own).
+        (`layout="huggingface"`: refuse, naming the reason, when it cannot; `"litebert"`: litebert's own;
+        `"bert"`: Hugging Face's BERT classes, for share="none" models with E = H).
 
-        Returns the format written: "huggingface" or "litebert".
+        Returns the format written: "huggingface", "litebert" or "bert".
         """
         from litebert.convert import save_pretrained
 
