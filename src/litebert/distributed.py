@@ -158,6 +158,23 @@ def broadcast_object(world: World, obj):
     return box[0]
 
 
+def decided_by_rank0(world: World, decide):
+    """`decide()` run on rank 0 only; its (JSON-like) result on every rank, or the exception it raised raised on
+    every rank, so that no rank waits for a decision that never comes."""
+    result, error = None, None
+    if world.is_main:
+        try:
+            result = decide()
+        except Exception as err:  # noqa: BLE001 (re-raised on every rank below)
+            if not world.distributed:
+                raise
+            error = err
+    result, error = broadcast_object(world, (result, error))
+    if error is not None:
+        raise error
+    return result
+
+
 def all_gather_objects(world: World, obj) -> list:
     """Every rank's `obj` (JSON-like: RNG states, data positions), in rank order, on every rank."""
     if not world.distributed:

@@ -430,21 +430,16 @@ def find_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path,
     """The checkpoint every rank resumes from (None: start). Rank 0 chooses it and broadcasts its name, so ranks
     whose filesystems differ (a newer or a corrupt checkpoint on one of them) cannot restore different steps;
     an error on rank 0 is raised on every rank."""
-    choice, error, saved = None, None, None
-    if world.is_main:
-        try:
-            saved = choose_checkpoint(config, output, ckpt_dir)
-            choice = str(saved.path) if saved is not None else None
-        except (ValueError, ckpt.CheckpointError) as err:
-            if not world.distributed:
-                raise
-            error = (isinstance(err, ckpt.CheckpointError), str(err))
-    choice, error = D.broadcast_object(world, (choice, error))
-    if error is not None:
-        raise (ckpt.CheckpointError if error[0] else ValueError)(error[1])
-    if world.is_main or choice is None:
-        return saved
-    return ckpt.load_checkpoint(Path(choice))
+    chosen: dict[str, ckpt.Checkpoint | None] = {}
+
+    def decide() -> str | None:
+        chosen["saved"] = choose_checkpoint(config, output, ckpt_dir)
+        return str(chosen["saved"].path) if chosen["saved"] is not None else None
+
+    path = D.decided_by_rank0(world, decide)
+    if world.is_main or path is None:
+        return chosen.get("saved")
+    return ckpt.load_checkpoint(Path(path))
 
 
 def choose_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path) -> ckpt.Checkpoint | None:

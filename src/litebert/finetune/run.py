@@ -228,7 +228,7 @@ def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None
 
 # ---------------------------------------------------------------------------------------------- CLI
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("finetune", help="fine-tune on a GLUE / SQuAD / RACE / movie-reviews task",
+    p = subparsers.add_parser("finetune", help="fine-tune on a GLUE / SQuAD / RACE / movie-reviews / CoNLL NER task",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help="task name (cola, sst-2, ..., squad2.0, race, movie-reviews)")
     p.add_argument("--data-dir", required=True, help="the benchmark's root directory (e.g. glue_data/)")

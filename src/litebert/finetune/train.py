@@ -408,12 +408,14 @@ def run_settings(task: Task, model_source, config: FinetuneConfig, seed: int) ->
 
 def _resume_point(resume_dir: Path | None, world: D.World) -> ckpt.Checkpoint | None:
     """The newest resumable checkpoint, chosen by rank 0 and loaded by every rank (None: start)."""
-    choice = None
-    if resume_dir is not None and world.is_main:
+    if resume_dir is None:
+        return None
+    def newest_loadable() -> str | None:  # a corrupt newest one is skipped with a warning (load_latest)
         latest = ckpt.load_latest(resume_dir)
-        choice = str(latest.path) if latest is not None else None
-    choice = D.broadcast_object(world, choice)
-    return ckpt.load_checkpoint(Path(choice)) if choice is not None else None
+        return str(latest.path) if latest is not None else None
+
+    path = D.decided_by_rank0(world, newest_loadable)
+    return ckpt.load_checkpoint(Path(path)) if path is not None else None
 
 
 def save_loop(directory: Path, loop: LoopState, model, optimizer, settings: dict[str, Any]) -> None:
