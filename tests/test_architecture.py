@@ -62,3 +62,16 @@ def test_one_atomic_writer_and_one_hash():
             continue
         assert "def file_sha256" not in text and "def write_json_atomic" not in text, path
         assert "mkstemp(" not in text, path
+
+
+def test_one_optimizer_step_for_pretraining_and_fine_tuning():
+    """Backward, clipping and the update happen in step.py only (issue 14: share the loop, do not copy it); the
+    two training loops call `step.take_step` / `step.update`."""
+    for path in SRC.rglob("*.py"):
+        if path.name == "step.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        for call in (".backward(", "clip_grad_norm_(", "optimizer.step("):
+            assert call not in text, (path, call)
+    for loop in ("pretrain", "finetune.train"):
+        assert "litebert.step" in litebert_imports(loop) or "step" in litebert_imports(loop).get("litebert", set())

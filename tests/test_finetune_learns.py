@@ -105,3 +105,18 @@ def test_accumulation_gives_the_global_batch_and_the_best_state_is_on_disk(setup
     assert best.state["selection"] == two.selection
     for name, tensor in two.model.state_dict().items():  # the reported model is the saved best state
         assert torch.equal(best.model[name], tensor), name
+
+
+def test_a_broken_model_skips_non_finite_updates_then_gives_up(setup, tmp_path):
+    """The shared step's guard (litebert.step): a learning rate of 1e30 poisons the weights on the first update;
+    every later step is skipped and logged, and the run stops with a clear error after max_consecutive_skips."""
+    from litebert.finetune.train import FinetuneConfig, finetune, load_task_data
+
+    tokenizer = AlbertTokenizer.from_pretrained(setup / "tok")
+    data = load_task_data("sst-2", setup / "glue")
+    config = FinetuneConfig(optimizer="adamw", learning_rate=1e30, batch_size=8, max_steps=20,
+                            warmup_steps=0, max_seq_length=32, max_consecutive_skips=3, progress=False)
+    with pytest.raises(RuntimeError, match="4 steps in a row had a non-finite loss or gradient \\(at step 5\\)"):
+        finetune("sst-2", setup / "small", tokenizer, data, config, seed=1, run_dir=tmp_path / "run")
+    events = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e.get("event") == "skip"] == [2, 3, 4]

@@ -1,6 +1,7 @@
 """ALBERT pretraining: masked LM over the masked positions + sentence-order prediction, LAMB, one loop.
 
-`run(config)` reads top to bottom, nanoGPT-style. Each optimizer step:
+`run(config)` reads top to bottom, nanoGPT-style. Each optimizer step (the first four in `litebert.step`,
+shared with fine-tuning):
 
     accumulate   forward/backward over `accumulate` micro-batches (gradients all-reduced on the last one)
     clip         global gradient norm to 1.0
@@ -39,6 +40,7 @@ from torch import Tensor, nn
 
 from litebert import checkpoint as ckpt
 from litebert import distributed as D
+from litebert import step as S
 from litebert.config import AlbertConfig, fields
 from litebert.config.pretrain import MLM_BIAS_INITS, Plan, PretrainConfig, config_differences, parse_duration, plan
 # The sections, for callers that build a PretrainConfig from here (`pretrain.BatchConfig(...)`).
@@ -111,20 +113,12 @@ def batch_stats(out, batch: dict[str, Tensor]) -> Tensor:
 
 
 # ================================================================================================ step
-def train_step(model: nn.Module, batches: list[dict], device: torch.device, autocast) -> Tensor:
-    """Forward and backward over one optimizer step's micro-batches; gradients accumulate in `.grad`.
-
-    Each micro-batch's loss is divided by their number, so the gradient is that of the mean loss (the
-    gradient all-reduce then averages over ranks). Returns the summed STATS of the micro-batches.
-    """
-    stats = torch.zeros(len(STATS), dtype=torch.float64, device=device)
-    for i, batch in enumerate(batches):
-        with D.gradient_sync(model, enabled=i == len(batches) - 1):
-            with autocast:
-                out = model(**model_inputs(batch, device))
-            (out.loss / len(batches)).backward()
-        stats += batch_stats(out, batch)
-    return stats.cpu()
+def step_forward(device: torch.device) -> S.Forward:
+    """What one micro-batch of a training step computes (`litebert.step`): the total loss and its STATS."""
+    def forward(model: nn.Module, batch: dict) -> tuple[Tensor, Tensor]:
+        out = model(**model_inputs(batch, device))
+        return out.loss, batch_stats(out, batch)
+    return forward
 
 
 @torch.no_grad()
@@ -384,6 +378,7 @@ class Run:
     """The training data's most frequent piece (evaluation reports the accuracy of always guessing it);
     None when the data cannot count its pieces."""
     guard: SpikeGuard
+    skips: S.SkipGuard
     log: RunLog | None = None
     """Opened once a resume is restored (the progress bar starts at the restored step)."""
     window: LogWindow = field(default_factory=LogWindow)
@@ -391,7 +386,6 @@ class Run:
     """The newest train record (for the progress bar and the summary)."""
     last_saved: int | None = None
     """The step of the newest checkpoint of this run (or the one resumed from)."""
-    skipped_in_a_row: int = 0
     stop_requested: list = field(default_factory=list)
     """Non-empty once SIGTERM / SIGINT arrived."""
     started: float = 0.0
@@ -483,13 +477,12 @@ def train_loop(r: Run) -> None:
     while r.plan.max_steps is None or progress.step < r.plan.max_steps:
         t0 = time.perf_counter()
         lr = set_scheduled_lr(r)
-        stats = accumulate_gradients(r)           # accumulate: forward/backward over `accumulate` micro-batches
-        norm = clip_gradients(r)                  # clip
-        decision = agree_on_step(r, stats, norm)  # agree: skip? stop? the clock, the mean loss
-        if optimizer_step(r, decision, stats) == "rollback":  # step (or skip, or roll back on a spike)
+        result = take_step(r)  # accumulate -> clip -> agree (skip? stop? the clock, the mean loss)
+        decision = result.decision
+        if optimizer_step(r, result) == "rollback":  # step (or skip, or roll back on a spike)
             continue  # back at a checkpoint's step, on data after the spiking batches
         r.window.time_s += time.perf_counter() - t0
-        maybe_log(r, decision, lr, norm)
+        maybe_log(r, decision, lr, result.grad_norm)
         improved = maybe_eval(r, decision)
         maybe_checkpoint(r, decision, improved)
         if decision.stop:
@@ -526,7 +519,8 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
             batches=micro_batches(train_data, config.batch.micro_batch, collate), eval_batches=eval_batches,
             autocast=autocast, hooks=hooks, progress=Progress(),
             top_piece=int(np.argmax(counts)) if counts is not None else None,
-            guard=SpikeGuard(config.guard.spike_factor, config.guard.window))
+            guard=SpikeGuard(config.guard.spike_factor, config.guard.window),
+            skips=S.SkipGuard(config.guard.max_consecutive_skips))
     if saved is not None:
         restore_checkpoint(r, saved, rollback=False)
         r.last_saved = r.progress.step
@@ -642,64 +636,46 @@ def set_scheduled_lr(r: Run) -> float:
     return lr
 
 
-def accumulate_gradients(r: Run) -> Tensor:
-    """Forward/backward over this step's micro-batches (gradients in `.grad`); their summed STATS."""
+def take_step(r: Run) -> S.StepResult:
+    """This step's micro-batches through `litebert.step`: accumulate, clip, agree (on rank 0's clock)."""
     step = r.progress.step + 1
     if r.hooks.before_forward:
         r.hooks.before_forward(step, r.model)
-    stats = train_step(r.model_for_step, [next(r.batches) for _ in range(r.plan.accumulate)], r.world.device,
-                       r.autocast)
-    if r.hooks.after_backward:
-        r.hooks.after_backward(step, r.model)
-    return stats
+    result = S.take_step(
+        r.model_for_step, r.params, [next(r.batches) for _ in range(r.plan.accumulate)], step_forward(r.world.device),
+        r.world, r.autocast, clip_norm=r.config.optim.clip_norm, stop=bool(r.stop_requested),
+        clock=lambda: r.elapsed_before + r.hooks.clock() - r.started, budget_s=r.config.schedule.budget_s,
+        tokens_at=STATS.index("tokens"),
+        after_backward=(lambda: r.hooks.after_backward(step, r.model)) if r.hooks.after_backward else None)
+    r.progress.elapsed_s = result.decision.elapsed_s  # the clock runs for every step, skipped or not
+    return result
 
 
-def clip_gradients(r: Run) -> float:
-    """Clip to the global gradient norm; the norm before clipping (computed even when clipping is off, for
-    the log)."""
-    norm = torch.nn.utils.clip_grad_norm_(r.params, r.config.optim.clip_norm or float("inf"))
-    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # a DTensor under FSDP
-
-
-def agree_on_step(r: Run, stats: Tensor, norm: float) -> D.Decision:
-    """One decision for all ranks: skip (non-finite anywhere), stop (signal, budget), rank 0's clock, mean loss."""
-    loss = stats[0].item() / r.plan.accumulate  # this rank's mean over its micro-batches
-    decision = D.agree(r.world, nonfinite=not (math.isfinite(loss) and math.isfinite(norm)),
-                       stop=bool(r.stop_requested), elapsed_s=r.elapsed_before + r.hooks.clock() - r.started,
-                       loss=loss, budget_s=r.config.schedule.budget_s, tokens=stats[STATS.index("tokens")].item())
-    r.progress.elapsed_s = decision.elapsed_s  # the clock runs for every step, skipped or not
-    return decision
-
-
-def optimizer_step(r: Run, decision: D.Decision, stats: Tensor) -> str:
+def optimizer_step(r: Run, result: S.StepResult) -> str:
     """Skip a non-finite step, roll back on a loss spike, else update: "skip", "rollback" or "update"."""
+    decision = result.decision
+    spike = not decision.skip and r.guard.is_spike(decision.loss)
+    S.update(r.optimizer, decision, hold=spike)
+    r.skips.record(decision.skip, r.progress.step + 1)
     if decision.skip:
-        r.optimizer.zero_grad(set_to_none=True)
         _count_skip(r, decision)
         return "skip"
-    if r.guard.is_spike(decision.loss):
-        r.optimizer.zero_grad(set_to_none=True)
+    if spike:
         roll_back(r, decision.loss)
         r.window.reset()
         return "rollback"
-    r.optimizer.step()
-    r.optimizer.zero_grad(set_to_none=True)
     r.guard.record(decision.loss)
-    r.progress.step, r.skipped_in_a_row = r.progress.step + 1, 0
+    r.progress.step += 1
     r.progress.tokens += decision.tokens
-    r.window.add(stats)
+    r.window.add(result.stats)
     return "update"
 
 
 def _count_skip(r: Run, decision: D.Decision) -> None:
-    """Record a skipped (non-finite) step; give up when too many come in a row: the model itself is broken."""
+    """Record a skipped (non-finite) step in the counts and the log."""
     progress = r.progress
-    progress.skipped, r.skipped_in_a_row = progress.skipped + 1, r.skipped_in_a_row + 1
-    if r.skipped_in_a_row > r.config.guard.max_consecutive_skips:
-        raise RuntimeError(f"{r.skipped_in_a_row} steps in a row had a non-finite loss or gradient "
-                           f"(at step {progress.step + 1}); giving up")
-    r.log.message(f"step {progress.step + 1}: non-finite loss or gradient, update skipped "
-                  f"({progress.skipped} so far)")
+    progress.skipped += 1
+    r.log.message(S.skip_message(progress.step + 1, progress.skipped))
     r.log.write({"step": progress.step + 1, "event": "skip", "loss": _finite_or_none(decision.loss),
                  "time_s": progress.elapsed_s})
 

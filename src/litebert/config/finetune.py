@@ -39,6 +39,8 @@ class FinetuneConfig:
     """Decoupled weight decay, not on LayerNorms and biases (as the official optimizer)."""
     adam_eps: float = 1e-6
     clip_norm: float = 1.0
+    max_consecutive_skips: int = 20
+    """Give up after more than this many updates in a row skipped for a non-finite loss or gradient."""
     eval_every: int | None = None
     """Steps between evaluations of the selection split; default: 10 evaluations per run. The last step is
     always evaluated."""

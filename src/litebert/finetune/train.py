@@ -4,7 +4,7 @@
     encode    encode_split: examples -> padded tensors (SQuAD: overlapping windows), once per split
     model     build_model: the task's head on a checkpoint directory, a preset name or an AlbertConfig
     loop      AdamWeightDecay (the official run scripts' optimizer; torch AdamW as an option), linear warmup +
-              linear decay, clip 1.0, bf16 autocast,
+              linear decay, clip 1.0, bf16 autocast; each step is `litebert.step`'s, as pretraining's,
               length-bucketed batches; every `eval_every` steps score the SELECTION split, keep the best state
     report    the best state is scored once on the REPORTED split(s) and predicts the unlabelled test files
 
@@ -32,6 +32,7 @@ import torch
 from litebert import checkpoint as ckpt
 from litebert import distributed as D
 from litebert import metrics
+from litebert import step as S
 from litebert.config import AlbertConfig, FinetuneConfig, fields
 from litebert.config.pretrain import ParallelConfig
 from litebert.finetune import batching
@@ -373,6 +374,14 @@ def main_metric(task: Task, scores: dict[str, float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- the loop
+def _step_forward(device: torch.device) -> S.Forward:
+    """One training micro-batch's loss (`litebert.step`); its statistics: the examples it held."""
+    def forward(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        return out.loss, torch.tensor([float(len(batch["input_ids"]))], dtype=torch.float64)
+    return forward
+
+
 class Interrupted(Exception):
     """A run stopped by SIGTERM / SIGINT after writing a resumable checkpoint: rerunning resumes it."""
 
@@ -549,6 +558,9 @@ def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World,
         log.write({"event": "resume", "step": loop.step, "from": str(saved.path)})
         log.message(f"resumed from {saved.path} at step {loop.step}")
     batches = batching.training_batches(train.lengths, micro_batch, config.padding, rng)
+    params = [p for p in model.parameters() if p.requires_grad]
+    forward = _step_forward(device)
+    skips = S.SkipGuard(config.max_consecutive_skips)
     for _ in range(loop.batches_drawn):  # the same batches as an uninterrupted run: skip those already used
         next(batches)
     save_every = eval_every if config.save_every is None else config.save_every
@@ -558,29 +570,25 @@ def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World,
             t0 = time.perf_counter()
             model_for_step.train()
             set_learning_rate(optimizer, learning_rate(lr, (step - 1) / total, warmup / total))
-            loss = 0.0
-            for micro in range(config.accumulate):  # micro-batches of one optimizer step
-                index = next(batches)  # the same on every rank; each takes its share
-                local = index[world.rank::world.world_size]
-                batch = batching.collate(train.tensors, local, config.padding, max_seq_length, train.pad_token_id)
-                with D.gradient_sync(model_for_step, enabled=micro == config.accumulate - 1), autocast:
-                    micro_loss = model_for_step(**{k: v.to(device) for k, v in batch.items()}).loss / config.accumulate
-                    micro_loss.backward()
-                loss += micro_loss.detach()
+            micro = []  # one optimizer step's micro-batches; every rank draws the same and takes its share
+            for _ in range(config.accumulate):
+                index = next(batches)
+                micro.append(batching.collate(train.tensors, index[world.rank::world.world_size], config.padding,
+                                              max_seq_length, train.pad_token_id))
                 loop.seen, loop.batches_drawn = loop.seen + len(index), loop.batches_drawn + 1
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            # One decision for every rank (as pretraining's): skip a non-finite update, stop on a signal.
-            decision = D.agree(world, nonfinite=not (math.isfinite(float(loss)) and math.isfinite(float(grad_norm))),
-                               stop=bool(stop), elapsed_s=0.0, loss=float(loss))
+            # accumulate -> clip -> agree, as pretraining's step (litebert.step): skip a non-finite update
+            # on every rank, stop on a signal.
+            result = S.take_step(model_for_step, params, micro, forward, world, autocast,
+                                 clip_norm=config.clip_norm, stop=bool(stop))
+            decision, grad_norm = result.decision, result.grad_norm
+            S.update(optimizer, decision)
+            skips.record(decision.skip, step)
             if decision.skip:
                 loop.skipped += 1
-                log.message(f"step {step}: non-finite loss or gradient, update skipped ({loop.skipped} so far)")
+                log.message(S.skip_message(step, loop.skipped))
                 log.write({"step": step, "event": "skip"})
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
             loop.step, loop.train_seconds = step, loop.train_seconds + time.perf_counter() - t0
-            loop.window_loss, loop.window_steps = loop.window_loss + float(loss), loop.window_steps + 1
+            loop.window_loss, loop.window_steps = loop.window_loss + result.loss, loop.window_steps + 1
             if step % config.log_every == 0 or step == total:
                 window_loss = D.all_reduce_sum(world, torch.tensor([loop.window_loss], dtype=torch.float64)).item()
                 record = {"step": step, "loss": window_loss / world.world_size / loop.window_steps,
