@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from litebert.hardware import cpu_flags, cpu_model
+from litebert.hardware import cpu_flags, cpu_model, cpu_tag  # noqa: F401 (cpu_tag: result names)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

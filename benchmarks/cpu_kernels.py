@@ -4,7 +4,7 @@
     albert-base FFN activation (B x T x 3072).
   - SDPA forward + backward per layer (8 x 12 heads x 64), bf16 vs fp32 (inputs cast up, as
     `litebert.model.attention` does), with and without an additive padding mask, at T = 128, 256, 512: where
-    CPU_FP32_ATTENTION_MAX_LEN comes from.
+    CPU_FAST_PATHS.fp32_attention_backward_max_len's default comes from.
   - bf16 matmul rate of x (M, 768) @ W^T for output widths 768 (Q, K, V apart), 2304 (fused Q/K/V) and 3072
     (FFN in), at M = 1024 rows (8 x 128 tokens) and 4096 (8 x 512).
 Variants of one measurement are timed round-robin (common.interleaved_medians).

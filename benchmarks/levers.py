@@ -4,7 +4,7 @@ together, on an otherwise current albert-base-v2, for a training step and for in
 The levers (all in litebert/model.py), and how this script switches each off for the length of one call:
   - fused QKV: `AlbertAttention.forward` runs three (H, H) projections again and `fused_qkv` builds nothing
   - exact GELU in bf16: each FFN block's `act` becomes the tanh GELU (ALBERT's own, slow in bf16 on CPU)
-  - fp32 attention backward (training only): `CPU_FP32_ATTENTION_MAX_LEN = 0`, so SDPA runs in bf16
+  - fp32 attention backward (training only): `CPU_FAST_PATHS.fp32_attention_backward_max_len = 0`, so SDPA runs in bf16
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
@@ -76,7 +76,7 @@ def tanh_gelu(model):
 LEVERS_OFF = {  # variant name → (model → context manager that switches the lever off)
     "no fused QKV": no_fused_qkv,
     "tanh GELU in bf16": tanh_gelu,
-    "bf16 attention backward": lambda model: mock.patch.object(lm, "CPU_FP32_ATTENTION_MAX_LEN", 0),
+    "bf16 attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "fp32_attention_backward_max_len", 0),
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
 }
 TRAINING_ONLY = {"bf16 attention backward"}

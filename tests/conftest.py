@@ -1,6 +1,25 @@
 """Test-session settings shared by every test module."""
+import dataclasses
+import os
+import tempfile
+
+import pytest
 import torch
 
 # Test models are tiny: one thread is as fast as two for them, and it keeps the tests that start extra
 # processes (torchrun, data workers) from fighting over the two cores.
 torch.set_num_threads(1)
+
+# Calibrations (litebert.calibrate) measured by the tests stay with this session, not in the user's cache;
+# child processes inherit the directory, so a rerun in a kill/resume test decides as the first run did.
+os.environ.setdefault("LITEBERT_CALIBRATION_DIR", tempfile.mkdtemp(prefix="litebert-calibration-"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_cpu_fast_paths():
+    """A run that applied a calibration changes model.CPU_FAST_PATHS process-wide: restore it for the next test."""
+    from litebert import model
+    saved = dataclasses.asdict(model.CPU_FAST_PATHS)
+    yield
+    for name, value in saved.items():
+        setattr(model.CPU_FAST_PATHS, name, value)

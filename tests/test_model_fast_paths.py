@@ -37,14 +37,14 @@ def test_bf16_gelu_is_the_tanh_form_to_bf16_precision():
 
 
 def _attention_and_grads(q, k, v, mask, upcast_len: int):
-    saved = model_module.CPU_FP32_ATTENTION_MAX_LEN
-    model_module.CPU_FP32_ATTENTION_MAX_LEN = upcast_len
+    saved = model_module.CPU_FAST_PATHS.fp32_attention_backward_max_len
+    model_module.CPU_FAST_PATHS.fp32_attention_backward_max_len = upcast_len
     try:
         leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
         out = model_module.attention(*leaves, mask, 0.0)
         out.float().square().sum().backward()
     finally:
-        model_module.CPU_FP32_ATTENTION_MAX_LEN = saved
+        model_module.CPU_FAST_PATHS.fp32_attention_backward_max_len = saved
     return [out.float()] + [t.grad.float() for t in leaves]
 
 

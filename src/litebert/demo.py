@@ -38,7 +38,8 @@ import torch
 from litebert.config import fields
 from litebert.config.demo import GPU_RECIPE, SOURCES, DemoConfig  # noqa: F401
 from litebert.config.pretrain import parse_duration
-from litebert.hardware import bf16_supported, cpu_kind
+from litebert import calibrate
+from litebert.hardware import cpu_kind
 
 REVIEWS_TASK = "movie-reviews"
 def for_device(cfg: DemoConfig) -> DemoConfig:
@@ -334,6 +335,17 @@ def _minilm_dir(cfg: DemoConfig, log) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------------------- driver
+def demo_precision(cfg: DemoConfig) -> dict:
+    """bf16 or fp32 for every stage: as configured, else measured at the pretraining shape (`litebert.calibrate`;
+    bf16 is slower than fp32 on some CPUs with native bf16), its fast paths applied."""
+    from litebert.config import AlbertConfig
+
+    model_config = AlbertConfig.preset(cfg.preset, **model_overrides(cfg))
+    choice = calibrate.precision_choice(cfg.device, cfg.bf16, model_config, cfg.micro_batch, cfg.seq_length)
+    calibrate.apply_choice(choice)
+    return choice
+
+
 def run_demo(cfg: DemoConfig, log=print) -> dict:
     """Run every stage (reusing finished ones) and write OUTPUT/report.md; returns the report's data."""
     from litebert.report import write_report
@@ -341,7 +353,10 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     start = time.perf_counter()
     cfg = for_device(cfg)
     cfg.output.mkdir(parents=True, exist_ok=True)
-    use_bf16 = bf16_supported(cfg.device) if cfg.bf16 is None else cfg.bf16
+    precision = demo_precision(cfg)
+    use_bf16 = precision["bf16"]
+    if precision["description"]:
+        log(f"[precision] {precision['description']}")
     sources, labelled = stage_corpora(cfg)
     data = review_data(labelled, cfg.output)
     held_out = [x.text_a for x in data.selection + data.reported["test"]]
@@ -357,7 +372,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
               "finetune": (ft_dir, ft)}
     device = torch.cuda.get_device_name() if cfg.device.startswith("cuda") else cpu_kind()
     facts = {"machine": device, "python": platform.python_version(),
-             "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": use_bf16,
+             "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": use_bf16, "precision": precision["description"] or precision["how"],
              "date": time.strftime("%Y-%m-%d %H:%M"), "total_seconds": round(time.perf_counter() - start, 1),
              "corpus": {"sources": sorted(sources), **text_stats},
              "config": {k: str(v) for k, v in asdict(cfg).items()}}

@@ -40,6 +40,15 @@ def cpu_kind() -> str:
     return f"{cpu_model()} ({unit})"
 
 
+def cpu_tag() -> str:
+    """A short file-name tag for the CPU kind: vendor family and bf16 unit ("xeon-amx", "epyc-avx512bf16")."""
+    name, flags = cpu_model().lower(), cpu_flags()
+    family = next((f for f in ("xeon", "epyc", "core", "ryzen") if f in name), platform.machine() or "cpu")
+    unit = ("amx" if any(f.startswith("amx") for f in flags)
+            else "avx512bf16" if "avx512_bf16" in flags else "nobf16")
+    return f"{family}-{unit}"
+
+
 def bf16_supported(device: str = "cpu") -> bool:
     """Whether bf16 matmuls run natively (else autocast would emulate them slowly)."""
     if device.startswith("cuda"):

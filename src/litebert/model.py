@@ -7,7 +7,7 @@ and saving checkpoints lives in `litebert.convert` (reached through `from_pretra
 Fast paths, each worth measured in benchmarks/levers.py: `gelu_tanh` (erf GELU for bf16, CPU only),
 `attention` (fp32 backward for short bf16 sequences, CPU only), `AlbertAttention.fused_qkv` (one Q/K/V
 matmul, built once per forward for a shared block) and `extended_attention_mask` (no mask when nothing is
-padded).
+padded). The first two are CPU_FAST_PATHS switches that `litebert.calibrate` sets per machine.
 
 Shapes: B batch, T sequence length, H hidden size, E embedding size, V vocabulary, nh heads, hs head size,
 P masked positions per sequence, C choices, k top-k candidates.
@@ -25,6 +25,22 @@ from torch import Tensor, nn
 from litebert.config import AlbertConfig
 
 
+@dataclass
+class CpuFastPaths:
+    """Switches of the CPU-only bf16 fast paths below. The defaults are what an AMX Xeon measured;
+    `litebert.calibrate` sets them from measurements on the machine a run is on (written to the run's log), as
+    `torch.backends` flags are set from outside. They change speed only, never what is computed beyond bf16
+    rounding."""
+
+    erf_gelu_bf16: bool = True
+    """bf16 `gelu_new` on CPU runs the exact (erf) GELU (see gelu_tanh)."""
+    fp32_attention_backward_max_len: int = 128
+    """bf16 attention that will be differentiated runs in fp32 up to this sequence length (see attention)."""
+
+
+CPU_FAST_PATHS = CpuFastPaths()
+
+
 def gelu_tanh(x: Tensor) -> Tensor:
     """GELU in its tanh form (ALBERT's "gelu_new"), except for bf16 on CPU, where the exact (erf) GELU runs.
 
@@ -36,7 +52,7 @@ def gelu_tanh(x: Tensor) -> Tensor:
     4.8e-4 plus rounding (tests/test_model_fast_paths.py). fp32, fp16 and CUDA keep the tanh form exactly.
     hidden_act="gelu_pytorch_tanh" (Hugging Face's name for the same function) keeps it in bf16 on CPU too.
     """
-    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and CPU_FAST_PATHS.erf_gelu_bf16:
         return F.gelu(x)
     return F.gelu(x, approximate="tanh")
 
@@ -127,17 +143,16 @@ class AlbertEmbeddings(nn.Module):
         return self.projection(x) if self.projection is not None else x  # (B, T, H)
 
 
-CPU_FP32_ATTENTION_MAX_LEN = 128
-"""On CPU, SDPA's flash-attention backward is slower in bf16 than in fp32 for short sequences (8 x 12 heads of
-64, torch 2.13, AMX Xeon, forward + backward per layer, bf16 vs fp32 with the cast: T=128 22 vs 15 ms;
-T=256 35 vs 47 ms; T=512 85 vs 134 ms; benchmarks/cpu_kernels.py), so bf16 attention that will be
-differentiated runs in fp32 up to this length."""
-
-
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
-    """Scaled dot-product attention, q/k/v (B, nh, T, hs) → (B, nh, T, hs); `mask` additive (B, 1, 1, T)."""
+    """Scaled dot-product attention, q/k/v (B, nh, T, hs) → (B, nh, T, hs); `mask` additive (B, 1, 1, T).
+
+    On an AMX Xeon, SDPA's flash-attention backward is slower in bf16 than in fp32 for short sequences (8 x 12
+    heads of 64, torch 2.13, forward + backward per layer, bf16 vs fp32 with the cast: T=128 22 vs 15 ms; T=256
+    35 vs 47 ms; T=512 85 vs 134 ms; benchmarks/cpu_kernels.py), so bf16 attention that will be differentiated
+    runs in fp32 up to CPU_FAST_PATHS.fp32_attention_backward_max_len (calibrated per machine).
+    """
     upcast = (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
-              and q.shape[-2] <= CPU_FP32_ATTENTION_MAX_LEN)
+              and q.shape[-2] <= CPU_FAST_PATHS.fp32_attention_backward_max_len)
     if not upcast:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs straight back to bf16

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from litebert import calibrate
 from litebert import checkpoint as ckpt
 from litebert import distributed as D
 from litebert import step as S
@@ -379,6 +380,8 @@ class Run:
     None when the data cannot count its pieces."""
     guard: SpikeGuard
     skips: S.SkipGuard
+    precision: dict
+    """bf16 or fp32 and how it was decided (`calibrate.precision_choice`)."""
     log: RunLog | None = None
     """Opened once a resume is restored (the progress bar starts at the restored step)."""
     window: LogWindow = field(default_factory=LogWindow)
@@ -512,7 +515,8 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
     # Piece frequencies: one pass over the shards serves the MLM bias init and the unigram baseline.
     counts = train_data.piece_counts() if hasattr(train_data, "piece_counts") else None
     model, model_for_step, optimizer = build_model(config, model_config, world, manifest, counts)
-    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if config.train.bf16 else nullcontext()
+    precision = choose_precision(config, model_config, world, train_data)
+    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if precision["bf16"] else nullcontext()
     eval_batches = (lambda: _eval_batches(eval_data, config, collate)) if eval_data is not None else None
     r = Run(config, world, model_config, manifest, model, model_for_step, optimizer,
             params=[p for p in model.parameters() if p.requires_grad], plan=run_plan, train_data=train_data,
@@ -520,13 +524,24 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
             autocast=autocast, hooks=hooks, progress=Progress(),
             top_piece=int(np.argmax(counts)) if counts is not None else None,
             guard=SpikeGuard(config.guard.spike_factor, config.guard.window),
-            skips=S.SkipGuard(config.guard.max_consecutive_skips))
+            skips=S.SkipGuard(config.guard.max_consecutive_skips), precision=precision)
     if saved is not None:
         restore_checkpoint(r, saved, rollback=False)
         r.last_saved = r.progress.step
     r.log = open_log(r, saved, has_eval=eval_data is not None)
     model_for_step.train()
     return r
+
+
+def choose_precision(config: PretrainConfig, model_config: AlbertConfig, world: D.World, train_data) -> dict:
+    """--bf16 / --no-bf16 as given; unset, rank 0 measures which pays at the run's shape (`litebert.calibrate`)
+    and every rank follows it."""
+    length = (config.data.seq_length or getattr(train_data, "max_seq_length", None)
+              or min(128, model_config.max_position_embeddings))
+    choice = D.decided_by_rank0(world, lambda: calibrate.precision_choice(
+        world.device, config.train.bf16, model_config, config.batch.micro_batch, length))
+    calibrate.apply_choice(choice)
+    return choice
 
 
 def build_model(config: PretrainConfig, model_config: AlbertConfig, world: D.World, manifest: dict | None,
@@ -579,6 +594,8 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> RunLog:
                  progress=config.train.progress, initial=r.progress.step, enabled=world.is_main)
     log.truncate_after(r.progress.step)
     log.message(run_shape(config, world.world_size, r.manifest))
+    log.message(f"precision: {'bf16 autocast' if r.precision['bf16'] else 'fp32'} ({r.precision['how']}"
+                + (f"; {r.precision['description']})" if r.precision["description"] else ")"))
     if config.model.init_from and saved is None:
         log.message(f"model: initialised from {config.model.init_from} (its architecture and weights; "
                     f"a fresh optimizer and schedule)")
@@ -802,7 +819,7 @@ def finish(r: Run) -> dict[str, Any]:
     summary = {"steps": progress.step, "tokens": progress.tokens, "time_s": progress.elapsed_s,
                "skipped_steps": progress.skipped, "rollbacks": progress.rollbacks,
                "final": r.last_record, "best_eval_mlm_acc": progress.best_mlm_acc, "best_step": progress.best_step,
-               "world_size": world.world_size, "accumulate": r.plan.accumulate,
+               "world_size": world.world_size, "accumulate": r.plan.accumulate, "precision": r.precision,
                "stopped_by": r.stop_requested[0] if r.stop_requested else
                ("max_steps" if r.plan.max_steps is not None and progress.step >= r.plan.max_steps else "budget")}
     final_state = D.model_state_dict(r.model)  # a collective under FSDP; full tensors on rank 0
@@ -933,7 +950,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-norm", dest="optim.clip_norm", type=float, default=S)
     p.add_argument("--seed", dest="train.seed", type=int, default=S)
     p.add_argument("--bf16", dest="train.bf16", action=argparse.BooleanOptionalAction, default=S,
-                   help="bf16 autocast (default on)")
+                   help="bf16 autocast (default: where it measures faster; see litebert.calibrate)")
     p.add_argument("--compile", dest="train.compile", action=argparse.BooleanOptionalAction, default=S)
     p.add_argument("--device", dest="train.device", choices=("cpu", "cuda"), default=S)
     p.add_argument("--fsdp", dest="parallel.fsdp", action=argparse.BooleanOptionalAction, default=S,

@@ -210,7 +210,8 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         "# litebert demo: ALBERT end to end on public text",
         "",
         f"{facts['date']} · {facts['machine']} · torch {facts['torch']} · {facts['threads']} threads · "
-        f"bf16 {'on' if facts['bf16'] else 'off'} · stages below took {sum_minutes(stages):.1f} min "
+        f"{'bf16' if facts['bf16'] else 'fp32'} ({facts.get('precision', '')}) · "
+        f"stages below took {sum_minutes(stages):.1f} min "
         f"(this invocation {facts['total_seconds'] / 60:.1f} min; finished stages are reused)",
         "",
         f"**{verdict(by_name)}**" if verdict(by_name) else "",

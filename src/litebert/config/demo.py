@@ -79,7 +79,8 @@ class DemoConfig:
     what the comparison is about (its seeds agreed within 0.5 points when three ran)."""
     workers: int = 2
     bf16: bool | None = None
-    """None: bf16 autocast where the device supports it (AMX/AVX512-BF16 CPUs, Ampere+ GPUs)."""
+    """None: bf16 autocast where the GPU supports it, or where it measures faster than fp32 on this CPU at the
+    pretraining shape (`litebert.calibrate`; it is slower on a Xeon with AVX512-BF16 and no AMX)."""
     device: str | None = None
     """`cpu` or `cuda`; None: cuda when available (with GPU_RECIPE's larger model unless the model was set)."""
     progress: bool = True

@@ -1,0 +1,228 @@
+"""Whether bf16 and each CPU fast path pay on THIS machine: measured at the run's shape, cached, recorded.
+
+The CPU's flags cannot decide it. bf16 matmuls run ~5x fp32's rate on an AMX Xeon and ~2.5x on an
+AVX512-BF16 EPYC, but at 0.55x on a Xeon that has AVX512-BF16 and no AMX (141 vs 254 GFLOP/s at 2048², 2
+threads, torch 2.13, measured 2026-12-02): there bf16 autocast makes every step slower. So, as cuDNN's
+benchmark mode does, `calibrate` times the candidates once and keeps the fastest:
+
+    train   forward + backward of a one-layer copy of the model (same H, I, heads, E, V) on a (B, T) batch
+            with 20 masked positions per row: fp32; bf16 autocast; bf16 with SDPA's backward in bf16 instead
+            of fp32; bf16 with the tanh GELU instead of the erf one
+    infer   forward under inference_mode: fp32; bf16 autocast; bf16 with the tanh GELU
+
+Variants are timed round-robin (medians), so load on the machine hits them alike. bf16 is chosen only when it
+is at least 5% faster than fp32 (it costs precision). The result is cached under
+~/.cache/litebert/calibration/ (or $LITEBERT_CALIBRATION_DIR) by the CPU model, flags, torch version, threads,
+shape and mode, so a machine makes the same choice run after run; runs write it to their logs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from litebert import model as lm
+from litebert.config import AlbertConfig
+from litebert.files import write_json_atomic
+from litebert.hardware import bf16_supported, cpu_flags, cpu_model
+
+log = logging.getLogger("litebert")
+
+MODES = ("train", "infer")
+BF16_MARGIN = 0.95
+"""bf16 must take at most this fraction of fp32's time to be chosen."""
+VERSION = 1
+"""Bumped when what is measured changes: older cached results are then measured again."""
+
+
+@dataclass
+class Calibration:
+    mode: str
+    bf16: bool
+    """bf16 autocast pays at this shape on this machine."""
+    erf_gelu_bf16: bool
+    fp32_attention_backward: bool
+    length: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    """Median milliseconds per variant."""
+    key: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+    def apply(self) -> None:
+        """Set the model's CPU fast-path switches to what was measured (process-wide, like torch.backends)."""
+        lm.CPU_FAST_PATHS.erf_gelu_bf16 = self.erf_gelu_bf16
+        lm.CPU_FAST_PATHS.fp32_attention_backward_max_len = self.length if self.fp32_attention_backward else 0
+
+    def describe(self) -> str:
+        times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items())
+        return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
+                f"({'cached' if self.cached else 'measured'}: {times})")
+
+
+def cache_dir() -> Path:
+    from litebert.fetch import DEFAULT_CACHE
+    return Path(os.environ.get("LITEBERT_CALIBRATION_DIR") or DEFAULT_CACHE / "calibration")
+
+
+def calibration_key(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[str, Any]:
+    """What the measurement depends on: the machine, the software, and the shape."""
+    return {"version": VERSION, "cpu": cpu_model(), "flags": cpu_flags(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "mode": mode, "batch": batch, "length": length,
+            "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
+            "heads": config.num_attention_heads, "embedding_size": config.embedding_size,
+            "vocab_size": config.vocab_size, "hidden_act": config.hidden_act, "norm_position": config.norm_position}
+
+
+def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train", *, force: bool = False,
+              timer: Callable[[dict[str, Callable[[], None]]], dict[str, float]] | None = None) -> Calibration:
+    """The measured choice for `mode` at (batch, length), from the cache unless `force`; cached when measured.
+    `timer` (variant -> run) -> variant -> median seconds replaces the clock (tests)."""
+    if mode not in MODES:
+        raise ValueError(f"calibration mode must be one of {', '.join(MODES)}, got {mode!r}")
+    key = calibration_key(config, batch, length, mode)
+    path = cache_dir() / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
+    if not force and path.exists():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("key") == key:
+                return Calibration(**{**saved, "cached": True})
+        except (OSError, ValueError, TypeError) as err:
+            log.warning("calibration cache %s unreadable (%s): measuring again", path, err)
+    seconds = (timer or interleaved_medians)(variants(config, batch, length, mode))
+    result = decide(seconds, mode, length, key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"})
+    except OSError as err:  # a read-only home must not stop a run; it only re-measures next time
+        log.warning("calibration not cached (%s)", err)
+    return result
+
+
+def decide(seconds: dict[str, float], mode: str, length: int, key: dict[str, Any]) -> Calibration:
+    """The fastest switches among the timed variants (bf16 only with its 5% margin over fp32)."""
+    erf = seconds["bf16"] <= seconds.get("bf16, tanh GELU", float("inf"))
+    fp32_attention = mode == "train" and seconds["bf16"] <= seconds.get("bf16, bf16 attention backward",
+                                                                          float("inf"))
+    best_bf16 = min(t for name, t in seconds.items() if name != "fp32")
+    return Calibration(mode=mode, bf16=best_bf16 <= BF16_MARGIN * seconds["fp32"], erf_gelu_bf16=erf,
+                       fp32_attention_backward=fp32_attention, length=length,
+                       timings_ms={k: round(v * 1e3, 3) for k, v in seconds.items()}, key=key)
+
+
+def variants(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[str, Callable[[], None]]:
+    """name -> one call of that variant on a one-layer copy of the model (random weights and tokens)."""
+    small = dataclasses.replace(config, num_hidden_layers=1, num_hidden_groups=1, inner_group_num=1,
+                                max_position_embeddings=max(length, config.max_position_embeddings),
+                                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, extra={})
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, small.vocab_size, (batch, length), generator=g)
+    ones, zeros = torch.ones_like(ids), torch.zeros_like(ids)
+    gelu_switch = config.hidden_act in ("gelu_new", "gelu_fast")
+    if mode == "infer":
+        model = lm.AlbertModel(small).eval()
+
+        def run(bf16: bool) -> None:
+            with torch.inference_mode(), _autocast(bf16):
+                model(ids, ones, zeros)
+        out = {"fp32": lambda: run(False), "bf16": _switched(lambda: run(True), erf_gelu_bf16=True)}
+        if gelu_switch:
+            out["bf16, tanh GELU"] = _switched(lambda: run(True), erf_gelu_bf16=False)
+        return out
+    model = lm.AlbertForPreTraining(small).train()
+    P = min(20, length - 1)
+    positions = torch.stack([torch.randperm(length - 1, generator=g)[:P] + 1 for _ in range(batch)]).sort(-1).values
+    targets = torch.gather(ids, 1, positions)
+    sop = torch.randint(0, 2, (batch,), generator=g)
+
+    def step(bf16: bool) -> None:
+        with _autocast(bf16):
+            loss = model(ids, ones, zeros, labels=targets, sentence_order_label=sop,
+                         masked_lm_positions=positions).loss
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+    out = {"fp32": lambda: step(False),
+           "bf16": _switched(lambda: step(True), erf_gelu_bf16=True, fp32_attention_backward_max_len=length),
+           "bf16, bf16 attention backward": _switched(lambda: step(True), erf_gelu_bf16=True,
+                                                      fp32_attention_backward_max_len=0)}
+    if gelu_switch:
+        out["bf16, tanh GELU"] = _switched(lambda: step(True), erf_gelu_bf16=False,
+                                           fp32_attention_backward_max_len=length)
+    return out
+
+
+def interleaved_medians(fns: dict[str, Callable[[], None]], budget_s: float = 0.5) -> dict[str, float]:
+    """Median seconds per call of each function, called in turn (one warm-up each; 5 to 50 rounds, about
+    `budget_s` of calls per function)."""
+    warm = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        fn()
+        warm[name] = time.perf_counter() - t0
+    rounds = max(5, min(50, int(budget_s / max(max(warm.values()), 1e-4))))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def resolve_bf16(device: torch.device | str, bf16: bool | None, config: AlbertConfig, batch: int, length: int,
+                 mode: str = "train") -> tuple[bool, Calibration | None]:
+    """A run's precision: `bf16` when given; else on CUDA where the GPU supports bf16; else on a CPU with native
+    bf16 (AMX or AVX512-BF16), what `calibrate` measures at the run's shape. Apply the calibration's fast
+    paths with `apply_choice` (on every rank, when rank 0 decided)."""
+    device = torch.device(device)
+    if bf16 is not None:
+        return bf16, None
+    if device.type != "cpu":
+        return bf16_supported(str(device)), None
+    if not bf16_supported("cpu"):
+        return False, None
+    result = calibrate(config, batch, length, mode)
+    return result.bf16, result
+
+
+def precision_choice(device: torch.device | str, bf16: bool | None, config: AlbertConfig, batch: int, length: int,
+                     mode: str = "train") -> dict[str, Any]:
+    """`resolve_bf16` as a JSON-like record (what runs log, and what rank 0 broadcasts)."""
+    use, result = resolve_bf16(device, bf16, config, batch, length, mode)
+    how = "as asked" if bf16 is not None else "calibrated" if result is not None else "by device support"
+    return {"bf16": use, "how": how, "calibration": dataclasses.asdict(result) if result is not None else None,
+            "description": result.describe() if result is not None else None}
+
+
+def apply_choice(choice: dict[str, Any]) -> None:
+    """Set the model's CPU fast paths to a calibrated bf16 choice (an fp32 or uncalibrated one leaves them)."""
+    if choice["bf16"] and choice["calibration"] is not None:
+        Calibration(**choice["calibration"]).apply()
+
+
+def _autocast(bf16: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def _switched(fn: Callable[[], None], **switches: Any) -> Callable[[], None]:
+    """`fn` with model.CPU_FAST_PATHS fields set for the call only."""
+    def run() -> None:
+        saved = dataclasses.asdict(lm.CPU_FAST_PATHS)
+        for name, value in switches.items():
+            setattr(lm.CPU_FAST_PATHS, name, value)
+        try:
+            fn()
+        finally:
+            for name, value in saved.items():
+                setattr(lm.CPU_FAST_PATHS, name, value)
+    return run

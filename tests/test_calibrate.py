@@ -1,0 +1,109 @@
+"""litebert.calibrate: bf16 and the CPU fast paths are chosen by timing them on the machine, cached per machine and
+shape, and what a run chose is in its log and summary."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from litebert import calibrate as C
+from litebert import model as lm
+from litebert.config import AlbertConfig
+
+TINY = AlbertConfig(vocab_size=64, embedding_size=16, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=64)
+KEY = {"batch": 4}
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LITEBERT_CALIBRATION_DIR", str(tmp_path / "calibration"))
+
+
+def fake_timer(seconds: dict[str, float], calls: list):
+    def timer(fns):
+        calls.append(sorted(fns))
+        return {name: seconds[name] for name in fns}
+    return timer
+
+
+def test_bf16_is_chosen_only_when_it_is_clearly_faster():
+    base = {"bf16, bf16 attention backward": 9.0, "bf16, tanh GELU": 9.0}
+    assert not C.decide({"fp32": 1.0, "bf16": 1.6, **base}, "train", 32, KEY).bf16  # the no-AMX Xeon's case
+    assert not C.decide({"fp32": 1.0, "bf16": 0.97, **base}, "train", 32, KEY).bf16  # within the 5% margin
+    assert C.decide({"fp32": 1.0, "bf16": 0.3, **base}, "train", 32, KEY).bf16  # the AMX Xeon's case
+
+
+def test_each_fast_path_is_the_faster_of_its_pair():
+    chosen = C.decide({"fp32": 1.0, "bf16": 0.5, "bf16, bf16 attention backward": 0.4, "bf16, tanh GELU": 0.6},
+                      "train", 48, KEY)
+    assert chosen.bf16 and chosen.erf_gelu_bf16 and not chosen.fp32_attention_backward
+    chosen.apply()
+    assert lm.CPU_FAST_PATHS.fp32_attention_backward_max_len == 0 and lm.CPU_FAST_PATHS.erf_gelu_bf16
+    chosen = C.decide({"fp32": 1.0, "bf16": 0.5, "bf16, bf16 attention backward": 0.7, "bf16, tanh GELU": 0.45},
+                      "train", 48, KEY)
+    assert chosen.fp32_attention_backward and not chosen.erf_gelu_bf16
+    chosen.apply()
+    assert lm.CPU_FAST_PATHS.fp32_attention_backward_max_len == 48 and not lm.CPU_FAST_PATHS.erf_gelu_bf16
+    x = torch.linspace(-4, 4, 101).to(torch.bfloat16)
+    assert torch.equal(lm.gelu_tanh(x), torch.nn.functional.gelu(x, approximate="tanh"))  # the switch is obeyed
+
+
+def test_a_measurement_is_cached_per_machine_and_shape(tmp_path):
+    calls: list = []
+    timer = fake_timer({"fp32": 1.0, "bf16": 0.5, "bf16, bf16 attention backward": 0.6, "bf16, tanh GELU": 0.7},
+                       calls)
+    first = C.calibrate(TINY, 4, 16, "train", timer=timer)
+    assert not first.cached and first.bf16 and len(calls) == 1
+    assert calls[0] == ["bf16", "bf16, bf16 attention backward", "bf16, tanh GELU", "fp32"]
+    again = C.calibrate(TINY, 4, 16, "train", timer=timer)
+    assert again.cached and len(calls) == 1 and again.timings_ms == first.timings_ms
+    assert again.key["torch"] == torch.__version__ and again.key["threads"] == torch.get_num_threads()
+    C.calibrate(TINY, 4, 32, "train", timer=timer)  # another length: measured again
+    C.calibrate(TINY, 4, 16, "infer", timer=timer)  # inference: its own variants (no attention backward)
+    assert len(calls) == 3 and calls[2] == ["bf16", "bf16, tanh GELU", "fp32"]
+    C.calibrate(TINY, 4, 16, "train", timer=timer, force=True)
+    assert len(calls) == 4
+    for path in (tmp_path / "calibration").glob("*.json"):
+        path.write_text("{not json")
+    assert not C.calibrate(TINY, 4, 16, "train", timer=timer).cached  # unreadable cache: measured again
+    with pytest.raises(ValueError, match="calibration mode must be one of train, infer"):
+        C.calibrate(TINY, 4, 16, "serve")
+
+
+def test_the_real_measurement_times_every_variant_on_a_one_layer_copy():
+    for mode, count in (("train", 4), ("infer", 3)):
+        variants = C.variants(TINY, 2, 16, mode)
+        assert len(variants) == count
+        seconds = C.interleaved_medians(variants, budget_s=0.05)
+        assert all(math.isfinite(t) and t > 0 for t in seconds.values())
+    assert len(C.variants(AlbertConfig(**{**TINY.__dict__, "hidden_act": "gelu", "extra": {}}), 2, 16, "train")) == 3
+
+
+def test_an_explicit_choice_or_a_cpu_without_native_bf16_measures_nothing(monkeypatch):
+    monkeypatch.setattr(C, "calibrate", lambda *a, **k: pytest.fail("measured"))
+    assert C.resolve_bf16("cpu", True, TINY, 4, 16) == (True, None)
+    assert C.resolve_bf16("cpu", False, TINY, 4, 16) == (False, None)
+    monkeypatch.setattr(C, "bf16_supported", lambda device: False)
+    assert C.precision_choice("cpu", None, TINY, 4, 16) == {"bf16": False, "how": "by device support",
+                                                            "calibration": None, "description": None}
+
+
+def test_a_pretraining_run_records_its_precision(tmp_path, monkeypatch, capsys):
+    """bf16 unset: the run's summary says what was measured and chosen; --no-bf16 is taken as asked."""
+    from test_pretrain import tiny_config, train
+
+    monkeypatch.setattr(C, "bf16_supported", lambda device: True)
+    seconds = {"fp32": 1.0, "bf16": 2.0, "bf16, bf16 attention backward": 2.0, "bf16, tanh GELU": 2.0}
+    real = C.calibrate
+    monkeypatch.setattr(C, "calibrate", lambda *a, **k: real(*a, **k, timer=lambda fns: seconds))
+    summary = train(tiny_config(tmp_path / "auto", train={"max_steps": 2}))
+    assert summary["precision"]["bf16"] is False and summary["precision"]["how"] == "calibrated"
+    assert summary["precision"]["calibration"]["timings_ms"]["bf16"] == 2000.0
+    assert "precision: fp32 (calibrated; fp32 for train at 4x32 (measured: fp32 1000.0 ms, bf16 2000.0 ms" \
+        in capsys.readouterr().err
+    asked = train(tiny_config(tmp_path / "asked", train={"max_steps": 2, "bf16": True}))
+    assert asked["precision"] == {"bf16": True, "how": "as asked", "calibration": None, "description": None}
+    assert json.loads((tmp_path / "asked/summary.json").read_text())["precision"]["bf16"] is True
