@@ -117,19 +117,53 @@ def _external_or_none(name: str, config: AlbertConfig, layout: str) -> str | Non
 
 
 # ---------------------------------------------------------------------------------------------- reading
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+"""The weights of a checkpoint directory, first found wins (Hugging Face's order): one file, or the index of a
+sharded checkpoint (`weight_map`: tensor name → shard file)."""
+
+
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint directory; never executes code from the file."""
-    st, pt = directory / "model.safetensors", directory / "pytorch_model.bin"
+    """The tensors of a checkpoint directory, sharded or not; never executes code from the files."""
+    for name in WEIGHT_FILES:
+        path = directory / name
+        if path.is_file():
+            return _read_sharded(path) if name.endswith(".index.json") else _read_weights_file(path)
+    raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin (nor a sharded index)")
+
+
+def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """One safetensors file, or a PyTorch one read with weights_only."""
+    is_st = path.name.endswith(".safetensors")
     try:
-        if st.exists():
-            return load_file(str(st))
-        if pt.exists():
-            return torch.load(pt, map_location="cpu", weights_only=True)
+        return load_file(str(path)) if is_st else torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        bad = st if st.exists() else pt
-        raise ValueError(f"{bad}: not a readable {'safetensors' if bad == st else 'PyTorch'} weights file "
+        raise ValueError(f"{path}: not a readable {'safetensors' if is_st else 'PyTorch'} weights file "
                          f"({str(err).splitlines()[0]})") from None
-    raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin")
+
+
+def _read_sharded(index: Path) -> dict[str, torch.Tensor]:
+    """The tensors a sharded checkpoint's index lists, each taken from the shard the index names."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        shards: dict[str, list[str]] = {}
+        for key, shard in weight_map.items():
+            shards.setdefault(shard, []).append(key)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"{index}: not a sharded-checkpoint index (expected JSON with a weight_map object)") \
+            from None
+    state = {}
+    for shard, keys in shards.items():
+        path = index.parent / shard
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: shard listed in {index.name} is missing")
+        tensors = _read_weights_file(path)
+        absent = [k for k in keys if k not in tensors]
+        if absent:
+            raise ValueError(f"{path}: lacks {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''}, which "
+                             f"{index.name} places in it")
+        state.update((k, tensors[k]) for k in keys)
+    return state
 
 
 def _layout_of(data: dict[str, Any]) -> str:
