@@ -608,3 +608,30 @@ def test_init_from_refuses_another_vocabulary_or_tokenizer(made_data, tmp_path, 
     assert "its tokenizer is not the one the data was made with" in capsys.readouterr().err
     assert cli(*base, "--init-from", str(tmp_path / "nothing")) == 2
     assert "not a model directory" in capsys.readouterr().err
+
+
+def test_prefetched_batches_and_cursors_equal_inline_ones():
+    """The prefetching thread reads ahead, but hands out the same batches in the same order, each with the
+    dataset cursor right after it (what a checkpoint saves); errors on the thread surface in the loop."""
+    collate = Collator(0, PRED)
+    inline_data, ahead_data = SyntheticData(n=40), SyntheticData(n=40)
+    inline = P.Prefetcher(P.micro_batches(inline_data, 6, collate), inline_data.state_dict, depth=0)
+    ahead = P.Prefetcher(P.micro_batches(ahead_data, 6, collate), ahead_data.state_dict, depth=3)
+    for _ in range(15):  # past two epoch ends (40 examples, batches of 6)
+        a, b = next(inline), next(ahead)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        time.sleep(0.002)  # let the thread run ahead
+        assert ahead.state == inline.state == inline_data.state_dict()
+    deadline = time.monotonic() + 5
+    while not ahead._queue.full() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ahead_data.state_dict() != ahead.state  # the thread has read further than what was handed out
+    ahead.close()
+
+    def broken():
+        yield collate([SyntheticData().example(0)])
+        raise OSError("shard 3: read error")
+    failing = P.Prefetcher(broken(), lambda: None)
+    next(failing)
+    with pytest.raises(OSError, match="shard 3: read error"):
+        next(failing)

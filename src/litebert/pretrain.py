@@ -21,10 +21,12 @@ import argparse
 import dataclasses
 import json
 import math
+import queue
 import random
 import shutil
 import statistics
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -74,6 +76,63 @@ def micro_batches(dataset: Iterable, batch_size: int, collate: Callable[[list], 
         empty_passes = empty_passes + 1 if count == 0 else 0
         if empty_passes == 2:
             raise ValueError(f"the training data yields no examples for this rank (batch size {batch_size})")
+
+
+class Prefetcher:
+    """Micro-batches drawn `depth` ahead on a background thread, so shard reads, dynamic masking and collation
+    overlap the step (benchmarks/bench_data_path.py); depth 0 draws them inline.
+
+    `state()` (the dataset's cursor) is read on the drawing thread right after each batch, and `.state` is the
+    one of the batch handed out last: what a checkpoint saves, however far ahead the thread has read. The
+    thread starts at the first `next()`, so a cursor restored before that is where it begins.
+    """
+
+    _DONE = object()
+
+    def __init__(self, batches: Iterator[dict], state: Callable[[], Any], depth: int = 2):
+        self.batches, self.read_state, self.depth = batches, state, depth
+        self.state: Any = None
+        self._queue: queue.Queue | None = None
+        self._stop = threading.Event()
+
+    def __iter__(self) -> Prefetcher:
+        return self
+
+    def __next__(self) -> dict:
+        if self.depth == 0:
+            batch = next(self.batches)
+            self.state = self.read_state()
+            return batch
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=self.depth)
+            threading.Thread(target=self._draw, name="litebert-prefetch", daemon=True).start()
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is self._DONE:
+            raise StopIteration
+        batch, self.state = item
+        return batch
+
+    def _draw(self) -> None:
+        try:
+            for batch in self.batches:
+                item = (batch, self.read_state())
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(self._DONE)
+        except BaseException as err:  # noqa: BLE001 (handed to the consumer, raised there)
+            self._queue.put(err)
+
+    def close(self) -> None:
+        """Stop the drawing thread (it exits within 0.1 s; batches it holds are dropped)."""
+        self._stop.set()
 
 
 def model_inputs(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor | None]:
@@ -368,8 +427,8 @@ class Run:
     """What the config means on this world: accumulation, step limit, decay horizon (`config.plan`)."""
     train_data: Any
     """Its `state_dict()` is the data cursor a checkpoint saves."""
-    batches: Iterator[dict]
-    """Endless training micro-batches drawn from train_data."""
+    batches: Prefetcher
+    """Endless training micro-batches drawn from train_data (ahead, on a thread); `.state` is the cursor."""
     eval_batches: Callable[[], Iterator[dict]] | None
     """The same held-out micro-batches at every call; None: no eval split."""
     autocast: Any
@@ -469,6 +528,7 @@ def _run(config: PretrainConfig, world: D.World, train_data, eval_data, collate,
         with D.stop_on_signals(r.stop_requested, "litebert pretrain"):
             train_loop(r)
     finally:
+        r.batches.close()
         r.log.close()
     return finish(r)
 
@@ -520,7 +580,8 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
     eval_batches = (lambda: _eval_batches(eval_data, config, collate)) if eval_data is not None else None
     r = Run(config, world, model_config, manifest, model, model_for_step, optimizer,
             params=[p for p in model.parameters() if p.requires_grad], plan=run_plan, train_data=train_data,
-            batches=micro_batches(train_data, config.batch.micro_batch, collate), eval_batches=eval_batches,
+            batches=Prefetcher(micro_batches(train_data, config.batch.micro_batch, collate), train_data.state_dict,
+                               depth=config.data.prefetch), eval_batches=eval_batches,
             autocast=autocast, hooks=hooks, progress=Progress(),
             top_piece=int(np.argmax(counts)) if counts is not None else None,
             guard=SpikeGuard(config.guard.spike_factor, config.guard.window),
@@ -776,7 +837,9 @@ def save_checkpoint(r: Run, step: int) -> Path | None:
     model_state = D.model_state_dict(r.model)  # collectives under FSDP: every rank takes part
     optim_state = D.optimizer_state_dict(r.model, r.optimizer)
     rngs = D.all_gather_objects(world, rng_state())
-    cursors = D.all_gather_objects(world, r.train_data.state_dict())
+    # The cursor after the last batch trained on (the prefetching thread may have read further).
+    cursors = D.all_gather_objects(world, r.batches.state if r.batches.state is not None
+                                   else r.train_data.state_dict())
     path, error = None, None
     if world.is_main:
         state = {"config": fields.to_dict(r.config), "model_config": r.model_config.to_dict(),
