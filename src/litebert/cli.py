@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "litebert.finetune.run",
     "litebert.demo",
     "litebert.export",
+    "litebert.convert",
     "litebert.pipelines",
 ]
 

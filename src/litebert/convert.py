@@ -11,6 +11,7 @@ import json
 import logging
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,22 +88,28 @@ def _placeholders(config: AlbertConfig, block: int, layout: str) -> dict[str, in
     return {"group": block // config.inner_group_num, "inner": block % config.inner_group_num}
 
 
-def external_name(name: str, config: AlbertConfig, layout: str) -> str:
-    """litebert parameter name → the same parameter's name in the `albert` or `bert` layout."""
-    base_prefix = "albert." if layout == "albert" else "bert."
-    body = name.removeprefix("albert.")
-    # AlbertModel's own names carry no prefix; the result always does (see _normalise_prefix).
+def _split_name(name: str) -> tuple[bool, str, int | None, str]:
+    """litebert parameter name → (part of the base model?, its module's key in the maps (`{block}` for an
+    encoder block), the block index or None, the parameter: weight / bias)."""
+    body = name.removeprefix("albert.")  # AlbertModel's own names carry no prefix
     is_base = body.split(".")[0] in ("embeddings", "encoder", "pooler")
     module, _, param = body.rpartition(".")
-    table = (ALBERT_MAP if layout == "albert" else BERT_MAP) if is_base else \
-        (ALBERT_HEAD_MAP if layout == "albert" else BERT_HEAD_MAP)
-    block = None
     match = re.match(r"^(encoder\.(?:attention|ffn))\.(\d+)\.(.*)$", module)
     if match:
-        module, block = f"{match[1]}.{{block}}.{match[3]}", int(match[2])
+        return is_base, f"{match[1]}.{{block}}.{match[3]}", int(match[2]), param
+    return is_base, module, None, param
+
+
+def external_name(name: str, config: AlbertConfig, layout: str) -> str:
+    """litebert parameter name → the same parameter's name in the `albert` or `bert` layout (base model names
+    always with their prefix, see _normalise_prefix)."""
+    is_base, module, block, param = _split_name(name)
+    table = (ALBERT_MAP if layout == "albert" else BERT_MAP) if is_base else \
+        (ALBERT_HEAD_MAP if layout == "albert" else BERT_HEAD_MAP)
     if module not in table:
         raise ValueError(f"no {layout} name for litebert parameter {name!r}")
     target = table[module].format(**_placeholders(config, block, layout)) if block is not None else table[module]
+    base_prefix = "albert." if layout == "albert" else "bert."
     return f"{base_prefix if is_base else ''}{target}.{param}"
 
 
@@ -311,17 +318,19 @@ def _hf_config(model) -> dict[str, Any]:
     return {**_hf_equivalent(model.config).to_dict(), "architectures": [type(model).__name__]}
 
 
-def _hf_state(model) -> dict[str, torch.Tensor]:
-    config = model.config
-    hf_cfg = _hf_equivalent(config)
-    state = {external_name(name, hf_cfg, "albert"): t for name, t in model.state_dict().items()}
-    if not config.project_embeddings:  # HF always maps E→H: write the identity, which changes nothing
+def _external_state(state: dict[str, torch.Tensor], config: AlbertConfig, layout: str,
+                    architecture: str) -> dict[str, torch.Tensor]:
+    """litebert-named tensors → the `albert` (HF ALBERT) or `bert` layout's names; a base model's (AlbertModel)
+    without their prefix, as Hugging Face saves base models."""
+    names_config = _hf_equivalent(config) if layout == "albert" else config
+    out = {external_name(name, names_config, layout): t for name, t in state.items()}
+    if layout == "albert" and not config.project_embeddings:  # HF always maps E→H: the identity changes nothing
         H = config.hidden_size
-        state["albert.encoder.embedding_hidden_mapping_in.weight"] = torch.eye(H)
-        state["albert.encoder.embedding_hidden_mapping_in.bias"] = torch.zeros(H)
-    if type(model).__name__ == "AlbertModel":
-        state = {k.removeprefix("albert."): v for k, v in state.items()}
-    return state
+        out["albert.encoder.embedding_hidden_mapping_in.weight"] = torch.eye(H)
+        out["albert.encoder.embedding_hidden_mapping_in.bias"] = torch.zeros(H)
+    if architecture == "AlbertModel":
+        out = {k.removeprefix(f"{layout}."): v for k, v in out.items()}
+    return out
 
 
 LAYOUTS = ("auto", "huggingface", "litebert", "bert")
@@ -365,13 +374,6 @@ def _bert_config(model) -> dict[str, Any]:
     return data
 
 
-def _bert_state(model) -> dict[str, torch.Tensor]:
-    state = {external_name(name, model.config, "bert"): t for name, t in model.state_dict().items()}
-    if type(model).__name__ == "AlbertModel":
-        state = {k.removeprefix("bert."): v for k, v in state.items()}
-    return state
-
-
 def save_pretrained(model, directory: Path, layout: str = "auto") -> str:
     """Write config.json + model.safetensors atomically: `auto` writes HF ALBERT's layout when it can express
     the model and litebert's otherwise (with a warning); `huggingface` refuses, with the reason, a model HF
@@ -382,13 +384,15 @@ def save_pretrained(model, directory: Path, layout: str = "auto") -> str:
         reason = bert_expressible(model)
         if reason is not None:
             raise ValueError(f"{directory}: Hugging Face's BERT cannot hold this model: {reason}")
-        return _write_model(directory, _bert_config(model), _bert_state(model), "bert")
+        state = _external_state(model.state_dict(), model.config, "bert", type(model).__name__)
+        return _write_model(directory, _bert_config(model), state, "bert")
     layout_asked = layout
     reason = hf_expressible(model) if layout != "litebert" else "litebert's layout was asked for"
     if reason is not None and layout == "huggingface":
         raise ValueError(f"{directory}: Hugging Face's ALBERT cannot hold this model: {reason}")
     if reason is None:
-        data, state, layout = _hf_config(model), _hf_state(model), "huggingface"
+        data, layout = _hf_config(model), "huggingface"
+        state = _external_state(model.state_dict(), model.config, "albert", type(model).__name__)
     else:
         data = {**model.config.to_dict(), "architectures": [type(model).__name__], "litebert_layout": NATIVE}
         state, layout = dict(model.state_dict()), NATIVE
@@ -404,3 +408,283 @@ def _write_model(directory: Path, data: dict[str, Any], state: dict[str, torch.T
     write_atomic(directory / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))
     write_json_atomic(directory / "config.json", data, sort_keys=True)
     return layout
+
+
+# ---------------------------------------------------------------------------------------------- TF in
+# Google's TensorFlow checkpoints (google-research/albert and /bert, and their TF-Hub modules): litebert module →
+# (variable scope, kind). The kind names the parameters: a dense layer's weight is the scope's `kernel`, stored
+# [in, out] where torch's Linear is [out, in]; a LayerNorm's weight and bias are `gamma` and `beta`; an
+# embedding table is the scope itself; the heads' output layers are `output_weights` ([out, in] already) and
+# `output_bias`.
+DENSE = {"weight": "kernel", "bias": "bias"}
+NORM = {"weight": "gamma", "bias": "beta"}
+TABLE = {"weight": ""}
+OUTPUT = {"weight": "output_weights", "bias": "output_bias"}
+_TF_COMMON = {
+    "embeddings.word_embeddings": ("bert/embeddings/word_embeddings", TABLE),
+    "embeddings.position_embeddings": ("bert/embeddings/position_embeddings", TABLE),
+    "embeddings.token_type_embeddings": ("bert/embeddings/token_type_embeddings", TABLE),
+    "embeddings.layer_norm": ("bert/embeddings/LayerNorm", NORM),
+    "pooler": ("bert/pooler/dense", DENSE),
+    "predictions.dense": ("cls/predictions/transform/dense", DENSE),
+    "predictions.layer_norm": ("cls/predictions/transform/LayerNorm", NORM),
+    "predictions": ("cls/predictions", OUTPUT),  # the output bias; the decoder is the word embeddings
+    "sop_classifier": ("cls/seq_relationship", OUTPUT),
+}
+# An encoder block's modules: ALBERT's scope inside group g's inner layer i, BERT's inside layer l, and the kind.
+_TF_BLOCK = {
+    "encoder.attention.{block}.query": ("attention_1/self/query", "attention/self/query", DENSE),
+    "encoder.attention.{block}.key": ("attention_1/self/key", "attention/self/key", DENSE),
+    "encoder.attention.{block}.value": ("attention_1/self/value", "attention/self/value", DENSE),
+    "encoder.attention.{block}.dense": ("attention_1/output/dense", "attention/output/dense", DENSE),
+    "encoder.attention.{block}.layer_norm": ("LayerNorm", "attention/output/LayerNorm", NORM),
+    "encoder.ffn.{block}.intermediate": ("ffn_1/intermediate/dense", "intermediate/dense", DENSE),
+    "encoder.ffn.{block}.output": ("ffn_1/intermediate/output/dense", "output/dense", DENSE),
+    "encoder.ffn.{block}.layer_norm": ("LayerNorm_1", "output/LayerNorm", NORM),
+}
+TF_ALBERT_MAP = {
+    **_TF_COMMON,
+    "embeddings.projection": ("bert/encoder/embedding_hidden_mapping_in", DENSE),  # only when E != H
+    **{k: (f"bert/encoder/transformer/group_{{group}}/inner_group_{{inner}}/{albert}", kind)
+       for k, (albert, _, kind) in _TF_BLOCK.items()},
+}
+TF_BERT_MAP = {**_TF_COMMON, **{k: (f"bert/encoder/layer_{{layer}}/{bert}", kind)
+                                for k, (_, bert, kind) in _TF_BLOCK.items()}}
+# Optimizer slots (Adam / LAMB moments, EMA shadows) and bookkeeping: skipped, and counted by kind.
+TF_SKIPPED = re.compile(r"(?:/|^)(adam_m|adam_v|lamb_m|lamb_v|Adam|Adam_1|LAMB|LAMB_1|Momentum|"
+                        r"AdamWeightDecayOptimizer|AdamWeightDecayOptimizer_1|ExponentialMovingAverage)$"
+                        r"|^(global_step|beta1_power|beta2_power|good_steps|current_loss_scale|"
+                        r"_CHECKPOINTABLE_OBJECT_GRAPH)$")
+# Keys of the official albert_config.json for experiments litebert does not build, with their neutral values.
+_TF_CONFIG_ONLY = {"net_structure_type": 0, "gap_size": 0, "num_memory_blocks": 0, "down_scale_factor": 1,
+                   "layers_to_keep": []}
+TF_CONFIG_NAMES = {"albert": ("albert_config.json", "config.json"), "bert": ("bert_config.json", "config.json")}
+TF_TOKENIZER_NAMES = {"albert": ("spiece.model", "30k-clean.model"), "bert": ("vocab.txt",)}
+
+
+def tf_name(name: str, config: AlbertConfig, family: str) -> tuple[str, bool]:
+    """litebert parameter name → (its variable in Google's `albert` or `bert` TF checkpoint, stored transposed?)."""
+    _, module, block, param = _split_name(name)
+    table = TF_ALBERT_MAP if family == "albert" else TF_BERT_MAP
+    if module not in table or param not in table[module][1]:
+        raise ValueError(f"no TensorFlow {family} name for litebert parameter {name!r}")
+    scope, kind = table[module]
+    if block is not None:
+        scope = scope.format(**_placeholders(config, block, family))
+    leaf = kind[param]
+    return (f"{scope}/{leaf}" if leaf else scope), leaf == "kernel"
+
+
+@dataclass
+class TFConversion:
+    """What `convert_tf` read and wrote."""
+
+    directory: Path
+    architecture: str  # the class config.json names, e.g. AlbertForPreTraining or BertForPreTraining
+    family: str  # "albert" or "bert"
+    tensors: int  # variables converted
+    skipped: dict[str, int]  # optimizer slots and bookkeeping variables left out, by kind
+    config: Path
+    tokenizer: Path | None
+
+
+def convert_tf(source: str | Path, out: str | Path, config_file: str | Path | None = None,
+               tokenizer_file: str | Path | None = None, do_lower_case: bool = True) -> TFConversion:
+    """Google's TF ALBERT or BERT checkpoint → a Hugging Face directory (config.json, model.safetensors, the
+    tokenizer), without TensorFlow.
+
+    source: a checkpoint prefix, its .index, a directory with a `checkpoint` file or one .index, or a TF-Hub
+    module directory. The config (albert_config.json / bert_config.json) and tokenizer (spiece.model,
+    30k-clean.model / vocab.txt) are found beside the checkpoint (and in a module's assets/) unless given.
+    Everything is checked before anything is written.
+    """
+    from litebert.tfbundle import find_prefix, open_bundle
+
+    prefix, hub = find_prefix(source)
+    bundle = open_bundle(prefix)
+    index = Path(f"{prefix}.index")
+    # A checkpoint fine-tuned through a TF-Hub module has the module's variables under `module/`.
+    names = {name.removeprefix("module/"): name for name in bundle.entries}
+    family = _tf_family(names, index)
+    search = [prefix.parent] + ([hub, hub / "assets"] if hub is not None else [])
+    config_path = Path(config_file) if config_file else _first_file(search, TF_CONFIG_NAMES[family])
+    if config_path is None:
+        raise FileNotFoundError(f"{index}: no {' or '.join(TF_CONFIG_NAMES[family])} beside the checkpoint; "
+                                f"pass --config FILE")
+    config = tf_config(config_path, family, index)
+    state, skipped = _read_tf_state(bundle, names, config, family, config_path)
+    tok_path = Path(tokenizer_file) if tokenizer_file else _first_file(search, TF_TOKENIZER_NAMES[family])
+    tokenizer = _tf_tokenizer(tok_path, config.vocab_size, do_lower_case)
+    architecture = _write_converted(Path(out), state, config, family)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(Path(out))
+    else:
+        log.warning("%s: no tokenizer beside the checkpoint (%s); none written", index,
+                    " or ".join(TF_TOKENIZER_NAMES[family]))
+    if skipped:
+        log.info("%s: skipped %d optimizer and bookkeeping variables (%s)", index, sum(skipped.values()),
+                 ", ".join(f"{k} {v}" for k, v in skipped.items()))
+    return TFConversion(Path(out), architecture, family, len(state), skipped, config_path, tok_path)
+
+
+def _first_file(directories: list[Path], names: tuple[str, ...]) -> Path | None:
+    return next((d / n for d in directories for n in names if (d / n).is_file()), None)
+
+
+def _tf_family(names: dict[str, str], index: Path) -> str:
+    """"albert" (shared groups) or "bert" (one scope per layer), from the encoder's variable names."""
+    if any(n.startswith("bert/encoder/transformer/") for n in names):
+        return "albert"
+    if any(re.match(r"bert/encoder/layer_\d+/", n) for n in names):
+        return "bert"
+    sample = ", ".join(sorted(names)[:3]) or "no variables"
+    raise ValueError(f"{index}: not an ALBERT or BERT checkpoint (no bert/encoder/transformer/ or "
+                     f"bert/encoder/layer_N/ variables; it holds {sample} ...)")
+
+
+def tf_config(path: Path, family: str, index: Path) -> AlbertConfig:
+    """AlbertConfig from an official albert_config.json / bert_config.json, or a Hugging Face config.json.
+
+    The official files say "gelu" for the tanh approximation (their modeling.py), which is gelu_new here.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    is_albert_config = "embedding_size" in data or data.get("model_type") == "albert"
+    if family == "bert" and is_albert_config and data.get("embedding_size") != data.get("hidden_size"):
+        raise ValueError(f"{index} is a BERT checkpoint (bert/encoder/layer_N/ variables) but {path} describes "
+                         f"ALBERT (embedding_size {data['embedding_size']})")
+    if family == "albert" and not is_albert_config:
+        raise ValueError(f"{index} is an ALBERT checkpoint (bert/encoder/transformer/ variables) but {path} has no "
+                         f"embedding_size: a BERT config? Pass the checkpoint's albert_config.json")
+    if "model_type" not in data:
+        for key, neutral in _TF_CONFIG_ONLY.items():
+            value = data.pop(key, neutral)
+            if value != neutral:
+                raise ValueError(f"{path}: {key}={value!r} is an experimental ALBERT variant litebert does not "
+                                 f"build (expected {neutral!r})")
+        if data.get("hidden_act") == "gelu":
+            data["hidden_act"] = "gelu_new"
+        data["model_type"] = family
+    return AlbertConfig.from_dict(data)
+
+
+def _read_tf_state(bundle, names: dict[str, str], config: AlbertConfig, family: str,
+                   config_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """(litebert-named float32 tensors of every module present, skipped variables by kind); raises on
+    variables it cannot place, shapes the config contradicts, and modules present in part or missing."""
+    from litebert.model import AlbertForPreTraining
+
+    index = Path(f"{bundle.prefix}.index")
+    with torch.device("meta"):
+        expected = {n: tuple(t.shape) for n, t in AlbertForPreTraining(config).state_dict().items()}
+    wanted = {n: tf_name(n, config, family) for n in expected}
+    used = {tf for tf, _ in wanted.values()}
+    skipped: dict[str, int] = {}
+    unmapped = []
+    for name in sorted(names):
+        if name in used:
+            continue
+        match = TF_SKIPPED.search(name)
+        if match:
+            kind = match[1] or match[2]
+            skipped[kind] = skipped.get(kind, 0) + 1
+        else:
+            unmapped.append(name)
+    if unmapped:
+        raise ValueError(f"{index}: {len(unmapped)} variables have no place in the {family} model {config_path.name} "
+                         f"describes: {', '.join(unmapped[:3])}{' ...' if len(unmapped) > 3 else ''}")
+    present = [n for n, (tf, _) in wanted.items() if tf in names]
+    _check_complete(set(present), wanted, index, config_path)
+    state = {n: _read_tf_tensor(bundle, names[wanted[n][0]], expected[n], wanted[n][1], config_path) for n in present}
+    return state, skipped
+
+
+def _read_tf_tensor(bundle, name: str, shape: tuple[int, ...], transposed: bool, config_path: Path) -> torch.Tensor:
+    """One variable as float32 in torch's orientation, after checking its shape against the config's."""
+    entry = bundle.entries[name]
+    want = shape[::-1] if transposed else shape
+    if entry.shape != want:
+        raise ValueError(f"{bundle.prefix}.index: {name} has shape {list(entry.shape)} but {config_path.name} "
+                         f"implies {list(want)}")
+    t = bundle.read(name)
+    if not t.is_floating_point():
+        raise ValueError(f"{bundle.prefix}.index: {name} holds {entry.dtype_name}, expected floating point")
+    return (t.T if transposed else t).float().contiguous()
+
+
+def _check_complete(present: set[str], wanted: dict[str, tuple[str, bool]], index: Path, config_path: Path) -> None:
+    """The encoder must be whole; the pooler and each head are all there or all absent."""
+    parts: dict[str, list[str]] = {}
+    for name in wanted:
+        parts.setdefault(_module_of(name), []).append(name)
+    part_names = {"albert": "encoder", "albert.pooler": "pooler", "predictions": "MLM head",
+                  "sop_classifier": "sentence-order head"}
+    for part, members in parts.items():
+        missing = [wanted[n][0] for n in members if n not in present]
+        if missing and (part == "albert" or len(missing) < len(members)):
+            raise ValueError(f"{index}: missing variables {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+                             f" ({len(missing)} of {len(members)} in the {part_names[part]} {config_path.name} "
+                             f"describes)")
+
+
+
+
+def _tf_tokenizer(path: Path | None, vocab_size: int, do_lower_case: bool):
+    """The checkpoint's tokenizer (SentencePiece .model or WordPiece vocab.txt), its size checked, or None."""
+    from litebert.tokenizer import AlbertTokenizer, WordPieceTokenizer
+
+    if path is None:
+        return None
+    if path.suffix == ".model":
+        tokenizer = AlbertTokenizer(path, do_lower_case=do_lower_case, keep_accents=not do_lower_case)
+    else:
+        tokenizer = WordPieceTokenizer(path, do_lower_case=do_lower_case)
+    if tokenizer.vocab_size != vocab_size:
+        raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the checkpoint's word "
+                         f"embeddings have {vocab_size} rows")
+    return tokenizer
+
+
+def _write_converted(out: Path, state: dict[str, torch.Tensor], config: AlbertConfig, family: str) -> str:
+    """config.json + model.safetensors in Hugging Face's ALBERT or BERT layout; returns the class it names.
+
+    The heads present choose the class: pretraining (MLM + sentence order), masked LM, or the encoder alone.
+    Every module read is written, also a pooler or head that class has no use for (other classes will).
+    """
+    from litebert.model import HEADS
+
+    heads = {_module_of(name) for name in state}
+    architecture = ("AlbertForPreTraining" if {"predictions", "sop_classifier"} <= heads
+                    else "AlbertForMaskedLM" if "predictions" in heads else "AlbertModel")
+    with torch.device("meta"):
+        model = HEADS[architecture](config)
+    data = _bert_config(model) if family == "bert" else _hf_config(model)
+    _write_model(out, data, _external_state(state, config, family, architecture),
+                 "bert" if family == "bert" else "huggingface")
+    return data["architectures"][0]
+
+
+# ---------------------------------------------------------------------------------------------- cli
+def add_commands(subparsers) -> None:
+    """Add `litebert convert tf`."""
+    convert = subparsers.add_parser("convert", help="convert other frameworks' checkpoints to Hugging Face's")
+    formats = convert.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    p = formats.add_parser("tf", help="Google's TensorFlow ALBERT / BERT checkpoint or TF-Hub module (TensorFlow "
+                                      "not needed)")
+    p.add_argument("source", metavar="CKPT_OR_HUB_DIR",
+                   help="checkpoint prefix (model.ckpt-best), its .index, its directory, or a TF-Hub module")
+    p.add_argument("out", metavar="OUT_DIR", help="the Hugging Face directory to write")
+    p.add_argument("--config", help="albert_config.json / bert_config.json (default: the one beside the checkpoint)")
+    p.add_argument("--tokenizer", help="spiece.model / 30k-clean.model / vocab.txt (default: beside the checkpoint)")
+    p.add_argument("--cased", action="store_true", help="the tokenizer keeps case and accents (default: uncased)")
+    p.set_defaults(func=_cmd_convert_tf)
+
+
+def _cmd_convert_tf(args) -> int:
+    result = convert_tf(args.source, args.out, args.config, args.tokenizer, do_lower_case=not args.cased)
+    skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items()) or "none"
+    print(f"{result.architecture} ({result.tensors} tensors) -> {result.directory}; config {result.config}; "
+          f"tokenizer {result.tokenizer or 'none found'}; optimizer/bookkeeping variables skipped: {skipped}")
+    return 0
