@@ -4,7 +4,7 @@
                                                          sequence (as transformers' FillMaskPipeline)
     text-classification  "a gripping film" (or pairs) -> label and score (softmax; the raw score for regression)
     question-answering   question + context            -> answer, score, start, end (character offsets), decoded
-                                                         as the official SQuAD scripts do (n-best, max length)
+                                                         as transformers' QuestionAnsweringPipeline (whole words)
     feature-extraction   "any text"                    -> the last hidden states (T, H) of each text
 
 The model directory is what `save_pretrained` / `litebert finetune` / `litebert export hf` write (its tokenizer
@@ -14,6 +14,7 @@ alongside). Texts go through in batches (bf16 autocast where the device supports
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -147,20 +148,22 @@ def features(p: Pipeline, texts: str | Sequence[str], progress: bool = False):
     return out[0] if single else out
 
 
-def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[str], max_answer_length: int = 30,
+def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[str], max_answer_length: int = 15,
            progress: bool = False):
-    """For each (question, context): {"answer", "score", "start", "end"}, the best span by the official
-    decoding (windows over long contexts, n-best starts and ends, at most `max_answer_length` pieces)."""
+    """For each (question, context): {"answer", "score", "start", "end"}, decoded as transformers'
+    question-answering pipeline does: windows over long contexts, in each the start and end probabilities (softmax
+    over the context's pieces and [CLS]), a span of at most `max_answer_length` pieces scores p_start * p_end, the
+    best span of all windows is widened to whole words; context[start:end] == answer."""
     from litebert.finetune.readers import SquadExample
-    from litebert.finetune.squad import SquadConfig, build_features, decode_predictions, features_to_tensors
+    from litebert.finetune.squad import SquadConfig, build_features, features_to_tensors, split_words
 
     single = isinstance(question, str)
     questions, contexts = ([question], [context]) if single else (list(question), list(context))
     if len(questions) != len(contexts):
         raise ValueError(f"answer: {len(questions)} questions but {len(contexts)} contexts")
     examples = [SquadExample(str(i), q, c, []) for i, (q, c) in enumerate(zip(questions, contexts))]
-    config = SquadConfig(max_seq_length=min(384, p.model.config.max_position_embeddings),
-                         max_answer_length=max_answer_length)
+    length = min(384, p.model.config.max_position_embeddings)  # transformers' defaults, within the model
+    config = SquadConfig(max_seq_length=length, doc_stride=min(length // 2, 128), max_answer_length=max_answer_length)
     feats = build_features(examples, p.tokenizer, config)
     tensors = features_to_tensors(feats)
     starts, ends = [], []
@@ -169,14 +172,47 @@ def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[s
         result = p.forward(**batch)
         starts.append(result.start_logits.float().cpu().numpy())
         ends.append(result.end_logits.float().cpu().numpy())
-    decoded = decode_predictions(examples, feats, np.concatenate(starts), np.concatenate(ends), config,
-                                 version_2=False)
+    start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)  # (F, T) each
+    best: dict[int, tuple[float, int, int]] = {}  # example → (score, first char, last char)
+    for k, f in enumerate(feats):
+        score, i, j = _best_span(f, start_logits[k], end_logits[k], p.tokenizer.all_special_ids, max_answer_length)
+        if score > best.get(f.example_index, (-1.0,))[0]:
+            last = max(f.token_offsets[j][1] - 1, f.token_offsets[j][0])  # a character of the last piece's word
+            best[f.example_index] = (score, f.token_offsets[i][0], last)
     out = []
-    for example in examples:
-        best = decoded.nbest[example.qid][0] if decoded.nbest[example.qid] else None
-        out.append({"answer": best.text, "score": best.probability, "start": best.start, "end": best.end}
-                   if best else {"answer": "", "score": 0.0, "start": -1, "end": -1})
+    for index, text in enumerate(contexts):
+        if index not in best:
+            out.append({"answer": "", "score": 0.0, "start": -1, "end": -1})
+            continue
+        score, first, last = best[index]
+        words = split_words(text)
+        word_starts = [s for s, _ in words]
+        start = words[bisect.bisect_right(word_starts, first) - 1][0]
+        end = words[bisect.bisect_right(word_starts, last) - 1][1]
+        out.append({"answer": text[start:end], "score": score, "start": start, "end": end})
     return out[0] if single else out
+
+
+def _best_span(feature, start_logits: np.ndarray, end_logits: np.ndarray, special_ids: frozenset[int],
+               max_answer_length: int) -> tuple[float, int, int]:
+    """(score, first piece, last piece) of the best span of one window, start/end logits (T,) each.
+
+    As transformers' pipeline: the softmaxes run over the context's pieces and [CLS] (special pieces such as
+    <unk> excluded), then [CLS] is dropped; spans (i, j) with 0 <= j - i < max_answer_length score p_i * p_j.
+    """
+    context = np.array([o is not None for o in feature.token_offsets]) & ~np.isin(feature.input_ids, list(special_ids))
+    allowed = context.copy()
+    allowed[0] = True  # [CLS] takes part in the normalisation
+    p_start, p_end = (_softmax(np.where(allowed, x.astype(np.float64), -10000.0)) * context
+                      for x in (start_logits, end_logits))
+    scores = np.tril(np.triu(np.outer(p_start, p_end)), max_answer_length - 1)  # (T, T): i <= j < i + max
+    i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return float(scores[i, j]), int(i), int(j)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
 
 
 TASKS: dict[str, tuple[type, Callable]] = {
