@@ -55,6 +55,17 @@ def make_batch(config: AlbertConfig, batch: int, length: int, seed: int = 0) -> 
                 sop=torch.randint(0, 2, (batch,), generator=g))
 
 
+def model_config(preset: str) -> AlbertConfig:
+    """A preset, or `demo`: the model `litebert demo` pretrains on CPU (DemoConfig; its tokenizer's 8k vocab)."""
+    if preset != "demo":
+        return AlbertConfig.preset(preset)
+    from litebert.config import DemoConfig
+    from litebert.demo import model_overrides
+
+    cfg = DemoConfig()
+    return AlbertConfig.preset(cfg.preset, **model_overrides(cfg))
+
+
 def ours_step(model, b):
     return model(b["input_ids"], b["attention_mask"], b["token_type_ids"], labels=b["targets"],
                  sentence_order_label=b["sop"], masked_lm_positions=b["positions"]).loss
@@ -103,7 +114,7 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
           compile_ours: bool = False) -> dict:
     """Median step time of each contender, timed step by step in turn (warm-up step first, and for the
     compiled model the compile, timed apart)."""
-    config = AlbertConfig.preset(preset)
+    config = model_config(preset)
     runs = contenders(config, device, compile_ours)
     b = to_device(make_batch(config, batch, length), device)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, (m, _) in runs.items()}
@@ -153,7 +164,8 @@ def print_row(r: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["albert-tiny", "albert-base-v2"])
+    parser.add_argument("--presets", nargs="+", default=["albert-tiny", "albert-base-v2"],
+                        help="presets, or `demo` (the demo's CPU model; run it at 64x64)")
     parser.add_argument("--shapes", nargs="+", default=["8x128", "32x128", "8x512"], help="BATCHxLENGTH")
     parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
                         help="fp32, and/or bf16 autocast over fp32 weights (default: both)")

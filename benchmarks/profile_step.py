@@ -1,8 +1,9 @@
 """Where a training step's and an inference pass's time goes on this CPU: torch.profiler, ops grouped by kind.
 
-Each case runs litebert's AlbertForPreTraining training step (bf16 autocast forward + backward + AdamW, the
-recipe's masked positions) or AlbertModel inference (bf16 weights, inference_mode) a few times under the
-profiler, after warm-up. Self CPU time of every op goes to one group: matmul (linear/mm/bmm/addmm and their
+Each case runs litebert's AlbertForPreTraining training step (forward + backward + AdamW, the recipe's masked
+positions) or AlbertModel inference (inference_mode) a few times under the profiler, after warm-up, in the
+precision `litebert.calibrate` measures best for that case on this machine (bf16 autocast or fp32; --dtype
+forces one). Self CPU time of every op goes to one group: matmul (linear/mm/bmm/addmm and their
 backward), attention (SDPA / flash kernels), gelu, layer_norm, softmax/dropout, embedding, loss, optimizer
 (the AdamW foreach kernels), copies/casts (`to`, `copy_`, `_to_copy`: bf16 <-> fp32), and other. "python" is the
 step's wall time not covered by any op: framework overhead between ops.
@@ -11,6 +12,7 @@ Cases: albert-base-v2 at 8x128, 32x128, 8x512, and the demo's small model (`Demo
 64x64, 10 predictions) where framework overhead may dominate.
 
     .venv/bin/python benchmarks/profile_step.py [--cases base-8x128 demo-64x64] [--steps 3] [--threads N]
+        [--dtype auto|bf16|fp32]
 Writes benchmarks/results/profile_<cpu kind>.json; prints a table per case.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import make_batch, ours_step  # noqa: E402
 from common import cpu_tag, format_table, machine_info, set_threads, write_json  # noqa: E402
+from litebert import calibrate  # noqa: E402
 from litebert.config import AlbertConfig, DemoConfig  # noqa: E402
 from litebert.model import AlbertForPreTraining, AlbertModel  # noqa: E402
 
@@ -56,8 +59,8 @@ def demo_config() -> tuple[AlbertConfig, int, int, int]:
     return config, d.micro_batch, d.seq_length, d.max_predictions
 
 
-def case_setup(case: str, mode: str):
-    """(callable running one step or pass, tokens per call)."""
+def case_setup(case: str, mode: str, dtype: str):
+    """(callable running one step or pass, tokens per call, bf16 or not)."""
     name, shape = case.split("-")
     batch, length = map(int, shape.split("x"))
     if name == "demo":
@@ -67,27 +70,32 @@ def case_setup(case: str, mode: str):
     torch.manual_seed(0)
     b = make_batch(config, batch, length)
     b["positions"], b["targets"] = b["positions"][:, :predictions], b["targets"][:, :predictions]
+    asked = None if dtype == "auto" else dtype == "bf16"
+    choice = calibrate.precision_choice("cpu", asked, config, batch, length, mode)
+    calibrate.apply_choice(choice)
+    bf16 = choice["bf16"]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
     if mode == "train":
         model = AlbertForPreTraining(config).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
         def run():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast:
                 loss = ours_step(model, b)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        return run, batch * length
-    model = AlbertModel(config).eval().to(torch.bfloat16)
+        return run, batch * length, bf16
+    model = AlbertModel(config).eval()
 
     def infer():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-    return infer, batch * length
+    return infer, batch * length, bf16
 
 
-def profile_case(case: str, mode: str, steps: int) -> dict:
-    run, tokens = case_setup(case, mode)
+def profile_case(case: str, mode: str, steps: int, dtype: str) -> dict:
+    run, tokens, bf16 = case_setup(case, mode, dtype)
     for _ in range(2):
         run()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -103,7 +111,7 @@ def profile_case(case: str, mode: str, steps: int) -> dict:
         top[e.key] = seconds
     # The profiler's own overhead inflates wall; ops' self time is what the kernels took.
     groups["python"] = max(0.0, wall - sum(groups.values()))
-    return {"case": case, "mode": mode, "step_s": wall, "tokens_per_s": tokens / wall,
+    return {"case": case, "mode": mode, "dtype": "bf16" if bf16 else "fp32", "step_s": wall, "tokens_per_s": tokens / wall,
             "groups_s": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
             "top_ops_s": dict(sorted(top.items(), key=lambda kv: -kv[1])[:12])}
 
@@ -114,19 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["train", "infer"], choices=["train", "infer"])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="auto: what litebert.calibrate measures faster here")
     args = parser.parse_args(argv)
     n_threads = set_threads(args.threads)
     results = []
     for case in args.cases:
         for mode in args.modes:
-            r = profile_case(case, mode, args.steps)
+            r = profile_case(case, mode, args.steps, args.dtype)
             results.append(r)
             total = r["step_s"]
-            print(f"\n{case} {mode}: {total * 1e3:.0f} ms per call, {r['tokens_per_s']:.0f} tokens/s")
+            print(f"\n{case} {mode} ({r['dtype']}): {total * 1e3:.0f} ms per call, {r['tokens_per_s']:.0f} tokens/s")
             print(format_table(["group", "ms", "share"],
                                [[g, round(s * 1e3, 1), f"{s / total:.0%}"] for g, s in r["groups_s"].items()]))
     path = write_json({"machine": machine_info(threads=n_threads, repeats=args.steps), "results": results},
-                      f"profile_{cpu_tag()}.json")
+                      f"profile_{cpu_tag()}_{args.dtype}.json")
     print(f"\nwrote {path}")
     return 0
 
