@@ -103,8 +103,13 @@ class Killed(Exception):
     pass
 
 
-def test_resume_is_exact(tmp_path):
-    """N steps straight == N/2 steps, a kill, and a resume: identical losses and bit-identical parameters."""
+@pytest.mark.parametrize("prefetch", [0, 3], ids=["inline", "prefetch"])
+def test_resume_is_exact(tmp_path, prefetch):
+    """N steps straight == N/2 steps, a kill, and a resume: identical losses and bit-identical parameters, whether
+    the batches are drawn inline or ahead on the prefetch thread (which has read past the checkpoint's batch)."""
+    def tiny_config(output):
+        return globals()["tiny_config"](output, data={"prefetch": prefetch})
+
     straight = tiny_config(tmp_path / "straight")
     train(straight)
 

@@ -581,7 +581,7 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
     r = Run(config, world, model_config, manifest, model, model_for_step, optimizer,
             params=[p for p in model.parameters() if p.requires_grad], plan=run_plan, train_data=train_data,
             batches=Prefetcher(micro_batches(train_data, config.batch.micro_batch, collate), train_data.state_dict,
-                               depth=config.data.prefetch), eval_batches=eval_batches,
+                               depth=prefetch_depth(config, world)), eval_batches=eval_batches,
             autocast=autocast, hooks=hooks, progress=Progress(),
             top_piece=int(np.argmax(counts)) if counts is not None else None,
             guard=SpikeGuard(config.guard.spike_factor, config.guard.window),
@@ -592,6 +592,13 @@ def build_run_state(config: PretrainConfig, world: D.World, train_data, eval_dat
     r.log = open_log(r, saved, has_eval=eval_data is not None)
     model_for_step.train()
     return r
+
+
+def prefetch_depth(config: PretrainConfig, world: D.World) -> int:
+    """--data.prefetch, or by device: ahead on a GPU, inline on a CPU (see DataConfig.prefetch)."""
+    if config.data.prefetch is not None:
+        return config.data.prefetch
+    return 2 if world.device.type == "cuda" else 0
 
 
 def choose_precision(config: PretrainConfig, model_config: AlbertConfig, world: D.World, train_data) -> dict:
