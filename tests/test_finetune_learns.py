@@ -56,7 +56,7 @@ def test_a_tiny_model_learns_the_task(setup, tmp_path, capsys, task, folder, spl
     assert main(["finetune", "--task", task, "--data-dir", str(setup / folder), "--model", str(setup / model),
                  "--tokenizer", str(setup / "tok"), "--output", str(out), "--optimizer", "adamw", "--lr", lr,
                  "--batch-size", "16", "--epochs", str(epochs), "--max-seq-length", "64", "--eval-every", "30",
-                 "--max-query-length", "8", "--doc-stride", "32", "--no-progress"]) == 0
+                 "--max-query-length", "8", "--doc-stride", "32", "--no-progress", "--no-bf16"]) == 0
     summary = json.loads((out / "metrics.json").read_text())
     score = summary["seeds"]["1"]["reported"][split][metric]
     print(f"{task}: {metric} {score:.3f} on {split} (baseline: {baseline}; bar {bar})")
@@ -84,7 +84,7 @@ def test_accumulation_gives_the_global_batch_and_the_best_state_is_on_disk(setup
     data.train = data.train[:96]  # a multiple of 8: epochs end on a step boundary for both
     runs = {}
     for accumulate in (1, 2):
-        config = FinetuneConfig(optimizer="adamw", learning_rate=2e-3, batch_size=8, accumulate=accumulate,
+        config = FinetuneConfig(optimizer="adamw", learning_rate=2e-3, batch_size=8, accumulate=accumulate, bf16=False,
                                 max_steps=24, warmup_steps=2, eval_every=8, padding="fixed", max_seq_length=32,
                                 log_every=1, model_overrides={"hidden_dropout_prob": 0.0,
                                                               "attention_probs_dropout_prob": 0.0,

@@ -26,7 +26,7 @@ def command(data: Path, out: Path) -> list[str]:
     return ["finetune", "--task", "sst-2", "--data-dir", str(data / "glue"), "--model", str(data / "model"),
             "--tokenizer", str(data / "tok"), "--output", str(out), "--seeds", "1,2", "--optimizer", "adamw",
             "--lr", "2e-3", "--batch-size", "16", "--max-steps", "24", "--eval-every", "8", "--save-every", "4",
-            "--max-seq-length", "32", "--log-every", "1", "--no-progress",
+            "--max-seq-length", "32", "--log-every", "1", "--no-progress", "--no-bf16",
             "--model_overrides", "hidden_dropout_prob=0.1", "--model_overrides", "classifier_dropout_prob=0.1"]
 
 

@@ -372,7 +372,9 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
               "finetune": (ft_dir, ft)}
     device = torch.cuda.get_device_name() if cfg.device.startswith("cuda") else cpu_kind()
     facts = {"machine": device, "python": platform.python_version(),
-             "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": use_bf16, "precision": precision["description"] or precision["how"],
+             "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": use_bf16,
+             "precision": precision["how"],
+             "precision_timings": (precision["calibration"] or {}).get("timings_ms"),
              "date": time.strftime("%Y-%m-%d %H:%M"), "total_seconds": round(time.perf_counter() - start, 1),
              "corpus": {"sources": sorted(sources), **text_stats},
              "config": {k: str(v) for k, v in asdict(cfg).items()}}

@@ -8,7 +8,7 @@
     feature-extraction   "any text"                    -> the last hidden states (T, H) of each text
 
 The model directory is what `save_pretrained` / `litebert finetune` / `litebert export hf` write (its tokenizer
-alongside). Texts go through in batches (bf16 autocast where the device supports it); the commands
+alongside). Texts go through in batches (bf16 autocast where it is faster: `litebert.calibrate`); the commands
 `litebert fill-mask | classify | answer` wrap this with a progress bar on files and JSON lines out.
 """
 from __future__ import annotations
@@ -225,8 +225,10 @@ TASKS: dict[str, tuple[type, Callable]] = {
 
 def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: bool | None = None,
              batch_size: int = 32) -> Pipeline:
-    """A ready pipeline for `task` on the model (and tokenizer) in `model_dir`; bf16 None: where supported."""
-    from litebert.hardware import bf16_supported
+    """A ready pipeline for `task` on the model (and tokenizer) in `model_dir`. bf16 None: on a GPU where it
+    supports bf16; on a CPU where bf16 inference measures faster than fp32 at (batch_size, 128) (measured once
+    per machine and model shape, cached: `litebert.calibrate`)."""
+    from litebert import calibrate
     from litebert.tokenizer import AlbertTokenizer
 
     if task not in TASKS:
@@ -235,7 +237,10 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = head.from_pretrained(Path(model_dir)).to(dev).eval()
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
-    use_bf16 = bf16_supported(str(dev)) if bf16 is None else bf16
+    choice = calibrate.precision_choice(dev, bf16, model.config, batch_size,
+                                        min(128, model.config.max_position_embeddings), "infer")
+    calibrate.apply_choice(choice)
+    use_bf16 = choice["bf16"]
     return Pipeline(task, model, tokenizer, dev, use_bf16, batch_size, run)
 
 
@@ -260,7 +265,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--file", help="one text per line (classify pairs: text<TAB>pair); JSON lines out")
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                       help="bf16 autocast (default: where the CPU or GPU supports it)")
+                       help="bf16 autocast (default: where it measures faster here, see litebert.calibrate)")
         p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
         p.set_defaults(func=_command, pipeline_task={"fill-mask": "fill-mask", "classify": "text-classification",
                                                       "answer": "question-answering"}[name])

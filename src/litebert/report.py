@@ -144,6 +144,17 @@ def sum_minutes(stages: dict[str, tuple[Path, dict]]) -> float:
     return sum(result["seconds"] for _, result in stages.values()) / 60
 
 
+def precision_line(facts: dict) -> str:
+    """Which precision every stage ran in, and the measurement that chose it (`litebert.calibrate`)."""
+    chosen = "bf16 autocast" if facts["bf16"] else "fp32"
+    timings = facts.get("precision_timings")
+    if not timings:
+        return f"Precision: {chosen} ({facts.get('precision', 'as configured')})."
+    measured = ", ".join(f"{name} {ms:.0f} ms" for name, ms in timings.items())
+    return (f"Precision: {chosen}, chosen on this machine by timing one layer's training step at the pretraining "
+            f"shape ({measured}); bf16 is taken only when at least 5% faster.")
+
+
 def recipe_line(config: dict[str, str], manifest: dict) -> str:
     """The pretraining recipe that ran, in one sentence (what a reader needs to reproduce or question it)."""
     settings = manifest["settings"]
@@ -210,7 +221,7 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         "# litebert demo: ALBERT end to end on public text",
         "",
         f"{facts['date']} · {facts['machine']} · torch {facts['torch']} · {facts['threads']} threads · "
-        f"{'bf16' if facts['bf16'] else 'fp32'} ({facts.get('precision', '')}) · "
+        f"{'bf16' if facts['bf16'] else 'fp32'} · "
         f"stages below took {sum_minutes(stages):.1f} min "
         f"(this invocation {facts['total_seconds'] / 60:.1f} min; finished stages are reused)",
         "",
@@ -252,6 +263,8 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         + (f"(always guessing the most frequent piece: {100 * unigram:.1f}%)" if unigram is not None else "")
         + f", SOP accuracy {100 * (final_eval.get('sop_acc') or float('nan')):.1f}%, "
           f"loss {final_eval.get('loss', float('nan')):.3f}.",
+        "",
+        precision_line(facts),
         "",
         "## What ran",
         "",

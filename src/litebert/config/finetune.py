@@ -50,8 +50,9 @@ class FinetuneConfig:
     for bit, unless --overwrite."""
     eval_batch_size: int | None = None
     """Default: 2 x batch_size."""
-    bf16: bool = False
-    """bf16 autocast for forward passes (fp32 weights and optimizer state)."""
+    bf16: bool | None = None
+    """bf16 autocast for forward passes (fp32 weights and optimizer state). None: on a GPU where it supports
+    bf16; on a CPU where it measures faster than fp32 at the run's shape (`litebert.calibrate`)."""
     padding: Padding = "bucket"
     """"bucket": length-bucketed batches padded to their longest row; "fixed": every batch at max_seq_length."""
     selection_fraction: float = 0.1

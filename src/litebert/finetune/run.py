@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from litebert import calibrate
 from litebert import distributed as D
 from litebert.config import AlbertConfig, fields
 from litebert.config.pretrain import ParallelConfig
@@ -216,7 +217,10 @@ def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None
             raise ValueError(f"no split {split!r} for {task.name}; splits: {', '.join(splits)}")
         splits = {split: splits[split]}
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
+    precision = calibrate.precision_choice(device, config.bf16, model.config, config.eval_batch_size or 64,
+                                           config.max_seq_length or model.config.max_position_embeddings, "infer")
+    calibrate.apply_choice(precision)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision["bf16"] else nullcontext()
     model.to(device)
     results = {}
     for name, examples in splits.items():
@@ -272,7 +276,8 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, dest="eval_batch_size", default=argparse.SUPPRESS,
                    help="examples per forward pass (default 64)")
     g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                   help="bf16 autocast (on CPUs with AVX512-BF16/AMX and Ampere+ GPUs)")
+                   help="bf16 autocast (default: the run's setting; unset, where it measures faster: "
+                        "litebert.calibrate)")
     g.add_argument("--device", default=argparse.SUPPRESS, help="cpu or cuda (default: cuda when available)")
     g.add_argument("--n-best-size", type=int, dest="n_best_size", default=argparse.SUPPRESS,
                    help="SQuAD: start/end candidates per window")
@@ -308,7 +313,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save-every", type=int, dest="save_every", default=S,
                    help="steps between resumable checkpoints (default: at each evaluation; 0: none)")
     g.add_argument("--eval-batch-size", type=int, dest="eval_batch_size", default=S)
-    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, dest="bf16", default=S, help="bf16 autocast")
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, dest="bf16", default=S,
+                   help="bf16 autocast (default: where it measures faster here, see litebert.calibrate)")
     g.add_argument("--padding", choices=("bucket", "fixed"), dest="padding", default=S,
                    help="length-bucketed batches (default) or every batch at max-seq-length")
     g.add_argument("--selection-fraction", type=float, dest="selection_fraction", default=S,

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from litebert import calibrate
 from litebert import checkpoint as ckpt
 from litebert import distributed as D
 from litebert import metrics
@@ -532,7 +533,10 @@ def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World,
     eval_every = config.eval_every or max(1, total // 10)
     optimizer = build_optimizer(model, OptimConfig(name=config.optimizer, lr=lr, weight_decay=config.weight_decay,
                                                    eps=config.adam_eps, clip_norm=config.clip_norm))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else nullcontext()
+    precision = D.decided_by_rank0(world, lambda: calibrate.precision_choice(
+        device, config.bf16, model.config, micro_batch, max_seq_length, "train"))
+    calibrate.apply_choice(precision)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision["bf16"] else nullcontext()
     resume_dir = run_dir / "resume" if run_dir is not None else None
     resuming = resume_dir is not None and ckpt.list_checkpoints(resume_dir)
     log = RunLog(run_dir / "log.jsonl" if run_dir else None, tensorboard=run_dir / "tb" if run_dir else None,
@@ -542,7 +546,8 @@ def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World,
                "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
                "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
                "accumulate": config.accumulate, "optimizer": config.optimizer,
-               "max_seq_length": max_seq_length, "padding": config.padding, "bf16": config.bf16,
+               "max_seq_length": max_seq_length, "padding": config.padding, "bf16": precision["bf16"],
+               "precision": precision["description"] or precision["how"],
                "truncated": {"train": train.truncated, "selection": selection.truncated}})
     why = {"words": f"words past max_seq_length {max_seq_length}, predicted \"O\"",
            "questions": f"questions longer than max_query_length {config.max_query_length}, their first pieces kept"}
