@@ -8,7 +8,12 @@ dynamic masking: `litebert.demo`'s own data options; cached under --work), then 
   - step + prefetched data: the batch drawn by `pretrain.Prefetcher`'s background thread while the step runs.
 "share" is the data's time over the inline step's.
 
+With --loop-seconds S it also runs the real loop (`pretrain.run` with the demo's pretraining config, an
+S-second budget) with --data.prefetch 0 and 2, alternating, --loop-rounds times each, and reports steps/s:
+the thread's worth with everything else the loop does (logging, evaluation, the optimizer) in place.
+
     .venv/bin/python benchmarks/bench_data_path.py [--steps 30] [--work /tmp/litebert-bench-data]
+        [--loop-seconds 45 --loop-rounds 2]
 Writes benchmarks/results/data_path_<cpu kind>.json.
 """
 from __future__ import annotations
@@ -50,11 +55,31 @@ def demo_data(work: Path, cfg: DemoConfig) -> Path:
     return data
 
 
+def loop_rates(work: Path, cfg: DemoConfig, seconds: float, rounds: int) -> dict[str, list[float]]:
+    """Steps/s of the demo's pretraining loop, prefetch 0 and 2 alternating, `rounds` runs of `seconds` each."""
+    import shutil
+
+    from litebert.demo import pretrain_config
+
+    rates: dict[str, list[float]] = {"inline": [], "prefetch 2": []}
+    for _ in range(rounds):
+        for name, depth in (("inline", 0), ("prefetch 2", 2)):
+            out = work / "loop" / name.replace(" ", "-")
+            shutil.rmtree(out, ignore_errors=True)
+            config = pretrain_config(cfg, work / "data", work / "tok", None, out)
+            config.schedule.budget_s, config.train.progress, config.data.prefetch = seconds, False, depth
+            summary = P.run(config)
+            rates[name].append(summary["steps"] / summary["time_s"])
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--work", default="/tmp/litebert-bench-data")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--loop-seconds", type=float, help="also time the real pretraining loop (see above)")
+    parser.add_argument("--loop-rounds", type=int, default=2)
     args = parser.parse_args(argv)
     n_threads = set_threads(args.threads)
     cfg = DemoConfig()
@@ -97,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo step, {cfg.micro_batch}x{cfg.seq_length}, {'bf16' if precision['bf16'] else 'fp32'}, "
           f"{n_threads} threads")
     print(format_table(["what", "ms (median)", "of step + data"], rows))
+    loop = loop_rates(Path(args.work), cfg, args.loop_seconds, args.loop_rounds) if args.loop_seconds else {}
+    for name, rates in loop.items():
+        print(f"pretraining loop, {name}: " + ", ".join(f"{r:.2f}" for r in rates) + " steps/s")
     path = write_json({"machine": machine_info(threads=n_threads, repeats=args.steps), "precision": precision,
-                       "median_ms": {k: v * 1e3 for k, v in med.items()}}, f"data_path_{cpu_tag()}.json")
+                       "median_ms": {k: v * 1e3 for k, v in med.items()}, "loop_steps_per_s": loop},
+                      f"data_path_{cpu_tag()}.json")
     print(f"wrote {path}")
     return 0
 

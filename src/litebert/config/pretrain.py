@@ -141,7 +141,8 @@ class DataConfig:
     """Micro-batches drawn ahead on a background thread while the step runs (reading, dynamic masking and
     collation overlap compute); 0 draws each when needed. The data and the saved cursor are the same either
     way. None: 2 on a GPU, whose step leaves the CPU idle; 0 on a CPU, whose step already keeps every core busy
-    (the demo's loop on a 2-core Xeon: 3.6-4.0 steps/s with it, 3.7-3.9 without; benchmarks/README.md)."""
+    (`benchmarks/bench_data_path.py --loop-seconds 45`, the demo's loop on a 2-core Xeon without AMX: 4.44-4.50
+    steps/s with it, 4.53-4.78 without)."""
 
 
 @dataclass
