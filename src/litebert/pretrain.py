@@ -537,10 +537,11 @@ def train_loop(r: Run) -> None:
     """Optimizer steps until max_steps, the time budget or a stop signal; a checkpoint of the last one."""
     progress = r.progress
     r.started, r.elapsed_before, r.first_step = r.hooks.clock(), progress.elapsed_s, progress.step
+    forward = step_forward(r.world.device)
     while r.plan.max_steps is None or progress.step < r.plan.max_steps:
         t0 = time.perf_counter()
         lr = set_scheduled_lr(r)
-        result = take_step(r)  # accumulate -> clip -> agree (skip? stop? the clock, the mean loss)
+        result = take_step(r, forward)  # accumulate -> clip -> agree (skip? stop? the clock, the mean loss)
         decision = result.decision
         if optimizer_step(r, result) == "rollback":  # step (or skip, or roll back on a spike)
             continue  # back at a checkpoint's step, on data after the spiking batches
@@ -721,13 +722,13 @@ def set_scheduled_lr(r: Run) -> float:
     return lr
 
 
-def take_step(r: Run) -> S.StepResult:
+def take_step(r: Run, forward: S.Forward) -> S.StepResult:
     """This step's micro-batches through `litebert.step`: accumulate, clip, agree (on rank 0's clock)."""
     step = r.progress.step + 1
     if r.hooks.before_forward:
         r.hooks.before_forward(step, r.model)
     result = S.take_step(
-        r.model_for_step, r.params, [next(r.batches) for _ in range(r.plan.accumulate)], step_forward(r.world.device),
+        r.model_for_step, r.params, [next(r.batches) for _ in range(r.plan.accumulate)], forward,
         r.world, r.autocast, clip_norm=r.config.optim.clip_norm, stop=bool(r.stop_requested),
         clock=lambda: r.elapsed_before + r.hooks.clock() - r.started, budget_s=r.config.schedule.budget_s,
         tokens_at=STATS.index("tokens"),
