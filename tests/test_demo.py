@@ -55,18 +55,22 @@ def demo_run(tmp_path_factory):
     corpus, reviews = _corpus(root / "corpus.txt", 120, rng), _reviews(root / "reviews.txt", 400, rng)
     _plant(corpus, reviews, every=7)
     cfg = DemoConfig(output=root / "run", cache=root / "cache", corpus=corpus,
-                     labelled=reviews, budget_s=10, vocab_size=120,
+                     labelled=reviews, budget_s=None, total_budget_s=0, min_budget_s=10, vocab_size=120,
                      seq_length=64, dupe_factor=2, micro_batch=16, finetune_epochs=2, finetune_lrs=(3e-4,),
                      finetune_batch=16, finetune_max_length=24, seeds=(1, 2), minilm=False, workers=1,
                      preset="albert-tiny", model_overrides={"num_hidden_layers": 2}, device="cpu",
                      progress=False)
-    return cfg, run_demo(cfg, log=lambda msg: None)
+    messages = []
+    result = run_demo(cfg, log=messages.append)
+    # A total of 0 leaves nothing after the other stages: the minimum pretraining runs, and the log says why.
+    assert any("pretraining 10 s anyway, so the run will be over that total" in m for m in messages)
+    return cfg, result
 
 
 def test_every_stage_leaves_its_output(demo_run):
     cfg, _ = demo_run
     stages = {p.name.rsplit("-", 1)[0]: p for p in (cfg.output / "stages").iterdir()}
-    assert set(stages) == {"tokenizer", "data", "pretrain", "finetune"}
+    assert set(stages) == {"tokenizer", "data", "baselines", "pretrain", "finetune"}
     assert (stages["tokenizer"] / "spiece.model").exists()
     assert (stages["data"] / "examples" / "manifest.json").exists()
     final = stages["pretrain"] / "run" / "final"
@@ -77,10 +81,12 @@ def test_every_stage_leaves_its_output(demo_run):
 
 def test_report_numbers_come_from_the_run_files(demo_run):
     cfg, result = demo_run
-    ft_dir = next((cfg.output / "stages").glob("finetune-*"))
-    stored = json.loads((ft_dir / "result.json").read_text())
+    stored = [arm for stage in ("finetune", "baselines")
+              for arm in json.loads(next((cfg.output / "stages").glob(f"{stage}-*/result.json")).read_text())["arms"]]
     report = (cfg.output / "report.md").read_text()
-    for arm, summary in zip(stored["arms"], result["arms"]):
+    assert [a["arm"] for a in stored] == [a["arm"] for a in result["arms"]] == ["pretrained", "random-init",
+                                                                                 "tfidf-logreg"]
+    for arm, summary in zip(stored, result["arms"]):
         tests = [100 * r["test"]["accuracy"] for r in arm["runs"]]
         assert sorted(summary["test"]) == sorted(tests)
         assert f"{summary['median']:.1f}" in report
@@ -88,6 +94,8 @@ def test_report_numbers_come_from_the_run_files(demo_run):
     last_eval = [r for r in read_metrics(pre_dir / "run" / "metrics.jsonl") if r.get("split") == "eval"][-1]
     assert f"MLM accuracy {100 * last_eval['mlm_acc']:.1f}%" in report
     assert re.search(r"fixed hash split [\d,]+ / [\d,]+ / [\d,]+", report)
+    assert "Pretraining budget: 0.2 min, what the run's 0-minute total left" in report
+    assert "that was under the minimum, so the minimum ran" in report
     assert "Both ALBERT arms fine-tune with one protocol: lr 0.0003, 2 epochs, batch" in report  # no search here
     # The tiny task is learnable: fine-tuning beats the majority class (the pipeline really trains).
     assert max(a["median"] for a in result["arms"]) > 100 * result["majority"] + 10
@@ -129,3 +137,45 @@ def test_dev_and_test_text_never_reaches_the_tokenizer_or_the_shards(demo_run):
     found = [x.text_a for x in data.train
              if f" {' '.join(map(str, tokenizer.encode(x.text_a, add_special_tokens=False)))} " in f" {stream} "]
     assert len(found) > len(data.train) / 2
+
+
+def test_pretraining_budget_is_what_the_total_leaves():
+    from litebert.demo import pretraining_budget
+
+    messages = []
+    cfg = DemoConfig(total_budget_s=1140, min_budget_s=120)
+    # 19 min - 6 min of stages already run - the pretrained arm's 4 min (timed as the random-init arm's) = 9 min
+    assert pretraining_budget(cfg, spent_s=360, arm_s=240, log=messages.append) == 540
+    assert not messages
+    assert pretraining_budget(DemoConfig(budget_s=300), 360, 240, messages.append) == 300  # given: kept
+    assert pretraining_budget(cfg, 900, 200, messages.append) == 120  # 40 s left: the minimum, said
+    assert messages == ["[pretrain] this machine leaves 40 s of the 19-minute total after fine-tuning (900 s so "
+                        "far, about 200 s to come); pretraining 120 s anyway, so the run will be over that total"]
+
+
+def test_learning_rate_search_runs_the_other_seeds_only_at_the_chosen_rate(monkeypatch, tmp_path):
+    """Every rate runs the search seeds; the best median dev rate alone runs the rest; test plays no part."""
+    from types import SimpleNamespace
+
+    import litebert.finetune.train as train
+    from litebert.demo import finetune_arm
+
+    dev = {1e-3: 0.70, 3e-4: 0.80}  # dev prefers 3e-4 ...
+    test = {1e-3: 0.95, 3e-4: 0.60}  # ... test would prefer 1e-3: it must not be looked at
+    calls = []
+
+    def fake_finetune(task, source, tokenizer, data, config, seed, run_dir=None):
+        lr = config.learning_rate
+        calls.append((lr, seed))
+        return SimpleNamespace(selection={"accuracy": dev[lr] + seed / 1000}, reported={"test": {"accuracy": test[lr]}},
+                               best_step=1, steps=1, train_seconds=0.0, train_examples_per_s=0.0)
+
+    monkeypatch.setattr(train, "finetune", fake_finetune)
+    cfg = DemoConfig(seeds=(1, 2, 3), finetune_search_seeds=1, progress=False, device="cpu")
+    arm = finetune_arm(cfg, "random-init", None, None, None, False, tmp_path, (1e-3, 3e-4), 1.0)
+    assert calls == [(1e-3, 1), (3e-4, 1), (3e-4, 2), (3e-4, 3)]
+    assert arm["lr"] == 3e-4 and [r["seed"] for r in arm["runs"]] == [1, 2, 3] and arm["search_seeds"] == [1]
+    calls.clear()
+    arm = finetune_arm(DemoConfig(seeds=(1, 2), finetune_search_seeds=2), "x", None, None, None, False, tmp_path,
+                       (1e-3, 3e-4), 1.0)
+    assert calls == [(1e-3, 1), (1e-3, 2), (3e-4, 1), (3e-4, 2)] and arm["lr"] == 3e-4

@@ -8,10 +8,13 @@ reuses every finished stage and redoes only what changed:
                 --labelled)
     tokenizer   SentencePiece unigram, ALBERT's settings, on exactly the pretraining text
     data        SOP pairs, masked as the recipe says; 2% of documents held out for pretraining eval
-    pretrain    a small ALBERT under a wall-clock budget (the recipe: benchmarks/pretrain_sweep.py chose it)
-    finetune    binary sentiment (neutral dropped; fixed hash split 80/10/10), three seeds per arm:
-                pretrained / same model from random init (both with the same learning-rate search on dev) /
-                TF-IDF + logistic regression / MiniLM (ceiling); selection on dev, report on test
+    baselines   binary sentiment (neutral dropped; fixed hash split 80/10/10), three seeds per arm, for the
+                arms that need no pretraining: the model from random init (a learning-rate search on dev),
+                TF-IDF + logistic regression, MiniLM (ceiling); selection on dev, report on test
+    pretrain    a small ALBERT under a wall-clock budget (the recipe: benchmarks/pretrain_sweep.py chose it);
+                by default the budget is what the run's total (19 min) leaves after the other stages, whose
+                times are known by now on this machine
+    finetune    the pretrained model, with the random-init arm's protocol and search
     report      report.md + PNG figures, every number read from the stage outputs
 
 The review sentences of the train split (text only, never labels) are part of the tokenizer's and the
@@ -249,23 +252,30 @@ def finetune_config(cfg: DemoConfig, lr: float, epochs: float, use_bf16: bool):
 
 def finetune_arm(cfg: DemoConfig, arm: str, source, tokenizer, data, use_bf16: bool, directory: Path,
                  lrs: tuple[float, ...], epochs: float, seeds: tuple[int, ...] | None = None) -> dict:
-    """Every seed at every learning rate of `lrs`; the arm reports the rate with the best median dev accuracy
-    (ties: the first), and its runs' test accuracies. Test never takes part in the choice."""
+    """Each learning rate of `lrs` runs the first `cfg.finetune_search_seeds` seeds; the rate with the best
+    median dev accuracy (ties: the first) then runs the remaining seeds, and the arm reports that rate's test
+    accuracies. Test never takes part in the choice. `seconds` is the arm's wall time (the demo sizes its
+    pretraining budget from the random-init arm's)."""
     from litebert.finetune.train import finetune
 
-    runs = []
-    for lr in lrs:
-        ft = finetune_config(cfg, lr, epochs, use_bf16)
-        for seed in seeds or cfg.seeds:
-            result = finetune(REVIEWS_TASK, source, tokenizer, data, ft, seed,
-                              run_dir=directory / f"{arm}-lr{lr:g}-seed{seed}")
-            runs.append({"lr": lr, "seed": seed, "dev": result.selection, "test": result.reported["test"],
-                         "best_step": result.best_step, "steps": result.steps,
-                         "train_seconds": result.train_seconds, "examples_per_s": result.train_examples_per_s})
+    start = time.perf_counter()
+    seeds = tuple(seeds or cfg.seeds)
+    searched = seeds[:max(1, cfg.finetune_search_seeds)] if len(lrs) > 1 else seeds
+
+    def run(lr: float, seed: int) -> dict:
+        result = finetune(REVIEWS_TASK, source, tokenizer, data, finetune_config(cfg, lr, epochs, use_bf16), seed,
+                          run_dir=directory / f"{arm}-lr{lr:g}-seed{seed}")
+        return {"lr": lr, "seed": seed, "dev": result.selection, "test": result.reported["test"],
+                "best_step": result.best_step, "steps": result.steps,
+                "train_seconds": result.train_seconds, "examples_per_s": result.train_examples_per_s}
+
+    runs = [run(lr, seed) for lr in lrs for seed in searched]
     dev_median = {lr: statistics.median(r["dev"]["accuracy"] for r in runs if r["lr"] == lr) for lr in lrs}
     chosen = max(lrs, key=lambda lr: (dev_median[lr], -lrs.index(lr)))
+    runs += [run(chosen, seed) for seed in seeds if seed not in searched]
     return {"arm": arm, "lr": chosen, "search": [{"lr": lr, "dev_median": dev_median[lr]} for lr in lrs],
-            "runs": [r for r in runs if r["lr"] == chosen], "all_runs": runs}
+            "search_seeds": list(searched), "runs": [r for r in runs if r["lr"] == chosen], "all_runs": runs,
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 def tfidf_arm(data, seeds: tuple[int, ...]) -> dict:
@@ -289,17 +299,16 @@ def tfidf_arm(data, seeds: tuple[int, ...]) -> dict:
     return {"arm": "tfidf-logreg", "runs": runs}
 
 
-def stage_finetune(cfg: DemoConfig, labelled: Path, data, pretrained: Path, tokenizer_dir: Path, use_bf16: bool,
-                   log) -> tuple[Path, dict]:
-    from litebert.config import AlbertConfig
+def stage_baselines(cfg: DemoConfig, labelled: Path, data, random_init, tokenizer_dir: Path, use_bf16: bool,
+                    log) -> tuple[Path, dict]:
+    """The arms that need no pretraining, run before it: the model from random init (the same configuration
+    pretraining starts from, the same search), TF-IDF + logistic regression, and MiniLM if asked for."""
     from litebert.tokenizer import AlbertTokenizer
 
     def build(directory: Path) -> dict:
         tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
-        random_init = AlbertConfig.from_dict(json.loads((pretrained / "config.json").read_text()))
-        search = (cfg.finetune_lrs, cfg.finetune_epochs)
-        arms = [finetune_arm(cfg, "pretrained", pretrained, tokenizer, data, use_bf16, directory, *search),
-                finetune_arm(cfg, "random-init", random_init, tokenizer, data, use_bf16, directory, *search),
+        arms = [finetune_arm(cfg, "random-init", random_init, tokenizer, data, use_bf16, directory,
+                             cfg.finetune_lrs, cfg.finetune_epochs),
                 tfidf_arm(data, cfg.seeds)]
         if cfg.minilm:
             minilm = _minilm_dir(cfg, log)
@@ -312,10 +321,44 @@ def stage_finetune(cfg: DemoConfig, labelled: Path, data, pretrained: Path, toke
         return {"arms": arms, "sizes": sizes, "skipped": skipped,
                 "majority": _majority(data.train, data.reported["test"])}
 
-    key = content_hash(labelled, pretrained, tokenizer_dir, list(cfg.finetune_lrs), cfg.finetune_epochs,
-                       cfg.minilm_lr, cfg.minilm_epochs, list(cfg.minilm_seeds), cfg.finetune_batch, cfg.finetune_max_length,
-                       list(cfg.seeds), cfg.minilm, use_bf16)
+    key = content_hash(labelled, tokenizer_dir, random_init.to_dict(), finetune_key(cfg), cfg.minilm,
+                       cfg.minilm_lr, cfg.minilm_epochs, list(cfg.minilm_seeds), use_bf16)
+    return cached_stage(cfg.output, "baselines", key, build, log)
+
+
+def stage_finetune(cfg: DemoConfig, labelled: Path, pretrained: Path, tokenizer_dir: Path, use_bf16: bool,
+                   data, log) -> tuple[Path, dict]:
+    """The pretrained model's arm: the random-init arm's protocol and search, from the pretrained weights."""
+    from litebert.tokenizer import AlbertTokenizer
+
+    def build(directory: Path) -> dict:
+        tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
+        return {"arms": [finetune_arm(cfg, "pretrained", pretrained, tokenizer, data, use_bf16, directory,
+                                      cfg.finetune_lrs, cfg.finetune_epochs)]}
+
+    key = content_hash(labelled, pretrained, tokenizer_dir, finetune_key(cfg), use_bf16)
     return cached_stage(cfg.output, "finetune", key, build, log)
+
+
+def finetune_key(cfg: DemoConfig) -> list:
+    """The settings an ALBERT arm's fine-tuning depends on (part of both fine-tuning stages' cache keys)."""
+    return [list(cfg.finetune_lrs), cfg.finetune_search_seeds, cfg.finetune_optimizer, cfg.finetune_epochs,
+            cfg.finetune_batch, cfg.finetune_max_length, list(cfg.seeds)]
+
+
+def pretraining_budget(cfg: DemoConfig, spent_s: float, arm_s: float, log) -> float:
+    """Pretraining seconds: `cfg.budget_s` if set, else what `total_budget_s` leaves after the stages already
+    run (`spent_s`, as their results recorded it, so a rerun reuses the same budget and the cached stage) and
+    the pretrained arm still to come (`arm_s`: the random-init arm's time; the same runs on the same model)."""
+    if cfg.budget_s is not None:
+        return cfg.budget_s
+    left = cfg.total_budget_s - spent_s - arm_s
+    if left < cfg.min_budget_s:
+        log(f"[pretrain] this machine leaves {max(left, 0):.0f} s of the {cfg.total_budget_s / 60:g}-minute total "
+            f"after fine-tuning ({spent_s:.0f} s so far, about {arm_s:.0f} s to come); pretraining "
+            f"{cfg.min_budget_s:.0f} s anyway, so the run will be over that total")
+        return cfg.min_budget_s
+    return round(left, 1)
 
 
 def _majority(train, test) -> dict:
@@ -347,7 +390,12 @@ def demo_precision(cfg: DemoConfig) -> dict:
 
 
 def run_demo(cfg: DemoConfig, log=print) -> dict:
-    """Run every stage (reusing finished ones) and write OUTPUT/report.md; returns the report's data."""
+    """Run every stage (reusing finished ones) and write OUTPUT/report.md; returns the report's data.
+
+    Order: text, tokenizer, data, then the arms that need no pretraining (random init, TF-IDF, MiniLM), so that
+    the pretraining budget can be what the run's total leaves on this machine, then pretraining and its arm.
+    """
+    from litebert.pretrain import model_config_for
     from litebert.report import write_report
 
     start = time.perf_counter()
@@ -366,19 +414,44 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         log(f"[corpora] dropped {text_stats['dropped_held_out']} line(s) equal to a dev/test sentence")
     tok_dir, tok = stage_tokenizer(cfg, text_dir, log)
     data_dir, made = stage_data(cfg, text_dir, tok_dir, log)
+    random_init = model_config_for(pretrain_config(cfg, Path(made["path"]), tok_dir, use_bf16, cfg.output))
+    base_dir, base = stage_baselines(cfg, labelled, data, random_init, tok_dir, use_bf16, log)
+    random_arm_s = next(a["seconds"] for a in base["arms"] if a["arm"] == "random-init")
+    spent = tok["seconds"] + made["seconds"] + base["seconds"]
+    budget = pretraining_budget(cfg, spent, random_arm_s, log)
+    sizing = {"pretrain_s": budget, "total_s": cfg.total_budget_s, "spent_s": round(spent, 1),
+              "arm_s": random_arm_s, "how": "given" if cfg.budget_s is not None
+              else "minimum" if budget == cfg.min_budget_s else "sized"}
+    cfg = dataclasses.replace(cfg, budget_s=budget)
     pre_dir, pre = stage_pretrain(cfg, Path(made["path"]), tok_dir, use_bf16, log)
-    ft_dir, ft = stage_finetune(cfg, labelled, data, Path(pre["final"]), tok_dir, use_bf16, log)
-    stages = {"tokenizer": (tok_dir, tok), "data": (data_dir, made), "pretrain": (pre_dir, pre),
-              "finetune": (ft_dir, ft)}
+    pretrained = Path(pre["final"])
+    check_same_model(random_init, pretrained)
+    ft_dir, ft = stage_finetune(cfg, labelled, pretrained, tok_dir, use_bf16, data, log)
+    stages = {"tokenizer": (tok_dir, tok), "data": (data_dir, made), "baselines": (base_dir, base),
+              "pretrain": (pre_dir, pre), "finetune": (ft_dir, ft)}
     device = torch.cuda.get_device_name() if cfg.device.startswith("cuda") else cpu_kind()
     facts = {"machine": device, "python": platform.python_version(),
              "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": use_bf16,
              "precision": precision["how"],
              "precision_timings": (precision["calibration"] or {}).get("timings_ms"),
+             "budget": sizing,
              "date": time.strftime("%Y-%m-%d %H:%M"), "total_seconds": round(time.perf_counter() - start, 1),
              "corpus": {"sources": sorted(sources), **text_stats},
              "config": {k: str(v) for k, v in asdict(cfg).items()}}
     return write_report(cfg.output, stages, facts)
+
+
+def check_same_model(random_init, pretrained: Path) -> None:
+    """The random-init arm ran before pretraining from the configuration pretraining was to start from; refuse
+    a comparison of two different models (a mistake here would make the demo's verdict meaningless)."""
+    from litebert.config import AlbertConfig
+
+    shape = lambda config: {k: v for k, v in config.to_dict().items() if k != "architectures"}  # noqa: E731
+    saved = shape(AlbertConfig.from_dict(json.loads((pretrained / "config.json").read_text())))
+    if saved != shape(random_init):
+        diff = sorted(k for k, v in saved.items() if shape(random_init).get(k) != v)
+        raise RuntimeError(f"{pretrained}: the pretrained model's configuration differs from the random-init "
+                           f"arm's in {', '.join(diff)}")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -395,7 +468,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labelled", dest="labelled", type=Path, default=S,
                    help="your own labelled file: id<TAB>rating(-4..4)<TAB>sentence")
     p.add_argument("--budget", dest="budget_s", type=parse_duration, default=S,
-                   help=f"pretraining wall-clock budget, e.g. 90s, 10m, 1h (default {d.budget_s / 60:g}m)")
+                   help="pretraining wall-clock budget, e.g. 90s, 10m, 1h (default: what --total-budget leaves "
+                        "after the other stages on this machine)")
+    p.add_argument("--total-budget", dest="total_budget_s", type=parse_duration, default=S,
+                   help=f"the whole run's wall-clock target when --budget is not given (default "
+                        f"{d.total_budget_s / 60:g}m)")
     p.add_argument("--preset", dest="preset", default=S, help=f"model preset (default {d.preset})")
     p.add_argument("--model-override", dest="model_overrides", action=fields.DictItem, default=S,
                    metavar="KEY=VALUE",

@@ -29,6 +29,7 @@ def arm_summary(arm: dict) -> dict:
     dev = [100 * r["dev"]["accuracy"] for r in arm["runs"]]
     return {"arm": arm["arm"], "title": ARM_TITLES.get(arm["arm"], arm["arm"]), "test": test, "dev": dev,
             "seeds": [r["seed"] for r in arm["runs"]], "lr": arm.get("lr"), "search": arm.get("search", []),
+            "search_seeds": arm.get("search_seeds"),
             "median": statistics.median(test), "min": min(test), "max": max(test),
             "dev_median": statistics.median(dev)}
 
@@ -126,18 +127,37 @@ def verdict(arms: dict[str, dict]) -> str:
 
 
 def _stage_rows(stages: dict[str, tuple[Path, dict]]) -> list[tuple[str, str, str]]:
-    tok, data, pre, ft = (stages[k][1] for k in ("tokenizer", "data", "pretrain", "finetune"))
+    tok, data, base, pre, ft = (stages[k][1] for k in ("tokenizer", "data", "baselines", "pretrain", "finetune"))
     splits = data["manifest"]["splits"]
     summary = pre["summary"]
-    runs = sum(len(a.get("all_runs", a["runs"])) for a in ft["arms"])
+    runs = lambda arms: sum(len(a.get("all_runs", a["runs"])) for a in arms)  # noqa: E731
+    names = lambda arms: ", ".join(a["arm"] for a in arms)  # noqa: E731
     held_out = splits.get("eval", {}).get("examples", 0)
     return [
         ("tokenizer", f"{tok['seconds']:.0f} s", f"SentencePiece unigram, {tok['vocab_size']:,} pieces"),
         ("data", f"{data['seconds']:.0f} s", f"{splits['train']['examples']:,} examples "
                                              f"({splits['train']['tokens']:,} tokens; {held_out:,} held out)"),
+        ("baselines", f"{base['seconds']:.0f} s", f"{runs(base['arms'])} runs ({names(base['arms'])}) on "
+                                                  f"{base['sizes']['train']:,} train sentences"),
         ("pretrain", f"{pre['seconds']:.0f} s", f"{summary['steps']:,} steps, {int(summary['tokens']):,} tokens"),
-        ("finetune", f"{ft['seconds']:.0f} s", f"{runs} runs on {ft['sizes']['train']:,} train sentences"),
+        ("finetune", f"{ft['seconds']:.0f} s", f"{runs(ft['arms'])} runs ({names(ft['arms'])})"),
     ]
+
+
+def budget_line(facts: dict) -> str:
+    """How long pretraining was allowed to run, and why that long."""
+    b = facts.get("budget")
+    if not b:
+        return ""
+    line = f"Pretraining budget: {b['pretrain_s'] / 60:.1f} min"
+    if b["how"] == "given":
+        return line + " (given)."
+    line += (f", what the run's {b['total_s'] / 60:g}-minute total left after the stages before it "
+             f"({b['spent_s'] / 60:.1f} min on this machine) and the pretrained arm's fine-tuning (timed as the "
+             f"random-init arm's, {b['arm_s'] / 60:.1f} min)")
+    if b["how"] == "minimum":
+        line += "; that was under the minimum, so the minimum ran and the run is over its total"
+    return line + "."
 
 
 def sum_minutes(stages: dict[str, tuple[Path, dict]]) -> float:
@@ -184,13 +204,17 @@ def _seed_table(arms: list[dict], by_name: dict[str, dict]) -> list[str]:
 def _search_line(arms: list[dict], config: dict[str, str]) -> str:
     """The ALBERT arms' fine-tuning protocol: the learning rate each chose on dev with the dev medians it saw,
     or, without a search in this run, the one fixed protocol both used."""
-    parts = []
+    parts, searched = [], None
     for arm in arms:
         if len(arm["search"]) > 1:
             seen = ", ".join(f"{s['lr']:g}: {100 * s['dev_median']:.1f}" for s in arm["search"])
-            parts.append(f"{arm['title']} chose lr {arm['lr']:g} (dev medians {seen})")
+            parts.append(f"{arm['title']} chose lr {arm['lr']:g} (dev {seen})")
+            searched = arm.get("search_seeds")
     if parts:
-        return "Fine-tuning learning rate chosen on dev, the same search for both ALBERT arms: " + "; ".join(parts) + "."
+        how = (f"each rate ran seed{'s' if len(searched) > 1 else ''} {', '.join(map(str, searched))}, the "
+               "chosen rate then the other seeds" if searched else "each rate ran every seed")
+        return (f"Fine-tuning learning rate chosen on dev by the same search for both ALBERT arms ({how}; dev "
+                "accuracy, the median where several seeds ran): " + "; ".join(parts) + ".")
     albert = [arm for arm in arms if arm.get("lr") is not None and arm["arm"] in ("pretrained", "random-init")]
     if not albert:
         return ""
@@ -203,12 +227,12 @@ def _search_line(arms: list[dict], config: dict[str, str]) -> str:
 def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict[str, Any]) -> dict:
     """Write report.md and the figures into `output`; return the numbers and the printed summary table."""
     pre_dir, pre = stages["pretrain"]
-    ft = stages["finetune"][1]
+    base = stages["baselines"][1]  # the task's sizes and majority class; the pretrained arm is in "finetune"
     manifest = stages["data"][1]["manifest"]
     records = read_metrics(Path(pre["run"]) / "metrics.jsonl")
-    arms = [arm_summary(a) for a in ft["arms"]]
+    arms = [arm_summary(a) for a in stages["finetune"][1]["arms"] + base["arms"]]
     by_name = {a["arm"]: a for a in arms}
-    majority = ft["majority"]["test_accuracy"]
+    majority = base["majority"]["test_accuracy"]
     plot_pretraining(records, output / "pretraining.png")
     plot_accuracy(arms, majority, output / "accuracy.png")
     rows = _stage_rows(stages)
@@ -232,7 +256,7 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         "## Movie-review sentiment (test split)",
         "",
         f"Rotten Tomatoes sentences with mean human ratings; neutral ones (|rating| ≤ 0.5) dropped; fixed hash split "
-        f"{ft['sizes']['train']:,} / {ft['sizes']['dev']:,} / {ft['sizes']['test']:,} (train / dev / test). "
+        f"{base['sizes']['train']:,} / {base['sizes']['dev']:,} / {base['sizes']['test']:,} (train / dev / test). "
         f"Model selection on dev; the numbers are test accuracy. Majority class: {100 * majority:.1f}%.",
         "",
         "| arm | test acc. median | min – max | dev median |",
@@ -263,6 +287,8 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         + (f"(always guessing the most frequent piece: {100 * unigram:.1f}%)" if unigram is not None else "")
         + f", SOP accuracy {100 * (final_eval.get('sop_acc') or float('nan')):.1f}%, "
           f"loss {final_eval.get('loss', float('nan')):.3f}.",
+        "",
+        budget_line(facts),
         "",
         precision_line(facts),
         "",
