@@ -105,10 +105,10 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path) -> 
     export_hf_onnx(hf, tmp / f"{preset}-hf.onnx")
     export_hf_s = time.perf_counter() - start
     quantize_int8(tmp / f"{preset}-litebert.onnx", tmp / f"{preset}-litebert.int8.onnx")
-    # Without spinning: busy-waiting onnxruntime threads would slow whichever contender is timed after them.
-    sessions = {"ORT HF fp32": ort_session(tmp / f"{preset}-hf.onnx", threads, spinning=False),
-                "ORT litebert fp32": ort_session(tmp / f"{preset}-litebert.onnx", threads, spinning=False),
-                "ORT litebert int8": ort_session(tmp / f"{preset}-litebert.int8.onnx", threads, spinning=False)}
+    # Without spinning, so idle onnxruntime threads cannot slow the contender timed next (bench_ort_spinning.py).
+    files = {"ORT HF fp32": "hf", "ORT litebert fp32": "litebert", "ORT litebert int8": "litebert.int8"}
+    sessions = {name: ort_session(tmp / f"{preset}-{stem}.onnx", threads, spinning=False)
+                for name, stem in files.items()}
     probe = inputs_for(ours.config, 2, 40)
     with torch.no_grad():
         ref = hf(**probe).last_hidden_state.numpy()

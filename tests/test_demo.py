@@ -179,3 +179,14 @@ def test_learning_rate_search_runs_the_other_seeds_only_at_the_chosen_rate(monke
     arm = finetune_arm(DemoConfig(seeds=(1, 2), finetune_search_seeds=2), "x", None, None, None, False, tmp_path,
                        (1e-3, 3e-4), 1.0)
     assert calls == [(1e-3, 1), (1e-3, 2), (3e-4, 1), (3e-4, 2)] and arm["lr"] == 3e-4
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("budget_s", 0.0, "budget_s must be positive"),
+    ("min_budget_s", 0.0, "min_budget_s must be positive"),
+    ("total_budget_s", -1.0, "total_budget_s not negative"),
+    ("finetune_search_seeds", 0, "finetune_search_seeds must be at least 1"),
+])
+def test_budget_and_search_settings_are_checked(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        DemoConfig(**{field: value})

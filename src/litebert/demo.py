@@ -260,7 +260,7 @@ def finetune_arm(cfg: DemoConfig, arm: str, source, tokenizer, data, use_bf16: b
 
     start = time.perf_counter()
     seeds = tuple(seeds or cfg.seeds)
-    searched = seeds[:max(1, cfg.finetune_search_seeds)] if len(lrs) > 1 else seeds
+    searched = seeds[:cfg.finetune_search_seeds] if len(lrs) > 1 else seeds
 
     def run(lr: float, seed: int) -> dict:
         result = finetune(REVIEWS_TASK, source, tokenizer, data, finetune_config(cfg, lr, epochs, use_bf16), seed,

@@ -199,10 +199,9 @@ def _export_graph(model: nn.Module, config: AlbertConfig, path: Path, opset: int
 def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True):
     """An onnxruntime CPU session with full graph optimisation; `threads` sets intra-op parallelism.
 
-    `spinning=False` makes its idle threads sleep instead of busy-waiting for the next run. Keep it off when
-    anything else computes in the process between runs: on 2 cores, Hugging Face's forward pass timed right
-    after onnxruntime runs took 1.38 s with spinning threads and 1.01 s without (albert-base 8x128, no-AMX
-    Xeon; onnxruntime's own time did not suffer).
+    `spinning=False` makes its idle threads sleep instead of busy-waiting for the next run, so they cannot take
+    the cores from other work in the process between runs (the benchmarks time PyTorch right after onnxruntime).
+    benchmarks/bench_ort_spinning.py measures both effects; on a 2-core no-AMX Xeon neither was above the noise.
     """
     import onnxruntime as ort
 

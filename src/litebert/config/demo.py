@@ -98,6 +98,13 @@ class DemoConfig:
         unknown = [s for s in self.sources if s not in SOURCES]
         if unknown:
             raise ValueError(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise ValueError(f"budget_s must be positive (or None to size it to total_budget_s), got {self.budget_s}")
+        if self.min_budget_s <= 0 or self.total_budget_s < 0:
+            raise ValueError(f"min_budget_s must be positive and total_budget_s not negative, got "
+                             f"{self.min_budget_s} and {self.total_budget_s}")
+        if self.finetune_search_seeds < 1:
+            raise ValueError(f"finetune_search_seeds must be at least 1, got {self.finetune_search_seeds}")
 
 
 GPU_RECIPE: dict[str, Any] = dict(preset="albert-base-v2", model_overrides={}, micro_batch=128, lr=0.0005)
