@@ -14,11 +14,15 @@ the median over `--seeds`.
     PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --list
     PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --budget 180 --probes base,lamb,post-ln
     PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --base old-demo --probes base
+    PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --budget 540 --lr-search --probes reviews-only \
+        --output pretrain_sweep_full.json      # the demo's budget, each arm at its own best dev rate
     PYTHONPATH=src .venv/bin/python benchmarks/pretrain_sweep.py --probes base --protocol --protocol-epochs 3
 
 Stages are cached under --workdir by content (probes that share text, tokenizer or data reuse them), so a
 rerun only trains what changed; results accumulate in benchmarks/results/pretrain_sweep.json by probe name
 and base. Run probes one at a time on a 2-core machine: they are timed by the wall clock.
+Precision is the demo's: bf16 or fp32 as `litebert.calibrate` measures it on this machine (the rows of
+2026-12-01/02 ran in bf16 on an EPYC, where it is chosen).
 """
 from __future__ import annotations
 
@@ -96,7 +100,7 @@ def dev_accuracies(cfg: demo.DemoConfig, source, tokenizer, data: TaskData, lr: 
                    epochs: float | None = None) -> list[float]:
     """Dev accuracy (%) of one fine-tuning run per seed; no split is reported, so test is never scored."""
     dev_only = dataclasses.replace(data, reported={}, unlabelled={})
-    ft = demo.finetune_config(cfg, lr, epochs or cfg.finetune_epochs, use_bf16=True)
+    ft = demo.finetune_config(cfg, lr, epochs or cfg.finetune_epochs, use_bf16=demo.demo_precision(cfg)["bf16"])
     return [100 * finetune(demo.REVIEWS_TASK, source, tokenizer, dev_only, ft, seed).selection["accuracy"]
             for seed in cfg.seeds]
 
@@ -112,7 +116,7 @@ def pretrain_probe(cfg: demo.DemoConfig, verbose: bool):
                                               task_repeats=cfg.task_repeats)
     tok_dir, _ = demo.stage_tokenizer(cfg, text_dir, log)
     _, made = demo.stage_data(cfg, text_dir, tok_dir, log)
-    _, pre = demo.stage_pretrain(cfg, Path(made["path"]), tok_dir, True, log)
+    _, pre = demo.stage_pretrain(cfg, Path(made["path"]), tok_dir, demo.demo_precision(cfg)["bf16"], log)
     return data, tok_dir, pre
 
 
@@ -144,13 +148,19 @@ def run_probe(base: str, probe: str, args: argparse.Namespace, random_cache: dic
     last = [r for r in records if r.get("split") == "eval"][-1]
     summary = pre["summary"]
     tokenizer = AlbertTokenizer.from_pretrained(tok_dir)
-    lr = cfg.finetune_lrs[0]
-    pretrained_dev = dev_accuracies(cfg, Path(pre["final"]), tokenizer, data, lr)
     model_config = AlbertConfig.from_dict(json.loads((Path(pre["final"]) / "config.json").read_text()))
-    key = demo.content_hash(tok_dir, model_config.to_dict(), lr, list(cfg.seeds))
-    if key not in random_cache:
-        random_cache[key] = dev_accuracies(cfg, model_config, tokenizer, data, lr)
-    random_dev = random_cache[key]
+    lrs = cfg.finetune_lrs if args.lr_search else cfg.finetune_lrs[:1]
+    pretrained_by_lr, random_by_lr = {}, {}
+    for lr in lrs:
+        pretrained_by_lr[lr] = dev_accuracies(cfg, Path(pre["final"]), tokenizer, data, lr)
+        key = demo.content_hash(tok_dir, model_config.to_dict(), lr, list(cfg.seeds))
+        if key not in random_cache:
+            random_cache[key] = dev_accuracies(cfg, model_config, tokenizer, data, lr)
+        random_by_lr[lr] = random_cache[key]
+    # Each arm at its own best rate (median over seeds), as the demo's search picks it: the fair comparison.
+    best_pre = max(lrs, key=lambda lr: statistics.median(pretrained_by_lr[lr]))
+    best_rand = max(lrs, key=lambda lr: statistics.median(random_by_lr[lr]))
+    pretrained_dev, random_dev = pretrained_by_lr[best_pre], random_by_lr[best_rand]
     return {"probe": probe, "base": base, "changes": PROBES[probe], "budget_s": cfg.budget_s,
             "steps": summary["steps"], "tokens": summary["tokens"], "tokens_per_s": summary["tokens"] / summary["time_s"],
             "eval_mlm_acc": last["mlm_acc"], "eval_mlm_loss": last["mlm_loss"], "sop_acc": last.get("sop_acc"),
@@ -158,7 +168,9 @@ def run_probe(base: str, probe: str, args: argparse.Namespace, random_cache: dic
             "dev_pretrained": pretrained_dev, "dev_random_init": random_dev,
             "dev_pretrained_median": statistics.median(pretrained_dev),
             "dev_random_init_median": statistics.median(random_dev),
-            "finetune": {"lr": lr, "epochs": cfg.finetune_epochs, "seeds": list(cfg.seeds)},
+            "finetune": {"lr": best_pre, "lr_random_init": best_rand, "epochs": cfg.finetune_epochs,
+                         "seeds": list(cfg.seeds)},
+            "dev_by_lr": {str(lr): {"pretrained": pretrained_by_lr[lr], "random_init": random_by_lr[lr]} for lr in lrs},
             "curve": [(r["step"], r["mlm_acc"]) for r in records if r.get("split") == "eval"],
             "wall_s": time.perf_counter() - start}
 
@@ -180,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=180.0, help="pretraining seconds per probe (default 180)")
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                         help="fine-tuning seeds per probe (default 1,2)")
+    parser.add_argument("--lr-search", action="store_true",
+                        help="fine-tune each arm at every rate of the demo's search (DemoConfig.finetune_lrs) and "
+                             "compare each arm at its own best dev rate, as the demo does (default: the first rate)")
     parser.add_argument("--workdir", type=Path, default=Path("runs/pretrain_sweep"))
     parser.add_argument("--output", default="pretrain_sweep.json", help="file name under benchmarks/results/")
     parser.add_argument("--protocol", action="store_true",
