@@ -3,13 +3,15 @@
 Contenders, all on the same weights (a random model of each preset, saved by litebert, loaded by HF):
   litebert fp32 | litebert bf16 autocast | litebert bf16 weights (model.to(bfloat16)) |
   HF fp32 | HF bf16 autocast | onnxruntime on HF's ONNX export | onnxruntime on litebert's ONNX export,
-  fp32 and dynamically quantised to int8 (whose outputs differ: a speed reference, not a like-for-like).
+  fp32 and dynamically quantised to int8 (whose outputs differ: a speed reference, not a like-for-like);
+  with --compile also litebert fp32 under torch.compile (inductor, weights frozen into the graph), its first
+  call at each shape (the compile) timed apart and its outputs checked against eager.
 HF's graph comes from torch's TorchScript exporter (what `optimum-cli export onnx` runs); litebert's from
 `litebert.export.export_onnx`. Each shape's contenders are timed round-robin (see common.py); the table
 gives tokens/s and the ratio to the better of HF bf16 autocast and onnxruntime-on-HF. The bf16 and fp32
 matmul rates of the machine are measured in the same run, for reference.
 
-    python benchmarks/bench_inference.py [--quick] [--repeats 2] [--threads N] [--presets albert-tiny]
+    python benchmarks/bench_inference.py [--quick] [--repeats 2] [--threads N] [--presets albert-tiny] [--compile]
 Writes benchmarks/results/inference.json (--output names another file there).
 """
 from __future__ import annotations
@@ -89,7 +91,23 @@ def ort_runner(session, inputs):
     return lambda: session.run(None, feed)
 
 
-def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path) -> dict:
+def compiled_runner(model, inputs) -> tuple[callable, float, float]:
+    """torch.compile(model) (inductor, frozen weights, static shape) run on `inputs`: (runner, first-call seconds
+    = the compile, max |compiled - eager| of the last hidden state)."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # weights become constants: folded and pre-packed for the CPU GEMMs
+    compiled = torch.compile(model, dynamic=False)
+    run = torch_runner(compiled, inputs, False)
+    start = time.perf_counter()
+    out = run().last_hidden_state
+    compile_s = time.perf_counter() - start
+    with torch.no_grad():
+        diff = float((out - model(**inputs).last_hidden_state).abs().max())
+    return run, compile_s, diff
+
+
+def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, compile: bool = False) -> dict:
     """Export both graphs, then time every contender at every shape; returns sizes, parity and timings."""
     import transformers
 
@@ -115,7 +133,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path) -> 
     hf_onnx_diff = float(np.abs(sessions["ORT HF fp32"].run(None, {k: v.numpy() for k, v in probe.items()})[0]
                                 - ref).max())
 
-    results = []
+    results, compiled = [], {}
     for batch, seq in shapes:
         inputs = inputs_for(ours.config, batch, seq)
         fns = {"litebert fp32": torch_runner(ours, inputs, False),
@@ -124,6 +142,9 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path) -> 
                "HF fp32": torch_runner(hf, inputs, False),
                "HF bf16 autocast": torch_runner(hf, inputs, True),
                **{name: ort_runner(s, inputs) for name, s in sessions.items()}}
+        if compile:
+            fns["litebert fp32 compiled"], compile_s, diff = compiled_runner(copy.deepcopy(ours), inputs)
+            compiled[f"{batch}x{seq}"] = {"compile_s": compile_s, "max_abs_diff": diff}
         seconds = interleaved_medians(fns, warmup=1, repeats=repeats)
         tokens = {name: batch * seq / s for name, s in seconds.items()}
         reference = max(tokens[r] for r in REFERENCES)
@@ -132,7 +153,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path) -> 
                                 tokens_per_s=tokens[name], vs_best_reference=tokens[name] / reference))
         print(f"  {preset} {batch}x{seq}: done", flush=True)
     return dict(
-        results=results,
+        results=results, compiled=compiled,
         onnx={"litebert_bytes": report.onnx_bytes,
               "litebert_int8_bytes": (tmp / f"{preset}-litebert.int8.onnx").stat().st_size,
               "hf_bytes": (tmp / f"{preset}-hf.onnx").stat().st_size,
@@ -153,6 +174,9 @@ def print_tables(by_preset: dict[str, dict], shapes) -> None:
               f"(int8 {o['litebert_int8_bytes'] / 1e6:.1f} MB), HF {o['hf_bytes'] / 1e6:.1f} MB "
               f"(parameters {o['parameter_bytes'] / 1e6:.1f} MB); max |ort - torch|: litebert "
               f"{o['litebert_max_abs_diff']:.1e}, HF {o['hf_max_abs_diff']:.1e}")
+        for shape, c in data.get("compiled", {}).items():
+            print(f"torch.compile at {shape}: first call (compile) {c['compile_s']:.0f} s, "
+                  f"max |compiled - eager| {c['max_abs_diff']:.1e}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="intra-op threads for torch and onnxruntime (default: all)")
     parser.add_argument("--presets", nargs="+", default=["albert-base-v2", "albert-tiny"])
     parser.add_argument("--output", default="inference.json", help="file name under benchmarks/results/")
+    parser.add_argument("--compile", action="store_true",
+                        help="also litebert fp32 under torch.compile (each shape compiles, ~30 s for base)")
     args = parser.parse_args(argv)
     threads = set_threads(args.threads)
     shapes = QUICK_SHAPES if args.quick else SHAPES
@@ -173,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     by_preset = {}
     with tempfile.TemporaryDirectory() as tmp, warnings_off():
         for preset in args.presets:
-            by_preset[preset] = bench_preset(preset, shapes, repeats, threads, Path(tmp))
+            by_preset[preset] = bench_preset(preset, shapes, repeats, threads, Path(tmp), args.compile)
     print_tables(by_preset, shapes)
     path = write_json({"machine": machine_info(threads=threads, repeats=repeats), **rates,
                        "wall_s": time.perf_counter() - start, "presets": by_preset}, args.output)
