@@ -96,17 +96,18 @@ def probe_config(base: str, probe: str, args: argparse.Namespace) -> demo.DemoCo
                                progress=False, seeds=tuple(args.seeds))
 
 
-def dev_accuracies(cfg: demo.DemoConfig, source, tokenizer, data: TaskData, lr: float,
+def dev_accuracies(cfg: demo.DemoConfig, source, tokenizer, data: TaskData, lr: float, use_bf16: bool,
                    epochs: float | None = None) -> list[float]:
     """Dev accuracy (%) of one fine-tuning run per seed; no split is reported, so test is never scored."""
     dev_only = dataclasses.replace(data, reported={}, unlabelled={})
-    ft = demo.finetune_config(cfg, lr, epochs or cfg.finetune_epochs, use_bf16=demo.demo_precision(cfg)["bf16"])
+    ft = demo.finetune_config(cfg, lr, epochs or cfg.finetune_epochs, use_bf16)
     return [100 * finetune(demo.REVIEWS_TASK, source, tokenizer, dev_only, ft, seed).selection["accuracy"]
             for seed in cfg.seeds]
 
 
 def pretrain_probe(cfg: demo.DemoConfig, verbose: bool):
-    """The demo's stages up to pretraining for `cfg`: (task data, tokenizer dir, pretraining stage result)."""
+    """The demo's stages up to pretraining for `cfg`: (task data, tokenizer dir, pretraining stage result, bf16 or
+    not: the demo's precision choice, which fine-tuning then keeps)."""
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
     sources, labelled = demo.stage_corpora(cfg)
     data = demo.review_data(labelled, cfg.output)
@@ -116,22 +117,23 @@ def pretrain_probe(cfg: demo.DemoConfig, verbose: bool):
                                               task_repeats=cfg.task_repeats)
     tok_dir, _ = demo.stage_tokenizer(cfg, text_dir, log)
     _, made = demo.stage_data(cfg, text_dir, tok_dir, log)
-    _, pre = demo.stage_pretrain(cfg, Path(made["path"]), tok_dir, demo.demo_precision(cfg)["bf16"], log)
-    return data, tok_dir, pre
+    use_bf16 = demo.demo_precision(cfg)["bf16"]
+    _, pre = demo.stage_pretrain(cfg, Path(made["path"]), tok_dir, use_bf16, log)
+    return data, tok_dir, pre, use_bf16
 
 
 def protocol_search(base: str, probe: str, args: argparse.Namespace) -> dict:
     """Every (learning rate, epochs) of the grid, for the probe's pretrained model and the same model from
     random init: the search that fixes the demo's one fine-tuning protocol for both ALBERT arms (on dev)."""
     cfg = probe_config(base, probe, args)
-    data, tok_dir, pre = pretrain_probe(cfg, args.verbose)
+    data, tok_dir, pre, use_bf16 = pretrain_probe(cfg, args.verbose)
     tokenizer = AlbertTokenizer.from_pretrained(tok_dir)
     model_config = AlbertConfig.from_dict(json.loads((Path(pre["final"]) / "config.json").read_text()))
     grid = []
     for lr in args.protocol_lrs:
         for epochs in args.protocol_epochs:
-            pre_dev = dev_accuracies(cfg, Path(pre["final"]), tokenizer, data, lr, epochs)
-            rand_dev = dev_accuracies(cfg, model_config, tokenizer, data, lr, epochs)
+            pre_dev = dev_accuracies(cfg, Path(pre["final"]), tokenizer, data, lr, use_bf16, epochs)
+            rand_dev = dev_accuracies(cfg, model_config, tokenizer, data, lr, use_bf16, epochs)
             grid.append({"lr": lr, "epochs": epochs, "dev_pretrained": pre_dev, "dev_random_init": rand_dev,
                          "dev_pretrained_median": statistics.median(pre_dev),
                          "dev_random_init_median": statistics.median(rand_dev)})
@@ -143,7 +145,7 @@ def protocol_search(base: str, probe: str, args: argparse.Namespace) -> dict:
 def run_probe(base: str, probe: str, args: argparse.Namespace, random_cache: dict) -> dict:
     cfg = probe_config(base, probe, args)
     start = time.perf_counter()
-    data, tok_dir, pre = pretrain_probe(cfg, args.verbose)
+    data, tok_dir, pre, use_bf16 = pretrain_probe(cfg, args.verbose)
     records = read_metrics(Path(pre["run"]) / "metrics.jsonl")
     last = [r for r in records if r.get("split") == "eval"][-1]
     summary = pre["summary"]
@@ -152,14 +154,14 @@ def run_probe(base: str, probe: str, args: argparse.Namespace, random_cache: dic
     lrs = cfg.finetune_lrs if args.lr_search else cfg.finetune_lrs[:1]
     pretrained_by_lr, random_by_lr = {}, {}
     for lr in lrs:
-        pretrained_by_lr[lr] = dev_accuracies(cfg, Path(pre["final"]), tokenizer, data, lr)
+        pretrained_by_lr[lr] = dev_accuracies(cfg, Path(pre["final"]), tokenizer, data, lr, use_bf16)
         key = demo.content_hash(tok_dir, model_config.to_dict(), lr, list(cfg.seeds))
         if key not in random_cache:
-            random_cache[key] = dev_accuracies(cfg, model_config, tokenizer, data, lr)
+            random_cache[key] = dev_accuracies(cfg, model_config, tokenizer, data, lr, use_bf16)
         random_by_lr[lr] = random_cache[key]
     # Each arm at its own best rate (median over seeds), as the demo's search picks it: the fair comparison.
-    best_pre = max(lrs, key=lambda lr: statistics.median(pretrained_by_lr[lr]))
-    best_rand = max(lrs, key=lambda lr: statistics.median(random_by_lr[lr]))
+    best_pre = demo.best_rate({lr: statistics.median(accs) for lr, accs in pretrained_by_lr.items()})
+    best_rand = demo.best_rate({lr: statistics.median(accs) for lr, accs in random_by_lr.items()})
     pretrained_dev, random_dev = pretrained_by_lr[best_pre], random_by_lr[best_rand]
     return {"probe": probe, "base": base, "changes": PROBES[probe], "budget_s": cfg.budget_s,
             "steps": summary["steps"], "tokens": summary["tokens"], "tokens_per_s": summary["tokens"] / summary["time_s"],

@@ -250,6 +250,12 @@ def finetune_config(cfg: DemoConfig, lr: float, epochs: float, use_bf16: bool):
                           progress=cfg.progress, device=cfg.device)
 
 
+def best_rate(dev_medians: dict[float, float]) -> float:
+    """The learning rate with the best median dev accuracy; ties go to the first listed."""
+    rates = list(dev_medians)
+    return max(rates, key=lambda lr: (dev_medians[lr], -rates.index(lr)))
+
+
 def finetune_arm(cfg: DemoConfig, arm: str, source, tokenizer, data, use_bf16: bool, directory: Path,
                  lrs: tuple[float, ...], epochs: float, seeds: tuple[int, ...] | None = None) -> dict:
     """Each learning rate of `lrs` runs the first `cfg.finetune_search_seeds` seeds; the rate with the best
@@ -271,7 +277,7 @@ def finetune_arm(cfg: DemoConfig, arm: str, source, tokenizer, data, use_bf16: b
 
     runs = [run(lr, seed) for lr in lrs for seed in searched]
     dev_median = {lr: statistics.median(r["dev"]["accuracy"] for r in runs if r["lr"] == lr) for lr in lrs}
-    chosen = max(lrs, key=lambda lr: (dev_median[lr], -lrs.index(lr)))
+    chosen = best_rate(dev_median)
     runs += [run(chosen, seed) for seed in seeds if seed not in searched]
     return {"arm": arm, "lr": chosen, "search": [{"lr": lr, "dev_median": dev_median[lr]} for lr in lrs],
             "search_seeds": list(searched), "runs": [r for r in runs if r["lr"] == chosen], "all_runs": runs,
