@@ -13,6 +13,7 @@ torch.set_num_threads(1)
 # Calibrations (litebert.calibrate) measured by the tests stay with this session, not in the user's cache;
 # child processes inherit the directory, so a rerun in a kill/resume test decides as the first run did.
 os.environ.setdefault("LITEBERT_CALIBRATION_DIR", tempfile.mkdtemp(prefix="litebert-calibration-"))
+os.environ.setdefault("LITEBERT_ONNX_DIR", tempfile.mkdtemp(prefix="litebert-onnx-"))
 
 
 @pytest.fixture(autouse=True)

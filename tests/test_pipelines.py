@@ -104,6 +104,69 @@ def test_question_answering_matches_transformers(models):
         assert context[got["start"]:got["end"]] == got["answer"]
 
 
+def test_length_sorted_batches_give_each_text_its_own_result(models):
+    """Texts of mixed lengths are batched in order of length: each result must still be that text's, as if it
+    had run alone, in the order given."""
+    rng = np.random.default_rng(3)
+    texts = [" ".join(SENTENCES[i % 6] for i in range(n)) for n in rng.integers(1, 7, 13)]
+    text_pairs = [SENTENCES[i % 6] for i in range(13)]
+    cls = pipeline("text-classification", models / "cls", device="cpu", bf16=False, batch_size=4)
+    alone = [cls(t, q) for t, q in zip(texts, text_pairs)]
+    batched = cls(texts, text_pairs)
+    assert [b["label"] for b in batched] == [a["label"] for a in alone]
+    assert [b["score"] for b in batched] == pytest.approx([a["score"] for a in alone], abs=1e-5)
+
+    feats = pipeline("feature-extraction", models / "base", device="cpu", bf16=False, batch_size=4)
+    for got, text in zip(feats(texts), texts):
+        np.testing.assert_allclose(got, feats(text), atol=1e-5)
+
+    fill = pipeline("fill-mask", models / "mlm", device="cpu", bf16=False, batch_size=2)
+    masked = [t.replace("the", "[MASK]", 1) for t in texts[:7]]
+    assert [r[0]["sequence"] for r in fill(masked)] == [fill(t)[0]["sequence"] for t in masked]
+    with pytest.raises(ValueError, match=r"text 3 has 2 \[MASK\] pieces, expected 1"):
+        fill(masked[:2] + ["[MASK] and [MASK]"] + masked[2:])
+
+
+def test_onnxruntime_backends_match_torch(models):
+    """backend onnxruntime reproduces the torch pipeline; int8 stays close; the export is made once and
+    cached by the weights (a different model gets its own file)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import os
+    from pathlib import Path
+
+    cache = Path(os.environ["LITEBERT_ONNX_DIR"])
+    texts = SENTENCES + [SENTENCES[0] + " " + SENTENCES[3]]
+    torch_cls = pipeline("text-classification", models / "cls", device="cpu", bf16=False, batch_size=3)
+    want = torch_cls(texts)
+    for backend, tolerance in (("onnxruntime", 1e-5), ("onnxruntime-int8", 0.05)):
+        ort_cls = pipeline("text-classification", models / "cls", device="cpu", batch_size=3, backend=backend)
+        got = ort_cls(texts)
+        assert ort_cls.session is not None and ort_cls.backend == backend
+        assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=tolerance)
+        if backend == "onnxruntime":
+            assert [g["label"] for g in got] == [w["label"] for w in want]
+    exports = sorted(cache.glob("AlbertForSequenceClassification-*.onnx"))
+    assert [e.name.split("-")[1] for e in exports] == ["fp32", "int8"]
+    before = [e.stat().st_mtime_ns for e in exports]
+    pipeline("text-classification", models / "cls", device="cpu", backend="onnxruntime")
+    assert [e.stat().st_mtime_ns for e in exports] == before  # taken from the cache, not exported again
+
+    qa_torch = pipeline("question-answering", models / "qa", device="cpu", bf16=False)
+    qa_ort = pipeline("question-answering", models / "qa", device="cpu", backend="onnxruntime")
+    question, context = "what was lovely ?", " ".join(SENTENCES * 3)
+    got, want = qa_ort(question, context), qa_torch(question, context)
+    assert (got["answer"], got["start"], got["end"]) == (want["answer"], want["start"], want["end"])
+    assert got["score"] == pytest.approx(want["score"], rel=1e-4)
+    fill = pipeline("fill-mask", models / "mlm", device="cpu", backend="onnxruntime")
+    assert [r["token"] for r in fill("the film was [MASK] .")] == \
+        [r["token"] for r in pipeline("fill-mask", models / "mlm", device="cpu", bf16=False)("the film was [MASK] .")]
+    with pytest.raises(ValueError, match="unknown pipeline backend 'tensorrt'"):
+        pipeline("fill-mask", models / "mlm", backend="tensorrt")
+    with pytest.raises(ValueError, match="runs fp32/int8 on the CPU"):
+        pipeline("fill-mask", models / "mlm", device="cpu", bf16=True, backend="onnxruntime")
+
+
 def test_commands_print_json_lines(models, tmp_path, capsys):
     assert main(["fill-mask", str(models / "mlm"), "the film was [MASK] .", "--top-k", "2", "--no-bf16"]) == 0
     line = json.loads(capsys.readouterr().out.splitlines()[0])
@@ -113,6 +176,8 @@ def test_commands_print_json_lines(models, tmp_path, capsys):
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [o["text"] for o in out] == ["a great film", "the music was poor"] and all("label" in o["result"]
                                                                                         for o in out)
+    assert main(["classify", str(models / "cls"), "--text", "a great film", "--backend", "onnxruntime"]) == 0
+    assert json.loads(capsys.readouterr().out)["result"]["label"] in {"negative", "neutral", "positive"}
     assert main(["answer", str(models / "qa"), "--question", "where ?", "--context", SENTENCES[2]]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert SENTENCES[2][answer["start"]:answer["end"]] == answer["answer"]

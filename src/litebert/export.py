@@ -13,9 +13,11 @@ tables, activations quantised per batch at run time); its output change against 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -270,6 +272,47 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET,
             report.int8_bytes = path.stat().st_size
             report.int8_max_abs_diff = max_abs_diff(model, config, path)
     return report
+
+
+def cached_onnx(model: nn.Module, quantize: str | None = None) -> Path:
+    """The ONNX file of `model` (see `export_onnx`), exported once and kept in $LITEBERT_ONNX_DIR (default
+    ~/.cache/litebert/onnx). The file is named by a digest of the weights, config, head, opset, quantisation and
+    torch version, so a changed model gets a new export; it appears whole or not at all."""
+    from litebert.fetch import DEFAULT_CACHE
+    from litebert.files import write_atomic
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
+    digest.update(json.dumps([model.config.to_dict(), type(model).__name__, DEFAULT_OPSET, quantize,
+                              torch.__version__], sort_keys=True, default=str).encode())
+    directory = Path(os.environ.get("LITEBERT_ONNX_DIR") or DEFAULT_CACHE / "onnx")
+    path = directory / f"{type(model).__name__}-{quantize or 'fp32'}-{digest.hexdigest()[:16]}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("exporting %s to ONNX%s for onnxruntime, once (cached as %s)", type(model).__name__,
+                 f" with {quantize} weights" if quantize else "", path)
+        with _quiet():
+            write_atomic(path, lambda tmp: export_onnx(model, tmp, quantize=quantize))
+    return path
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's and the quantiser's advice for the length of an export made on a user's behalf
+    (torchvision ops it skips, "consider pre-processing"): warnings, and log records below ERROR."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def _count_initializers(path: Path) -> int:

@@ -8,8 +8,17 @@
     feature-extraction   "any text"                    -> the last hidden states (T, H) of each text
 
 The model directory is what `save_pretrained` / `litebert finetune` / `litebert export hf` write (its tokenizer
-alongside). Texts go through in batches (bf16 autocast where it is faster: `litebert.calibrate`); the commands
-`litebert fill-mask | classify | answer` wrap this with a progress bar on files and JSON lines out.
+alongside). The commands `litebert fill-mask | classify | answer` wrap this with a progress bar on files and JSON
+lines out.
+
+How the texts run:
+- All texts of a call are encoded first, then cut into batches **in order of length**, each padded only to its
+  longest row (rounded up to 8); results come back in the input order. Mixed-length text (reviews, documents)
+  then spends little on padding, where batches in input order pad every row to the longest of its neighbours.
+- backend "torch" (default): the model in PyTorch, bf16 autocast where it measures faster (`litebert.calibrate`).
+  "onnxruntime" / "onnxruntime-int8": the model exported once to ONNX (int8: dynamic quantisation of the weights,
+  see `litebert.export`), cached by a digest of its weights, and run by onnxruntime on the CPU.
+  benchmarks/bench_pipelines.py measures the three against transformers' pipeline on the same texts.
 """
 from __future__ import annotations
 
@@ -17,10 +26,11 @@ import argparse
 import bisect
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -29,6 +39,10 @@ import torch
 from litebert import pairs
 from litebert.model import AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
     AlbertModel
+
+
+Row = tuple[Sequence[int], Sequence[int]]
+"""One encoded input: (input_ids, token_type_ids), unpadded."""
 
 
 @dataclass
@@ -42,27 +56,49 @@ class Pipeline:
     bf16: bool
     batch_size: int
     run: Callable[..., list]
+    backend: str = "torch"
+    session: Any = None  # the onnxruntime session of the onnxruntime backends
 
     def __call__(self, *args, **kwargs):
         return self.run(self, *args, **kwargs)
 
-    def forward(self, **inputs: torch.Tensor):
+    def forward(self, **inputs: np.ndarray):
+        """The model's outputs for int64 (B, T) inputs, as torch tensors named as the model's output fields."""
+        if self.session is not None:
+            names = [o.name for o in self.session.get_outputs()]
+            values = self.session.run(names, inputs)
+            return SimpleNamespace(**{name: torch.from_numpy(v) for name, v in zip(names, values)})
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-        with torch.no_grad(), autocast:
-            return self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+        with torch.inference_mode(), autocast:
+            return self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
 
-    def chunks(self, n: int, progress: bool = False) -> Iterable[slice]:
-        """Slices of `batch_size` items over n, with a progress bar when asked."""
-        starts = range(0, n, self.batch_size)
+    def map_batches(self, rows: Sequence[Row], results_of: Callable[[dict[str, np.ndarray], Any], list],
+                    progress: bool = False) -> list:
+        """One result per row, in the rows' order: the rows are sorted by length, cut into `batch_size` batches
+        each padded to its longest row (rounded up to 8, within the model's length), run, and
+        `results_of(inputs, outputs)` turns a batch into its rows' results."""
+        order = np.argsort([len(ids) for ids, _ in rows], kind="stable")
+        results: list = [None] * len(rows)
+        starts = range(0, len(rows), self.batch_size)
         if progress:
             from tqdm import tqdm
 
             starts = tqdm(starts, unit="batch", dynamic_ncols=True, file=sys.stderr)
-        return (slice(i, i + self.batch_size) for i in starts)
+        limit = self.model.config.max_position_embeddings
+        for start in starts:
+            index = order[start:start + self.batch_size]
+            longest = max(len(rows[i][0]) for i in index)
+            inputs = pairs.pad([rows[i] for i in index], min(limit, -(-longest // 8) * 8),
+                               self.tokenizer.pad_token_id)
+            for i, result in zip(index, results_of(inputs, self.forward(**inputs))):
+                results[i] = result
+        return results
 
-    def encode(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, torch.Tensor]:
-        """Padded (B, T) inputs, cut to the model's length (longest first for pairs)."""
-        return self.tokenizer(texts, pairs, max_length=self.model.config.max_position_embeddings, padding=True)
+    def encode(self, texts: list[str], pairs: list[str] | None = None) -> list[Row]:
+        """(input_ids, token_type_ids) of each text (or pair), cut to the model's length (longest first)."""
+        enc = self.tokenizer(texts, pairs, max_length=self.model.config.max_position_embeddings, padding=False,
+                             return_tensors=None)
+        return list(zip(enc["input_ids"], enc["token_type_ids"]))
 
 
 def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress: bool = False):
@@ -70,20 +106,19 @@ def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress:
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
     mask_id = p.tokenizer.mask_token_id
-    out = []
-    for part in p.chunks(len(texts), progress):
-        enc = _encode_masked(p, texts[part])
-        ids = enc["input_ids"]
-        counts = (ids == mask_id).sum(1)
-        if (counts != 1).any():
-            bad = int(np.flatnonzero(counts.numpy() != 1)[0])
-            raise ValueError(f"fill-mask: text {len(out) + bad + 1} has {int(counts[bad])} [MASK] pieces, expected 1")
-        logits = p.forward(**enc).logits.float()  # (B, T, V)
-        rows, cols = (ids == mask_id).nonzero(as_tuple=True)
-        probs = logits[rows, cols].softmax(-1)  # (B, V)
+    rows = _encode_masked(p, texts)
+    for n, (ids, _) in enumerate(rows):
+        if (count := int(np.sum(np.asarray(ids) == mask_id))) != 1:
+            raise ValueError(f"fill-mask: text {n + 1} has {count} [MASK] pieces, expected 1")
+
+    def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
+        ids = torch.from_numpy(inputs["input_ids"])
+        batch, cols = (ids == mask_id).nonzero(as_tuple=True)  # one mask per row
+        probs = outputs.logits[batch, cols].float().softmax(-1)  # (B, V)
         scores, tokens = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        out = []
         for b in range(len(ids)):
-            real = ids[b][enc["attention_mask"][b].bool()]
+            real = ids[b][inputs["attention_mask"][b] == 1]
             results = []
             for score, token in zip(scores[b].tolist(), tokens[b].tolist()):
                 filled = real.clone()
@@ -91,10 +126,13 @@ def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress:
                 results.append({"score": score, "token": token, "token_str": p.tokenizer.decode([token]),
                                 "sequence": p.tokenizer.decode(filled.tolist(), skip_special_tokens=True)})
             out.append(results)
+        return out
+
+    out = p.map_batches(rows, results_of, progress)
     return out[0] if single else out
 
 
-def _encode_masked(p: Pipeline, texts: list[str]) -> dict[str, torch.Tensor]:
+def _encode_masked(p: Pipeline, texts: list[str]) -> list[Row]:
     """Texts holding the literal [MASK]: the pieces around it encoded apart and the mask id between them, as
     Hugging Face's ALBERT tokenizer splits special tokens out (the space before [MASK] goes with it)."""
     mask = "[MASK]"
@@ -110,8 +148,7 @@ def _encode_masked(p: Pipeline, texts: list[str]) -> dict[str, torch.Tensor]:
                 ids.append(p.tokenizer.mask_token_id)
         ids = ids[:p.model.config.max_position_embeddings - 2]
         rows.append(pairs.pack(ids, None, p.tokenizer.cls_token_id, p.tokenizer.sep_token_id))
-    batch = pairs.pad(rows, max(len(r[0]) for r in rows), p.tokenizer.pad_token_id)
-    return {k: torch.from_numpy(v) for k, v in batch.items()}
+    return rows
 
 
 def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
@@ -123,16 +160,16 @@ def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence
     if pairs is not None and len(pairs) != len(texts):
         raise ValueError(f"classify: {len(texts)} texts but {len(pairs)} text pairs")
     labels = p.model.config.id2label or {}
-    out = []
-    for part in p.chunks(len(texts), progress):
-        logits = p.forward(**p.encode(texts[part], pairs[part] if pairs is not None else None)).logits.float()
+
+    def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
+        logits = outputs.logits.float()  # (B, C)
         if logits.shape[-1] == 1:
-            out += [{"label": "score", "score": float(v)} for v in logits[:, 0]]
-            continue
-        probs = logits.softmax(-1)
-        score, index = probs.max(-1)
-        out += [{"label": labels.get(int(i), labels.get(str(int(i)), f"LABEL_{int(i)}")), "score": float(s)}
+            return [{"label": "score", "score": float(v)} for v in logits[:, 0]]
+        score, index = logits.softmax(-1).max(-1)
+        return [{"label": labels.get(int(i), labels.get(str(int(i)), f"LABEL_{int(i)}")), "score": float(s)}
                 for s, i in zip(score, index)]
+
+    out = p.map_batches(p.encode(texts, pairs), results_of, progress)
     return out[0] if single else out
 
 
@@ -140,11 +177,12 @@ def features(p: Pipeline, texts: str | Sequence[str], progress: bool = False):
     """For each text: its last hidden states, an array (T, H) over its pieces ([CLS] and [SEP] included)."""
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
-    out = []
-    for part in p.chunks(len(texts), progress):
-        enc = p.encode(texts[part])
-        hidden = p.forward(**enc).last_hidden_state.float().cpu().numpy()
-        out += [h[m.bool().numpy()] for h, m in zip(hidden, enc["attention_mask"])]
+
+    def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
+        hidden = outputs.last_hidden_state.float().cpu().numpy()  # (B, T, H)
+        return [h[m == 1] for h, m in zip(hidden, inputs["attention_mask"])]
+
+    out = p.map_batches(p.encode(texts), results_of, progress)
     return out[0] if single else out
 
 
@@ -155,7 +193,7 @@ def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[s
     over the context's pieces and [CLS]), a span of at most `max_answer_length` pieces scores p_start * p_end, the
     best span of all windows is widened to whole words; context[start:end] == answer."""
     from litebert.finetune.readers import SquadExample
-    from litebert.finetune.squad import SquadConfig, build_features, features_to_tensors, split_words
+    from litebert.finetune.squad import SquadConfig, build_features, split_words
 
     single = isinstance(question, str)
     questions, contexts = ([question], [context]) if single else (list(question), list(context))
@@ -164,18 +202,19 @@ def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[s
     examples = [SquadExample(str(i), q, c, []) for i, (q, c) in enumerate(zip(questions, contexts))]
     length = min(384, p.model.config.max_position_embeddings)  # transformers' defaults, within the model
     config = SquadConfig(max_seq_length=length, doc_stride=min(length // 2, 128), max_answer_length=max_answer_length)
-    feats = build_features(examples, p.tokenizer, config)
-    tensors = features_to_tensors(feats)
-    starts, ends = [], []
-    for part in p.chunks(len(feats), progress):
-        batch = {k: tensors[k][part] for k in ("input_ids", "attention_mask", "token_type_ids")}
-        result = p.forward(**batch)
-        starts.append(result.start_logits.float().cpu().numpy())
-        ends.append(result.end_logits.float().cpu().numpy())
-    start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)  # (F, T) each
+    feats = build_features(examples, p.tokenizer, config)  # windows padded to `length`: run without the padding
+    rows = [(f.input_ids[:sum(f.attention_mask)], f.token_type_ids[:sum(f.attention_mask)]) for f in feats]
+
+    def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
+        # each row's (start, end) logits, padded back to the window's length (the padding is never a context piece)
+        starts, ends = (np.pad(x.float().cpu().numpy(), ((0, 0), (0, length - x.shape[1]))) for x in
+                        (outputs.start_logits, outputs.end_logits))
+        return list(zip(starts, ends))
+
+    logits = p.map_batches(rows, results_of, progress)
     best: dict[int, tuple[float, int, int]] = {}  # example → (score, first char, last char)
-    for k, f in enumerate(feats):
-        score, i, j = _best_span(f, start_logits[k], end_logits[k], p.tokenizer.all_special_ids, max_answer_length)
+    for f, (start_logits, end_logits) in zip(feats, logits):
+        score, i, j = _best_span(f, start_logits, end_logits, p.tokenizer.all_special_ids, max_answer_length)
         if score > best.get(f.example_index, (-1.0,))[0]:
             last = max(f.token_offsets[j][1] - 1, f.token_offsets[j][0])  # a character of the last piece's word
             best[f.example_index] = (score, f.token_offsets[i][0], last)
@@ -223,25 +262,43 @@ TASKS: dict[str, tuple[type, Callable]] = {
 }
 
 
+ONNX_BACKENDS = {"onnxruntime": None, "onnxruntime-int8": "int8"}
+"""The backends that run an ONNX export in onnxruntime, and the export's quantisation."""
+BACKENDS = ("torch", *ONNX_BACKENDS)
+
+
 def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: bool | None = None,
-             batch_size: int = 32) -> Pipeline:
-    """A ready pipeline for `task` on the model (and tokenizer) in `model_dir`. bf16 None: on a GPU where it
-    supports bf16; on a CPU where bf16 inference measures faster than fp32 at (batch_size, 128) (measured once
-    per machine and model shape, cached: `litebert.calibrate`)."""
+             batch_size: int = 32, backend: str = "torch") -> Pipeline:
+    """A ready pipeline for `task` on the model (and tokenizer) in `model_dir`.
+
+    backend "torch": bf16 None means on a GPU where it supports bf16, on a CPU where bf16 inference measures
+    faster than fp32 at (batch_size, 128) (measured once per machine and model shape, cached:
+    `litebert.calibrate`). "onnxruntime" / "onnxruntime-int8": CPU only, fp32 or int8 weights (the export is
+    made on first use and cached, `litebert.export.cached_onnx`); bf16 does not apply."""
     from litebert import calibrate
     from litebert.tokenizer import AlbertTokenizer
 
     if task not in TASKS:
         raise ValueError(f"unknown pipeline task {task!r}; known: {', '.join(TASKS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown pipeline backend {backend!r}; known: {', '.join(BACKENDS)}")
     head, run = TASKS[task]
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"))
+    if backend != "torch" and (dev.type != "cpu" or bf16):
+        raise ValueError(f"backend {backend!r} runs fp32/int8 on the CPU; got device {dev.type}"
+                         f"{' and bf16' if bf16 else ''} (use backend 'torch' for those)")
     model = head.from_pretrained(Path(model_dir)).to(dev).eval()
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    if backend != "torch":
+        from litebert.export import cached_onnx, ort_session
+
+        session = ort_session(cached_onnx(model, ONNX_BACKENDS[backend]), threads=torch.get_num_threads(),
+                              spinning=False)
+        return Pipeline(task, model, tokenizer, dev, False, batch_size, run, backend, session)
     choice = calibrate.precision_choice(dev, bf16, model.config, batch_size,
                                         min(128, model.config.max_position_embeddings), "infer")
     calibrate.apply_choice(choice)
-    use_bf16 = choice["bf16"]
-    return Pipeline(task, model, tokenizer, dev, use_bf16, batch_size, run)
+    return Pipeline(task, model, tokenizer, dev, choice["bf16"], batch_size, run)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -267,12 +324,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                        help="bf16 autocast (default: where it measures faster here, see litebert.calibrate)")
         p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+        p.add_argument("--backend", choices=BACKENDS, default="torch",
+                       help="torch (default), or onnxruntime on the CPU with fp32 or int8 weights (exported once, "
+                            "cached)")
         p.set_defaults(func=_command, pipeline_task={"fill-mask": "fill-mask", "classify": "text-classification",
                                                       "answer": "question-answering"}[name])
 
 
 def _command(args: argparse.Namespace) -> int:
-    p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size)
+    import logging
+
+    # litebert's own notes (an ONNX export made on first use, weights a head does not use) on stderr
+    logging.basicConfig(format="litebert: %(message)s")
+    logging.getLogger("litebert").setLevel(logging.INFO)
+    p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
     if args.pipeline_task == "question-answering":
         print(json.dumps(p(args.question, args.context)))
         return 0
