@@ -3,7 +3,9 @@
 Contenders, all on the same weights (a random model of each preset, saved by litebert, loaded by HF):
   litebert fp32 | litebert bf16 autocast | litebert bf16 weights (model.to(bfloat16)) |
   HF fp32 | HF bf16 autocast | onnxruntime on HF's ONNX export | onnxruntime on litebert's ONNX export,
-  fp32 and dynamically quantised to int8 (whose outputs differ: a speed reference, not a like-for-like);
+  fp32 and dynamically quantised to int8 | litebert int8 in PyTorch (`litebert.quantize.quantize_dynamic_int8`)
+  (the two int8 contenders' outputs differ from fp32: a speed reference, not a like-for-like; their accuracy
+  cost is measured by bench_int8_accuracy.py);
   with --compile also litebert fp32 under torch.compile (inductor, weights frozen into the graph), its first
   call at each shape (the compile) timed apart and its outputs checked against eager.
 HF's graph comes from torch's TorchScript exporter (what `optimum-cli export onnx` runs); litebert's from
@@ -32,6 +34,7 @@ from common import format_table, interleaved_medians, machine_info, matmul_tflop
 
 from litebert import AlbertConfig, AlbertModel  # noqa: E402
 from litebert.export import export_onnx, ort_session, quantize_int8  # noqa: E402
+from litebert.quantize import quantize_dynamic_int8  # noqa: E402
 
 SHAPES = [(8, 128), (32, 128), (8, 512)]
 QUICK_SHAPES = [(8, 128)]
@@ -113,6 +116,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
     ours.save_pretrained(tmp / preset)
     hf = transformers.AlbertModel.from_pretrained(tmp / preset).eval()
     ours_bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+    ours_int8 = quantize_dynamic_int8(copy.deepcopy(ours))
 
     start = time.perf_counter()
     report = export_onnx(ours, tmp / f"{preset}-litebert.onnx")
@@ -128,6 +132,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
     probe = inputs_for(ours.config, 2, 40)
     with torch.no_grad():
         ref = hf(**probe).last_hidden_state.numpy()
+        int8_diff = float((ours_int8(**probe).last_hidden_state - ours(**probe).last_hidden_state).abs().max())
     hf_onnx_diff = float(np.abs(sessions["ORT HF fp32"].run(None, {k: v.numpy() for k, v in probe.items()})[0]
                                 - ref).max())
 
@@ -137,6 +142,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
         fns = {"litebert fp32": torch_runner(ours, inputs, False),
                "litebert bf16 autocast": torch_runner(ours, inputs, True),
                "litebert bf16 weights": torch_runner(ours_bf16, inputs, False),
+               "litebert int8 (PyTorch)": torch_runner(ours_int8, inputs, False),
                "HF fp32": torch_runner(hf, inputs, False),
                "HF bf16 autocast": torch_runner(hf, inputs, True),
                **{name: ort_runner(s, inputs) for name, s in sessions.items()}}
@@ -156,7 +162,8 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
               "litebert_int8_bytes": (tmp / f"{preset}-litebert.int8.onnx").stat().st_size,
               "hf_bytes": (tmp / f"{preset}-hf.onnx").stat().st_size,
               "parameter_bytes": report.parameter_bytes, "litebert_max_abs_diff": report.max_abs_diff,
-              "hf_max_abs_diff": hf_onnx_diff, "litebert_export_s": export_ours_s, "hf_export_s": export_hf_s})
+              "hf_max_abs_diff": hf_onnx_diff, "litebert_export_s": export_ours_s, "hf_export_s": export_hf_s},
+        torch_int8_max_abs_diff=int8_diff)
 
 
 def print_tables(by_preset: dict[str, dict], shapes) -> None:
@@ -172,6 +179,8 @@ def print_tables(by_preset: dict[str, dict], shapes) -> None:
               f"(int8 {o['litebert_int8_bytes'] / 1e6:.1f} MB), HF {o['hf_bytes'] / 1e6:.1f} MB "
               f"(parameters {o['parameter_bytes'] / 1e6:.1f} MB); max |ort - torch|: litebert "
               f"{o['litebert_max_abs_diff']:.1e}, HF {o['hf_max_abs_diff']:.1e}")
+        print(f"litebert int8 in PyTorch: max |int8 - fp32| of the last hidden state "
+              f"{data['torch_int8_max_abs_diff']:.1e}")
         for shape, c in data.get("compiled", {}).items():
             print(f"torch.compile at {shape}: first call (compile) {c['compile_s']:.0f} s, "
                   f"max |compiled - eager| {c['max_abs_diff']:.1e}")

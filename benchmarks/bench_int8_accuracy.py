@@ -11,6 +11,8 @@ same length-sorted padded batches, with the task's own scoring (`finetune.train.
     torch fp32   the PyTorch model
     ort fp32     onnxruntime on the fp32 graph
     ort int8     onnxruntime on the int8 graph (int8 weights, activations quantised per batch at run time)
+    torch int8   the PyTorch model with its encoder's matmuls in int8 (`litebert.quantize`; int8 weights per
+                 output channel, activations quantised per call at run time; heads and embeddings in fp32)
 
 Per runtime: dev and test accuracy (and F1), agreement of its predicted labels with PyTorch fp32's and the
 largest |logit difference| from it, the file size (PyTorch: the fp32 parameters), and examples/s over the
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import sys
 import tempfile
 import time
@@ -52,6 +55,7 @@ from litebert.finetune.tasks import get_task  # noqa: E402
 from litebert.finetune.train import EncodedSplit, FinetuneConfig, Scored, TaskData, encode_split, finetune, \
     load_task_data, predict, score  # noqa: E402
 from litebert.model import AlbertPreTrainedModel  # noqa: E402
+from litebert.quantize import quantize_dynamic_int8  # noqa: E402
 from litebert.tokenizer import AlbertTokenizer  # noqa: E402
 
 REFERENCE = "torch fp32"
@@ -63,8 +67,8 @@ class RuntimeResult:
     """One runtime's outputs on every split and what they score."""
 
     name: str
-    file_bytes: int
-    """The .onnx file; for PyTorch the fp32 parameters."""
+    file_bytes: int | None
+    """The .onnx file; for PyTorch fp32 the parameters; None for PyTorch int8 (it keeps the fp32 model too)."""
     logits: dict[str, np.ndarray]
     """Split -> (N, labels), in example order."""
     scored: dict[str, Scored]
@@ -137,8 +141,9 @@ def build_runtimes(model: AlbertPreTrainedModel, workdir: Path, batch_size: int,
     print(f"exported: fp32 max |ort - torch| on probes {report.max_abs_diff:.1e}", flush=True)
     runners = {REFERENCE: partial(torch_logits, model, batch_size=batch_size),
                "ort fp32": partial(ort_logits, ort_session(fp32, threads), batch_size=batch_size),
-               "ort int8": partial(ort_logits, ort_session(int8, threads), batch_size=batch_size)}
-    files = {REFERENCE: {"file_bytes": report.parameter_bytes},
+               "ort int8": partial(ort_logits, ort_session(int8, threads), batch_size=batch_size),
+               "torch int8": partial(torch_logits, quantize_dynamic_int8(copy.deepcopy(model)), batch_size=batch_size)}
+    files = {REFERENCE: {"file_bytes": report.parameter_bytes}, "torch int8": {"file_bytes": None},
              **{name: {"file_bytes": path.stat().st_size, "fp32_matrices": fp32_matrices(path)}
                 for name, path in (("ort fp32", fp32), ("ort int8", int8))}}
     return runners, files
@@ -190,7 +195,8 @@ def print_table(rows: list[dict], int8_vs_fp32: dict[str, dict[str, float]], n_t
     print(format_table(header, [
         [r["runtime"], f"{r['metrics']['dev']['accuracy']:.4f}", f"{r['metrics']['test']['accuracy']:.4f}",
          f"{r['metrics']['test']['f1']:.4f}", f"{r['vs_torch_fp32']['test']['agreement']:.4f}",
-         f"{r['vs_torch_fp32']['test']['max_abs_logit_diff']:.2e}", f"{r['file_bytes'] / 1e6:.1f}",
+         f"{r['vs_torch_fp32']['test']['max_abs_logit_diff']:.2e}",
+         f"{r['file_bytes'] / 1e6:.1f}" if r["file_bytes"] else "-",
          f"{r['test_examples_per_s']:.0f}", f"{r['test_examples_per_s'] / base:.2f}"] for r in rows]))
     test = int8_vs_fp32["test"]
     print(f"(agree, max|dlogit|: against torch fp32.) int8 against the fp32 graph on test: "

@@ -9,6 +9,7 @@ with the same weights, texts and batch size for every contender:
                              caller's input order makes (what litebert itself did before it sorted by length)
     litebert                 one call with every text: batches in order of length, each padded to its longest
                              row (the default backend "torch", in the precision `litebert.calibrate` picks)
+    litebert torch-int8      backend="torch-int8": the encoder's matmuls in int8 in PyTorch (litebert.quantize)
     litebert onnxruntime     backend="onnxruntime": the fp32 ONNX export, run by onnxruntime
     litebert onnxruntime-int8  backend="onnxruntime-int8": the int8 export (dynamic quantisation)
 
@@ -51,7 +52,8 @@ from litebert.fetch import fetch_movie_reviews, fetch_wikipedia  # noqa: E402
 from litebert.pipelines import pipeline  # noqa: E402
 from litebert.tokenizer import AlbertTokenizer, train_sentencepiece  # noqa: E402
 
-SOURCES = {"movie reviews": "movieReviewSnippets_GroundTruth.txt", "NYT editorials": "nytEditorialSnippets_GroundTruth.txt"}
+SOURCES = {"movie reviews": "movieReviewSnippets_GroundTruth.txt",
+           "NYT editorials": "nytEditorialSnippets_GroundTruth.txt"}
 REFERENCE = "litebert"
 
 
@@ -90,7 +92,7 @@ def contenders(model_dir: Path, batch: int) -> tuple[dict[str, Callable[[list[st
     built["litebert, input order"] = lambda texts: [r for i in range(0, len(texts), batch)
                                                     for r in ours(texts[i:i + batch])]
     built[REFERENCE] = ours
-    for backend in ("onnxruntime", "onnxruntime-int8"):
+    for backend in ("torch-int8", "onnxruntime", "onnxruntime-int8"):
         start = time.perf_counter()
         built[f"litebert {backend}"] = pipeline("text-classification", model_dir, batch_size=batch, backend=backend)
         setup[f"litebert {backend}"] = time.perf_counter() - start
@@ -145,7 +147,8 @@ def main() -> None:
                         "max |d score|"],
                        [[r["texts"], r["contender"], f"{r['texts_per_s']:.1f}", f"{r['x_best_transformers']:.2f}",
                          f"{r['label_agreement']:.3f}", f"{r['max_abs_score_diff']:.1e}"] for r in rows]))
-    print("set-up seconds (transformers: loading; litebert onnxruntime: loading, the export and its parity check): "
+    print("set-up seconds (transformers: loading; litebert torch-int8: loading and quantising; onnxruntime: "
+          "loading, the export and its parity check): "
           + ", ".join(f"{n} {s:.1f}" for n, s in setup.items()))
     path = write_json({"machine": machine_info(threads=threads), "settings": vars(args), "setup_seconds": setup,
                        "rows": rows}, args.output or f"pipelines_{cpu_tag()}.json")

@@ -61,7 +61,7 @@ def results(tiny_setup, tmp_path_factory):
 
 def test_reported_metrics_are_those_of_the_predictions(tiny_setup, results):
     _, _, splits = tiny_setup
-    assert set(results) == {"torch fp32", "ort fp32", "ort int8"}
+    assert set(results) == {"torch fp32", "ort fp32", "ort int8", "torch int8"}
     for r in results.values():
         for split, examples in splits.items():
             scored = r.scored[split]

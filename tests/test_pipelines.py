@@ -127,9 +127,9 @@ def test_length_sorted_batches_give_each_text_its_own_result(models):
         fill(masked[:2] + ["[MASK] and [MASK]"] + masked[2:])
 
 
-def test_onnxruntime_backends_match_torch(models):
-    """backend onnxruntime reproduces the torch pipeline; int8 stays close; the export is made once and
-    cached by the weights (a different model gets its own file)."""
+def test_onnxruntime_and_int8_backends_match_torch(models):
+    """backend onnxruntime reproduces the torch pipeline; the int8 backends stay close; the export is made once
+    and cached by the weights (a different model gets its own file)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     import os
@@ -139,10 +139,10 @@ def test_onnxruntime_backends_match_torch(models):
     texts = SENTENCES + [SENTENCES[0] + " " + SENTENCES[3]]
     torch_cls = pipeline("text-classification", models / "cls", device="cpu", bf16=False, batch_size=3)
     want = torch_cls(texts)
-    for backend, tolerance in (("onnxruntime", 1e-5), ("onnxruntime-int8", 0.05)):
+    for backend, tolerance in (("onnxruntime", 1e-5), ("onnxruntime-int8", 0.05), ("torch-int8", 0.05)):
         ort_cls = pipeline("text-classification", models / "cls", device="cpu", batch_size=3, backend=backend)
         got = ort_cls(texts)
-        assert ort_cls.session is not None and ort_cls.backend == backend
+        assert (ort_cls.session is not None) == backend.startswith("onnxruntime") and ort_cls.backend == backend
         assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=tolerance)
         if backend == "onnxruntime":
             assert [g["label"] for g in got] == [w["label"] for w in want]
@@ -163,7 +163,7 @@ def test_onnxruntime_backends_match_torch(models):
         [r["token"] for r in pipeline("fill-mask", models / "mlm", device="cpu", bf16=False)("the film was [MASK] .")]
     with pytest.raises(ValueError, match="unknown pipeline backend 'tensorrt'"):
         pipeline("fill-mask", models / "mlm", backend="tensorrt")
-    with pytest.raises(ValueError, match="runs fp32/int8 on the CPU"):
+    with pytest.raises(ValueError, match="runs on the CPU without bf16"):
         pipeline("fill-mask", models / "mlm", device="cpu", bf16=True, backend="onnxruntime")
 
 

@@ -380,6 +380,11 @@ def save_pretrained(model, directory: Path, layout: str = "auto") -> str:
     cannot hold; `litebert` always writes litebert's own. Returns the layout written."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    from litebert.quantize import Int8Linear
+
+    if any(isinstance(m, Int8Linear) for m in model.modules()):
+        raise ValueError(f"{directory}: this model was quantised to int8 for inference (litebert.quantize) and "
+                         f"cannot be saved as a checkpoint; save the fp32 model before quantising it")
     if layout == "bert":  # Hugging Face BERT classes (share=none, E = H)
         reason = bert_expressible(model)
         if reason is not None:

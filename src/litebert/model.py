@@ -177,6 +177,9 @@ class AlbertAttention(nn.Module):
         self.attn_dropout = config.attention_probs_dropout_prob
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pre_norm = config.norm_position == "pre"
+        self.qkv_projection: nn.Module | None = None
+        """A module (B, T, H) -> (B, T, 3H) that replaces the fused Q/K/V projection: set only by
+        `litebert.quantize` for int8 inference."""
 
     def fused_qkv(self) -> tuple[Tensor, Tensor]:
         """The Q, K and V projections as one (3H, H) weight and (3H,) bias, cast to the autocast dtype if on.
@@ -194,9 +197,12 @@ class AlbertAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None, qkv: tuple[Tensor, Tensor] | None = None) -> Tensor:
         B, T, H = x.shape
-        w, b = qkv if qkv is not None else self.fused_qkv()
         h = self.layer_norm(x) if self.pre_norm else x
-        q, k, v = F.linear(h, w, b).view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        if self.qkv_projection is not None:
+            projected = self.qkv_projection(h)  # (B, T, 3H)
+        else:
+            projected = F.linear(h, *(qkv if qkv is not None else self.fused_qkv()))
+        q, k, v = projected.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         p = self.attn_dropout if self.training else 0.0
         ctx = attention(q, k, v, mask, p).transpose(1, 2).reshape(B, T, H)
         out = x + self.dropout(self.dense(ctx))
@@ -256,7 +262,8 @@ class AlbertEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None, output_hidden_states: bool = False):
         states = [x] if output_hidden_states else None
-        qkv = [block.fused_qkv() for block in self.attention]  # once per forward, however many layers share
+        # once per forward, however many layers share a block
+        qkv = [block.fused_qkv() if block.qkv_projection is None else None for block in self.attention]
         for a, f in self.layout:
             x = self.ffn[f](self.attention[a](x, mask, qkv[a]))  # (B, T, H)
             if states is not None:

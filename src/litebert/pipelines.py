@@ -16,9 +16,10 @@ How the texts run:
   longest row (rounded up to 8); results come back in the input order. Mixed-length text (reviews, documents)
   then spends little on padding, where batches in input order pad every row to the longest of its neighbours.
 - backend "torch" (default): the model in PyTorch, bf16 autocast where it measures faster (`litebert.calibrate`).
+  "torch-int8": the same model with its encoder's matmuls in int8 (`litebert.quantize`), CPU only.
   "onnxruntime" / "onnxruntime-int8": the model exported once to ONNX (int8: dynamic quantisation of the weights,
   see `litebert.export`), cached by a digest of its weights, and run by onnxruntime on the CPU.
-  benchmarks/bench_pipelines.py measures the three against transformers' pipeline on the same texts.
+  benchmarks/bench_pipelines.py measures them against transformers' pipeline on the same texts.
 """
 from __future__ import annotations
 
@@ -264,7 +265,7 @@ TASKS: dict[str, tuple[type, Callable]] = {
 
 ONNX_BACKENDS = {"onnxruntime": None, "onnxruntime-int8": "int8"}
 """The backends that run an ONNX export in onnxruntime, and the export's quantisation."""
-BACKENDS = ("torch", *ONNX_BACKENDS)
+BACKENDS = ("torch", "torch-int8", *ONNX_BACKENDS)
 
 
 def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: bool | None = None,
@@ -273,8 +274,9 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
 
     backend "torch": bf16 None means on a GPU where it supports bf16, on a CPU where bf16 inference measures
     faster than fp32 at (batch_size, 128) (measured once per machine and model shape, cached:
-    `litebert.calibrate`). "onnxruntime" / "onnxruntime-int8": CPU only, fp32 or int8 weights (the export is
-    made on first use and cached, `litebert.export.cached_onnx`); bf16 does not apply."""
+    `litebert.calibrate`). "torch-int8": the encoder's matmuls in int8 (`litebert.quantize`, CPU only, made
+    at load in a second or two). "onnxruntime" / "onnxruntime-int8": CPU only, fp32 or int8 weights (the export
+    is made on first use and cached, `litebert.export.cached_onnx`). bf16 applies to "torch" only."""
     from litebert import calibrate
     from litebert.tokenizer import AlbertTokenizer
 
@@ -285,10 +287,14 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
     head, run = TASKS[task]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"))
     if backend != "torch" and (dev.type != "cpu" or bf16):
-        raise ValueError(f"backend {backend!r} runs fp32/int8 on the CPU; got device {dev.type}"
+        raise ValueError(f"backend {backend!r} runs on the CPU without bf16; got device {dev.type}"
                          f"{' and bf16' if bf16 else ''} (use backend 'torch' for those)")
     model = head.from_pretrained(Path(model_dir)).to(dev).eval()
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    if backend == "torch-int8":
+        from litebert.quantize import quantize_dynamic_int8
+
+        return Pipeline(task, quantize_dynamic_int8(model), tokenizer, dev, False, batch_size, run, backend)
     if backend != "torch":
         from litebert.export import cached_onnx, ort_session
 
@@ -325,8 +331,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="bf16 autocast (default: where it measures faster here, see litebert.calibrate)")
         p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
         p.add_argument("--backend", choices=BACKENDS, default="torch",
-                       help="torch (default), or onnxruntime on the CPU with fp32 or int8 weights (exported once, "
-                            "cached)")
+                       help="torch (default); torch-int8 (int8 matmuls in PyTorch, CPU); onnxruntime on the CPU with "
+                            "fp32 or int8 weights (exported once, cached)")
         p.set_defaults(func=_command, pipeline_task={"fill-mask": "fill-mask", "classify": "text-classification",
                                                       "answer": "question-answering"}[name])
 
