@@ -68,9 +68,15 @@ def test_quantized_model_quantises_each_shared_block_once_and_stays_close(tmp_pa
         model.save_pretrained(tmp_path / "int8")
     assert not (tmp_path / "int8").exists()  # nothing written half
 
-    unshared = AlbertModel(CONFIG.replace(share="none")).eval()
-    quantize_dynamic_int8(unshared)
+    # no sharing, pre-LN, an activation oneDNN cannot fuse (it stays a separate fp32 op)
+    unshared = AlbertModel(CONFIG.replace(share="none", norm_position="pre", hidden_act="silu")).eval()
+    with torch.no_grad():
+        want = unshared(**inputs).last_hidden_state
+        quantize_dynamic_int8(unshared)
+        got = unshared(**inputs).last_hidden_state
     assert sum(isinstance(m, Int8Linear) for m in unshared.modules()) == 4 * CONFIG.num_hidden_layers
+    assert unshared.encoder.ffn[0].act is F.silu and unshared.encoder.ffn[0].intermediate.activation == ("none", "")
+    assert F.cosine_similarity(got.flatten(), want.flatten(), 0) > 0.999
 
 
 def test_trained_classifier_keeps_its_decisions_in_int8():

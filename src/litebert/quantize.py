@@ -88,6 +88,8 @@ def quantize_uint8(x: Tensor) -> tuple[Tensor, float, int]:
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     """Put every transformer block of `model` (any litebert class) on int8 matmuls, in place; returns it in eval
     mode. A block shared by several layers is quantised once; the FFN's activation joins its first matmul."""
+    if any(t.device.type != "cpu" for t in model.parameters()):
+        raise ValueError("int8 inference (litebert.quantize) runs on the CPU: move the model there first")
     fused = FUSED_ACTIVATIONS.get(model.config.hidden_act)
     for module in model.modules():
         if isinstance(module, AlbertAttention) and module.qkv_projection is None:
