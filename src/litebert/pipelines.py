@@ -78,19 +78,18 @@ class Pipeline:
         """One result per row, in the rows' order: the rows are sorted by length, cut into `batch_size` batches
         each padded to its longest row (rounded up to 8, within the model's length), run, and
         `results_of(inputs, outputs)` turns a batch into its rows' results."""
-        order = np.argsort([len(ids) for ids, _ in rows], kind="stable")
-        results: list = [None] * len(rows)
-        starts = range(0, len(rows), self.batch_size)
+        from litebert.finetune import batching
+
+        lengths = np.array([len(ids) for ids, _ in rows], dtype=np.int64)
+        batches = batching.eval_batches(lengths, self.batch_size, "bucket")  # index arrays, shortest rows first
         if progress:
             from tqdm import tqdm
 
-            starts = tqdm(starts, unit="batch", dynamic_ncols=True, file=sys.stderr)
-        limit = self.model.config.max_position_embeddings
-        for start in starts:
-            index = order[start:start + self.batch_size]
-            longest = max(len(rows[i][0]) for i in index)
-            inputs = pairs.pad([rows[i] for i in index], min(limit, -(-longest // 8) * 8),
-                               self.tokenizer.pad_token_id)
+            batches = tqdm(batches, unit="batch", dynamic_ncols=True, file=sys.stderr)
+        results: list = [None] * len(rows)
+        for index in batches:
+            length = batching.padded_length(int(lengths[index].max()), self.model.config.max_position_embeddings)
+            inputs = pairs.pad([rows[i] for i in index], length, self.tokenizer.pad_token_id)
             for i, result in zip(index, results_of(inputs, self.forward(**inputs))):
                 results[i] = result
         return results
@@ -204,7 +203,7 @@ def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[s
     length = min(384, p.model.config.max_position_embeddings)  # transformers' defaults, within the model
     config = SquadConfig(max_seq_length=length, doc_stride=min(length // 2, 128), max_answer_length=max_answer_length)
     feats = build_features(examples, p.tokenizer, config)  # windows padded to `length`: run without the padding
-    rows = [(f.input_ids[:sum(f.attention_mask)], f.token_type_ids[:sum(f.attention_mask)]) for f in feats]
+    rows = [(f.input_ids[:n], f.token_type_ids[:n]) for f in feats for n in [sum(f.attention_mask)]]
 
     def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
         # each row's (start, end) logits, padded back to the window's length (the padding is never a context piece)

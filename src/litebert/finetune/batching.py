@@ -101,11 +101,16 @@ def collate(tensors: dict[str, torch.Tensor], index: np.ndarray, padding: Paddin
     if padding == "fixed":
         length = max_seq_length
     else:
-        longest = int(lengths_of(batch).max())
-        length = min(max_seq_length, -(-longest // multiple) * multiple)
+        length = padded_length(int(lengths_of(batch).max()), max_seq_length, multiple)
     for key in sequence_keys(batch):
         batch[key] = fit_length(batch[key], length, fill_value(key, pad_token_id))
     return batch
+
+
+def padded_length(longest: int, limit: int, multiple: int = 8) -> int:
+    """The length a batch whose longest row is `longest` is padded to: rounded up to a `multiple` of tokens
+    (fewer distinct shapes for the matmul kernels), never beyond `limit`."""
+    return min(limit, -(-longest // multiple) * multiple)
 
 
 def fit_length(x: torch.Tensor, length: int, value: int) -> torch.Tensor:
