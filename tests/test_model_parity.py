@@ -94,6 +94,25 @@ def test_loss_parity_with_labels(tmp_path):
     assert abs(full - theirs) < 1e-5 and abs(sparse.loss - theirs) < 1e-5
     assert sparse.prediction_logits.shape == (3, 2, 99)
 
+def test_masked_lm_at_positions_matches_hf(tmp_path):
+    """AlbertForMaskedLM with masked_lm_positions (what fill-mask runs) gives HF's logits and loss there."""
+    torch.manual_seed(3)
+    hf = transformers.AlbertForMaskedLM(transformers.AlbertConfig(**_small("AlbertForMaskedLM"))).eval()
+    hf.save_pretrained(tmp_path)
+    ours = litebert.AlbertForMaskedLM.from_pretrained(tmp_path).eval()
+    inputs = _inputs(False)
+    positions = torch.tensor([[1], [4], [2]])
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[torch.arange(3), positions[:, 0]] = torch.tensor([5, 7, 9])
+    with torch.no_grad():
+        theirs = hf(**inputs, labels=labels)
+        sparse = ours(**inputs, labels=torch.tensor([[5], [7], [9]]), masked_lm_positions=positions)
+    assert sparse.logits.shape == (3, 1, 99)
+    torch.testing.assert_close(sparse.logits[:, 0], theirs.logits[torch.arange(3), positions[:, 0]],
+                               atol=1e-5, rtol=0)
+    assert abs(sparse.loss - theirs.loss) < 1e-5
+
+
 
 @pytest.mark.parametrize("share", ["none", "all"])
 def test_e_equals_h_round_trip_through_hf(share, tmp_path):

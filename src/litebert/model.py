@@ -435,7 +435,11 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
 
 
 class AlbertForMaskedLM(AlbertPreTrainedModel):
-    """Masked LM alone (no pooler, as Hugging Face's); labels (B, T) with -100 where nothing is predicted."""
+    """Masked LM alone (no pooler, as Hugging Face's); labels (B, T) with -100 where nothing is predicted.
+
+    With `masked_lm_positions` (B, P) the head runs only at those positions (logits (B, P, V), labels (B, P)),
+    as in `AlbertForPreTraining`: fill-mask then never builds the (B, T, V) logits.
+    """
 
     def __init__(self, config: AlbertConfig):
         super().__init__(config)
@@ -444,9 +448,12 @@ class AlbertForMaskedLM(AlbertPreTrainedModel):
         self.init_weights(self.predictions)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, labels: Tensor | None = None) -> MaskedLMOutput:
+                token_type_ids: Tensor | None = None, labels: Tensor | None = None,
+                masked_lm_positions: Tensor | None = None) -> MaskedLMOutput:
         h = self.albert(input_ids, attention_mask, token_type_ids).last_hidden_state  # (B, T, H)
-        logits = self.predictions(h, self.albert.embeddings.word_embeddings.weight)  # (B, T, V)
+        if masked_lm_positions is not None:
+            h = gather_positions(h, masked_lm_positions)  # (B, P, H)
+        logits = self.predictions(h, self.albert.embeddings.word_embeddings.weight)  # (B, P or T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)

@@ -74,10 +74,12 @@ class Pipeline:
             return self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
 
     def map_batches(self, rows: Sequence[Row], results_of: Callable[[dict[str, np.ndarray], Any], list],
-                    progress: bool = False) -> list:
+                    progress: bool = False,
+                    extra_inputs: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None) -> list:
         """One result per row, in the rows' order: the rows are sorted by length, cut into `batch_size` batches
         each padded to its longest row (rounded up to 8, within the model's length), run, and
-        `results_of(inputs, outputs)` turns a batch into its rows' results."""
+        `results_of(inputs, outputs)` turns a batch into its rows' results. `extra_inputs(inputs)` adds model
+        inputs computed from the padded batch (fill-mask's masked_lm_positions)."""
         from litebert.finetune import batching
 
         lengths = np.array([len(ids) for ids, _ in rows], dtype=np.int64)
@@ -90,7 +92,8 @@ class Pipeline:
         for index in batches:
             length = batching.padded_length(int(lengths[index].max()), self.model.config.max_position_embeddings)
             inputs = pairs.pad([rows[i] for i in index], length, self.tokenizer.pad_token_id)
-            for i, result in zip(index, results_of(inputs, self.forward(**inputs))):
+            extra = extra_inputs(inputs) if extra_inputs else {}
+            for i, result in zip(index, results_of(inputs, self.forward(**inputs, **extra))):
                 results[i] = result
         return results
 
@@ -114,7 +117,8 @@ def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress:
     def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
         ids = torch.from_numpy(inputs["input_ids"])
         batch, cols = (ids == mask_id).nonzero(as_tuple=True)  # one mask per row
-        probs = outputs.logits[batch, cols].float().softmax(-1)  # (B, V)
+        logits = outputs.logits[batch, cols] if p.session is not None else outputs.logits[:, 0]  # (B, V)
+        probs = logits.float().softmax(-1)
         scores, tokens = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
         out = []
         for b in range(len(ids)):
@@ -128,7 +132,11 @@ def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress:
             out.append(results)
         return out
 
-    out = p.map_batches(rows, results_of, progress)
+    def mask_positions(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"masked_lm_positions": np.argmax(inputs["input_ids"] == mask_id, axis=1)[:, None]}  # (B, 1)
+
+    # in PyTorch the MLM head runs at the mask only (logits (B, 1, V)); an ONNX graph's cover all T positions
+    out = p.map_batches(rows, results_of, progress, extra_inputs=mask_positions if p.session is None else None)
     return out[0] if single else out
 
 
