@@ -21,6 +21,7 @@ from litebert.cli import main
 from litebert.config import AlbertConfig
 from litebert.finetune import batching
 from litebert.finetune.readers import read_examples, read_squad
+from litebert.finetune.run import predict_files
 from litebert.finetune.squad import SquadConfig, build_features, decode_beam_predictions
 from litebert.finetune.tasks import TASKS, TsvFormat
 from litebert.finetune.train import FinetuneConfig, build_model, encode_split, held_out_slice, load_task_data, \
@@ -201,6 +202,24 @@ def test_predict_command_writes_mnli_submission(data_root, model_dir, tokenizer_
     for name in ("MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"):
         assert (out / "submission" / name).read_text() == (tmp_path / "run" / "submission" / name).read_text()
     assert (out / "predictions" / "dev_matched.tsv").is_file()
+
+
+def test_predict_in_int8_stays_close_to_fp32(data_root, model_dir, tokenizer_dir, tmp_path, capsys):
+    run_finetune("sts-b", data_root, model_dir, tokenizer_dir, tmp_path / "run")
+    model = tmp_path / "run" / "seed-1" / "model"
+    _, fp32 = predict_files(model, data_root / "glue", "dev")
+    _, int8 = predict_files(model, data_root / "glue", "dev", backend="torch-int8")
+    a, b = (np.array(list(r["dev"].predictions.values())) for r in (fp32, int8))
+    assert list(fp32["dev"].predictions) == list(int8["dev"].predictions)
+    assert not np.array_equal(a, b)  # the int8 kernels ran
+    # a 3-step model's scores barely vary (spread ~1e-5); int8 keeps their differences to a tenth of it
+    assert np.abs(a - b).max() < 0.1 * np.ptp(a)
+    args = ["predict", "--model", str(model), "--data-dir", str(data_root / "glue"), "--output", str(tmp_path / "p"),
+            "--backend", "torch-int8"]
+    assert main(args) == 0 and (tmp_path / "p" / "submission" / "STS-B.tsv").is_file()
+    capsys.readouterr()
+    assert main([*args, "--bf16"]) == 2
+    assert "backend 'torch-int8' runs on the CPU without bf16" in capsys.readouterr().err
 
 
 def test_bad_input_errors(data_root, model_dir, tokenizer_dir, tmp_path, capsys):

@@ -2,7 +2,7 @@
 wrapping, full state dicts for checkpoints, and `agree`, the one place where ranks make a joint decision.
 
 The model (`litebert.model`) is written for one device and knows nothing of this module. `run` in
-`litebert.pretrain` calls `init_distributed()` (a no-op outside torchrun), `parallelize(model, ...)`, and each
+`litebert.pretrain` joins with `joined()` (a no-op outside torchrun), calls `parallelize(model, ...)`, and each
 step `agree(...)`: whether to skip the step (a rank saw a non-finite loss or gradient), whether to stop (a rank
 was interrupted, or rank 0's clock says the time budget is used), and the mean loss every rank then feeds to
 the spike guard. Every rank uses the one result, so no rank can take a branch another does not.
@@ -12,6 +12,7 @@ short `timeout`, and torchrun tears the job down when a worker exits non-zero.
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -71,9 +72,28 @@ def init_distributed(config: ParallelConfig, device: str | None = None) -> World
     return World(rank, world_size, local_rank, dev)
 
 
-def shutdown(world: World) -> None:
+def shutdown(world: World, wait: bool = True) -> None:
+    """Leave the process group. With `wait` (the run ended normally) every rank first waits for the others, so
+    none tears its connections down while a peer still has a collective in flight; then the run's garbage (DDP
+    / FSDP wrappers holding gloo work) is freed while the interpreter is whole, not during its exit."""
     if world.distributed and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
+
+
+@contextmanager
+def joined(config: ParallelConfig, device: str | None = None):
+    """`init_distributed` for the length of a with-block, then `shutdown`: waiting for the peers if the block
+    ended normally, not if it raised (the peers may be gone)."""
+    world = init_distributed(config, device)
+    ended_normally = False
+    try:
+        yield world
+        ended_normally = True
+    finally:
+        shutdown(world, wait=ended_normally)
 
 
 @dataclass(frozen=True)

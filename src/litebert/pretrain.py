@@ -474,11 +474,8 @@ def run(config: PretrainConfig, *, train_data=None, eval_data=None, collate=None
     `state_dict()` / `load_state_dict()`, and a function batching them), e.g. for tests.
     """
     hooks = hooks or Hooks()
-    world = D.init_distributed(config.parallel, config.train.device)
-    try:
+    with D.joined(config.parallel, config.train.device) as world:
         return _run(config, world, train_data, eval_data, collate, hooks)
-    finally:
-        D.shutdown(world)
 
 
 def find_checkpoint(config: PretrainConfig, output: Path, ckpt_dir: Path,

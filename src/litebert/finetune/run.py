@@ -63,11 +63,8 @@ def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokeniz
     Returns the metrics.json content: per seed, and the median over seeds of every metric.
     """
     task = get_task(task) if isinstance(task, str) else task
-    world = D.init_distributed(ParallelConfig(), config.device)  # a single process outside torchrun
-    try:
+    with D.joined(ParallelConfig(), config.device) as world:  # a single process outside torchrun
         return _run_seeds(task, model_source, tokenizer, data_dir, Path(output), config, seeds, resume, world)
-    finally:
-        D.shutdown(world)
 
 
 def _run_seeds(task: Task, model_source, tokenizer, data_dir, output: Path, config: FinetuneConfig,
@@ -204,12 +201,23 @@ def load_finetuned(model_dir: str | Path) -> tuple[Task, Any, Any, FinetuneConfi
     return task, model, load_tokenizer(model_dir), config, settings["null_threshold"]
 
 
+PREDICT_BACKENDS = ("torch", "torch-int8")
+"""How `predict_files` runs a saved model: as trained, or with its encoder's matmuls in int8 (`litebert.quantize`:
+CPU only, faster, a little less accurate: benchmarks/bench_int8_accuracy.py)."""
+
+
 def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None = None,
-                  config_overrides: dict[str, Any] | None = None) -> tuple[Task, dict[str, Scored]]:
+                  config_overrides: dict[str, Any] | None = None, backend: str = "torch"
+                  ) -> tuple[Task, dict[str, Scored]]:
     """Scores (labelled splits) and predictions of a fine-tuned model on the task's evaluation files
     (the reported splits and unlabelled test files, or only `split`), with its saved no-answer threshold."""
+    if backend not in PREDICT_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(PREDICT_BACKENDS)}")
     task, model, tokenizer, config, threshold = load_finetuned(model_dir)
     config = dataclasses.replace(config, **(config_overrides or {}))
+    if backend == "torch-int8":
+        model = _int8_model(model, config)
+        config = dataclasses.replace(config, device="cpu", bf16=False)
     reported, unlabelled = read_eval_splits(task, data_dir)
     splits = {**reported, **unlabelled}
     if split is not None:
@@ -228,6 +236,16 @@ def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None
         outputs = predict(model, encoded, config.eval_batch_size or 64, config.padding, device, autocast)
         results[name] = score(task, encoded, outputs, config, threshold, labelled=name in reported)
     return task, results
+
+
+def _int8_model(model, config: FinetuneConfig):
+    """The fp32 CPU model with its encoder's matmuls in int8; refuses a GPU or bf16 asked for explicitly."""
+    from litebert.quantize import quantize_dynamic_int8
+
+    if config.device not in (None, "cpu") or config.bf16:
+        raise ValueError(f"backend 'torch-int8' runs on the CPU without bf16; got --device {config.device} "
+                         f"and --bf16 {config.bf16} (use backend 'torch' for those)")
+    return quantize_dynamic_int8(model.float().eval())
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -279,6 +297,9 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="bf16 autocast (default: the run's setting; unset, where it measures faster: "
                         "litebert.calibrate)")
     g.add_argument("--device", default=argparse.SUPPRESS, help="cpu or cuda (default: cuda when available)")
+    g.add_argument("--backend", choices=PREDICT_BACKENDS, default="torch",
+                   help="torch-int8: the encoder's matmuls in int8 on the CPU (faster; may change a few "
+                        "predictions: litebert.quantize)")
     g.add_argument("--n-best-size", type=int, dest="n_best_size", default=argparse.SUPPRESS,
                    help="SQuAD: start/end candidates per window")
     g.add_argument("--max-answer-length", type=int, dest="max_answer_length", default=argparse.SUPPRESS,
@@ -365,7 +386,8 @@ def _finetune_command(args: argparse.Namespace) -> int:
 
 def _evaluate_command(args: argparse.Namespace) -> int:
     if args.model:
-        _, results = predict_files(args.model, _required(args, "data_dir"), args.split, _inference_overrides(args))
+        _, results = predict_files(args.model, _required(args, "data_dir"), args.split, _inference_overrides(args),
+                                   args.backend)
         print(json.dumps({name: s.metrics for name, s in results.items() if s.metrics}, indent=2))
         return 0
     task = _required(args, "task")
@@ -384,7 +406,7 @@ def _glue_submission_command(args: argparse.Namespace) -> int:
 
 
 def _predict_command(args: argparse.Namespace) -> int:
-    task, results = predict_files(args.model, args.data_dir, args.split, _inference_overrides(args))
+    task, results = predict_files(args.model, args.data_dir, args.split, _inference_overrides(args), args.backend)
     for path in write_predictions(task, results, Path(args.output)):
         print(path)
     return 0

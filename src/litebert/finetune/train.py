@@ -493,7 +493,7 @@ def finetune(task: Task | str, model_source: str | Path | AlbertConfig, tokenize
     torch's global RNG (a new head's initialisation, dropout) is seeded from `seed` inside `fork_rng`, so
     the caller's RNG state is left as it was; batch order uses its own numpy generator.
 
-    Under torchrun (`world` from `distributed.init_distributed`), every rank draws the same batches and takes
+    Under torchrun (`world` from `distributed.joined`), every rank draws the same batches and takes
     its share of each (DDP averages the gradients: the global batch's), every rank scores the selection split
     (so all take the same decisions), and rank 0 alone writes the run's files.
     """
@@ -505,146 +505,236 @@ def finetune(task: Task | str, model_source: str | Path | AlbertConfig, tokenize
                          Path(run_dir) if run_dir is not None else None)
 
 
-def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World, run_dir: Path | None
-              ) -> FinetuneResult:
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class Sizes:
+    """A run's batch and length settings: the config's where given, else the task row's."""
+
+    lr: float
+    batch_size: int
+    micro_batch: int
+    """Examples per forward pass: batch_size / accumulate, shared by the ranks."""
+    max_seq_length: int
+    eval_batch_size: int
+
+
+def resolve_sizes(task: Task, config: FinetuneConfig, world: D.World) -> Sizes:
     hp = task.hparams
-    lr = config.learning_rate or hp.learning_rate
     batch_size = config.batch_size or hp.batch_size
     if config.accumulate < 1 or batch_size % config.accumulate:
         raise ValueError(f"batch size {batch_size} is not a multiple of accumulate {config.accumulate}")
     micro_batch = batch_size // config.accumulate
-    max_seq_length = config.max_seq_length or hp.max_seq_length
-    eval_batch_size = config.eval_batch_size or 2 * micro_batch
-    rng = np.random.default_rng(seed)
-    device = world.device
     if micro_batch < world.world_size:
         raise ValueError(f"micro-batch {micro_batch} (batch size / accumulate) is smaller than the {world.world_size} "
                          f"ranks sharing it")
-    # The run's files (none without a run_dir): log.jsonl, tb/, checkpoints/ (the best state), resume/.
-    best_dir = run_dir / "checkpoints" if run_dir is not None else None
+    return Sizes(lr=config.learning_rate or hp.learning_rate, batch_size=batch_size, micro_batch=micro_batch,
+                 max_seq_length=config.max_seq_length or hp.max_seq_length,
+                 eval_batch_size=config.eval_batch_size or 2 * micro_batch)
 
-    model = build_model(task, model_source, tokenizer, config).to(device)
-    model_for_step = D.parallelize(model, world, ParallelConfig())  # DDP under torchrun, else the model
-    train = encode_split(task, data.train, tokenizer, max_seq_length, config)
-    selection = encode_split(task, data.selection, tokenizer, max_seq_length, config)
-    n_train = len(train.tensors["input_ids"])
-    total, warmup = resolve_schedule(task, config, n_train, batch_size)
-    eval_every = config.eval_every or max(1, total // 10)
-    optimizer = build_optimizer(model, OptimConfig(name=config.optimizer, lr=lr, weight_decay=config.weight_decay,
-                                                   eps=config.adam_eps, clip_norm=config.clip_norm))
-    precision = D.decided_by_rank0(world, lambda: calibrate.precision_choice(
-        device, config.bf16, model.config, micro_batch, max_seq_length, "train"))
-    calibrate.apply_choice(precision)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision["bf16"] else nullcontext()
-    resume_dir = run_dir / "resume" if run_dir is not None else None
-    resuming = resume_dir is not None and ckpt.list_checkpoints(resume_dir)
-    log = RunLog(run_dir / "log.jsonl" if run_dir else None, tensorboard=run_dir / "tb" if run_dir else None,
-                 total=total, progress=config.progress, append=bool(resuming), timestamps=True,
-                 enabled=world.is_main)
-    log.write({"event": "start", "task": task.name, "seed": seed, "train": n_train,
-               "selection": len(selection.tensors["input_ids"]), "selection_split": data.selection_name,
-               "steps": total, "warmup": warmup, "lr": lr, "batch_size": batch_size,
-               "accumulate": config.accumulate, "optimizer": config.optimizer,
-               "max_seq_length": max_seq_length, "padding": config.padding, "bf16": precision["bf16"],
-               "precision": precision["description"] or precision["how"],
-               "truncated": {"train": train.truncated, "selection": selection.truncated}})
-    why = {"words": f"words past max_seq_length {max_seq_length}, predicted \"O\"",
-           "questions": f"questions longer than max_query_length {config.max_query_length}, their first pieces kept"}
-    for name, split in (("train", train), ("selection", selection)):
-        for what, count in split.truncated.items():
-            log.message(f"{name}: {count} {why[what]}")
 
-    loop = LoopState()
-    saved = _resume_point(resume_dir, world)
-    if saved is not None:
-        loop = restore_loop(saved, model, optimizer, run_settings(task, model_source, config, seed), best_dir)
-        log.truncate_after(loop.step)
-        log.write({"event": "resume", "step": loop.step, "from": str(saved.path)})
-        log.message(f"resumed from {saved.path} at step {loop.step}")
-    batches = batching.training_batches(train.lengths, micro_batch, config.padding, rng)
-    params = [p for p in model.parameters() if p.requires_grad]
-    forward = _step_forward(device)
-    skips = S.SkipGuard(config.max_consecutive_skips)
-    for _ in range(loop.batches_drawn):  # the same batches as an uninterrupted run: skip those already used
+@dataclass
+class FinetuneRun:
+    """One seed's run as `_finetune` builds it: what the loop's pieces below share."""
+
+    task: Task
+    config: FinetuneConfig
+    world: D.World
+    sizes: Sizes
+    model: AlbertPreTrainedModel
+    model_for_step: torch.nn.Module
+    """DDP-wrapped under torchrun, else `model`."""
+    optimizer: torch.optim.Optimizer
+    autocast: Any
+    train: EncodedSplit
+    selection: EncodedSplit
+    total: int
+    warmup: int
+    eval_every: int
+    save_every: int
+    precision: dict
+    """bf16 or fp32 and how it was decided (`calibrate.precision_choice`)."""
+    settings: dict[str, Any]
+    """`run_settings`: what a resumed run must match."""
+    run_dir: Path | None
+    """The run's files (None: none written): log.jsonl, tb/, checkpoints/ (the best state), resume/."""
+    log: RunLog | None = None
+    loop: LoopState = field(default_factory=LoopState)
+
+    @property
+    def best_dir(self) -> Path | None:
+        return self.run_dir / "checkpoints" if self.run_dir is not None else None
+
+    @property
+    def resume_dir(self) -> Path | None:
+        return self.run_dir / "resume" if self.run_dir is not None else None
+
+
+def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World, run_dir: Path | None
+              ) -> FinetuneResult:
+    started = time.perf_counter()
+    r = _build_run(task, model_source, tokenizer, data, config, seed, world, run_dir)
+    rng = np.random.default_rng(seed)
+    _open_log(r, data, seed)
+    _resume(r)
+    batches = batching.training_batches(r.train.lengths, r.sizes.micro_batch, config.padding, rng)
+    for _ in range(r.loop.batches_drawn):  # the same batches as an uninterrupted run: skip those already used
         next(batches)
-    save_every = eval_every if config.save_every is None else config.save_every
+    params = [p for p in r.model.parameters() if p.requires_grad]
+    forward, skips = _step_forward(world.device), S.SkipGuard(config.max_consecutive_skips)
     stop: list = []  # signal names, filled by the handlers below
     with D.stop_on_signals(stop, "litebert finetune"):
-        for step in range(loop.step + 1, total + 1):
-            t0 = time.perf_counter()
-            model_for_step.train()
-            set_learning_rate(optimizer, learning_rate(lr, (step - 1) / total, warmup / total))
-            micro = []  # one optimizer step's micro-batches; every rank draws the same and takes its share
-            for _ in range(config.accumulate):
-                index = next(batches)
-                micro.append(batching.collate(train.tensors, index[world.rank::world.world_size], config.padding,
-                                              max_seq_length, train.pad_token_id))
-                loop.seen, loop.batches_drawn = loop.seen + len(index), loop.batches_drawn + 1
-            # accumulate -> clip -> agree, as pretraining's step (litebert.step): skip a non-finite update
-            # on every rank, stop on a signal.
-            result = S.take_step(model_for_step, params, micro, forward, world, autocast,
-                                 clip_norm=config.clip_norm, stop=bool(stop))
-            decision, grad_norm = result.decision, result.grad_norm
-            S.update(optimizer, decision)
-            skips.record(decision.skip, step)
-            if decision.skip:
-                loop.skipped += 1
-                log.message(S.skip_message(step, loop.skipped))
-                log.write({"step": step, "event": "skip"})
-            loop.step, loop.train_seconds = step, loop.train_seconds + time.perf_counter() - t0
-            loop.window_loss, loop.window_steps = loop.window_loss + result.loss, loop.window_steps + 1
-            if step % config.log_every == 0 or step == total:
-                window_loss = D.all_reduce_sum(world, torch.tensor([loop.window_loss], dtype=torch.float64)).item()
-                record = {"step": step, "loss": window_loss / world.world_size / loop.window_steps,
-                          "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
-                          "examples_per_s": loop.seen / loop.train_seconds}
-                log.write(record)
-                log.advance(step, f"loss {record['loss']:.4f}")
-                loop.window_loss, loop.window_steps = 0.0, 0
-            log.advance(step)
-
-            if step % eval_every == 0 or step == total:
-                scored = score(task, selection, predict(model, selection, eval_batch_size, config.padding, device,
-                                                        autocast), config)
-                loop.history.append({"step": step, **scored.metrics})
-                log.write({"step": step, "selection": scored.metrics})
-                log.message(f"step {step}: selection {scored.metrics}")
-                if loop.best_state is None or main_metric(task, scored.metrics) > loop.best_score:
-                    # Copied to the CPU: the best state must survive later optimizer steps.
-                    loop.best_score, loop.best_step = main_metric(task, scored.metrics), step
-                    loop.best_metrics, loop.best_threshold = scored.metrics, scored.null_threshold
-                    loop.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                    if best_dir is not None and world.is_main:
-                        save_best(best_dir, loop, task)
-            if resume_dir is not None and world.is_main and step < total and (
-                    decision.stop or (save_every and step % save_every == 0)):
-                save_loop(resume_dir, loop, model, optimizer, run_settings(task, model_source, config, seed))
-            if decision.stop and step < total:
-                log.close()
+        for step in range(r.loop.step + 1, r.total + 1):
+            decision = _train_step(r, step, batches, params, forward, skips, stop)
+            if step % r.eval_every == 0 or step == r.total:
+                _select(r, step)
+            if r.resume_dir is not None and world.is_main and step < r.total and (
+                    decision.stop or (r.save_every and step % r.save_every == 0)):
+                save_loop(r.resume_dir, r.loop, r.model, r.optimizer, r.settings)
+            if decision.stop and step < r.total:
+                r.log.close()
                 raise Interrupted(f"{stop[0] if stop else 'a signal on another rank'}: stopped after step {step} of "
-                                  f"{total} with a resumable checkpoint"
-                                  + (f" in {resume_dir}" if resume_dir is not None else " (none: no run directory)"))
-    best = {"score": loop.best_score, "step": loop.best_step, "metrics": loop.best_metrics,
-            "state": loop.best_state, "threshold": loop.best_threshold}
-    history, train_seconds, seen = loop.history, loop.train_seconds, loop.seen
+                                  f"{r.total} with a resumable checkpoint"
+                                  + (f" in {r.resume_dir}" if r.resume_dir is not None else " (none: no run directory)"))
+    predictions = _report(r, data, tokenizer)
+    if r.resume_dir is not None and world.is_main:  # finished: nothing to resume (the best state stays in checkpoints/)
+        shutil.rmtree(r.resume_dir, ignore_errors=True)
+    loop = r.loop
+    return FinetuneResult(
+        task=task, seed=seed, model=r.model.cpu(), best_step=loop.best_step, steps=r.total,
+        selection=loop.best_metrics, reported={name: predictions[name].metrics for name in data.reported},
+        predictions=predictions, null_threshold=loop.best_threshold, train_seconds=loop.train_seconds,
+        total_seconds=time.perf_counter() - started,
+        train_examples_per_s=loop.seen / max(loop.train_seconds, 1e-9), history=loop.history,
+    )
 
-    # Report the selected state; the reported splits are seen here for the first and only time.
-    model.load_state_dict(best["state"])
+
+def _build_run(task, model_source, tokenizer, data, config, seed, world: D.World, run_dir: Path | None
+               ) -> FinetuneRun:
+    """Model (the new head drawn from torch's seeded RNG), encoded splits, schedule, optimizer, precision."""
+    sizes = resolve_sizes(task, config, world)
+    model = build_model(task, model_source, tokenizer, config).to(world.device)
+    model_for_step = D.parallelize(model, world, ParallelConfig())
+    train = encode_split(task, data.train, tokenizer, sizes.max_seq_length, config)
+    selection = encode_split(task, data.selection, tokenizer, sizes.max_seq_length, config)
+    total, warmup = resolve_schedule(task, config, len(train.tensors["input_ids"]), sizes.batch_size)
+    eval_every = config.eval_every or max(1, total // 10)
+    optimizer = build_optimizer(model, OptimConfig(name=config.optimizer, lr=sizes.lr, weight_decay=config.weight_decay,
+                                                   eps=config.adam_eps, clip_norm=config.clip_norm))
+    precision = D.decided_by_rank0(world, lambda: calibrate.precision_choice(
+        world.device, config.bf16, model.config, sizes.micro_batch, sizes.max_seq_length, "train"))
+    calibrate.apply_choice(precision)
+    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16) if precision["bf16"] else nullcontext()
+    r = FinetuneRun(task=task, config=config, world=world, sizes=sizes, model=model, model_for_step=model_for_step,
+                    optimizer=optimizer, autocast=autocast, train=train, selection=selection, total=total,
+                    warmup=warmup, eval_every=eval_every,
+                    save_every=eval_every if config.save_every is None else config.save_every,
+                    precision=precision, settings=run_settings(task, model_source, config, seed), run_dir=run_dir)
+    return r
+
+
+def _open_log(r: FinetuneRun, data: TaskData, seed: int) -> None:
+    """The run log (appended to when a resumable checkpoint exists), its start record, and what encoding cut."""
+    resuming = r.resume_dir is not None and bool(ckpt.list_checkpoints(r.resume_dir))
+    run_dir = r.run_dir
+    r.log = RunLog(run_dir / "log.jsonl" if run_dir else None, tensorboard=run_dir / "tb" if run_dir else None,
+                   total=r.total, progress=r.config.progress, append=resuming, timestamps=True,
+                   enabled=r.world.is_main)
+    config, sizes = r.config, r.sizes
+    r.log.write({"event": "start", "task": r.task.name, "seed": seed, "train": len(r.train.tensors["input_ids"]),
+                 "selection": len(r.selection.tensors["input_ids"]), "selection_split": data.selection_name,
+                 "steps": r.total, "warmup": r.warmup, "lr": sizes.lr, "batch_size": sizes.batch_size,
+                 "accumulate": config.accumulate, "optimizer": config.optimizer,
+                 "max_seq_length": sizes.max_seq_length, "padding": config.padding, "bf16": r.precision["bf16"],
+                 "precision": r.precision["description"] or r.precision["how"],
+                 "truncated": {"train": r.train.truncated, "selection": r.selection.truncated}})
+    why = {"words": f"words past max_seq_length {sizes.max_seq_length}, predicted \"O\"",
+           "questions": f"questions longer than max_query_length {config.max_query_length}, their first pieces kept"}
+    for name, split in (("train", r.train), ("selection", r.selection)):
+        for what, count in split.truncated.items():
+            r.log.message(f"{name}: {count} {why[what]}")
+
+
+def _resume(r: FinetuneRun) -> None:
+    """Model, optimizer, RNG and loop state back to the newest resumable checkpoint, if there is one."""
+    saved = _resume_point(r.resume_dir, r.world)
+    if saved is None:
+        return
+    r.loop = restore_loop(saved, r.model, r.optimizer, r.settings, r.best_dir)
+    r.log.truncate_after(r.loop.step)
+    r.log.write({"event": "resume", "step": r.loop.step, "from": str(saved.path)})
+    r.log.message(f"resumed from {saved.path} at step {r.loop.step}")
+
+
+def _train_step(r: FinetuneRun, step: int, batches, params, forward: S.Forward, skips: S.SkipGuard,
+                stop: list) -> D.Decision:
+    """One optimizer step (`litebert.step`'s accumulate -> clip -> agree, as pretraining's): every rank draws the
+    same micro-batches and takes its share; a non-finite update is skipped on every rank."""
+    t0 = time.perf_counter()
+    loop, world = r.loop, r.world
+    r.model_for_step.train()
+    set_learning_rate(r.optimizer, learning_rate(r.sizes.lr, (step - 1) / r.total, r.warmup / r.total))
+    micro = []
+    for _ in range(r.config.accumulate):
+        index = next(batches)
+        micro.append(batching.collate(r.train.tensors, index[world.rank::world.world_size], r.config.padding,
+                                      r.sizes.max_seq_length, r.train.pad_token_id))
+        loop.seen, loop.batches_drawn = loop.seen + len(index), loop.batches_drawn + 1
+    result = S.take_step(r.model_for_step, params, micro, forward, world, r.autocast,
+                         clip_norm=r.config.clip_norm, stop=bool(stop))
+    S.update(r.optimizer, result.decision)
+    skips.record(result.decision.skip, step)
+    if result.decision.skip:
+        loop.skipped += 1
+        r.log.message(S.skip_message(step, loop.skipped))
+        r.log.write({"step": step, "event": "skip"})
+    loop.step, loop.train_seconds = step, loop.train_seconds + time.perf_counter() - t0
+    loop.window_loss, loop.window_steps = loop.window_loss + result.loss, loop.window_steps + 1
+    if step % r.config.log_every == 0 or step == r.total:
+        _log_window(r, step, result.grad_norm)
+    r.log.advance(step)
+    return result.decision
+
+
+def _log_window(r: FinetuneRun, step: int, grad_norm: float) -> None:
+    """A train record: the loss averaged over the steps since the last one and over the ranks."""
+    loop = r.loop
+    window_loss = D.all_reduce_sum(r.world, torch.tensor([loop.window_loss], dtype=torch.float64)).item()
+    record = {"step": step, "loss": window_loss / r.world.world_size / loop.window_steps,
+              "lr": r.optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
+              "examples_per_s": loop.seen / loop.train_seconds}
+    r.log.write(record)
+    r.log.advance(step, f"loss {record['loss']:.4f}")
+    loop.window_loss, loop.window_steps = 0.0, 0
+
+
+def _select(r: FinetuneRun, step: int) -> None:
+    """Score the selection split; a better state is kept (on the CPU, and on disk in best_dir by rank 0)."""
+    loop = r.loop
+    outputs = predict(r.model, r.selection, r.sizes.eval_batch_size, r.config.padding, r.world.device, r.autocast)
+    scored = score(r.task, r.selection, outputs, r.config)
+    loop.history.append({"step": step, **scored.metrics})
+    r.log.write({"step": step, "selection": scored.metrics})
+    r.log.message(f"step {step}: selection {scored.metrics}")
+    if loop.best_state is None or main_metric(r.task, scored.metrics) > loop.best_score:
+        # Copied to the CPU: the best state must survive later optimizer steps.
+        loop.best_score, loop.best_step = main_metric(r.task, scored.metrics), step
+        loop.best_metrics, loop.best_threshold = scored.metrics, scored.null_threshold
+        loop.best_state = {k: v.detach().to("cpu", copy=True) for k, v in r.model.state_dict().items()}
+        if r.best_dir is not None and r.world.is_main:
+            save_best(r.best_dir, loop, r.task)
+
+
+def _report(r: FinetuneRun, data: TaskData, tokenizer) -> dict[str, Scored]:
+    """The selected state scored on the reported splits (seen here for the first and only time) and predicting
+    the unlabelled ones; the log's done record."""
+    r.model.load_state_dict(r.loop.best_state)
     predictions: dict[str, Scored] = {}
     for name, examples in [*data.reported.items(), *data.unlabelled.items()]:
-        split = encode_split(task, examples, tokenizer, max_seq_length, config)
-        outputs = predict(model, split, eval_batch_size, config.padding, device, autocast)
-        predictions[name] = score(task, split, outputs, config, best["threshold"],
+        split = encode_split(r.task, examples, tokenizer, r.sizes.max_seq_length, r.config)
+        outputs = predict(r.model, split, r.sizes.eval_batch_size, r.config.padding, r.world.device, r.autocast)
+        predictions[name] = score(r.task, split, outputs, r.config, r.loop.best_threshold,
                                   labelled=name in data.reported)
     reported = {name: predictions[name].metrics for name in data.reported}
-    log.write({"event": "done", "best_step": best["step"], "selection": best["metrics"], "reported": reported})
-    log.close()
-    if resume_dir is not None and world.is_main:  # finished: nothing to resume (the best state stays in checkpoints/)
-        shutil.rmtree(resume_dir, ignore_errors=True)
-    return FinetuneResult(
-        task=task, seed=seed, model=model.cpu(), best_step=best["step"], steps=total, selection=best["metrics"],
-        reported=reported, predictions=predictions, null_threshold=best["threshold"], train_seconds=train_seconds,
-        total_seconds=time.perf_counter() - started, train_examples_per_s=seen / max(train_seconds, 1e-9),
-        history=history,
-    )
+    r.log.write({"event": "done", "best_step": r.loop.best_step, "selection": r.loop.best_metrics,
+                 "reported": reported})
+    r.log.close()
+    return predictions
