@@ -82,6 +82,14 @@ def test_the_real_measurement_times_every_variant_on_a_one_layer_copy():
     assert len(C.variants(AlbertConfig(**{**TINY.__dict__, "hidden_act": "gelu", "extra": {}}), 2, 16, "train")) == 3
 
 
+def test_measuring_leaves_the_global_rng_alone():
+    """A run that measures must draw the same dropout masks as one that finds the choice cached."""
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    C.calibrate(TINY, 2, 16, "train", timer=lambda fns: {name: (fn(), 1.0)[1] for name, fn in fns.items()})
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_an_explicit_choice_or_a_cpu_without_native_bf16_measures_nothing(monkeypatch):
     monkeypatch.setattr(C, "calibrate", lambda *a, **k: pytest.fail("measured"))
     assert C.resolve_bf16("cpu", True, TINY, 4, 16) == (True, None)

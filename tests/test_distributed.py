@@ -1,5 +1,6 @@
 """Data parallelism on CPU with gloo, launched by torchrun: 2 ranks x batch B/2 == 1 rank x batch B, checkpoints
-load at another world size, FSDP trains like DDP, and a rank that dies fails the job fast instead of hanging.
+load at another world size, FSDP (with activation checkpointing) trains like one process, and a rank that dies
+fails the job fast instead of hanging.
 
 Run as a script (`torchrun ... tests/test_distributed.py MODE OUTPUT`), this file is the worker.
 """
@@ -36,6 +37,8 @@ def worker(mode: str, output: Path) -> None:
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     config = job_config(output)
     config.parallel = D.ParallelConfig(fsdp=mode == "fsdp", timeout_s=20)
+    # the sharded run also recomputes its activations in backward: its losses must still match one process's
+    config.train.activation_checkpointing = mode == "fsdp"
     hooks = None
     if mode == "resume" and rank == 1:
         # Rank 1 must restore rank 0's choice, never its own view of the directory (on separate filesystems

@@ -222,6 +222,16 @@ def test_predict_in_int8_stays_close_to_fp32(data_root, model_dir, tokenizer_dir
     assert "backend 'torch-int8' runs on the CPU without bf16" in capsys.readouterr().err
 
 
+def test_activation_checkpointing_changes_memory_not_results(data_root, model_dir, tokenizer_dir, tmp_path):
+    plain = run_finetune("mrpc", data_root, model_dir, tokenizer_dir, tmp_path / "plain")
+    ac = run_finetune("mrpc", data_root, model_dir, tokenizer_dir, tmp_path / "ac", "--activation-checkpointing")
+    assert ac["seeds"]["1"]["reported"] == plain["seeds"]["1"]["reported"]
+    assert [r["loss"] for r in map(json.loads, (tmp_path / "ac/seed-1/log.jsonl").read_text().splitlines())
+            if "loss" in r] == \
+        [r["loss"] for r in map(json.loads, (tmp_path / "plain/seed-1/log.jsonl").read_text().splitlines())
+         if "loss" in r]
+
+
 def test_bad_input_errors(data_root, model_dir, tokenizer_dir, tmp_path, capsys):
     args = ["--model", str(model_dir), "--tokenizer", str(tokenizer_dir), "--output", str(tmp_path / "o"), *FAST]
     assert main(["finetune", "--task", "nosuchtask", "--data-dir", str(data_root), *args]) == 2

@@ -37,6 +37,7 @@ def test_params_cli_json(capsys):
                 "--batch", "8", "--seq", "128", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model_params"] == 83_078_400 and out["activation_bytes"] > 0
+    assert 0 < out["checkpointed_activation_bytes"] < 0.5 * out["activation_bytes"]
     assert out["total"] == out["model_params"] + out["heads"]
 
 

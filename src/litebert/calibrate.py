@@ -99,7 +99,10 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
                 return Calibration(**{**saved, "cached": True})
         except (OSError, ValueError, TypeError) as err:
             log.warning("calibration cache %s unreadable (%s): measuring again", path, err)
-    seconds = (timer or interleaved_medians)(variants(config, batch, length, mode))
+    # The one-layer copy is initialised from torch's global RNG: measuring must not move it, or a run that
+    # calibrates would draw other dropout masks than the same run with the choice already cached.
+    with torch.random.fork_rng(devices=[]):
+        seconds = (timer or interleaved_medians)(variants(config, batch, length, mode))
     result = decide(seconds, mode, length, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

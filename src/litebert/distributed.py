@@ -227,9 +227,31 @@ def gradient_sync(model: nn.Module, enabled: bool):
         yield
 
 
+def checkpoint_activations(model: nn.Module) -> int:
+    """Make every transformer block of `model` (each attention and FFN block) recompute its activations in
+    backward instead of keeping them (non-reentrant `torch.utils.checkpoint`, dropout replayed with the same
+    RNG state, so the gradients are the same). What a step keeps falls to about the blocks' inputs, at the cost
+    of a second forward through the blocks. Returns the number of blocks changed.
+
+    Applied from outside the model, like the wrappers below: each block's `forward` is replaced on the instance,
+    so parameter names, state dicts and checkpoints stay as they were. A block that L layers share is checkpointed
+    at each of its L applications."""
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint
+
+    from litebert.model import AlbertAttention, AlbertFFN
+
+    blocks = [m for m in model.modules() if isinstance(m, (AlbertAttention, AlbertFFN)) and "forward" not in vars(m)]
+    for block in blocks:
+        block.forward = partial(checkpoint, block.forward, use_reentrant=False)
+    return len(blocks)
+
+
 def parallelize(model: nn.Module, world: World, config: ParallelConfig, compile: bool = False,
-                unused_parameters: bool = False) -> nn.Module:
-    """The model as the training step calls it: moved to the device, then FSDP- or DDP-wrapped, then compiled.
+                unused_parameters: bool = False, activation_checkpointing: bool = False) -> nn.Module:
+    """The model as the training step calls it: moved to the device, its blocks set to recompute activations in
+    backward if asked (`checkpoint_activations`), then FSDP- or DDP-wrapped, then compiled.
 
     `unused_parameters`: some parameters never get a gradient (the SOP head, when the data has no sentence
     task); DDP's static-graph mode learns which on the first step instead of waiting for them forever.
@@ -240,6 +262,8 @@ def parallelize(model: nn.Module, world: World, config: ParallelConfig, compile:
     returned and `model` keeps the unwrapped parameters (DDP shares them).
     """
     model.to(world.device)
+    if activation_checkpointing:
+        checkpoint_activations(model)
     if world.distributed and config.fsdp:
         from torch.distributed.fsdp import fully_shard
 

@@ -31,6 +31,7 @@ class ParamReport:
     weights_bf16_bytes: int
     train_state_bytes: int  # fp32 weights + grads + two LAMB/Adam moments
     activation_bytes: int | None  # saved-for-backward estimate for batch x seq (bf16), see activation_bytes()
+    checkpointed_activation_bytes: int | None  # the same with activation checkpointing
     batch: int | None
     seq: int | None
 
@@ -39,18 +40,23 @@ def _count(module: torch.nn.Module | None) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
 
 
-def activation_bytes(config: AlbertConfig, batch: int, seq: int, bytes_per_elem: int = 2) -> int:
+def activation_bytes(config: AlbertConfig, batch: int, seq: int, bytes_per_elem: int = 2,
+                     checkpointed: bool = False) -> int:
     """Rough size of the activations one training step keeps for backward.
 
     Per transformer layer applied: its input, Q, K, V, the attention context, two residual sums and their
     LayerNorm outputs (8 x B*T*H), the FFN's pre- and post-activation (2 x B*T*I), and the attention
     probabilities (B*nh*T*T; fused SDPA kernels keep less). Sharing saves weights, not activations: every
     one of the L x inner_group_num layer applications counts.
+
+    `checkpointed` (activation checkpointing, `distributed.checkpoint_activations`): each layer keeps only its
+    attention and FFN blocks' inputs (2 x B*T*H), and backward holds one layer's full activations at a time.
     """
     B, T, H, I = batch, seq, config.hidden_size, config.intermediate_size
     per_layer = B * T * (8 * H + 2 * I) + B * config.num_attention_heads * T * T
     embeddings = B * T * (3 * config.embedding_size + H)
-    return bytes_per_elem * (config.depth * per_layer + embeddings)
+    kept = config.depth * (2 * B * T * H) + per_layer if checkpointed else config.depth * per_layer
+    return bytes_per_elem * (kept + embeddings)
 
 
 def report(config: AlbertConfig, preset: str = "custom", batch: int | None = None,
@@ -63,8 +69,9 @@ def report(config: AlbertConfig, preset: str = "custom", batch: int | None = Non
     total = _count(model)
     model_params = embeddings + encoder + pooler
     acts = activation_bytes(config, batch, seq) if batch and seq else None
+    checkpointed = activation_bytes(config, batch, seq, checkpointed=True) if batch and seq else None
     return ParamReport(preset, embeddings, encoder, pooler, total - model_params, model_params, total,
-                       4 * total, 2 * total, 16 * total, acts, batch, seq)
+                       4 * total, 2 * total, 16 * total, acts, checkpointed, batch, seq)
 
 
 def _format(rep: ParamReport) -> str:
@@ -78,6 +85,8 @@ def _format(rep: ParamReport) -> str:
     if rep.activation_bytes is not None:
         lines.append(f"  {'activations':<22}{rep.activation_bytes / GIB:>14.3f} GiB  "
                      f"(bf16, batch {rep.batch} x seq {rep.seq}, estimate)")
+        lines.append(f"  {'  checkpointed':<22}{rep.checkpointed_activation_bytes / GIB:>14.3f} GiB  "
+                     f"(with --activation-checkpointing)")
     return "\n".join(lines)
 
 

@@ -53,6 +53,11 @@ class FinetuneConfig:
     bf16: bool | None = None
     """bf16 autocast for forward passes (fp32 weights and optimizer state). None: on a GPU where it supports
     bf16; on a CPU where it measures faster than fp32 at the run's shape (`litebert.calibrate`)."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer block's activations in backward instead of keeping them
+    (`distributed.checkpoint_activations`): a step keeps about the blocks' inputs only, for a second forward
+    through the blocks. The gradients are the same. For long sequences and large presets (`litebert params`
+    estimates both)."""
     padding: Padding = "bucket"
     """"bucket": length-bucketed batches padded to their longest row; "fixed": every batch at max_seq_length."""
     selection_fraction: float = 0.1

@@ -186,6 +186,11 @@ class TrainConfig:
     5x faster on an AMX Xeon and slower on a Xeon without AMX)."""
     compile: bool = False
     """torch.compile the model."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer block's activations in backward instead of keeping them
+    (`distributed.checkpoint_activations`): a step keeps about the blocks' inputs only, for a second forward
+    through the blocks. The gradients are the same. For long sequences and large presets (`litebert params`
+    estimates both)."""
     device: str | None = None
     """`cpu` or `cuda`; None picks cuda when available."""
     log_every: int = 10
@@ -248,6 +253,7 @@ class PretrainConfig:
 # train.max_steps is among them: adding steps to a finished run extends it (the decay horizon follows max_steps
 # unless schedule.total_steps was given).
 RESUME_FREE = {"output", "train.max_steps", "train.log_every", "train.progress", "train.compile", "train.device",
+               "train.activation_checkpointing",
                "train.eval_every", "train.eval_batches", "checkpoint.save_every", "checkpoint.keep_last",
                "checkpoint.resume", "checkpoint.allow_config_change", "data.path", "data.tokenizer",
                "data.verify_shards", "parallel.timeout_s", "parallel.backend"}

@@ -409,9 +409,13 @@ class LoopState:
     """Updates skipped for a non-finite loss or gradient."""
 
 
+RESUME_FREE = ("progress", "device", "save_every", "activation_checkpointing")
+"""FinetuneConfig fields that change how a run goes, not where it goes: a resumed run may differ in them."""
+
+
 def run_settings(task: Task, model_source, config: FinetuneConfig, seed: int) -> dict[str, Any]:
     """What fixes a run's trajectory: a resumed run must match the saved one."""
-    settings = {k: v for k, v in fields.to_dict(config).items() if k not in ("progress", "device", "save_every")}
+    settings = {k: v for k, v in fields.to_dict(config).items() if k not in RESUME_FREE}
     return {"task": task.name, "labels": list(task.labels), "seed": seed, "settings": settings,
             "model": str(model_source) if not isinstance(model_source, AlbertConfig) else model_source.to_dict()}
 
@@ -612,7 +616,8 @@ def _build_run(task, model_source, tokenizer, data, config, seed, world: D.World
     """Model (the new head drawn from torch's seeded RNG), encoded splits, schedule, optimizer, precision."""
     sizes = resolve_sizes(task, config, world)
     model = build_model(task, model_source, tokenizer, config).to(world.device)
-    model_for_step = D.parallelize(model, world, ParallelConfig())
+    model_for_step = D.parallelize(model, world, ParallelConfig(),
+                                   activation_checkpointing=config.activation_checkpointing)
     train = encode_split(task, data.train, tokenizer, sizes.max_seq_length, config)
     selection = encode_split(task, data.selection, tokenizer, sizes.max_seq_length, config)
     total, warmup = resolve_schedule(task, config, len(train.tensors["input_ids"]), sizes.batch_size)
