@@ -51,12 +51,17 @@ def _compare(ours, theirs):
         assert diff <= 1e-5, f"{name}: max abs diff {diff}"
 
 
+def _hf_and_ours(head: str, seed: int, directory):
+    """A randomly initialised HF model of class `head` and litebert's load of its saved directory (both eval)."""
+    torch.manual_seed(seed)
+    hf = getattr(transformers, head)(transformers.AlbertConfig(**_small(head))).eval()
+    hf.save_pretrained(directory)
+    return hf, getattr(litebert, head).from_pretrained(directory).eval()
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_hf_to_litebert(head, tmp_path):
-    torch.manual_seed(0)
-    hf = getattr(transformers, head)(transformers.AlbertConfig(**_small(head))).eval()
-    hf.save_pretrained(tmp_path)
-    ours = getattr(litebert, head).from_pretrained(tmp_path).eval()
+    hf, ours = _hf_and_ours(head, 0, tmp_path)
     inputs = _inputs(head == "AlbertForMultipleChoice")
     with torch.no_grad():
         _compare(ours(**inputs), hf(**inputs))
@@ -75,10 +80,7 @@ def test_litebert_to_hf(head, tmp_path):
 
 
 def test_loss_parity_with_labels(tmp_path):
-    torch.manual_seed(2)
-    hf = transformers.AlbertForPreTraining(transformers.AlbertConfig(**_small("AlbertForPreTraining"))).eval()
-    hf.save_pretrained(tmp_path)
-    ours = litebert.AlbertForPreTraining.from_pretrained(tmp_path).eval()
+    hf, ours = _hf_and_ours("AlbertForPreTraining", 2, tmp_path)
     inputs = _inputs(False)
     labels = torch.full_like(inputs["input_ids"], -100)
     labels[:, 2] = 7
@@ -94,12 +96,10 @@ def test_loss_parity_with_labels(tmp_path):
     assert abs(full - theirs) < 1e-5 and abs(sparse.loss - theirs) < 1e-5
     assert sparse.prediction_logits.shape == (3, 2, 99)
 
+
 def test_masked_lm_at_positions_matches_hf(tmp_path):
     """AlbertForMaskedLM with masked_lm_positions (what fill-mask runs) gives HF's logits and loss there."""
-    torch.manual_seed(3)
-    hf = transformers.AlbertForMaskedLM(transformers.AlbertConfig(**_small("AlbertForMaskedLM"))).eval()
-    hf.save_pretrained(tmp_path)
-    ours = litebert.AlbertForMaskedLM.from_pretrained(tmp_path).eval()
+    hf, ours = _hf_and_ours("AlbertForMaskedLM", 3, tmp_path)
     inputs = _inputs(False)
     positions = torch.tensor([[1], [4], [2]])
     labels = torch.full_like(inputs["input_ids"], -100)
@@ -111,7 +111,6 @@ def test_masked_lm_at_positions_matches_hf(tmp_path):
     torch.testing.assert_close(sparse.logits[:, 0], theirs.logits[torch.arange(3), positions[:, 0]],
                                atol=1e-5, rtol=0)
     assert abs(sparse.loss - theirs.loss) < 1e-5
-
 
 
 @pytest.mark.parametrize("share", ["none", "all"])
