@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,6 +18,7 @@ from learnable_tasks import all_text, write_all
 from litebert.cli import main
 from litebert.config import AlbertConfig
 from litebert.model import AlbertForPreTraining
+from litebert.pipelines import pipeline
 from litebert.tokenizer import AlbertTokenizer, train_sentencepiece
 
 # (task, data folder, reported split, metric, score to beat, what that baseline is, epochs, model, lr)
@@ -69,6 +71,14 @@ def test_a_tiny_model_learns_the_task(setup, tmp_path, capsys, task, folder, spl
         assert main(["evaluate", "--task", task, "--data-file", str(setup / "conll/test.txt"), "--predictions",
                      str(written)]) == 0
         assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(score)
+        # the saved model tags raw text as its evaluation did: the tag pipeline on the sentences joined by spaces
+        sentences = [[row.split() for row in block.splitlines()] for block in written.read_text().split("\n\n")
+                     if block.strip()]
+        tagger = pipeline("token-classification", out / "seed-1/model", device="cpu", bf16=False)
+        found = tagger([" ".join(row[0] for row in rows) for rows in sentences], aggregation="none")
+        agree = [{w["index"]: w["entity"] for w in words}.get(i, "O") == row[2]
+                 for rows, words in zip(sentences, found) for i, row in enumerate(rows)]
+        assert len(found) == len(sentences) and np.mean(agree) >= 0.98, np.mean(agree)
         assert main(["plot", str(out)]) == 0  # fine-tuning curves: loss, lr, grad norm, selection metrics
         assert (out / "plots/finetune.png").stat().st_size > 10_000
 

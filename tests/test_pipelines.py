@@ -1,5 +1,5 @@
 """Inference on raw text: litebert.pipeline against transformers' pipelines on the same saved checkpoints (fp32),
-and the fill-mask / classify / answer commands."""
+and the fill-mask / classify / tag / answer commands."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from litebert import AlbertConfig, AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
-    AlbertModel
+    AlbertForTokenClassification, AlbertModel
 from litebert.cli import main
 from litebert.pipelines import pipeline
 from litebert.tokenizer import AlbertTokenizer, train_sentencepiece
@@ -19,6 +19,9 @@ transformers = pytest.importorskip("transformers")
 SENTENCES = ["the film was good and the music was great .", "a dull story , sadly told , with poor acting .",
              "she walked to the river and watched the boats .", "the old house by the bridge had a red door .",
              "nobody expected the ending , which was lovely .", "the market opens at nine every morning ."]
+
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,8 @@ def models(tmp_path_factory):
                           num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     heads = {"mlm": (AlbertForMaskedLM, {}), "base": (AlbertModel, {}), "qa": (AlbertForQuestionAnswering, {}),
              "cls": (AlbertForSequenceClassification,
-                     {"num_labels": 3, "id2label": {0: "negative", 1: "neutral", 2: "positive"}})}
+                     {"num_labels": 3, "id2label": {0: "negative", 1: "neutral", 2: "positive"}}),
+             "ner": (AlbertForTokenClassification, {"num_labels": len(TAGS), "id2label": dict(enumerate(TAGS))})}
     for name, (cls, extra) in heads.items():
         torch.manual_seed(1)
         cls(config.replace(**extra)).save_pretrained(root / name)
@@ -77,6 +81,46 @@ def test_text_classification_and_features_match_transformers(models):
         want = np.array(theirs(text))[0]  # (T, H)
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_token_classification_matches_transformers(models):
+    ours = pipeline("token-classification", models / "ner", device="cpu", bf16=False, batch_size=2)
+    model = transformers.AlbertForTokenClassification.from_pretrained(models / "ner")
+    tokenizer = transformers.AlbertTokenizerFast.from_pretrained(models / "ner")  # its aggregation needs offsets
+    theirs = transformers.pipeline("token-classification", model=model, tokenizer=tokenizer, device="cpu",
+                                   aggregation_strategy="first")
+    # Words whose first piece is not a lone "▁": transformers makes that piece a word of its own, litebert reads
+    # a word at its first piece whatever it is, as `litebert finetune` trains token classification.
+    pieces = AlbertTokenizer.from_pretrained(models / "ner").tokenize
+    texts = [" ".join(w for w in s.split() if pieces(w)[0] != "▁") for s in SENTENCES]
+    got_all = ours(texts)
+    assert sum(len(g) for g in got_all) >= 5  # random weights tag enough words to compare
+    for text, got in zip(texts, got_all):
+        want = theirs(text)
+        # transformers' offsets start at the space before a word, and its "word" joins pieces without spaces
+        assert [(g["entity_group"], g["start"], g["end"]) for g in got] == \
+            [(w["entity_group"], w["start"] + (text[w["start"]] == " "), w["end"]) for w in want], text
+        assert [g["score"] for g in got] == pytest.approx([float(w["score"]) for w in want], abs=1e-5)
+        assert all(text[g["start"]:g["end"]] == g["word"] for g in got)
+
+
+def test_tag_reads_each_word_and_says_what_it_could_not_tag(models, caplog):
+    ner = pipeline("token-classification", models / "ner", device="cpu", bf16=False, batch_size=3)
+    text = "  the film ,was   good and   the music was great . "
+    words = ner(text, aggregation="none")
+    assert words and all(text[w["start"]:w["end"]] == w["word"] == text.split()[w["index"]] for w in words)
+    assert all(w["entity"] != "O" and 0 < w["score"] <= 1 for w in words)
+    # every word tagged as an entity lies in exactly one entity group, and nothing else does
+    groups = ner(text)
+    inside = [w for w in words if any(g["start"] <= w["start"] and w["end"] <= g["end"] for g in groups)]
+    assert inside == words and all(g["entity_group"] in {"PER", "LOC"} for g in groups)
+    long = " ".join(SENTENCES * 8)  # longer than the model's 64 pieces
+    with caplog.at_level("WARNING", logger="litebert"):
+        tagged = ner([SENTENCES[0], long])
+    assert "text 2: its last" in caplog.text and "were not tagged" in caplog.text
+    assert tagged[0] == ner(SENTENCES[0]) and max(g["end"] for g in tagged[1]) < len(long) // 2
+    with pytest.raises(ValueError, match="aggregation must be 'first' or 'none'"):
+        ner(text, aggregation="max")
 
 
 def test_question_answering_returns_a_span_of_the_context(models):
@@ -158,6 +202,12 @@ def test_onnxruntime_and_int8_backends_match_torch(models):
     got, want = qa_ort(question, context), qa_torch(question, context)
     assert (got["answer"], got["start"], got["end"]) == (want["answer"], want["start"], want["end"])
     assert got["score"] == pytest.approx(want["score"], rel=1e-4)
+    ner = pipeline("token-classification", models / "ner", device="cpu", backend="onnxruntime")
+    want = pipeline("token-classification", models / "ner", device="cpu", bf16=False)(SENTENCES)
+    for got, expected in zip(ner(SENTENCES), want):
+        assert [(g["entity_group"], g["start"], g["end"]) for g in got] == \
+            [(w["entity_group"], w["start"], w["end"]) for w in expected]
+        assert [g["score"] for g in got] == pytest.approx([w["score"] for w in expected], abs=1e-5)
     fill = pipeline("fill-mask", models / "mlm", device="cpu", backend="onnxruntime")
     assert [r["token"] for r in fill("the film was [MASK] .")] == \
         [r["token"] for r in pipeline("fill-mask", models / "mlm", device="cpu", bf16=False)("the film was [MASK] .")]
@@ -178,6 +228,10 @@ def test_commands_print_json_lines(models, tmp_path, capsys):
                                                                                         for o in out)
     assert main(["classify", str(models / "cls"), "--text", "a great film", "--backend", "onnxruntime"]) == 0
     assert json.loads(capsys.readouterr().out)["result"]["label"] in {"negative", "neutral", "positive"}
+    assert main(["tag", str(models / "ner"), "--text", SENTENCES[0], "--text", SENTENCES[1]]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [o["text"] for o in out] == SENTENCES[:2] and all({"entity_group", "start"} <= set(e)
+                                                              for o in out for e in o["result"])
     assert main(["answer", str(models / "qa"), "--question", "where ?", "--context", SENTENCES[2]]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert SENTENCES[2][answer["start"]:answer["end"]] == answer["answer"]

@@ -5,6 +5,9 @@
     text-classification  "a gripping film" (or pairs) -> label and score (softmax; the raw score for regression)
     question-answering   question + context            -> answer, score, start, end (character offsets), decoded
                                                          as transformers' QuestionAnsweringPipeline (whole words)
+    token-classification "Ada Lovelace met Babbage ."  -> entities: entity_group, score, word, start, end (as
+                                                         transformers' aggregation_strategy="first"), or with
+                                                         aggregation="none" each word not tagged O
     feature-extraction   "any text"                    -> the last hidden states (T, H) of each text
 
 The model directory is what `save_pretrained` / `litebert finetune` / `litebert export hf` write (its tokenizer
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -39,8 +43,10 @@ import torch
 
 from litebert import pairs
 from litebert.model import AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
-    AlbertModel
+    AlbertForTokenClassification, AlbertModel
 
+
+log = logging.getLogger("litebert")
 
 Row = tuple[Sequence[int], Sequence[int]]
 """One encoded input: (input_ids, token_type_ids), unpadded."""
@@ -181,6 +187,51 @@ def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence
     return out[0] if single else out
 
 
+def tag(p: Pipeline, texts: str | Sequence[str], aggregation: str = "first", progress: bool = False):
+    """For each text, its entities: with aggregation "first" (transformers' name), chunks of consecutive words
+    {"entity_group", "score", "word", "start", "end"}, read from the word tags by conlleval's rules (IOB1, BIO
+    and IOBES alike; `metrics.entities`), the score the mean of their words'; with "none", every word not
+    tagged "O": {"entity", "score", "index", "word", "start", "end"}.
+
+    Words are the whitespace-separated parts of the text; each takes the tag the model predicts at its first
+    piece (its score: that tag's probability there), as `litebert finetune` trains and scores token
+    classification. Words past the model's length are not tagged: a warning counts them."""
+    from litebert.finetune.readers import encode_words
+    from litebert.finetune.squad import split_words
+    from litebert.metrics import entities
+
+    if aggregation not in ("first", "none"):
+        raise ValueError(f"tag: aggregation must be 'first' or 'none', got {aggregation!r}")
+    single = isinstance(texts, str)
+    texts = [texts] if single else list(texts)
+    spans = [split_words(text) for text in texts]  # per text: (start, end) of each word
+    rows, starts, cuts = encode_words([[t[a:b] for a, b in words] for t, words in zip(texts, spans)], p.tokenizer,
+                                      p.model.config.max_position_embeddings)
+    for n, cut in enumerate(cuts):
+        if cut:
+            log.warning("tag: text %d: its last %d words are past the model's %d pieces and were not tagged",
+                        n + 1, cut, p.model.config.max_position_embeddings)
+    labels = p.model.config.id2label or {}
+
+    def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
+        score, index = outputs.logits.float().softmax(-1).max(-1)  # (B, T): each piece's best tag
+        return list(zip(index.numpy(), score.numpy()))
+
+    out = []
+    for text, words, first, (index, score) in zip(texts, spans, starts, p.map_batches(rows, results_of, progress)):
+        scores = score[first].tolist()  # (W,): read at each word's first piece
+        tags = [labels.get(i, labels.get(str(i), f"LABEL_{i}")) for i in index[first].tolist()]
+        if aggregation == "none":
+            out.append([{"entity": t, "score": s, "index": i, "word": text[words[i][0]:words[i][1]],
+                         "start": words[i][0], "end": words[i][1]}
+                        for i, (t, s) in enumerate(zip(tags, scores)) if t != "O"])
+            continue
+        out.append([{"entity_group": kind, "score": float(np.mean(scores[first:last + 1])),
+                     "word": text[words[first][0]:words[last][1]], "start": words[first][0], "end": words[last][1]}
+                    for kind, first, last in entities(tags)])
+    return out[0] if single else out
+
+
 def features(p: Pipeline, texts: str | Sequence[str], progress: bool = False):
     """For each text: its last hidden states, an array (T, H) over its pieces ([CLS] and [SEP] included)."""
     single = isinstance(texts, str)
@@ -267,6 +318,7 @@ TASKS: dict[str, tuple[type, Callable]] = {
     "text-classification": (AlbertForSequenceClassification, classify),
     "question-answering": (AlbertForQuestionAnswering, answer),
     "feature-extraction": (AlbertModel, features),
+    "token-classification": (AlbertForTokenClassification, tag),
 }
 
 
@@ -316,19 +368,24 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
 
 # ---------------------------------------------------------------------------------------------- CLI
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `litebert fill-mask`, `litebert classify` and `litebert answer`."""
+    """Add `litebert fill-mask`, `litebert classify`, `litebert tag` and `litebert answer`."""
     for name, help_text in (("fill-mask", "the most likely pieces for [MASK]"),
                             ("classify", "label texts with a fine-tuned classifier"),
+                            ("tag", "the entities in texts, with a fine-tuned token classifier (NER)"),
                             ("answer", "answer questions from a context with a fine-tuned QA model")):
         p = subparsers.add_parser(name, help=help_text)
         p.add_argument("model", metavar="MODEL_DIR")
         if name == "fill-mask":
             p.add_argument("text", nargs="*", help="texts with one [MASK] each (or --file)")
             p.add_argument("--top-k", type=int, default=5)
-        elif name == "classify":
+        elif name in ("classify", "tag"):
             p.add_argument("--text", action="append", default=[], help="a text (repeatable)")
+        if name == "classify":
             p.add_argument("--text-pair", action="append", default=None, help="its second text, for pair tasks")
-        else:
+        elif name == "tag":
+            p.add_argument("--aggregation", choices=("first", "none"), default="first",
+                           help="first: entities of consecutive words (default); none: each word not tagged O")
+        elif name == "answer":
             p.add_argument("--question", required=True)
             p.add_argument("--context", required=True)
         if name != "answer":
@@ -341,15 +398,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="torch (default); torch-int8 (int8 matmuls in PyTorch, CPU); onnxruntime on the CPU with "
                             "fp32 or int8 weights (exported once, cached)")
         p.set_defaults(func=_command, pipeline_task={"fill-mask": "fill-mask", "classify": "text-classification",
+                                                      "tag": "token-classification",
                                                       "answer": "question-answering"}[name])
 
 
 def _command(args: argparse.Namespace) -> int:
-    import logging
-
     # litebert's own notes (an ONNX export made on first use, weights a head does not use) on stderr
     logging.basicConfig(format="litebert: %(message)s")
-    logging.getLogger("litebert").setLevel(logging.INFO)
+    log.setLevel(logging.INFO)
     p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
     if args.pipeline_task == "question-answering":
         print(json.dumps(p(args.question, args.context)))
@@ -365,6 +421,8 @@ def _command(args: argparse.Namespace) -> int:
         raise ValueError(f"litebert: give texts to {args.command} (arguments, --text or --file)")
     if args.pipeline_task == "fill-mask":
         results = fill_mask(p, texts, args.top_k, progress=bool(args.file))
+    elif args.pipeline_task == "token-classification":
+        results = tag(p, texts, args.aggregation, progress=bool(args.file))
     else:
         results = classify(p, texts, pairs, progress=bool(args.file))
     for text, result in zip(texts, results):

@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Iterator, Protocol
 
 import numpy as np
@@ -480,33 +481,41 @@ def encode_token_examples(examples: list[TokenExample], task: Task, tokenizer: T
                           ) -> tuple[dict[str, torch.Tensor], list[np.ndarray], int]:
     """Tagged sentences -> (`input_ids`, `attention_mask`, `token_type_ids` (N, max_seq_length) and, when
     tagged, `labels` (N, max_seq_length): each word's tag id on its first piece, -100 on the other pieces and
-    the specials; each sentence's first-piece positions (W,); words cut by truncation).
-
-    Words are tokenized one by one, as separate words of the sentence. A sentence longer than max_seq_length
-    keeps its first words; the cut words are predicted "O" and counted in the third value."""
-    words = [w for e in examples for w in e.words]
-    pieces = iter(_token_ids(tokenizer, words))
-    sequences, starts, cut = [], [], 0
+    the specials; each sentence's first-piece positions (W,); words cut by truncation). See `encode_words`."""
+    sequences, starts, cuts = encode_words([e.words for e in examples], tokenizer, max_seq_length)
     labels = np.full((len(examples), max_seq_length), -100, dtype=np.int64)
-    for row, example in enumerate(examples):
+    for row, (example, first) in enumerate(zip(examples, starts)):
+        if example.tags is not None:
+            labels[row, first] = [task.labels.index(t) for t in example.tags[:len(first)]]
+    batch = _pad(sequences, max_seq_length, tokenizer.pad_token_id)
+    if all(e.tags is not None for e in examples):
+        batch["labels"] = torch.from_numpy(labels)
+    return batch, starts, sum(cuts)
+
+
+def encode_words(sentences: list[Sequence[str]], tokenizer: Tokenizer, max_seq_length: int
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray], list[int]]:
+    """Sentences given as words -> each one's `[CLS] pieces [SEP]` (ids, token types), its words' first-piece
+    positions (W,), and how many of its last words did not fit in max_seq_length (those are not encoded).
+
+    Words are tokenized one by one, as separate words of the sentence (a word SentencePiece maps to nothing
+    keeps a slot as [UNK]); token classification is trained and read at each word's first piece."""
+    pieces = iter(_token_ids(tokenizer, [w for words in sentences for w in words]))
+    sequences, starts, cuts = [], [], []
+    for words in sentences:
         ids, first = [], []
-        for i, word_ids in enumerate(next(pieces) for _ in example.words):
-            word_ids = word_ids or [tokenizer.unk_token_id]  # a word SentencePiece maps to nothing keeps a slot
+        for i, word_ids in enumerate(next(pieces) for _ in words):
+            word_ids = word_ids or [tokenizer.unk_token_id]
             if len(ids) + len(word_ids) > max_seq_length - 2:  # room for [CLS] and [SEP]
-                cut += len(example.words) - i
-                for _ in range(len(example.words) - i - 1):
+                for _ in range(len(words) - i - 1):
                     next(pieces)
                 break
             first.append(len(ids) + 1)  # after [CLS]
             ids.extend(word_ids)
         sequences.append(pairs.pack(ids, None, tokenizer.cls_token_id, tokenizer.sep_token_id))
         starts.append(np.asarray(first, dtype=np.int64))
-        if example.tags is not None:
-            labels[row, first] = [task.labels.index(t) for t in example.tags[:len(first)]]
-    batch = _pad(sequences, max_seq_length, tokenizer.pad_token_id)
-    if all(e.tags is not None for e in examples):
-        batch["labels"] = torch.from_numpy(labels)
-    return batch, starts, cut
+        cuts.append(len(words) - len(first))
+    return sequences, starts, cuts
 
 
 def _pack(ids_a: list[int], ids_b: list[int] | None, max_len: int, tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
