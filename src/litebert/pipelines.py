@@ -215,12 +215,12 @@ def tag(p: Pipeline, texts: str | Sequence[str], aggregation: str = "first", pro
 
     def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
         score, index = outputs.logits.float().softmax(-1).max(-1)  # (B, T): each piece's best tag
-        return list(zip(index.numpy(), score.numpy()))
+        return list(zip(index.cpu().numpy(), score.cpu().numpy()))
 
     out = []
-    for text, words, first, (index, score) in zip(texts, spans, starts, p.map_batches(rows, results_of, progress)):
-        scores = score[first].tolist()  # (W,): read at each word's first piece
-        tags = [labels.get(i, labels.get(str(i), f"LABEL_{i}")) for i in index[first].tolist()]
+    for text, words, at, (index, score) in zip(texts, spans, starts, p.map_batches(rows, results_of, progress)):
+        scores = score[at].tolist()  # (W,): read at each word's first piece
+        tags = [labels.get(i, labels.get(str(i), f"LABEL_{i}")) for i in index[at].tolist()]
         if aggregation == "none":
             out.append([{"entity": t, "score": s, "index": i, "word": text[words[i][0]:words[i][1]],
                          "start": words[i][0], "end": words[i][1]}

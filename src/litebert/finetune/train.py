@@ -595,9 +595,7 @@ def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World,
                 save_loop(r.resume_dir, r.loop, r.model, r.optimizer, r.settings)
             if decision.stop and step < r.total:
                 r.log.close()
-                raise Interrupted(f"{stop[0] if stop else 'a signal on another rank'}: stopped after step {step} of "
-                                  f"{r.total} with a resumable checkpoint"
-                                  + (f" in {r.resume_dir}" if r.resume_dir is not None else " (none: no run directory)"))
+                raise _interrupted(r, stop, step)
     predictions = _report(r, data, tokenizer)
     if r.resume_dir is not None and world.is_main:  # finished: nothing to resume (the best state stays in checkpoints/)
         shutil.rmtree(r.resume_dir, ignore_errors=True)
@@ -609,6 +607,12 @@ def _finetune(task, model_source, tokenizer, data, config, seed, world: D.World,
         total_seconds=time.perf_counter() - started,
         train_examples_per_s=loop.seen / max(loop.train_seconds, 1e-9), history=loop.history,
     )
+
+
+def _interrupted(r: FinetuneRun, stop: list, step: int) -> Interrupted:
+    where = f" in {r.resume_dir}" if r.resume_dir is not None else " (none: no run directory)"
+    return Interrupted(f"{stop[0] if stop else 'a signal on another rank'}: stopped after step {step} of {r.total} "
+                       f"with a resumable checkpoint{where}")
 
 
 def _build_run(task, model_source, tokenizer, data, config, seed, world: D.World, run_dir: Path | None
