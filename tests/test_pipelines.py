@@ -237,3 +237,27 @@ def test_commands_print_json_lines(models, tmp_path, capsys):
     assert SENTENCES[2][answer["start"]:answer["end"]] == answer["answer"]
     assert main(["classify", str(models / "cls")]) == 2
     assert "give texts to classify" in capsys.readouterr().err
+
+
+def test_commands_stream_a_file_in_chunks_and_name_bad_lines(models, tmp_path, capsys, caplog, monkeypatch):
+    import litebert.pipelines as P
+
+    monkeypatch.setattr(P, "CHUNK", 2)  # 5 texts: 3 pipeline calls, each printed before the next is read
+    calls = []
+    monkeypatch.setattr(P, "classify", lambda p, texts, pairs: calls.append(len(texts)) or
+                        [{"label": t.upper(), "score": 1.0} for t in texts])
+    texts = ["a great film", "the music was poor", "", "dull", "a lovely story", "nine"]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    with caplog.at_level("WARNING", logger="litebert"):
+        assert main(["classify", str(models / "cls"), "--file", str(tmp_path / "texts.txt")]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [o["text"] for o in out] == [t for t in texts if t] and calls == [2, 2, 1]
+    assert all(o["result"]["label"] == o["text"].upper() for o in out)
+    assert "texts.txt: 1 blank line(s) skipped" in caplog.text
+    (tmp_path / "mixed.txt").write_text("a film\tgood\njust a text\n")
+    assert main(["classify", str(models / "cls"), "--file", str(tmp_path / "mixed.txt")]) == 2
+    assert "mixed.txt:2: no tab, but line 1 is a pair" in capsys.readouterr().err
+    (tmp_path / "masks.txt").write_text("the film was [MASK] .\nno mask here\n")
+    assert main(["fill-mask", str(models / "mlm"), "--file", str(tmp_path / "masks.txt")]) == 2
+    captured = capsys.readouterr()
+    assert "masks.txt:2: 0 [MASK] in the line, expected 1" in captured.err and captured.out == ""

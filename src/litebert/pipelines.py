@@ -11,8 +11,9 @@
     feature-extraction   "any text"                    -> the last hidden states (T, H) of each text
 
 The model directory is what `save_pretrained` / `litebert finetune` / `litebert export hf` write (its tokenizer
-alongside). The commands `litebert fill-mask | classify | answer` wrap this with a progress bar on files and JSON
-lines out.
+alongside). The commands `litebert fill-mask | classify | tag | answer` wrap this: JSON lines out, and a --file
+is read in chunks of CHUNK texts, each printed before the next is read, behind a progress bar (bad lines are
+named before anything runs; blank ones are skipped and counted).
 
 How the texts run:
 - All texts of a call are encoded first, then cut into batches **in order of length**, each padded only to its
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import json
 import logging
 import sys
@@ -402,29 +404,79 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                                       "answer": "question-answering"}[name])
 
 
+CHUNK = 4096
+"""Texts per pipeline call when a command reads --file: each chunk's results are printed (and flushed) before
+the next is read, so memory stays bounded by the chunk and an interrupted run keeps every line it printed."""
+
+
 def _command(args: argparse.Namespace) -> int:
     # litebert's own notes (an ONNX export made on first use, weights a head does not use) on stderr
     logging.basicConfig(format="litebert: %(message)s")
     log.setLevel(logging.INFO)
-    p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
     if args.pipeline_task == "question-answering":
+        p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
         print(json.dumps(p(args.question, args.context)))
         return 0
-    texts, pairs = list(getattr(args, "text", None) or []), getattr(args, "text_pair", None)
     if args.file:
-        lines = [ln.rstrip("\n") for ln in open(args.file, encoding="utf-8") if ln.strip()]
-        if args.pipeline_task == "text-classification" and any("\t" in ln for ln in lines):
-            texts, pairs = [ln.split("\t", 1)[0] for ln in lines], [ln.split("\t", 1)[-1] for ln in lines]
-        else:
-            texts = lines
-    if not texts:
-        raise ValueError(f"litebert: give texts to {args.command} (arguments, --text or --file)")
-    if args.pipeline_task == "fill-mask":
-        results = fill_mask(p, texts, args.top_k, progress=bool(args.file))
-    elif args.pipeline_task == "token-classification":
-        results = tag(p, texts, args.aggregation, progress=bool(args.file))
+        count, paired = _scan(Path(args.file), args.pipeline_task)
+        chunks = _file_chunks(Path(args.file), paired and args.pipeline_task == "text-classification")
     else:
-        results = classify(p, texts, pairs, progress=bool(args.file))
-    for text, result in zip(texts, results):
-        print(json.dumps({"text": text, "result": result}, ensure_ascii=False))
+        count = len(args.text or [])
+        chunks = [(list(args.text), getattr(args, "text_pair", None))]
+    if not count:
+        raise ValueError(f"litebert: give texts to {args.command} (arguments, --text or --file)")
+    p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
+    bar = None
+    if args.file:
+        from tqdm import tqdm
+
+        bar = tqdm(total=count, unit="text", dynamic_ncols=True, file=sys.stderr)
+    for texts, text_pairs in chunks:
+        if args.pipeline_task == "fill-mask":
+            results = fill_mask(p, texts, args.top_k)
+        elif args.pipeline_task == "token-classification":
+            results = tag(p, texts, args.aggregation)
+        else:
+            results = classify(p, texts, text_pairs)
+        for text, result in zip(texts, results):
+            print(json.dumps({"text": text, "result": result}, ensure_ascii=False))
+        sys.stdout.flush()
+        if bar is not None:
+            bar.update(len(texts))
+    if bar is not None:
+        bar.close()
     return 0
+
+
+def _scan(path: Path, task: str) -> tuple[int, bool]:
+    """A first pass over --file before anything runs: the number of texts (blank lines are skipped, and counted
+    in a warning), whether any line holds a tab (classify: text<TAB>pair), and, for fill-mask, one [MASK] per
+    line (an error names the line)."""
+    count = blank = 0
+    first_of = {}  # True / False -> the first line with / without a tab
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                blank += 1
+                continue
+            count += 1
+            first_of.setdefault("\t" in line, number)
+            if task == "fill-mask" and (masks := line.count("[MASK]")) != 1:
+                raise ValueError(f"{path}:{number}: {masks} [MASK] in the line, expected 1")
+    if task == "text-classification" and len(first_of) == 2:
+        raise ValueError(f"{path}:{first_of[False]}: no tab, but line {first_of[True]} is a pair (text<TAB>pair): "
+                         f"give every line as a pair, or none")
+    if blank:
+        log.warning("%s: %d blank line(s) skipped", path, blank)
+    return count, True in first_of
+
+
+def _file_chunks(path: Path, paired: bool):
+    """(texts, pairs or None) of up to CHUNK non-blank lines at a time, in file order."""
+    with open(path, encoding="utf-8") as f:
+        lines = (line.rstrip("\n") for line in f if line.strip())
+        while chunk := list(itertools.islice(lines, CHUNK)):
+            if paired:
+                yield [ln.split("\t", 1)[0] for ln in chunk], [ln.split("\t", 1)[-1] for ln in chunk]
+            else:
+                yield chunk, None
