@@ -222,6 +222,28 @@ def test_predict_in_int8_stays_close_to_fp32(data_root, model_dir, tokenizer_dir
     assert "backend 'torch-int8' runs on the CPU without bf16" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["mrpc", "race", "squad1.1"])
+def test_evaluate_the_onnx_export(name, data_root, model_dir, tokenizer_dir, tmp_path, capsys, monkeypatch):
+    """A deployment's check: the saved model's ONNX export, run by onnxruntime, scores what PyTorch scores (fp32),
+    and its int8 export runs too (pairs, multiple choice with its (B, C, T) inputs, spans)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setenv("LITEBERT_ONNX_DIR", str(tmp_path / "onnx"))  # this test's exports only
+    run_finetune(name, data_root, model_dir, tokenizer_dir, tmp_path / "run")
+    model = tmp_path / "run" / "seed-1" / "model"
+    data = data_dir_of(data_root, name)
+    _, torch_scores = predict_files(model, data)
+    _, ort_scores = predict_files(model, data, backend="onnxruntime")
+    assert {k: v.metrics for k, v in ort_scores.items()} == {k: v.metrics for k, v in torch_scores.items()}
+    for split, scored in torch_scores.items():
+        assert ort_scores[split].predictions == scored.predictions
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "--data-dir", str(data), "--backend", "onnxruntime-int8"]) == 0
+    int8 = json.loads(capsys.readouterr().out)
+    for split, metrics in int8.items():
+        assert metrics.keys() == torch_scores[split].metrics.keys()
+
+
 def test_activation_checkpointing_changes_memory_not_results(data_root, model_dir, tokenizer_dir, tmp_path):
     plain = run_finetune("mrpc", data_root, model_dir, tokenizer_dir, tmp_path / "plain")
     ac = run_finetune("mrpc", data_root, model_dir, tokenizer_dir, tmp_path / "ac", "--activation-checkpointing")
@@ -230,6 +252,19 @@ def test_activation_checkpointing_changes_memory_not_results(data_root, model_di
             if "loss" in r] == \
         [r["loss"] for r in map(json.loads, (tmp_path / "plain/seed-1/log.jsonl").read_text().splitlines())
          if "loss" in r]
+
+
+def test_the_answerability_head_is_refused_by_onnx(data_root, model_dir, tokenizer_dir, tmp_path, capsys,
+                                                  monkeypatch):
+    """Its decoding needs p_mask, which the exported graph does not take: a clear error, not other answers."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setenv("LITEBERT_ONNX_DIR", str(tmp_path / "onnx"))
+    run_finetune("squad2.0", data_root, model_dir, tokenizer_dir, tmp_path / "run", "--squad2-head", "answerability")
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / "run/seed-1/model"), "--data-dir", str(data_root / "squad"),
+                 "--backend", "onnxruntime"]) == 2
+    assert "the ONNX graph takes attention_mask, input_ids, token_type_ids, not p_mask" in capsys.readouterr().err
 
 
 def test_bad_input_errors(data_root, model_dir, tokenizer_dir, tmp_path, capsys):

@@ -186,7 +186,7 @@ def test_onnxruntime_and_int8_backends_match_torch(models):
     for backend, tolerance in (("onnxruntime", 1e-5), ("onnxruntime-int8", 0.05), ("torch-int8", 0.05)):
         ort_cls = pipeline("text-classification", models / "cls", device="cpu", batch_size=3, backend=backend)
         got = ort_cls(texts)
-        assert (ort_cls.session is not None) == backend.startswith("onnxruntime") and ort_cls.backend == backend
+        assert ort_cls.onnx == backend.startswith("onnxruntime") and ort_cls.backend == backend
         assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=tolerance)
         if backend == "onnxruntime":
             assert [g["label"] for g in got] == [w["label"] for w in want]

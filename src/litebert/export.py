@@ -22,6 +22,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -213,6 +214,32 @@ def ort_session(path: str | Path, threads: int | None = None, spinning: bool = T
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel:
+    """An `export_onnx` file in onnxruntime, called like the litebert model it was exported from: int64 inputs
+    (torch tensors or numpy arrays) in, an object with the model's output fields as torch tensors out. It runs on
+    the CPU; `config` is the model's."""
+
+    def __init__(self, model: nn.Module, quantize: str | None = None, threads: int | None = None):
+        self.config: AlbertConfig = model.config
+        self.quantize = quantize
+        self.session = ort_session(cached_onnx(model, quantize), threads=threads or torch.get_num_threads(),
+                                   spinning=False)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def __call__(self, **inputs):
+        extra = sorted(k for k, v in inputs.items() if v is not None and k not in self.input_names)
+        if extra:
+            raise ValueError(f"the ONNX graph takes {', '.join(sorted(self.input_names))}, not {', '.join(extra)}: "
+                             f"run this model with backend 'torch'")
+        feed = {k: v.cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in inputs.items() if v is not None}
+        values = self.session.run(self.output_names, feed)
+        return SimpleNamespace(**{name: torch.from_numpy(v) for name, v in zip(self.output_names, values)})
+
+    def eval(self) -> "OnnxModel":
+        return self
 
 
 def max_abs_diff(model: nn.Module, config: AlbertConfig, path: Path,

@@ -37,7 +37,6 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -59,24 +58,27 @@ class Pipeline:
     """A model, its tokenizer and how to run them; call it with texts (see the module docstring)."""
 
     task: str
-    model: torch.nn.Module
+    model: Any
+    """The litebert model, or for the onnxruntime backends its export (`export.OnnxModel`, called alike)."""
     tokenizer: Any
     device: torch.device
     bf16: bool
     batch_size: int
     run: Callable[..., list]
     backend: str = "torch"
-    session: Any = None  # the onnxruntime session of the onnxruntime backends
 
     def __call__(self, *args, **kwargs):
         return self.run(self, *args, **kwargs)
 
+    @property
+    def onnx(self) -> bool:
+        """The model is an ONNX export run by onnxruntime (`export.OnnxModel`)."""
+        return self.backend in ONNX_BACKENDS
+
     def forward(self, **inputs: np.ndarray):
         """The model's outputs for int64 (B, T) inputs, as torch tensors named as the model's output fields."""
-        if self.session is not None:
-            names = [o.name for o in self.session.get_outputs()]
-            values = self.session.run(names, inputs)
-            return SimpleNamespace(**{name: torch.from_numpy(v) for name, v in zip(names, values)})
+        if self.onnx:
+            return self.model(**inputs)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with torch.inference_mode(), autocast:
             return self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
@@ -125,7 +127,7 @@ def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress:
     def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
         ids = torch.from_numpy(inputs["input_ids"])
         batch, cols = (ids == mask_id).nonzero(as_tuple=True)  # one mask per row
-        logits = outputs.logits[batch, cols] if p.session is not None else outputs.logits[:, 0]  # (B, V)
+        logits = outputs.logits[batch, cols] if p.onnx else outputs.logits[:, 0]  # (B, V)
         probs = logits.float().softmax(-1)
         scores, tokens = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
         out = []
@@ -144,7 +146,7 @@ def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress:
         return {"masked_lm_positions": np.argmax(inputs["input_ids"] == mask_id, axis=1)[:, None]}  # (B, 1)
 
     # in PyTorch the MLM head runs at the mask only (logits (B, 1, V)); an ONNX graph's cover all T positions
-    out = p.map_batches(rows, results_of, progress, extra_inputs=mask_positions if p.session is None else None)
+    out = p.map_batches(rows, results_of, progress, extra_inputs=None if p.onnx else mask_positions)
     return out[0] if single else out
 
 
@@ -357,11 +359,10 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
 
         return Pipeline(task, quantize_dynamic_int8(model), tokenizer, dev, False, batch_size, run, backend)
     if backend != "torch":
-        from litebert.export import cached_onnx, ort_session
+        from litebert.export import OnnxModel
 
-        session = ort_session(cached_onnx(model, ONNX_BACKENDS[backend]), threads=torch.get_num_threads(),
-                              spinning=False)
-        return Pipeline(task, model, tokenizer, dev, False, batch_size, run, backend, session)
+        return Pipeline(task, OnnxModel(model, ONNX_BACKENDS[backend]), tokenizer, dev, False, batch_size, run,
+                        backend)
     choice = calibrate.precision_choice(dev, bf16, model.config, batch_size,
                                         min(128, model.config.max_position_embeddings), "infer")
     calibrate.apply_choice(choice)

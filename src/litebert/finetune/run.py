@@ -201,9 +201,11 @@ def load_finetuned(model_dir: str | Path) -> tuple[Task, Any, Any, FinetuneConfi
     return task, model, load_tokenizer(model_dir), config, settings["null_threshold"]
 
 
-PREDICT_BACKENDS = ("torch", "torch-int8")
-"""How `predict_files` runs a saved model: as trained, or with its encoder's matmuls in int8 (`litebert.quantize`:
-CPU only, faster, a little less accurate: benchmarks/bench_int8_accuracy.py)."""
+PREDICT_BACKENDS = ("torch", "torch-int8", "onnxruntime", "onnxruntime-int8")
+"""How `predict_files` runs a saved model: as trained; with its encoder's matmuls in int8 (`litebert.quantize`);
+or as its ONNX export in onnxruntime, fp32 or int8 (`export.OnnxModel`: what a deployment would run, scored
+on the same files). All but "torch" run on the CPU; int8 is faster and a little less accurate
+(benchmarks/bench_int8_accuracy.py)."""
 
 
 def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None = None,
@@ -215,21 +217,21 @@ def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(PREDICT_BACKENDS)}")
     task, model, tokenizer, config, threshold = load_finetuned(model_dir)
     config = dataclasses.replace(config, **(config_overrides or {}))
-    if backend == "torch-int8":
-        model = _int8_model(model, config)
-        config = dataclasses.replace(config, device="cpu", bf16=False)
     reported, unlabelled = read_eval_splits(task, data_dir)
     splits = {**reported, **unlabelled}
     if split is not None:
         if split not in splits:
             raise ValueError(f"no split {split!r} for {task.name}; splits: {', '.join(splits)}")
         splits = {split: splits[split]}
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    precision = calibrate.precision_choice(device, config.bf16, model.config, config.eval_batch_size or 64,
-                                           config.max_seq_length or model.config.max_position_embeddings, "infer")
-    calibrate.apply_choice(precision)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision["bf16"] else nullcontext()
-    model.to(device)
+    if backend == "torch":
+        device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        precision = calibrate.precision_choice(device, config.bf16, model.config, config.eval_batch_size or 64,
+                                               config.max_seq_length or model.config.max_position_embeddings, "infer")
+        calibrate.apply_choice(precision)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision["bf16"] else nullcontext()
+        model.to(device)
+    else:
+        model, device, autocast = _cpu_model(model, config, backend), torch.device("cpu"), nullcontext()
     results = {}
     for name, examples in splits.items():
         encoded = encode_split(task, examples, tokenizer, config.max_seq_length, config)
@@ -238,14 +240,19 @@ def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None
     return task, results
 
 
-def _int8_model(model, config: FinetuneConfig):
-    """The fp32 CPU model with its encoder's matmuls in int8; refuses a GPU or bf16 asked for explicitly."""
-    from litebert.quantize import quantize_dynamic_int8
-
+def _cpu_model(model, config: FinetuneConfig, backend: str):
+    """The fp32 model as `backend` runs it on the CPU; refuses a GPU or bf16 asked for explicitly."""
     if config.device not in (None, "cpu") or config.bf16:
-        raise ValueError(f"backend 'torch-int8' runs on the CPU without bf16; got --device {config.device} "
+        raise ValueError(f"backend {backend!r} runs on the CPU without bf16; got --device {config.device} "
                          f"and --bf16 {config.bf16} (use backend 'torch' for those)")
-    return quantize_dynamic_int8(model.float().eval())
+    model = model.float().eval()
+    if backend == "torch-int8":
+        from litebert.quantize import quantize_dynamic_int8
+
+        return quantize_dynamic_int8(model)
+    from litebert.export import OnnxModel
+
+    return OnnxModel(model, "int8" if backend == "onnxruntime-int8" else None)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -299,7 +306,8 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=argparse.SUPPRESS, help="cpu or cuda (default: cuda when available)")
     g.add_argument("--backend", choices=PREDICT_BACKENDS, default="torch",
                    help="torch-int8: the encoder's matmuls in int8 on the CPU (faster; may change a few "
-                        "predictions: litebert.quantize)")
+                        "predictions: litebert.quantize); onnxruntime / onnxruntime-int8: the model's ONNX export "
+                        "(made once, cached), scored as deployed")
     g.add_argument("--n-best-size", type=int, dest="n_best_size", default=argparse.SUPPRESS,
                    help="SQuAD: start/end candidates per window")
     g.add_argument("--max-answer-length", type=int, dest="max_answer_length", default=argparse.SUPPRESS,
