@@ -216,6 +216,36 @@ def ort_session(path: str | Path, threads: int | None = None, spinning: bool = T
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+BACKENDS = ("torch", "torch-int8", "onnxruntime", "onnxruntime-int8")
+"""How a trained model can run for inference (the pipelines, `litebert evaluate` / `predict`): "torch" as it is;
+"torch-int8" with its encoder's matmuls in int8 (`litebert.quantize`); "onnxruntime" / "onnxruntime-int8" as its
+ONNX export with fp32 or int8 weights (`OnnxModel`, exported once and cached). All but "torch" run on the CPU in
+fp32: `backend_model` makes them."""
+
+
+def check_backend(backend: str, device: str | None = None, bf16: bool | None = None) -> None:
+    """A known backend, and no GPU or bf16 asked of a CPU one (each named in the error)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend != "torch" and (device not in (None, "cpu") or bf16):
+        raise ValueError(f"backend {backend!r} runs on the CPU without bf16; got device {device} and bf16 {bf16} "
+                         f"(use backend 'torch' for those)")
+
+
+def backend_model(model: nn.Module, backend: str):
+    """`model` as a CPU `backend` runs it (see BACKENDS; "torch": the model itself, in eval mode)."""
+    check_backend(backend)
+    model = model.eval()
+    if backend == "torch":
+        return model
+    model = model.float().cpu()
+    if backend == "torch-int8":
+        from litebert.quantize import quantize_dynamic_int8
+
+        return quantize_dynamic_int8(model)
+    return OnnxModel(model, "int8" if backend == "onnxruntime-int8" else None)
+
+
 class OnnxModel:
     """An `export_onnx` file in onnxruntime, called like the litebert model it was exported from: int64 inputs
     (torch tensors or numpy arrays) in, an object with the model's output fields as torch tensors out. It runs on

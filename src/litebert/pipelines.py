@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from litebert import pairs
+from litebert.export import BACKENDS
 from litebert.model import AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
     AlbertForTokenClassification, AlbertModel
 
@@ -73,7 +74,7 @@ class Pipeline:
     @property
     def onnx(self) -> bool:
         """The model is an ONNX export run by onnxruntime (`export.OnnxModel`)."""
-        return self.backend in ONNX_BACKENDS
+        return self.backend.startswith("onnxruntime")
 
     def forward(self, **inputs: np.ndarray):
         """The model's outputs for int64 (B, T) inputs, as torch tensors named as the model's output fields."""
@@ -326,11 +327,6 @@ TASKS: dict[str, tuple[type, Callable]] = {
 }
 
 
-ONNX_BACKENDS = {"onnxruntime": None, "onnxruntime-int8": "int8"}
-"""The backends that run an ONNX export in onnxruntime, and the export's quantisation."""
-BACKENDS = ("torch", "torch-int8", *ONNX_BACKENDS)
-
-
 def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: bool | None = None,
              batch_size: int = 32, backend: str = "torch") -> Pipeline:
     """A ready pipeline for `task` on the model (and tokenizer) in `model_dir`.
@@ -341,28 +337,18 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
     at load: 0.1 s for ALBERT-base). "onnxruntime" / "onnxruntime-int8": CPU only, fp32 or int8 weights (the export
     is made on first use and cached, `litebert.export.cached_onnx`). bf16 applies to "torch" only."""
     from litebert import calibrate
+    from litebert.export import backend_model, check_backend
     from litebert.tokenizer import AlbertTokenizer
 
     if task not in TASKS:
         raise ValueError(f"unknown pipeline task {task!r}; known: {', '.join(TASKS)}")
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown pipeline backend {backend!r}; known: {', '.join(BACKENDS)}")
+    check_backend(backend, device, bf16)
     head, run = TASKS[task]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"))
-    if backend != "torch" and (dev.type != "cpu" or bf16):
-        raise ValueError(f"backend {backend!r} runs on the CPU without bf16; got device {dev.type}"
-                         f"{' and bf16' if bf16 else ''} (use backend 'torch' for those)")
     model = head.from_pretrained(Path(model_dir)).to(dev).eval()
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
-    if backend == "torch-int8":
-        from litebert.quantize import quantize_dynamic_int8
-
-        return Pipeline(task, quantize_dynamic_int8(model), tokenizer, dev, False, batch_size, run, backend)
     if backend != "torch":
-        from litebert.export import OnnxModel
-
-        return Pipeline(task, OnnxModel(model, ONNX_BACKENDS[backend]), tokenizer, dev, False, batch_size, run,
-                        backend)
+        return Pipeline(task, backend_model(model, backend), tokenizer, dev, False, batch_size, run, backend)
     choice = calibrate.precision_choice(dev, bf16, model.config, batch_size,
                                         min(128, model.config.max_position_embeddings), "infer")
     calibrate.apply_choice(choice)

@@ -35,6 +35,7 @@ from litebert import calibrate
 from litebert import distributed as D
 from litebert.config import AlbertConfig, fields
 from litebert.config.pretrain import ParallelConfig
+from litebert.export import BACKENDS, backend_model, check_backend
 from litebert.files import write_json_atomic, write_text_atomic
 from litebert.finetune.evaluate import glue_submission, glue_submission_files, score_predictions, \
     write_glue_predictions
@@ -201,22 +202,18 @@ def load_finetuned(model_dir: str | Path) -> tuple[Task, Any, Any, FinetuneConfi
     return task, model, load_tokenizer(model_dir), config, settings["null_threshold"]
 
 
-PREDICT_BACKENDS = ("torch", "torch-int8", "onnxruntime", "onnxruntime-int8")
-"""How `predict_files` runs a saved model: as trained; with its encoder's matmuls in int8 (`litebert.quantize`);
-or as its ONNX export in onnxruntime, fp32 or int8 (`export.OnnxModel`: what a deployment would run, scored
-on the same files). All but "torch" run on the CPU; int8 is faster and a little less accurate
-(benchmarks/bench_int8_accuracy.py)."""
-
-
 def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None = None,
                   config_overrides: dict[str, Any] | None = None, backend: str = "torch"
                   ) -> tuple[Task, dict[str, Scored]]:
     """Scores (labelled splits) and predictions of a fine-tuned model on the task's evaluation files
-    (the reported splits and unlabelled test files, or only `split`), with its saved no-answer threshold."""
-    if backend not in PREDICT_BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(PREDICT_BACKENDS)}")
+    (the reported splits and unlabelled test files, or only `split`), with its saved no-answer threshold.
+
+    `backend` (`export.BACKENDS`): "torch" as trained, or on the CPU its int8 form or its ONNX export, which is
+    how a deployment would run it (int8 is faster and a little less accurate: benchmarks/bench_int8_accuracy.py).
+    """
     task, model, tokenizer, config, threshold = load_finetuned(model_dir)
     config = dataclasses.replace(config, **(config_overrides or {}))
+    check_backend(backend, config.device, config.bf16)
     reported, unlabelled = read_eval_splits(task, data_dir)
     splits = {**reported, **unlabelled}
     if split is not None:
@@ -231,28 +228,13 @@ def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision["bf16"] else nullcontext()
         model.to(device)
     else:
-        model, device, autocast = _cpu_model(model, config, backend), torch.device("cpu"), nullcontext()
+        model, device, autocast = backend_model(model, backend), torch.device("cpu"), nullcontext()
     results = {}
     for name, examples in splits.items():
         encoded = encode_split(task, examples, tokenizer, config.max_seq_length, config)
         outputs = predict(model, encoded, config.eval_batch_size or 64, config.padding, device, autocast)
         results[name] = score(task, encoded, outputs, config, threshold, labelled=name in reported)
     return task, results
-
-
-def _cpu_model(model, config: FinetuneConfig, backend: str):
-    """The fp32 model as `backend` runs it on the CPU; refuses a GPU or bf16 asked for explicitly."""
-    if config.device not in (None, "cpu") or config.bf16:
-        raise ValueError(f"backend {backend!r} runs on the CPU without bf16; got --device {config.device} "
-                         f"and --bf16 {config.bf16} (use backend 'torch' for those)")
-    model = model.float().eval()
-    if backend == "torch-int8":
-        from litebert.quantize import quantize_dynamic_int8
-
-        return quantize_dynamic_int8(model)
-    from litebert.export import OnnxModel
-
-    return OnnxModel(model, "int8" if backend == "onnxruntime-int8" else None)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -304,7 +286,7 @@ def _add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="bf16 autocast (default: the run's setting; unset, where it measures faster: "
                         "litebert.calibrate)")
     g.add_argument("--device", default=argparse.SUPPRESS, help="cpu or cuda (default: cuda when available)")
-    g.add_argument("--backend", choices=PREDICT_BACKENDS, default="torch",
+    g.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="torch-int8: the encoder's matmuls in int8 on the CPU (faster; may change a few "
                         "predictions: litebert.quantize); onnxruntime / onnxruntime-int8: the model's ONNX export "
                         "(made once, cached), scored as deployed")
