@@ -226,9 +226,8 @@ def _search_line(arms: list[dict], config: dict[str, str]) -> str:
 
 def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict[str, Any]) -> dict:
     """Write report.md and the figures into `output`; return the numbers and the printed summary table."""
-    pre_dir, pre = stages["pretrain"]
+    pre = stages["pretrain"][1]
     base = stages["baselines"][1]  # the task's sizes and majority class; the pretrained arm is in "finetune"
-    manifest = stages["data"][1]["manifest"]
     records = read_metrics(Path(pre["run"]) / "metrics.jsonl")
     arms = [arm_summary(a) for a in stages["finetune"][1]["arms"] + base["arms"]]
     by_name = {a["arm"]: a for a in arms}
@@ -236,12 +235,26 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
     plot_pretraining(records, output / "pretraining.png")
     plot_accuracy(arms, majority, output / "accuracy.png")
     rows = _stage_rows(stages)
-    summary = pre["summary"]
     final_eval = next((r for r in reversed(records) if r.get("split") == "eval"), {})
     unigram = unigram_baseline(records)
-    corpus = facts.get("corpus", {})
-    tokens_per_s = summary["tokens"] / max(summary["time_s"], 1e-9)
-    lines = [
+    lines = [*_header_lines(stages, facts, by_name), *_task_lines(base, arms, by_name, majority, facts),
+             *_pretraining_lines(stages, facts, final_eval, unigram), *_stage_lines(stages, rows, output)]
+    (output / "report.md").write_text("\n".join(lines) + "\n")
+    table = "\n".join([f"{'stage':<10} {'time':>8}  what", *(f"{n:<10} {t:>8}  {w}" for n, t, w in rows), "",
+                       f"{'arm':<44} {'test acc (median, min-max)':>28}",
+                       *(f"{a['title']:<44} {a['median']:>10.1f} ({a['min']:.1f}-{a['max']:.1f})" for a in arms),
+                       f"{'majority class':<44} {100 * majority:>10.1f}", "", verdict(by_name)])
+    result = {"arms": arms, "majority": majority, "facts": facts, "summary_table": table,
+              "mlm_acc": final_eval.get("mlm_acc"), "unigram_mlm_acc": unigram}
+    (output / "report.json").write_text(json.dumps({k: v for k, v in result.items() if k != "summary_table"},
+                                                   indent=2))
+    return result
+
+
+def _header_lines(stages: dict[str, tuple[Path, dict]], facts: dict[str, Any], by_name: dict[str, dict]
+                  ) -> list[str]:
+    """Title, the machine and the run's time, the verdict and the accuracy figure."""
+    return [
         "# litebert demo: ALBERT end to end on public text",
         "",
         f"{facts['date']} · {facts['machine']} · torch {facts['torch']} · {facts['threads']} threads · "
@@ -253,10 +266,18 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         "",
         "![test accuracy per arm](accuracy.png)",
         "",
+    ]
+
+
+def _task_lines(base: dict, arms: list[dict], by_name: dict[str, dict], majority: float,
+                facts: dict[str, Any]) -> list[str]:
+    """The task, each arm's test accuracy (median, range, dev), per seed, and the learning-rate search."""
+    sizes = base["sizes"]
+    return [
         "## Movie-review sentiment (test split)",
         "",
         f"Rotten Tomatoes sentences with mean human ratings; neutral ones (|rating| ≤ 0.5) dropped; fixed hash split "
-        f"{base['sizes']['train']:,} / {base['sizes']['dev']:,} / {base['sizes']['test']:,} (train / dev / test). "
+        f"{sizes['train']:,} / {sizes['dev']:,} / {sizes['test']:,} (train / dev / test). "
         f"Model selection on dev; the numbers are test accuracy. Majority class: {100 * majority:.1f}%.",
         "",
         "| arm | test acc. median | min – max | dev median |",
@@ -270,6 +291,17 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         "",
         _search_line(arms, facts["config"]),
         "",
+    ]
+
+
+def _pretraining_lines(stages: dict[str, tuple[Path, dict]], facts: dict[str, Any], final_eval: dict,
+                       unigram: float | None) -> list[str]:
+    """The recipe, the text, the steps and speed reached, the last held-out evaluation, budget and precision."""
+    summary = stages["pretrain"][1]["summary"]
+    manifest = stages["data"][1]["manifest"]
+    corpus = facts.get("corpus", {})
+    tokens_per_s = summary["tokens"] / max(summary["time_s"], 1e-9)
+    return [
         "## Pretraining",
         "",
         "![pretraining curves](pretraining.png)",
@@ -292,6 +324,13 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         "",
         precision_line(facts),
         "",
+    ]
+
+
+def _stage_lines(stages: dict[str, tuple[Path, dict]], rows: list[tuple[str, str, str]], output: Path
+                 ) -> list[str]:
+    """What each stage took and made, and where its files are."""
+    return [
         "## What ran",
         "",
         "| stage | time | what it made |",
@@ -300,13 +339,3 @@ def write_report(output: Path, stages: dict[str, tuple[Path, dict]], facts: dict
         "",
         "Sources: " + ", ".join(f"`{d.relative_to(output)}`" for d, _ in stages.values()) + ".",
     ]
-    (output / "report.md").write_text("\n".join(lines) + "\n")
-    table = "\n".join([f"{'stage':<10} {'time':>8}  what", *(f"{n:<10} {t:>8}  {w}" for n, t, w in rows), "",
-                       f"{'arm':<44} {'test acc (median, min-max)':>28}",
-                       *(f"{a['title']:<44} {a['median']:>10.1f} ({a['min']:.1f}-{a['max']:.1f})" for a in arms),
-                       f"{'majority class':<44} {100 * majority:>10.1f}", "", verdict(by_name)])
-    result = {"arms": arms, "majority": majority, "facts": facts, "summary_table": table,
-              "mlm_acc": final_eval.get("mlm_acc"), "unigram_mlm_acc": unigram}
-    (output / "report.json").write_text(json.dumps({k: v for k, v in result.items() if k != "summary_table"},
-                                                   indent=2))
-    return result
