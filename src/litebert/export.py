@@ -253,7 +253,6 @@ class OnnxModel:
 
     def __init__(self, model: nn.Module, quantize: str | None = None, threads: int | None = None):
         self.config: AlbertConfig = model.config
-        self.quantize = quantize
         self.session = ort_session(cached_onnx(model, quantize), threads=threads or torch.get_num_threads(),
                                    spinning=False)
         self.output_names = [o.name for o in self.session.get_outputs()]
