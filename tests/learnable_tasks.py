@@ -4,7 +4,7 @@ Every task needs the text: a label follows a cue word, a pair label needs both s
 positive?), a score counts words, an answer is the word after a cue, a tag depends on the word and its neighbour.
 Train, dev and test are disjoint (no sentence/context appears in two splits).
 
-    python tests/learnable_tasks.py OUT_DIR     writes OUT_DIR/{glue,squad,race,conll}/...
+    python tests/learnable_tasks.py OUT_DIR     writes OUT_DIR/{glue,squad,race,conll,table}/...
 """
 from __future__ import annotations
 
@@ -183,13 +183,40 @@ def write_conll(root: Path, rng: np.random.Generator) -> None:
         (root / names[split]).write_text("\n".join(lines), encoding="utf-8")
 
 
+# ---------------------------------------------------------------------------------------------- own texts
+TOPICS = {"sport": ["goal", "match", "team", "coach"], "weather": ["rain", "storm", "cloud", "wind"],
+          "food": ["bread", "soup", "cheese", "pasta"]}
+
+
+def topical(rng: np.random.Generator) -> tuple[str, str]:
+    """text-classification: three classes, the label the topic of the one cue word."""
+    topic = str(rng.choice(list(TOPICS)))
+    text = words(rng, int(rng.integers(3, 8)))
+    text.insert(int(rng.integers(len(text) + 1)), str(rng.choice(TOPICS[topic])))
+    return " ".join(text), topic
+
+
+def write_table(root: Path, rng: np.random.Generator) -> None:
+    """A user's own data in each format `text-classification` reads: train.csv, dev.jsonl (with ids),
+    test.tsv (labelled, so dev selects and test is reported)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = unique(topical, rng)
+    with open(root / "train.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([["text", "label"], *rows["train"]])
+    (root / "dev.jsonl").write_text("".join(json.dumps({"id": f"dev-{i}", "text": t, "label": label}) + "\n"
+                                            for i, (t, label) in enumerate(rows["dev"])), encoding="utf-8")
+    (root / "test.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows["test"]),
+                                   encoding="utf-8")
+
+
 def write_all(out: Path, seed: int = 2026) -> Path:
-    """Every task family under `out`: glue/{SST-2,RTE,STS-B}, squad/, race/, conll/."""
+    """Every task family under `out`: glue/{SST-2,RTE,STS-B}, squad/, race/, conll/, table/."""
     rng = np.random.default_rng(seed)
     write_glue(out / "glue", rng)
     write_squad(out / "squad", rng)
     write_race(out / "race", rng)
     write_conll(out / "conll", rng)
+    write_table(out / "table", rng)
     return out
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from litebert import metrics
-from litebert.finetune import evaluate, readers, squad
+from litebert.finetune import evaluate, readers, squad, tasks
 from litebert.finetune.tasks import TASKS, HParams, TsvFormat, get_task
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -48,7 +48,7 @@ class ChunkTokenizer:
 def test_task_table_rows():
     assert set(TASKS) == {"cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte", "wnli",
                           "squad1.1", "squad2.0", "race-middle", "race-high", "race", "movie-reviews",
-                          "conll2003-ner", "token-classification"}
+                          "conll2003-ner", "token-classification", "text-classification", "text-regression"}
     assert TASKS["conll2003-ner"].num_labels == 9 and TASKS["conll2003-ner"].labels[0] == "O"
     submissions = [t.submission for task in TASKS.values() for t in task.test_files if t.submission]
     assert sorted(submissions) == sorted(["CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv",
@@ -405,6 +405,106 @@ def test_score_glue_prediction_files(tmp_path):
         evaluate.score_predictions("mnli", os.path.join(GLUE, "MNLI/dev_mismatched.tsv"), str(mnli))
     with pytest.raises(ValueError, match="has no label"):
         evaluate.score_predictions("rte", os.path.join(GLUE, "RTE/test.tsv"), str(mnli))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A user's own texts (text-classification / text-regression)
+
+TABLE_ROWS = [("d1", 'He said "fine, thanks"', "so-so", "pos"), ("d2", "tab-free text", "another", "neg")]
+
+
+def _write_tables(root, labels=True):
+    """The same pairs as CSV (quoted as spreadsheets write it), TSV and JSON lines."""
+    import csv
+    root.mkdir(parents=True, exist_ok=True)
+    header = ["id", "sentence1", "sentence2"] + (["label"] if labels else [])
+    rows = [list(r) if labels else list(r[:3]) for r in TABLE_ROWS]
+    with open(root / "train.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *rows])
+    (root / "dev.tsv").write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n\n", encoding="utf-8")
+    (root / "test.jsonl").write_text("".join(json.dumps(dict(zip(header, r))) + "\n" for r in rows),
+                                     encoding="utf-8")
+
+
+def test_own_texts_read_alike_from_csv_tsv_and_jsonl(tmp_path):
+    _write_tables(tmp_path)
+    task = readers.locate_files(TASKS["text-classification"], tmp_path)
+    assert (task.train_file, task.dev_files, [t.path for t in task.test_files]) == ("train.csv", ("dev.tsv",),
+                                                                                    ["test.jsonl"])
+    assert task.test_labelled  # a labelled test file is reported; dev selects
+    read = {name: readers.read_examples(task, str(tmp_path / name)) for name in ("train.csv", "dev.tsv", "test.jsonl")}
+    expected = [readers.TextExample(guid, a, b, label) for guid, a, b, label in TABLE_ROWS]
+    assert all(examples == expected for examples, _ in read.values())
+    assert read["dev.tsv"][1].skipped == {"blank_line": 1}  # counted, not silently dropped
+    # the label set is the training file's, sorted (as numbers when they all are)
+    assert TASKS["text-classification"].labels == ()
+    assert tasks.with_labels_from(task, ["pos", "neg", "pos"]).labels == ("neg", "pos")
+    assert tasks.with_labels_from(task, ["10", "2", "1", "2"]).labels == ("1", "2", "10")
+    # an unlabelled test file is predicted, not reported: a slice of train selects and dev is reported
+    _write_tables(tmp_path / "unlabelled", labels=False)
+    (tmp_path / "unlabelled/test.jsonl").rename(tmp_path / "unlabelled/test.csv")
+    for name in ("train.csv", "dev.tsv"):
+        shutil.copy(tmp_path / name, tmp_path / "unlabelled" / name)
+    assert not readers.locate_files(TASKS["text-classification"], tmp_path / "unlabelled").test_labelled
+    (tmp_path / "unlabelled/test.csv").unlink()
+    assert readers.locate_files(TASKS["text-classification"], tmp_path / "unlabelled").test_files == ()
+
+
+def test_own_texts_jsonl_numbers_and_regression(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0.25}\n')
+    classification = readers.read_examples(TASKS["text-classification"], str(tmp_path / "train.jsonl"))[0]
+    assert [e.label for e in classification] == ["1", "0.25"] and [e.guid for e in classification] == ["0", "1"]
+    regression = readers.read_examples(TASKS["text-regression"], str(tmp_path / "train.jsonl"))[0]
+    assert [e.label for e in regression] == [1.0, 0.25] and [e.text_b for e in regression] == [None, None]
+
+
+@pytest.mark.parametrize("name,content,task,message", [
+    ("train.csv", "text,label\na,x\nb\n", "text-classification", r"train.csv:3: expected 2 fields"),
+    ("train.csv", "text,label\na,x\nb,\n", "text-classification", r"train.csv:3: no 'label' in a labelled file"),
+    ("train.csv", "text,label\na,x\n ,y\n", "text-classification", r"train.csv:3: expected text in column 'text'"),
+    ("train.csv", "txt,label\na,x\n", "text-classification", r"train.csv:1: columns \['txt', 'label'\] have no text"),
+    ("train.tsv", "text\tlabel\na\tmany\n", "text-regression", r"train.tsv:2: expected a number"),
+    ("train.jsonl", '{"text": "a", "label": "x"}\n[1]\n', "text-classification", r"train.jsonl:2: expected a JSON obj"),
+    ("train.jsonl", '{"text": "a", "label": "x"}\n{"text":\n', "text-classification", r"train.jsonl:2: not a JSON"),
+    ("train.csv", "id,text,label\n7,a,x\n7,b,y\n", "text-classification", r"train.csv: id '7' occurs more than once"),
+    ("train.txt", "text,label\na,x\n", "text-classification", r"train.txt: expected a .csv, .tsv, .jsonl file"),
+])
+def test_own_texts_bad_rows_name_file_and_line(tmp_path, name, content, task, message):
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        readers.read_examples(TASKS[task], str(tmp_path / name))
+
+
+def test_own_texts_files_are_found_or_named(tmp_path):
+    row = TASKS["text-classification"]
+    with pytest.raises(FileNotFoundError, match=r"no train file for text-classification \(expected one of train.csv"):
+        readers.locate_files(row, tmp_path)
+    (tmp_path / "train.csv").write_text("text,label\na,x\n")
+    with pytest.raises(FileNotFoundError, match="no dev file"):
+        readers.locate_files(row, tmp_path)
+    (tmp_path / "dev.csv").write_text("text,label\na,x\n")
+    (tmp_path / "dev.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    with pytest.raises(ValueError, match="dev.csv and dev.jsonl both exist"):
+        readers.locate_files(row, tmp_path)
+
+
+def test_own_texts_labels_come_from_train_and_score_offline(tmp_path):
+    from litebert.finetune.train import load_task_data
+    (tmp_path / "train.csv").write_text("text,label\na,spam\nb,ham\nc,spam\nd,ham\n")
+    (tmp_path / "dev.csv").write_text("text,label\ne,ham\nf,eggs\n")
+    with pytest.raises(ValueError, match=r"dev.csv:3: label 'eggs' is not one of the training file's \['ham', 'spam'\]"):
+        load_task_data("text-classification", tmp_path)
+    (tmp_path / "dev.csv").write_text("text,label\ne,ham\nf,spam\ng,spam\n")
+    data = load_task_data("text-classification", tmp_path)
+    assert data.selection_name == "train-heldout" and list(data.reported) == ["dev"]  # no test file
+    (tmp_path / "train.csv").write_text("text,label\na,spam\nb,spam\n")
+    with pytest.raises(ValueError, match=r"train.csv: text-classification needs two or more labels"):
+        load_task_data("text-classification", tmp_path)
+    predictions = tmp_path / "dev-predictions.tsv"
+    predictions.write_text("index\tprediction\n0\tham\n1\tham\n2\tspam\n")
+    result = evaluate.score_predictions("text-classification", str(tmp_path / "dev.csv"), str(predictions))
+    # gold ham, spam, spam; predicted ham, ham, spam: ham F1 2/3, spam F1 2/3
+    assert result == {"accuracy": pytest.approx(2 / 3), "f1_macro": pytest.approx(2 / 3)}
 
 
 def test_score_race_prediction_file(tmp_path):

@@ -21,6 +21,8 @@ def test_classification_metrics_match_sklearn(seed):
     assert metrics.accuracy(preds, labels) == pytest.approx(sklearn.metrics.accuracy_score(labels, preds))
     assert metrics.matthews_corrcoef(preds, labels) == pytest.approx(
         sklearn.metrics.matthews_corrcoef(labels, preds), abs=1e-12)
+    assert metrics.f1_macro(preds, labels) == pytest.approx(
+        sklearn.metrics.f1_score(labels, preds, average="macro", zero_division=0.0))
     binary_l, binary_p = labels % 2, preds % 2
     assert metrics.f1_binary(binary_p, binary_l) == pytest.approx(
         sklearn.metrics.f1_score(binary_l, binary_p, zero_division=0.0))

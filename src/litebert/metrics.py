@@ -17,7 +17,8 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 SquadVersion = Literal["1.1", "2.0"]
-MetricName = Literal["accuracy", "f1", "mcc", "pearson", "spearman", "exact", "exact_match", "precision", "recall"]
+MetricName = Literal["accuracy", "f1", "f1_macro", "mcc", "pearson", "spearman", "exact", "exact_match", "precision",
+                     "recall"]
 """What a task row may list (`finetune.tasks`); exact / f1 of span tasks come from `evaluate_squad`, and
 f1 / precision / recall / accuracy of entity tasks from `evaluate_entities`."""
 
@@ -40,6 +41,14 @@ def f1_binary(predictions: np.ndarray, labels: np.ndarray, positive: int = 1) ->
     fn = np.sum((predictions != positive) & (labels == positive))
     denominator = 2 * tp + fp + fn
     return float(2 * tp / denominator) if denominator else 0.0
+
+
+def f1_macro(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Unweighted mean of each class's F1 over the classes in either array (scikit-learn's average="macro"):
+    every class counts alike, whichever is "positive" and however rare."""
+    predictions, labels = _pair(predictions, labels)
+    classes = np.unique(np.concatenate([labels, predictions]))
+    return float(np.mean([f1_binary(predictions, labels, positive=c) for c in classes]))
 
 
 def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -105,6 +114,7 @@ def _pair(predictions: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
 METRIC_FUNCTIONS: dict[MetricName, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": accuracy,
     "f1": f1_binary,
+    "f1_macro": f1_macro,
     "mcc": matthews_corrcoef,
     "pearson": pearson,
     "spearman": spearman,

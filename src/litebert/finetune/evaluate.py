@@ -46,6 +46,8 @@ def score_predictions(
         predicted = {guid: str(label) for guid, label in _load_json_dict(predictions_file).items()}
     else:
         predicted = read_glue_predictions(predictions_file)
+    if task.kind == "classification" and not task.labels:  # a generic row: the labels both files name
+        task = with_labels_from(task, [str(e.label) for e in examples] + list(predicted.values()))
     labels, guesses = [], []
     for example in examples:
         if example.label is None:

@@ -5,6 +5,8 @@ Files -> typed examples:
   * SQuAD v1.1 / v2.0 JSON (`read_squad`).
   * RACE split directories (`read_race`): `{middle,high}/*.txt`, one JSON passage per file.
   * Rated snippets (`read_rated_snippets`, the movie-reviews task): `id<TAB>rating<TAB>text`, split by hash.
+  * A user's own texts (`read_table`): CSV, TSV or JSON lines with text / text_pair / label columns, found
+    in the data directory by `locate_files`.
 Every reader returns `(examples, ReadReport)`. A row that breaks the format raises ValueError with
 `file:line` (or the question / file it concerns) and what was expected; the quirks the official files
 really have are skipped and counted in the report, which the caller prints. Nothing is dropped silently.
@@ -15,6 +17,7 @@ Examples -> model inputs: `encode_pair_examples` (GLUE) and `encode_choice_examp
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -27,7 +30,8 @@ import numpy as np
 import torch
 
 from litebert import pairs
-from litebert.finetune.tasks import ConllFormat, RaceFormat, RatedSnippetsFormat, SquadFormat, Task, TsvFormat
+from litebert.finetune.tasks import ConllFormat, RaceFormat, RatedSnippetsFormat, SquadFormat, TableFormat, Task, \
+    TestFile, TsvFormat
 
 
 @dataclass
@@ -385,11 +389,158 @@ def _conll_tag(fields: list[str], column: int, task: Task, where: str) -> str | 
     return tag
 
 
+# ----------------------------------------------------------------------------------------------------------
+# A user's own texts (text-classification, text-regression)
+
+
+def locate_files(task: Task, data_dir: str | os.PathLike) -> Task:
+    """The row with its file stems ("train", "dev", "test") resolved to the files `data_dir` holds, one suffix
+    each; a test file is optional and, when it has a label column, is the reported split (dev then selects).
+    Rows of other formats are returned as they are."""
+    fmt = task.format
+    if not isinstance(fmt, TableFormat):
+        return task
+
+    def find(stem: str, required: bool) -> str | None:
+        found = [stem + s for s in fmt.suffixes if os.path.isfile(os.path.join(data_dir, stem + s))]
+        if len(found) > 1:
+            raise ValueError(f"{data_dir}: {' and '.join(found)} both exist; keep one {stem} file")
+        if not found and required:
+            raise FileNotFoundError(f"{data_dir}: no {stem} file for {task.name} (expected one of "
+                                    f"{', '.join(stem + s for s in fmt.suffixes)})")
+        return found[0] if found else None
+
+    train, dev, test = find(task.train_file, True), find(task.dev_files[0], True), find(task.test_files[0].path, False)
+    labelled = test is not None and _table_has_labels(os.path.join(data_dir, test), fmt)
+    return dataclasses.replace(task, train_file=train, dev_files=(dev,),
+                               test_files=(TestFile(test),) if test else (), test_labelled=labelled)
+
+
+def read_table(path: str, task: Task) -> tuple[list[TextExample], ReadReport]:
+    """Labelled (or, for a test file, unlabelled) texts of a `.csv`, `.tsv` or `.jsonl` file (`TableFormat`).
+
+    Labels are strings for classification (JSON numbers as written: 1 -> "1"), checked against the row's label
+    set when it has one, and floats for regression. A row without the label column's value in a labelled file,
+    or without text, is an error naming the file:line; blank lines are skipped and counted.
+    """
+    fmt = task.format
+    if not isinstance(fmt, TableFormat):
+        raise ValueError(f"{task.name} is not a table task")
+    report = ReadReport(path)
+    rows = _table_rows(path, fmt, report)
+    header = next(rows)
+    columns = _table_columns(header, fmt, path)
+    examples = [_table_example(row, columns, number, task, where) for number, (where, row) in enumerate(rows)]
+    if not examples:
+        raise ValueError(f"{path}: no examples")
+    _check_unique([e.guid for e in examples], path)
+    report.examples = len(examples)
+    return examples, report
+
+
+def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
+    """The file's column names, then (file:line, {column: value}) per row; blank rows are counted in `report`."""
+    suffix = os.path.splitext(path)[1]
+    if suffix not in fmt.suffixes:
+        raise ValueError(f"{path}: expected a {', '.join(fmt.suffixes)} file")
+    with open(path, encoding="utf-8", newline="") as f:
+        if suffix == ".jsonl":
+            yield from _jsonl_rows(f, path, report)
+            return
+        quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
+        reader = csv.reader(f, delimiter="," if suffix == ".csv" else "\t", quoting=quoting)
+        header = next(reader, None)
+        if not header:
+            raise ValueError(f"{path}:1: expected a header row naming the columns")
+        yield header
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if not row or row == [""]:
+                report.skip("blank_line", where)
+            elif len(row) != len(header):
+                raise ValueError(f"{where}: expected {len(header)} fields {header}, found {len(row)}")
+            else:
+                yield where, dict(zip(header, row))
+
+
+def _jsonl_rows(f, path: str, report: ReadReport) -> Iterator:
+    """As `_table_rows` for JSON lines; the columns are the first object's keys."""
+    rows = []
+    for number, line in enumerate(f, 1):
+        where = f"{path}:{number}"
+        if not line.strip():
+            report.skip("blank_line", where)
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not a JSON object: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object per line, found {type(row).__name__}")
+        rows.append((where, row))
+    yield list(rows[0][1]) if rows else []
+    yield from rows
+
+
+def _table_columns(header: list[str], fmt: TableFormat, path: str) -> dict[str, str | None]:
+    """Column name of each role (text_a, text_b, label, id); None where the file has no such column."""
+    def first(names: tuple[str, ...]) -> str | None:
+        return next((n for n in names if n in header), None)
+
+    columns = {"text_a": first(fmt.text_a), "text_b": first(fmt.text_b),
+               "label": fmt.label if fmt.label in header else None, "id": first(fmt.id_columns)}
+    if columns["text_a"] is None:
+        raise ValueError(f"{path}:1: columns {header} have no text column (expected one of {list(fmt.text_a)}, and "
+                         f"{fmt.label!r}; {list(fmt.text_b)} for pairs)")
+    return columns
+
+
+def _table_has_labels(path: str, fmt: TableFormat) -> bool:
+    """Whether the file's columns (CSV/TSV header, or the first JSON object's keys) include the label."""
+    rows = _table_rows(path, fmt, ReadReport(path))
+    header = next(rows)
+    rows.close()
+    return fmt.label in header
+
+
+def _table_example(row: dict, columns: dict[str, str | None], number: int, task: Task, where: str) -> TextExample:
+    def text(role: str) -> str | None:
+        if columns[role] is None:
+            return None
+        value = row.get(columns[role])
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}: expected text in column {columns[role]!r}, found {value!r}")
+        return value
+
+    label: str | float | None = None
+    if columns["label"] is not None:
+        raw = row.get(columns["label"])
+        if raw is None or raw == "":
+            raise ValueError(f"{where}: no {columns['label']!r} in a labelled file")
+        label = _table_label(raw, task, where)
+    guid = str(row.get(columns["id"], number)) if columns["id"] is not None else str(number)
+    return TextExample(guid=guid, text_a=text("text_a"), text_b=text("text_b"), label=label)
+
+
+def _table_label(raw: object, task: Task, where: str) -> str | float:
+    if task.kind == "regression":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number as {task.name}'s label, found {raw!r}") from None
+    label = raw if isinstance(raw, str) else json.dumps(raw)
+    if task.labels and label not in task.labels:
+        raise ValueError(f"{where}: label {label!r} is not one of the training file's {list(task.labels)}")
+    return label
+
+
 def read_examples(task: Task, path: str) -> tuple[list[Example], ReadReport]:
     """Read any of `task`'s files (`path` = a TSV, a SQuAD JSON, a RACE split directory, a CoNLL file or
     `FILE#split`)."""
     if isinstance(task.format, ConllFormat):
         return read_conll(path, task)
+    if isinstance(task.format, TableFormat):
+        return read_table(path, task)
     if isinstance(task.format, TsvFormat):
         return read_glue_tsv(path, task)
     if isinstance(task.format, SquadFormat):

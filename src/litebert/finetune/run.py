@@ -11,7 +11,8 @@ An output directory of `litebert finetune --output OUT --seeds 1,2,3`:
     OUT/seed-N/result.json     the seed's metrics, written last (a rerun keeps finished seeds)
     OUT/seed-N/...             predictions (`write_predictions`):
         GLUE / movie-reviews   predictions/{split}.tsv (index<TAB>prediction, scoreable offline) and, for
-                               GLUE test files, submission/{CoLA,SST-2,...,MNLI-m,MNLI-mm,AX}.tsv
+        / your own texts       GLUE test files, submission/{CoLA,SST-2,...,MNLI-m,MNLI-mm,AX}.tsv
+        CoNLL tagging          predictions/{split}.txt (word gold predicted, as conlleval reads it)
         SQuAD                  predictions.json {qid: answer} (+ null_odds.json {qid: odds} for v2.0)
         RACE                   predictions_{split}.json {guid: "A".."D"}
     OUT/submission/            the GLUE submission files of the seed that scored best on the SELECTION split
@@ -39,9 +40,10 @@ from litebert.export import BACKENDS, backend_model, check_backend
 from litebert.files import write_json_atomic, write_text_atomic
 from litebert.finetune.evaluate import glue_submission, glue_submission_files, score_predictions, \
     write_glue_predictions
+from litebert.finetune.readers import locate_files
 from litebert.finetune.tasks import ConllFormat, Task, get_task
 from litebert.finetune.train import HEADS, FinetuneConfig, FinetuneResult, Scored, encode_split, \
-    Interrupted, finetune, load_task_data, main_metric, predict, read_eval_splits, resolve_task, score
+    Interrupted, finetune, load_task_data, main_metric, predict, read_eval_splits, resolve_task, score, split_name
 from litebert.tokenizer import AlbertTokenizer
 
 FINETUNE_FILE = "finetune.json"
@@ -137,8 +139,10 @@ def save_model(result: FinetuneResult, tokenizer, directory: Path, config: Finet
                 "squad2_head": config.squad2_head, "null_threshold": result.null_threshold,
                 "doc_stride": config.doc_stride, "max_query_length": config.max_query_length,
                 "n_best_size": config.n_best_size, "max_answer_length": config.max_answer_length}
-    if isinstance(result.task.format, ConllFormat):  # the tag column and set this model was trained on
-        settings.update(label_column=result.task.format.label_column, labels=list(result.task.labels))
+    if isinstance(result.task.format, ConllFormat):  # the tag column this model was trained on
+        settings.update(label_column=result.task.format.label_column)
+    if not get_task(result.task.name).labels and result.task.labels:  # a generic row: the data's labels
+        settings.update(labels=list(result.task.labels))
     write_json_atomic(directory / FINETUNE_FILE, settings)
 
 
@@ -163,7 +167,7 @@ def write_predictions(task: Task, predictions: dict[str, Scored], directory: Pat
             written.append(_write_json(directory / f"predictions_{name}.json", letters))
         else:
             path = (directory / "submission" / submissions[name] if submissions.get(name)
-                    else directory / "predictions" / f"{name.replace('/', '_')}.tsv")
+                    else directory / "predictions" / f"{split_name(name).replace('/', '_')}.tsv")
             path.parent.mkdir(parents=True, exist_ok=True)
             write_glue_predictions(str(path), task, guids, values)
             written.append(path)
@@ -194,8 +198,10 @@ def load_finetuned(model_dir: str | Path) -> tuple[Task, Any, Any, FinetuneConfi
         raise FileNotFoundError(f"{settings_path}: not found; pass a seed's model/ directory written by finetune")
     settings = json.loads(settings_path.read_text())
     task = get_task(settings["task"])
-    if "labels" in settings:  # a tagging model: its own tag column and tag set
-        task = dataclasses.replace(task, format=ConllFormat(settings["label_column"]), labels=tuple(settings["labels"]))
+    if "label_column" in settings:  # a tagging model: its own tag column
+        task = dataclasses.replace(task, format=ConllFormat(settings["label_column"]))
+    if "labels" in settings:  # a generic row: the labels it was trained on
+        task = dataclasses.replace(task, labels=tuple(settings["labels"]))
     config = FinetuneConfig(**{k: settings[k] for k in ("max_seq_length", "squad2_head", "doc_stride",
                                                          "max_query_length", "n_best_size", "max_answer_length")})
     model = HEADS[task.kind].from_pretrained(model_dir)
@@ -214,6 +220,7 @@ def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None
     task, model, tokenizer, config, threshold = load_finetuned(model_dir)
     config = dataclasses.replace(config, **(config_overrides or {}))
     check_backend(backend, config.device, config.bf16)
+    task = locate_files(task, data_dir)
     reported, unlabelled = read_eval_splits(task, data_dir)
     splits = {**reported, **unlabelled}
     if split is not None:
@@ -239,10 +246,14 @@ def predict_files(model_dir: str | Path, data_dir: str | Path, split: str | None
 
 # ---------------------------------------------------------------------------------------------- CLI
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("finetune", help="fine-tune on a GLUE / SQuAD / RACE / movie-reviews / CoNLL NER task",
+    p = subparsers.add_parser("finetune", help="fine-tune on a GLUE / SQuAD / RACE / movie-reviews / CoNLL NER task, "
+                                               "or on your own labelled texts",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help="task name (cola, sst-2, ..., squad2.0, race, movie-reviews)")
-    p.add_argument("--data-dir", required=True, help="the benchmark's root directory (e.g. glue_data/)")
+    p.add_argument("--task", required=True, help="task name (cola, sst-2, ..., squad2.0, race, movie-reviews); "
+                   "your own data: text-classification, text-regression, token-classification")
+    p.add_argument("--data-dir", required=True, help="the benchmark's root directory (e.g. glue_data/); for "
+                   "text-classification/-regression a directory with train and dev (+ test) .csv/.tsv/.jsonl files "
+                   "with columns text (or sentence, sentence1), label, optionally text_pair (sentence2) and id")
     p.add_argument("--model", required=True, help="checkpoint directory, or a preset name for random init")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")

@@ -1,4 +1,4 @@
-"""The fine-tuning task table: one `Task` row per GLUE task, SQuAD version and RACE subset.
+"""The fine-tuning task table: one `Task` row per GLUE task, SQuAD version and RACE subset, and generic rows.
 
 A row says what kind of head the task needs, where its files lie in the official download, how to read
 them (`TsvFormat` / `SquadFormat` / `RaceFormat`), which metrics to report, which file the GLUE server
@@ -15,6 +15,8 @@ Hyper-parameter sources (google-research/albert):
     max_seq_length 512, max_qa_length 128); the README notes lr 1e-5 (not v1's 2e-5) for v2 models.
   * movie-reviews (not an ALBERT benchmark): SST-2's lr with 3 epochs, 10% warmup, length 128 (the
     sentences are short: under 100 ALBERT tokens).
+  * text-classification / text-regression / token-classification: a user's own data (`TableFormat`, CoNLL
+    columns); their labels are read from the training file.
 
 Which split selects the model and which is reported (`Task.test_labelled`): where test labels are hidden
 (GLUE, SQuAD) a held-out slice of train selects and dev is reported; where test labels are public (RACE,
@@ -100,6 +102,25 @@ class ConllFormat:
 
 
 @dataclass(frozen=True)
+class TableFormat:
+    """A user's own labelled texts, as Hugging Face's run_glue.py takes them: `train`, `dev` and optionally
+    `test` files in the data directory, each `.csv` (quoted as spreadsheets write it), `.tsv` (no quoting) or
+    `.jsonl` (one JSON object per line). CSV/TSV files start with a header. Columns, by name: the text (the
+    first of `text_a` present), an optional second text of a pair (`text_b`), the label, and an optional id.
+
+    Which file is which, and whether the test file is labelled, is found in the directory
+    (`readers.locate_files`); the label set of the classification row is the training file's (`with_labels_from`).
+    """
+
+    text_a: tuple[str, ...] = ("text", "sentence", "sentence1")
+    text_b: tuple[str, ...] = ("text_pair", "sentence2")
+    label: str = "label"
+    id_columns: tuple[str, ...] = ("id", "idx", "index")
+    """Column whose value becomes an example's guid (and its predictions' `index`); else the 0-based row."""
+    suffixes: tuple[str, ...] = (".csv", ".tsv", ".jsonl")
+
+
+@dataclass(frozen=True)
 class TestFile:
     """A test set and the name its predictions must have in a GLUE submission zip."""
 
@@ -138,13 +159,13 @@ class Task:
 
     name: str
     kind: TaskKind
-    format: TsvFormat | SquadFormat | RaceFormat | RatedSnippetsFormat | ConllFormat
+    format: TsvFormat | SquadFormat | RaceFormat | RatedSnippetsFormat | ConllFormat | TableFormat
     train_file: str
     dev_files: tuple[str, ...]
     test_files: tuple[TestFile, ...]
     labels: tuple[str, ...]
-    """Label strings in id order; () for regression and span tasks, and for the generic token-classification
-    row, whose tags are read from its training file (`with_labels_from`)."""
+    """Label strings in id order; () for regression and span tasks, and for the generic text- and
+    token-classification rows, whose labels are read from their training file (`with_labels_from`)."""
     metrics: tuple[MetricName, ...]
     """Reported metrics, the task's main (model-selection) metric first: names of `metrics.METRIC_FUNCTIONS`,
     or for span tasks keys of `metrics.evaluate_squad`'s result."""
@@ -248,6 +269,16 @@ _ROWS = [
          hparams=HParams(learning_rate=5e-5, batch_size=32, max_seq_length=128, num_epochs=3.0,
                          warmup_proportion=0.1),
          test_labelled=True),
+    # A user's own texts (`TableFormat`): run_glue.py's defaults (lr 2e-5, 3 epochs, length 128) with ALBERT's
+    # batch 32 and 10% warmup. The labels are the training file's; regression reads float labels.
+    *(
+        Task(name=name, kind=kind, format=TableFormat(), train_file="train", dev_files=("dev",),
+             test_files=(TestFile("test"),), labels=(), metrics=metrics,
+             hparams=HParams(learning_rate=2e-5, batch_size=32, max_seq_length=128, num_epochs=3.0,
+                             warmup_proportion=0.1))
+        for name, kind, metrics in (("text-classification", "classification", ("accuracy", "f1_macro")),
+                                    ("text-regression", "regression", ("pearson", "spearman")))
+    ),
     # Rotten Tomatoes sentences (Pang & Lee 2005) as rated by Hutto & Gilbert; binary after dropping neutrals.
     Task(name="movie-reviews", kind="classification", format=RatedSnippetsFormat(),
          train_file="movieReviewSnippets_GroundTruth.txt#train",
@@ -263,16 +294,19 @@ TASKS: dict[str, Task] = {task.name: task for task in _ROWS}
 
 
 def with_labels_from(task: Task, tags: list[str], label_column: int | None = None) -> Task:
-    """A token-classification row resolved for one dataset: its tag column, and (for the generic row) its tag
-    set, "O" first then sorted, from the training file's `tags`."""
-    if task.kind != "token_classification":
-        return task
-    if label_column is not None:
+    """A generic row resolved for one dataset, from its training file's labels `tags`: for token
+    classification its tag column and tag set ("O" first, then sorted); for text classification its label set
+    (sorted; as numbers when every label is an integer, so "2" comes before "10"). Other rows as they are."""
+    if task.kind == "token_classification" and label_column is not None:
         task = dataclasses.replace(task, format=ConllFormat(label_column=label_column))
-    if not task.labels:
-        found = sorted(set(tags) - {"O"})
-        task = dataclasses.replace(task, labels=("O", *found) if "O" in tags else tuple(found))
-    return task
+    if task.labels or task.kind not in ("token_classification", "classification"):
+        return task
+    found = set(tags)
+    if task.kind == "token_classification":
+        rest = sorted(found - {"O"})
+        return dataclasses.replace(task, labels=("O", *rest) if "O" in found else tuple(rest))
+    numeric = all(t.lstrip("-").isdigit() for t in found)
+    return dataclasses.replace(task, labels=tuple(sorted(found, key=int if numeric else None)))
 
 
 def task_metrics(task: Task | str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -38,7 +38,7 @@ from litebert.config import AlbertConfig, FinetuneConfig, fields
 from litebert.config.pretrain import ParallelConfig
 from litebert.finetune import batching
 from litebert.finetune.readers import Example, ReadReport, SquadExample, encode_choice_examples, \
-    encode_pair_examples, encode_token_examples, read_examples
+    encode_pair_examples, encode_token_examples, locate_files, read_examples
 from litebert.finetune.squad import SquadConfig, SquadFeature, answerability_tensors, \
     build_features, choose_null_threshold, decode_beam_predictions, decode_predictions, features_to_tensors
 from litebert.finetune.tasks import SquadFormat, Task, get_task, task_metrics, with_labels_from
@@ -138,9 +138,9 @@ def load_task_data(task: Task | str, data_dir: str | Path, config: FinetuneConfi
     data_dir = Path(data_dir).parent if Path(data_dir).is_file() else data_dir
     config = config or FinetuneConfig()
     reports: list[ReadReport] = []
-    task = with_labels_from(task, [], config.label_column)
+    task = with_labels_from(locate_files(task, data_dir), [], config.label_column)
     train = _read(task, data_dir, task.train_file, reports)
-    task = resolve_task(task, train, config)  # a generic tagging row takes its tag set from train
+    task = resolve_task(task, train, config)  # a generic row takes its labels from train
     if task.test_labelled:
         selection = _read(task, data_dir, task.dev_files[0], reports)
         selection_name = "dev"
@@ -154,10 +154,14 @@ def load_task_data(task: Task | str, data_dir: str | Path, config: FinetuneConfi
 
 def resolve_task(task: Task, train: list[Example], config: FinetuneConfig) -> Task:
     """The row as this data set has it: for token classification, the tag column and (generic row) the tag
-    set of the training examples; other rows as they are."""
-    if task.kind != "token_classification":
-        return task
-    return with_labels_from(task, [t for e in train for t in (e.tags or ())], config.label_column)
+    set of the training examples; for the generic text-classification row, the training labels."""
+    if task.kind == "token_classification":
+        return with_labels_from(task, [t for e in train for t in (e.tags or ())], config.label_column)
+    if task.kind == "classification" and not task.labels:
+        task = with_labels_from(task, [e.label for e in train])
+        if len(task.labels) < 2:
+            raise ValueError(f"{task.train_file}: {task.name} needs two or more labels, found {list(task.labels)}")
+    return task
 
 
 def read_eval_splits(task: Task, data_dir: str | Path, reports: list[ReadReport] | None = None
