@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,15 @@ def test_data_create_and_tokenizer_train_take_files_and_dotted_flags(tmp_path):
                  "--character_coverage=1.0")
     tok = fields.config_from_args(TokenizerTrainConfig, args)
     assert (tok.vocab_size, tok.do_lower_case, tok.character_coverage, tok.seed) == (8000, False, 1.0, 12345)
+
+
+def test_configuration_reference_is_current_and_documents_every_field():
+    """docs/configuration.md (which every command's --help points to) is what the dataclasses generate, and
+    every setting has its meaning written; regenerate with `python -m litebert.config.reference`."""
+    from litebert.config import reference
+    page = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    assert page.read_text(encoding="utf-8") == reference.markdown(), "regenerate docs/configuration.md"
+    for command, cls in reference.COMMANDS:
+        rows = reference.rows(cls, cls())
+        assert {path for path, *_ in rows} == set(fields.leaves(cls)), command
+        assert [path for path, _, _, doc in rows if not doc] == [], f"{command}: fields without a docstring"

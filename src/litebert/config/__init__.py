@@ -9,6 +9,7 @@
     tokenizer.py TokenizerTrainConfig (`tokenizer train`)
     fields.py    the one override syntax: --config FILE (JSON/TOML) and --SECTION.FIELD=VALUE flags, derived
                  from the dataclass fields, with nearest-name errors for unknown keys
+    reference.py docs/configuration.md, generated from the dataclasses (every setting, default and docstring)
 """
 from litebert.config import fields  # noqa: F401  (first: the run configs below use it)
 from litebert.config.model import ACTIVATIONS, NORM_POSITIONS, PRESETS, SHARE_CHOICES, AlbertConfig  # noqa: F401

@@ -79,34 +79,39 @@ class MaskingOptions:
 
 @dataclass(frozen=True)
 class CreateOptions:
-    """Settings of `litebert data create` (the official flags, plus the sentence task and masking mode).
-
-    max_seq_length: pieces per example including [CLS]/[SEP].
-    masked_lm_prob: fraction of pieces to predict. max_predictions_per_seq: cap per example (20 at 512).
-    ngram: longest masked span in words. whole_word: mask whole words (False: single pieces). dupe_factor: times each document is cut and masked (None: 10
-        with static masking, 1 with dynamic). short_seq_prob: chance of a shorter target length.
-    seed: seed of every random choice. sentence_task: "sop", "nsp" or "none". masking: "static" (masks
-        stored, as the paper) or "dynamic" (drawn by the dataset each epoch from stored word starts).
-    shard_size: examples per shard. eval_fraction: share of documents held out as the `eval` split.
-    workers: processes that tokenize and build examples (the output does not depend on it).
-    chunk_documents: documents per unit of work (a chunk also closes at 1 MiB of text); also the pool
-        NSP draws random documents from.
-    """
+    """Settings of `litebert data create` (the official flags, plus the sentence task and masking mode)."""
 
     max_seq_length: int = 512
+    """Pieces per example, [CLS] and [SEP]s included."""
     masked_lm_prob: float = 0.15
+    """Fraction of an example's pieces to predict."""
     max_predictions_per_seq: int = 20
+    """Cap on predictions per example (the official 20 at length 512)."""
     ngram: int = 3
+    """Longest masked span, in words; a span of n words is drawn with p(n) proportional to 1/n."""
     whole_word: bool = True
+    """Mask whole words (ALBERT); false: single pieces, each its own word (BERT's original masking)."""
     dupe_factor: int | None = None
+    """Times each document is cut and masked; none: 10 with static masking, 1 with dynamic."""
     short_seq_prob: float = 0.1
+    """Chance that a document aims at a random shorter length."""
     seed: int = 12345
+    """Seed of every random choice: the same input and seed give the same shards, whatever `workers`."""
     sentence_task: str = "sop"
+    """"sop" (ALBERT's sentence order), "nsp" (BERT's next sentence) or "none" (one segment: corpora without
+    document order)."""
     masking: str = "static"
+    """"static": masks drawn here and stored (as the paper); "dynamic": drawn by the dataset each epoch from
+    the stored word starts."""
     shard_size: int = 50_000
+    """Examples per shard file."""
     eval_fraction: float = 0.0
+    """Share of documents held out as the `eval` split (held-out MLM and SOP accuracy in pretraining)."""
     workers: int = 1
+    """Processes that tokenize and build examples (the output does not depend on it)."""
     chunk_documents: int = 256
+    """Documents per unit of work (a chunk also closes at 1 MiB of text); also the pool NSP draws random
+    documents from."""
 
     def __post_init__(self) -> None:
         if self.masking not in MASKING_MODES:

@@ -43,27 +43,40 @@ class DemoConfig:
 
     # ---- the model
     preset: str = "albert-mini"
+    """The model preset (`litebert params --list`) that `model_overrides` changes."""
     model_overrides: dict[str, Any] = field(default_factory=lambda: dict(
         hidden_size=128, num_attention_heads=2, intermediate_size=512, num_hidden_layers=4, embedding_size=128))
     """AlbertConfig fields changed from the preset (vocab_size and positions are set from the data)."""
     # ---- the pretraining data
     vocab_size: int = 8000
+    """SentencePiece pieces, trained on the pretraining text and the task's train sentences."""
     seq_length: int = 64
+    """Pieces per pretraining example."""
     masked_lm_prob: float = 0.15
+    """Fraction of pieces predicted."""
     max_predictions: int = 10
+    """Cap on predictions per example."""
     ngram: int = 3
+    """Longest masked span, in words."""
     whole_word: bool = True
+    """Mask whole words (false: single pieces)."""
     masking: str = "dynamic"
     """`static` (masks drawn once, `dupe_factor` copies) or `dynamic` (new masks every epoch)."""
     dupe_factor: int = 1
+    """Copies of the data with different masks (static masking)."""
     sentence_task: str = "sop"
+    """"sop", "nsp" or "none" (as `litebert data create`)."""
     # ---- pretraining
     micro_batch: int = 64
     """Sequences per step (no accumulation: in a 10-minute budget the number of steps is what limits)."""
     optimizer: str = "adamw"
+    """Pretraining optimizer: "adamw", "lamb" or "adamweightdecay"."""
     lr: float = 0.001
+    """Peak pretraining learning rate."""
     warmup_fraction: float = 0.05
+    """Share of the pretraining budget spent warming up; then linear decay to 0 at the budget's end."""
     mlm_bias_init: str = "unigram"
+    """MLM output bias at step 0: "unigram" (log piece frequencies) or "zero" (official)."""
     # ---- fine-tuning
     finetune_lrs: tuple[float, ...] = (1e-3, 3e-4)
     """The learning rates tried for each ALBERT arm; each arm reports the one with the best median dev accuracy
@@ -75,24 +88,31 @@ class DemoConfig:
     """torch's AdamW: the optimizer the fine-tuning protocol above was searched with on dev (docs/demo/recipe.md).
     The library's fine-tuning default is the official `adamweightdecay`."""
     finetune_epochs: float = 3.0
+    """Epochs of every ALBERT arm's fine-tuning."""
     finetune_batch: int = 32
+    """Examples per fine-tuning step."""
     finetune_max_length: int = 64
     """Review sentences average 27 pieces (p95 46): 64 truncates almost none."""
     seeds: tuple[int, ...] = (1, 2, 3)
+    """Fine-tuning seeds of each ALBERT arm; the report gives medians and paired differences."""
     minilm: bool = True
     """Fine-tune the real pretrained MiniLM BERT encoder as the ceiling arm."""
     minilm_lr: float = 5e-5
+    """MiniLM's fine-tuning learning rate."""
     minilm_epochs: float = 1.0
+    """MiniLM's fine-tuning epochs."""
     minilm_seeds: tuple[int, ...] = (1,)
     """One seed by default: a MiniLM run costs as much as three ALBERT ones here, and the ceiling arm is not
     what the comparison is about (its seeds agreed within 0.5 points when three ran)."""
     workers: int = 2
+    """Processes that build the pretraining data."""
     bf16: bool | None = None
     """None: bf16 autocast where the GPU supports it, or where it measures faster than fp32 on this CPU at the
     pretraining shape (`litebert.calibrate`; it is slower on a Xeon with AVX512-BF16 and no AMX)."""
     device: str | None = None
     """`cpu` or `cuda`; None: cuda when available (with GPU_RECIPE's larger model unless the model was set)."""
     progress: bool = True
+    """Progress bars."""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sources if s not in SOURCES]

@@ -205,9 +205,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
         if path in skip or not flags:
             continue
         if typing.get_origin(annotation) is dict:
-            group.add_argument(*flags, dest=path, action=DictItem, metavar="KEY=VALUE", default=argparse.SUPPRESS)
+            group.add_argument(*flags, dest=path, action=DictItem, metavar=metavar(annotation),
+                               default=argparse.SUPPRESS)
         else:
-            group.add_argument(*flags, dest=path, metavar=_metavar(annotation), default=argparse.SUPPRESS,
+            group.add_argument(*flags, dest=path, metavar=metavar(annotation), default=argparse.SUPPRESS,
                                type=flag_type(annotation, path))
 
 
@@ -251,13 +252,16 @@ def find_subparser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse
     return parser
 
 
-def _metavar(annotation: Any) -> str:
+def metavar(annotation: Any) -> str:
+    """How a value of `annotation` is written on the command line: INT, {a,b}, true|false, KEY=VALUE, ..."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict:
+        return "KEY=VALUE"
     if origin is Literal:
         return "{" + ",".join(map(str, args)) + "}"
     if origin in (Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return (_metavar(inner[0]) if len(inner) == 1 else "VALUE") + "|none"
+        return (metavar(inner[0]) if len(inner) == 1 else "VALUE") + "|none"
     if origin in (tuple, list):
         return "A,B,..."
     return {int: "INT", float: "FLOAT", bool: "true|false", Path: "PATH"}.get(annotation, "TEXT")

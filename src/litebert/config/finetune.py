@@ -29,6 +29,7 @@ class FinetuneConfig:
     """Micro-batches per optimizer step (each batch_size / accumulate examples): the same global batch in less
     memory. Each micro-batch's mean loss is divided by `accumulate`, so the gradient is the global batch's."""
     max_seq_length: int | None = None
+    """Pieces per sequence ([CLS] and [SEP]s included); longer inputs are cut (pairs from the longer side, SQuAD contexts into windows)."""
     max_steps: int | None = None
     """Optimizer steps; overrides the row's steps or epochs."""
     num_epochs: float | None = None
@@ -38,7 +39,9 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     """Decoupled weight decay, not on LayerNorms and biases (as the official optimizer)."""
     adam_eps: float = 1e-6
+    """Adam's epsilon (the official 1e-6)."""
     clip_norm: float = 1.0
+    """Global gradient-norm clipping threshold (the official 1.0); 0 turns clipping off."""
     max_consecutive_skips: int = 20
     """Give up after more than this many updates in a row skipped for a non-finite loss or gradient."""
     eval_every: int | None = None

@@ -32,8 +32,11 @@ class OptimConfig:
     lr: float = 0.00176
     """Peak learning rate, reached at the end of warmup."""
     beta1: float = 0.9
+    """Adam/LAMB's first-moment decay."""
     beta2: float = 0.999
+    """Adam/LAMB's second-moment decay."""
     eps: float = 1e-6
+    """Adam/LAMB's epsilon (the official 1e-6)."""
     weight_decay: float = 0.01
     """Decoupled weight decay λ, applied to every parameter whose name matches none of `exclude`."""
     exclude: list[str] = field(default_factory=lambda: ["LayerNorm", "layer_norm", "bias"])
