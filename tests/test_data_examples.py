@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from litebert.data.examples import IGNORE_LABEL, ExampleOptions, SpecialIds, create_instances
+from litebert.data.examples import IGNORE_LABEL, ExampleOptions, SpecialIds, create_instances, split_long_segments
 from litebert.pairs import truncate_pair
 
 CLS, SEP = 2, 3
@@ -34,7 +34,8 @@ def all_instances(documents, options, seed=0):
     word_start = word_start_for(documents)
     out = []
     for index in range(len(documents)):
-        instances, _ = create_instances(documents, index, options, SPECIAL, word_start, np.random.default_rng([seed, index]))
+        instances = create_instances(documents, index, options, SPECIAL, word_start,
+                                     np.random.default_rng([seed, index])).instances
         out += [(index, i) for i in instances]
     return out
 
@@ -120,8 +121,8 @@ def test_one_piece_document_makes_no_example():
     documents = [[np.array([FIRST_ID])], [np.arange(FIRST_ID + 1, FIRST_ID + 20)]]
     word_start = word_start_for(documents)
     options = ExampleOptions(64, 0.0, "sop")
-    instances, short = create_instances(documents, 0, options, SPECIAL, word_start, np.random.default_rng(0))
-    assert instances == [] and short == 1
+    instances, short, truncated = create_instances(documents, 0, options, SPECIAL, word_start, np.random.default_rng(0))
+    assert instances == [] and short == 1 and truncated == 0
 
 
 def test_nsp_random_next_comes_from_another_document():
@@ -196,3 +197,35 @@ def test_bad_options():
         ExampleOptions(sentence_task="nextsentence")
     with pytest.raises(ValueError, match="max_seq_length"):
         ExampleOptions(max_seq_length=4)
+
+
+@pytest.mark.parametrize("task", ["sop", "nsp", "none"])
+def test_every_piece_is_in_an_example_or_counted_as_truncated(task):
+    """Each document's pieces are either in its examples, in a one-piece chunk, or in `truncated_pieces`:
+    nothing leaves uncounted (NSP's random B, from another document, is not this document's text)."""
+    documents = numbered_documents(np.random.default_rng(3), 800)
+    options = ExampleOptions(max_seq_length=48, short_seq_prob=0.1, sentence_task=task)
+    word_start, document_of = word_start_for(documents), document_finder(documents)
+    truncated_total = 0
+    for index, document in enumerate(documents):
+        made = create_instances(documents, index, options, SPECIAL, word_start, np.random.default_rng([5, index]))
+        own = sum(int(np.sum([document_of(p) == index for p in i.input_ids if p >= FIRST_ID])) for i in made.instances)
+        assert own + made.truncated_pieces + made.short_chunks == sum(len(s) for s in document), index
+        truncated_total += made.truncated_pieces
+    assert truncated_total > 0  # the official chunking overshoots its target, and the overshoot is cut
+
+
+def test_long_segments_split_at_word_starts_and_keep_their_text():
+    segment = np.arange(FIRST_ID, FIRST_ID + 100)
+    word_start = np.zeros(FIRST_ID + 200, dtype=bool)
+    word_start[FIRST_ID::7] = True  # words of 7 pieces
+    word_start[FIRST_ID + 56] = False  # one word of 14 pieces: 49..62
+    short = np.arange(FIRST_ID + 150, FIRST_ID + 160)
+    parts = split_long_segments([segment, short], 20, word_start)
+    assert np.array_equal(np.concatenate(parts), np.concatenate([segment, short]))
+    assert all(len(p) <= 20 for p in parts) and parts[-1] is short
+    # cuts at the last word start that fits: two 7-piece words a part, one where the 14-piece word follows
+    assert [len(p) for p in parts[:-1]] == [14, 14, 14, 7, 14, 14, 14, 9]
+    assert all(word_start[p[0]] for p in parts[:-1])
+    no_words = split_long_segments([segment], 30, np.zeros(FIRST_ID + 200, dtype=bool))
+    assert [len(p) for p in no_words] == [30, 30, 30, 10]  # a word longer than the limit is cut inside

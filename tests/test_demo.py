@@ -94,6 +94,7 @@ def test_report_numbers_come_from_the_run_files(demo_run):
     last_eval = [r for r in read_metrics(pre_dir / "run" / "metrics.jsonl") if r.get("split") == "eval"][-1]
     assert f"MLM accuracy {100 * last_eval['mlm_acc']:.1f}%" in report
     assert re.search(r"fixed hash split [\d,]+ / [\d,]+ / [\d,]+", report)
+    assert re.search(r"sequences of \d+ \(\d+% of the text's pieces cut to fit\)", report)
     assert "Pretraining budget: 0.2 min, what the run's 0-minute total left" in report
     assert "that was under the minimum, so the minimum ran" in report
     assert "Both ALBERT arms fine-tune with one protocol: lr 0.0003, 2 epochs, batch" in report  # no search here

@@ -492,7 +492,7 @@ def test_own_texts_labels_come_from_train_and_score_offline(tmp_path):
     from litebert.finetune.train import load_task_data
     (tmp_path / "train.csv").write_text("text,label\na,spam\nb,ham\nc,spam\nd,ham\n")
     (tmp_path / "dev.csv").write_text("text,label\ne,ham\nf,eggs\n")
-    with pytest.raises(ValueError, match=r"dev.csv:3: label 'eggs' is not one of the training file's \['ham', 'spam'\]"):
+    with pytest.raises(ValueError, match=r"dev.csv:3: label 'eggs' is not one of the training file's \['ham', 'spam"):
         load_task_data("text-classification", tmp_path)
     (tmp_path / "dev.csv").write_text("text,label\ne,ham\nf,spam\ng,spam\n")
     data = load_task_data("text-classification", tmp_path)

@@ -181,8 +181,12 @@ def recipe_line(config: dict[str, str], manifest: dict) -> str:
     overrides = config.get("model_overrides", "{}")
     masking = (f"{'whole-word ' if settings.get('whole_word', True) else 'single-piece '}"
                f"{settings['ngram']}-gram masking of {100 * settings['masked_lm_prob']:.0f}% ({settings['masking']})")
+    text_pieces = manifest.get("input", {}).get("text_pieces")  # absent from data made before it was counted
+    truncated = (f" ({manifest['skipped']['truncated_pieces'] / text_pieces:.0%} of the text's pieces cut to fit)"
+                 if text_pieces else "")
     return (f"Preset `{config['preset']}` with {overrides}; {masking}, {settings['sentence_task'].upper()}, "
-            f"sequences of {settings['max_seq_length']}; {config['optimizer'].upper()} peak lr {config['lr']}, "
+            f"sequences of {settings['max_seq_length']}{truncated}; {config['optimizer'].upper()} peak lr "
+            f"{config['lr']}, "
             f"warmup {float(config['warmup_fraction']):.0%} of the budget then linear decay, batch "
             f"{config['micro_batch']}, MLM bias init `{config['mlm_bias_init']}`.")
 

@@ -95,6 +95,10 @@ class CreateOptions:
     """Times each document is cut and masked; none: 10 with static masking, 1 with dynamic."""
     short_seq_prob: float = 0.1
     """Chance that a document aims at a random shorter length."""
+    split_long_lines: bool = True
+    """Cut a line longer than an example at word starts into lines that fit, so a corpus with a paragraph or a
+    document per line keeps most of its text; false: the official code's truncation, which keeps one example's
+    worth of such a line and drops the rest (counted either way as `truncated_pieces`)."""
     seed: int = 12345
     """Seed of every random choice: the same input and seed give the same shards, whatever `workers`."""
     sentence_task: str = "sop"

@@ -34,7 +34,7 @@ import numpy as np
 from litebert.config import fields
 from litebert.config.data import MASKING_MODES, SENTENCE_TASKS, CreateOptions, ExampleOptions, MaskingOptions
 from litebert.data.documents import DocumentChunk, ReadStats, chunk_documents, read_documents
-from litebert.data.examples import Instance, SpecialIds, create_instances
+from litebert.data.examples import Instance, SpecialIds, create_instances, split_long_segments
 from litebert.data.masking import MaskingVocab, mask_ngrams
 from litebert.data.shards import (
     FORMAT,
@@ -62,6 +62,12 @@ class ChunkResult:
     documents: dict[str, int]
     documents_without_pieces: int = 0
     short_chunks: int = 0
+    split_lines: int = 0
+    """Lines longer than an example, cut into lines that fit (`split_long_lines`)."""
+    text_pieces: int = 0
+    """Pieces of text the examples were made from, over all dupe rounds."""
+    truncated_pieces: int = 0
+    """Of those, the ones truncation removed."""
 
 
 @dataclass
@@ -114,27 +120,34 @@ def process_chunk(chunk: DocumentChunk, ctx: WorkerContext) -> ChunkResult:
     ids = iter(ctx.encode(lines))
     pools: dict[str, list[list[np.ndarray]]] = {split: [] for split in SPLITS}
     indexes: dict[str, list[int]] = {split: [] for split in SPLITS}
-    without_pieces = 0
+    without_pieces = split_lines = 0
+    limit = ctx.examples.max_num_tokens
     for offset, document in enumerate(chunk.documents):
         segments = [np.asarray(piece_ids, dtype=np.int32) for piece_ids in (next(ids) for _ in document)]
         segments = [s for s in segments if len(s)]
         if not segments:
             without_pieces += 1
             continue
+        if options.split_long_lines:
+            split_lines += sum(len(s) > limit for s in segments)
+            segments = split_long_segments(segments, limit, ctx.word_start)
         index = chunk.first_index + offset
         split = "eval" if document_rng(options.seed, SPLIT_STREAM, index).random() < options.eval_fraction else "train"
         pools[split].append(segments)
         indexes[split].append(index)
-    result = ChunkResult({}, {split: len(pools[split]) for split in SPLITS}, without_pieces)
+    result = ChunkResult({}, {split: len(pools[split]) for split in SPLITS}, documents_without_pieces=without_pieces,
+                         split_lines=split_lines)
     for split in SPLITS:
         builder = _ExampleBuilder(options.masking == "static")
+        result.text_pieces += options.dupes * sum(len(s) for document in pools[split] for s in document)
         # All documents once per dupe round, as the official loop: round r of document d is seeded (d, r).
         for dupe in range(options.dupes):
             for position, index in enumerate(indexes[split]):
                 rng = document_rng(options.seed, INSTANCE_STREAM, index, dupe)
-                instances, short = create_instances(pools[split], position, ctx.examples, ctx.special, ctx.word_start, rng)
-                result.short_chunks += short
-                for instance in instances:
+                made = create_instances(pools[split], position, ctx.examples, ctx.special, ctx.word_start, rng)
+                result.short_chunks += made.short_chunks
+                result.truncated_pieces += made.truncated_pieces
+                for instance in made.instances:
                     builder.add(instance, ctx, rng)
         result.examples[split] = builder.pack(ctx.word_start)
     return result
@@ -257,7 +270,8 @@ def _create(files: list[Path], tokenizer, tokenizer_dir: Path, tmp: Path, option
     writers = {split: ShardWriter(tmp, split, tokenizer.vocab_size, static, options.shard_size) for split in SPLITS}
     read_stats = ReadStats()
     chunks = chunk_documents(read_documents(files, read_stats), options.chunk_documents)
-    totals = {"documents": {s: 0 for s in SPLITS}, "documents_without_pieces": 0, "short_chunks": 0}
+    totals = {"documents": {s: 0 for s in SPLITS}, "documents_without_pieces": 0, "short_chunks": 0,
+              "split_lines": 0, "text_pieces": 0, "truncated_pieces": 0}
     try:
         with _chunk_results(chunks, tokenizer, tokenizer_dir, options) as results, \
                 tqdm(desc="data create", unit=" docs", disable=not progress, file=sys.stderr) as bar:
@@ -265,8 +279,9 @@ def _create(files: list[Path], tokenizer, tokenizer_dir: Path, tmp: Path, option
                 for split in SPLITS:
                     writers[split].add(result.examples[split])
                     totals["documents"][split] += result.documents[split]
-                totals["documents_without_pieces"] += result.documents_without_pieces
-                totals["short_chunks"] += result.short_chunks
+                for key in ("documents_without_pieces", "short_chunks", "split_lines", "text_pieces",
+                            "truncated_pieces"):
+                    totals[key] += getattr(result, key)
                 bar.update(sum(result.documents.values()) + result.documents_without_pieces)
     except BaseException:
         for writer in writers.values():
@@ -293,8 +308,10 @@ def _create(files: list[Path], tokenizer, tokenizer_dir: Path, tmp: Path, option
             "empty_documents": read_stats.empty_documents + totals["documents_without_pieces"],
             "undecodable_bytes": read_stats.undecodable_bytes,
             "short_chunks": totals["short_chunks"],
+            "truncated_pieces": totals["truncated_pieces"],
         },
-        "input": {"files": read_stats.files, "documents": read_stats.documents, "lines": read_stats.lines},
+        "input": {"files": read_stats.files, "documents": read_stats.documents, "lines": read_stats.lines,
+                  "split_lines": totals["split_lines"], "text_pieces": totals["text_pieces"]},
         "splits": splits,
     }
 
@@ -343,6 +360,10 @@ def summary(manifest: dict) -> str:
     lines.append(f"skipped: {skipped['empty_documents']:,} empty documents, "
                  f"{skipped['short_chunks']:,} one-piece chunks; replaced {skipped['undecodable_bytes']:,} "
                  f"undecodable byte sequences")
+    text = manifest["input"]
+    share = skipped["truncated_pieces"] / max(1, text["text_pieces"])
+    lines.append(f"truncated: {skipped['truncated_pieces']:,} of {text['text_pieces']:,} text pieces ({share:.1%}) "
+                 f"cut to fit max_seq_length; {text['split_lines']:,} lines longer than an example split")
     return "\n".join(lines)
 
 
@@ -354,7 +375,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     S = argparse.SUPPRESS  # flags not given leave CreateOptions' value (or --config FILE's)
     p.add_argument("--input", nargs="+", required=True, metavar="FILE|DIR",
-                   help="text files or directories: one segment per line, blank line between documents")
+                   help="text files or directories: one segment (a sentence, or longer) per line, blank line "
+                        "between documents")
     p.add_argument("--tokenizer", required=True, metavar="DIR", help="directory with spiece.model (or vocab.txt)")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the shards and manifest.json")
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=S)
@@ -367,6 +389,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dupe-factor", dest="dupe_factor", type=int, default=S,
                    help="times each document is cut and masked (default 10 static, 1 dynamic)")
     p.add_argument("--short-seq-prob", dest="short_seq_prob", type=float, default=S)
+    p.add_argument("--split-long-lines", dest="split_long_lines", action=argparse.BooleanOptionalAction, default=S,
+                   help="cut lines longer than an example at word starts (default); --no-split-long-lines: the "
+                        "official truncation, which drops all but one example's worth of such a line")
     p.add_argument("--seed", dest="seed", type=int, default=S)
     p.add_argument("--workers", dest="workers", type=int, default=S,
                    help="processes (the output does not depend on it)")

@@ -32,12 +32,19 @@ What differs from the official code, and why:
   other document in the pool, the actual next segments are used (label 0).
 - Randomness comes from the `numpy.random.Generator` passed in (seeded per document by the caller), not
   a module-wide `random.Random`, so the output is independent of how documents are spread over workers.
+- A line longer than an example (`max_num_tokens` pieces: a paragraph or a whole document per line) lost all
+  but one example's worth of pieces to truncation. `split_long_segments` cuts such a line at word starts into
+  segments that fit, before chunking, so most of its text reaches examples and its parts keep their order for SOP
+  (`CreateOptions.split_long_lines`; off, the official truncation).
+- The pieces truncation does remove (the official algorithm overshoots its target by the last segment of each
+  chunk) are counted and reported, as `truncated_pieces`.
 - Documents are not shuffled here: shards are written in corpus order and `PretrainingDataset` shuffles the
   examples per epoch, which needs no corpus in memory.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,6 +76,17 @@ class SpecialIds:
     sep: int
 
 
+class DocumentInstances(NamedTuple):
+    """What `create_instances` makes of one document."""
+
+    instances: list[Instance]
+    """In document order."""
+    short_chunks: int
+    """Chunks too short to make an instance (a single piece)."""
+    truncated_pieces: int
+    """The document's pieces that truncation removed (NSP's random B from another document not counted)."""
+
+
 def create_instances(
     pool: list[list[np.ndarray]],
     index: int,
@@ -76,19 +94,17 @@ def create_instances(
     special: SpecialIds,
     word_start: np.ndarray,
     rng: np.random.Generator,
-) -> tuple[list[Instance], int]:
+) -> DocumentInstances:
     """Instances from document `pool[index]`.
 
     pool: documents, each a list of non-empty segments (piece id arrays); the others supply NSP's random B.
     word_start: (vocab_size,) bool, where a piece begins a word (to split one-segment chunks between words).
-    Returns (instances, short_chunks): the instances in document order and the chunks too short to use.
     """
     document = pool[index]
     target = options.max_num_tokens
     if rng.random() < options.short_seq_prob:
         target = int(rng.integers(2, options.max_num_tokens + 1))
-    instances: list[Instance] = []
-    short_chunks = 0
+    result = DocumentInstances([], 0, 0)
     chunk: list[np.ndarray] = []
     length = 0
     i = 0
@@ -97,24 +113,41 @@ def create_instances(
         length += len(document[i])
         if i == len(document) - 1 or length >= target:
             if options.sentence_task == "none":
-                instance, put_back = _single(chunk, options, special, rng), 0
+                (instance, truncated), put_back = _single(chunk, options, special, rng), 0
             else:
-                instance, put_back = _pair(chunk, pool, index, target, options, special, word_start, rng)
+                instance, put_back, truncated = _pair(chunk, pool, index, target, options, special, word_start, rng)
             if instance is None:
-                short_chunks += 1
+                result = result._replace(short_chunks=result.short_chunks + 1)
             else:
-                instances.append(instance)
+                result.instances.append(instance)
+            result = result._replace(truncated_pieces=result.truncated_pieces + truncated)
             i -= put_back
             chunk, length = [], 0
         i += 1
-    return instances, short_chunks
+    return result
 
 
-def _single(chunk: list[np.ndarray], options: ExampleOptions, special: SpecialIds, rng: np.random.Generator) -> Instance:
-    """`[CLS] chunk [SEP]`, truncated from a random end."""
-    tokens, _ = pairs.truncate_pair(np.concatenate(chunk), None, options.max_num_tokens, rng)
+def split_long_segments(document: list[np.ndarray], limit: int, word_start: np.ndarray) -> list[np.ndarray]:
+    """The document with every segment longer than `limit` pieces cut into consecutive parts of at most
+    `limit`, each cut at the last word start that fits (inside a word only when a word is longer than `limit`)."""
+    out: list[np.ndarray] = []
+    for segment in document:
+        while len(segment) > limit:
+            starts = np.flatnonzero(word_start[segment[1:limit + 1]]) + 1  # cut before piece `cut`, 1 <= cut <= limit
+            cut = int(starts[-1]) if starts.size else limit
+            out.append(segment[:cut])
+            segment = segment[cut:]
+        out.append(segment)
+    return out
+
+
+def _single(chunk: list[np.ndarray], options: ExampleOptions, special: SpecialIds, rng: np.random.Generator
+            ) -> tuple[Instance, int]:
+    """`[CLS] chunk [SEP]`, truncated from a random end; and the pieces truncation removed."""
+    text = np.concatenate(chunk)
+    tokens, _ = pairs.truncate_pair(text, None, options.max_num_tokens, rng)
     input_ids = pairs.pack(tokens, None, special.cls, special.sep)[0].astype(np.int32)
-    return Instance(input_ids, len(input_ids), IGNORE_LABEL)
+    return Instance(input_ids, len(input_ids), IGNORE_LABEL), len(text) - len(tokens)
 
 
 def _pair(
@@ -126,8 +159,9 @@ def _pair(
     special: SpecialIds,
     word_start: np.ndarray,
     rng: np.random.Generator,
-) -> tuple[Instance | None, int]:
-    """`[CLS] A [SEP] B [SEP]` from a chunk, with its label. Returns (instance or None, segments put back)."""
+) -> tuple[Instance | None, int, int]:
+    """`[CLS] A [SEP] B [SEP]` from a chunk, with its label. Returns (instance or None, segments put back,
+    pieces of this document that truncation removed)."""
     if len(chunk) >= 2:
         # `a_end` is how many segments of the chunk go into A.
         a_end = int(rng.integers(1, len(chunk)))
@@ -136,7 +170,7 @@ def _pair(
         a_end = 1
         split = _split_point(chunk[0], word_start, rng)
         if split is None:
-            return None, 0
+            return None, 0, 0
         tokens_a, tokens_b = chunk[0][:split], chunk[0][split:]
     label = 0
     put_back = 0
@@ -149,10 +183,15 @@ def _pair(
     elif options.sentence_task == "sop" and rng.random() < 0.5:
         label = 1
         tokens_a, tokens_b = tokens_b, tokens_a
+    # The document's pieces this chunk uses up: all of it, or with a random B only A's segments (the others
+    # were put back; a one-segment chunk's own B part is dropped, as in the official code).
+    random_next = label == 1 and options.sentence_task == "nsp"
+    consumed = sum(len(segment) for segment in (chunk[:a_end] if random_next else chunk))
     # BERT's truncate_seq_pair: pieces leave the longer side, from its front or back at random
     tokens_a, tokens_b = pairs.truncate_pair(tokens_a, tokens_b, options.max_num_tokens, rng)
     input_ids = pairs.pack(tokens_a, tokens_b, special.cls, special.sep)[0].astype(np.int32)
-    return Instance(input_ids, len(tokens_a) + 2, label), put_back
+    kept = len(tokens_a) + (0 if random_next else len(tokens_b))
+    return Instance(input_ids, len(tokens_a) + 2, label), put_back, consumed - kept
 
 
 def _split_point(segment: np.ndarray, word_start: np.ndarray, rng: np.random.Generator) -> int | None:
