@@ -456,6 +456,14 @@ def test_own_texts_jsonl_numbers_and_regression(tmp_path):
     assert [e.label for e in classification] == ["1", "0.25"] and [e.guid for e in classification] == ["0", "1"]
     regression = readers.read_examples(TASKS["text-regression"], str(tmp_path / "train.jsonl"))[0]
     assert [e.label for e in regression] == [1.0, 0.25] and [e.text_b for e in regression] == [None, None]
+    # .json: JSON lines as above, or one array of the same objects
+    (tmp_path / "lines.json").write_text((tmp_path / "train.jsonl").read_text())
+    (tmp_path / "array.json").write_text(' [{"text": "a", "label": 1},\n {"text": "b", "label": 0.25}]')
+    for name in ("lines.json", "array.json"):
+        assert readers.read_examples(TASKS["text-classification"], str(tmp_path / name))[0] == classification
+    (tmp_path / "array.json").write_text('[{"text": "a", "label": 1}, "b"]')
+    with pytest.raises(ValueError, match=r"array.json: item 1: expected a JSON object"):
+        readers.read_examples(TASKS["text-classification"], str(tmp_path / "array.json"))
 
 
 @pytest.mark.parametrize("name,content,task,message", [
@@ -467,7 +475,7 @@ def test_own_texts_jsonl_numbers_and_regression(tmp_path):
     ("train.jsonl", '{"text": "a", "label": "x"}\n[1]\n', "text-classification", r"train.jsonl:2: expected a JSON obj"),
     ("train.jsonl", '{"text": "a", "label": "x"}\n{"text":\n', "text-classification", r"train.jsonl:2: not a JSON"),
     ("train.csv", "id,text,label\n7,a,x\n7,b,y\n", "text-classification", r"train.csv: id '7' occurs more than once"),
-    ("train.txt", "text,label\na,x\n", "text-classification", r"train.txt: expected a .csv, .tsv, .jsonl file"),
+    ("train.txt", "text,label\na,x\n", "text-classification", r"train.txt: expected a .csv, .tsv, .jsonl, .json file"),
 ])
 def test_own_texts_bad_rows_name_file_and_line(tmp_path, name, content, task, message):
     (tmp_path / name).write_text(content, encoding="utf-8")

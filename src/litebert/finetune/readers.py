@@ -417,7 +417,7 @@ def locate_files(task: Task, data_dir: str | os.PathLike) -> Task:
 
 
 def read_table(path: str, task: Task) -> tuple[list[TextExample], ReadReport]:
-    """Labelled (or, for a test file, unlabelled) texts of a `.csv`, `.tsv` or `.jsonl` file (`TableFormat`).
+    """Labelled (or, for a test file, unlabelled) texts of a .csv, .tsv, .jsonl or .json file (`TableFormat`).
 
     Labels are strings for classification (JSON numbers as written: 1 -> "1"), checked against the row's label
     set when it has one, and floats for regression. A row without the label column's value in a labelled file,
@@ -444,8 +444,8 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
     if suffix not in fmt.suffixes:
         raise ValueError(f"{path}: expected a {', '.join(fmt.suffixes)} file")
     with open(path, encoding="utf-8", newline="") as f:
-        if suffix == ".jsonl":
-            yield from _jsonl_rows(f, path, report)
+        if suffix in (".jsonl", ".json"):
+            yield from _json_rows(f, path, report)
             return
         quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
         reader = csv.reader(f, delimiter="," if suffix == ".csv" else "\t", quoting=quoting)
@@ -463,8 +463,25 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
                 yield where, dict(zip(header, row))
 
 
-def _jsonl_rows(f, path: str, report: ReadReport) -> Iterator:
-    """As `_table_rows` for JSON lines; the columns are the first object's keys."""
+def _json_rows(f, path: str, report: ReadReport) -> Iterator:
+    """As `_table_rows` for JSON lines, or for one JSON array of objects (a .json file may be either, as
+    Hugging Face datasets' loader takes it); the columns are the first object's keys."""
+    start = f.read(1)
+    while start.isspace():
+        start = f.read(1)
+    f.seek(0)
+    if start == "[":
+        try:
+            items = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{err.lineno}: not a JSON array of objects: {err.msg}") from None
+        rows = [(f"{path}: item {i}", item) for i, item in enumerate(items)]
+        bad = next((where for where, item in rows if not isinstance(item, dict)), None)
+        if bad:
+            raise ValueError(f"{bad}: expected a JSON object")
+        yield list(rows[0][1]) if rows else []
+        yield from rows
+        return
     rows = []
     for number, line in enumerate(f, 1):
         where = f"{path}:{number}"

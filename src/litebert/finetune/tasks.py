@@ -104,8 +104,9 @@ class ConllFormat:
 @dataclass(frozen=True)
 class TableFormat:
     """A user's own labelled texts, as Hugging Face's run_glue.py takes them: `train`, `dev` and optionally
-    `test` files in the data directory, each `.csv` (quoted as spreadsheets write it), `.tsv` (no quoting) or
-    `.jsonl` (one JSON object per line). CSV/TSV files start with a header. Columns, by name: the text (the
+    `test` files in the data directory, each `.csv` (quoted as spreadsheets write it), `.tsv` (no quoting),
+    `.jsonl` (one JSON object per line) or `.json` (JSON lines, or one array of objects). CSV/TSV files start
+    with a header. Columns, by name: the text (the
     first of `text_a` present), an optional second text of a pair (`text_b`), the label, and an optional id.
 
     Which file is which, and whether the test file is labelled, is found in the directory
@@ -117,7 +118,7 @@ class TableFormat:
     label: str = "label"
     id_columns: tuple[str, ...] = ("id", "idx", "index")
     """Column whose value becomes an example's guid (and its predictions' `index`); else the 0-based row."""
-    suffixes: tuple[str, ...] = (".csv", ".tsv", ".jsonl")
+    suffixes: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".json")
 
 
 @dataclass(frozen=True)
