@@ -29,6 +29,7 @@ from litebert.tokenizer import (
     add_commands,
     albert_normalize,
     find_text_files,
+    _is_unspaced_script,
     split_long_line,
     train_sentencepiece,
     truncate_by_strategy,
@@ -419,13 +420,21 @@ def test_albert_word_start_flags(tok):
     # The official _is_start_piece does not list – £ €: like letters they continue the word before them.
     assert not flags[10:13].any()
     pieces = tok.convert_ids_to_tokens(range(tok.vocab_size))
+    unspaced = 0
     for i, piece in enumerate(pieces[13:], start=13):
         if piece.startswith("▁"):
             assert flags[i], piece
+        elif _is_unspaced_script(piece[0]):  # Japanese, Chinese, Thai...: SentencePiece sees no word boundary
+            assert flags[i], piece
+            unspaced += 1
         elif piece.isalpha():
             assert not flags[i], piece
+    assert unspaced > 0  # the seed sentences hold Japanese and Chinese
+    # In a script without spaces every piece is a word of its own, so whole-word masking never takes a sentence
+    japanese = tok.encode("東京は大きな都市です。日本語の文章。", add_special_tokens=False)
+    assert len(japanese) > 3 and flags[japanese].all()
     # On letters-only text, every word contributes exactly one word-start piece.
-    for text in SEED_SENTENCES:
+    for text in (t for t in SEED_SENTENCES if not any(_is_unspaced_script(c) for c in t)):
         words = "".join(c if c.isalpha() or c.isspace() else " " for c in tok.normalize(text)).split()
         ids = tok.encode(" ".join(words), add_special_tokens=False)
         assert int(flags[ids].sum()) == len(words), text

@@ -43,6 +43,11 @@ TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_t
 # Pieces the official whole-word masking treats as word starts (albert create_pretraining_data._is_start_piece).
 # The official set holds no apostrophe (its string has \" twice); we keep it exactly.
 _OFFICIAL_START_PUNCTUATION = frozenset('!"#$%&"()*+,-./:;?@[\\]^_`{|}~')
+# Scripts written without spaces between words (code-point ranges): Thai, Lao, Tibetan, Myanmar, Khmer, CJK
+# punctuation, Hiragana, Katakana, the CJK ideographs BERT's tokenizer splits per character, and fullwidth
+# forms. SentencePiece marks word starts only at spaces, so in these scripts a whole sentence would be one word.
+_UNSPACED_SCRIPTS = ((0x0E00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3000, 0x30FF), (0x31F0, 0x31FF),
+                     (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF00, 0xFFEF), (0x20000, 0x3134F))
 _SPECIAL_RE = re.compile("(" + "|".join(map(re.escape, ALBERT_SPECIAL_TOKENS)) + ")")
 _BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _BERT_SPECIAL_RE = re.compile("(" + "|".join(map(re.escape, _BERT_SPECIAL_TOKENS)) + ")")
@@ -527,13 +532,17 @@ class AlbertTokenizer(_PairEncoder):
         """(vocab_size,) bool: True where a piece begins a word, for whole-word masking.
 
         As the official `_is_start_piece`: pieces starting with '▁', '<' or '[' (so special tokens) and
-        single punctuation characters start words; control and unknown pieces do too.
+        single punctuation characters start words; control and unknown pieces do too. Unlike it, so does a
+        piece that begins in a script written without spaces (Chinese, Japanese, Thai, ...: `_UNSPACED_SCRIPTS`),
+        where SentencePiece's '▁' marks only sentence starts: whole-word masking would otherwise mask whole
+        sentences (as BERT's tokenizer makes each CJK character a word, each such piece is one here).
         """
         flags = np.zeros(self.vocab_size, dtype=bool)
         for i, piece in enumerate(self._pieces):
             flags[i] = (
                 piece.startswith((SPIECE_UNDERLINE, "<", "["))
                 or piece in _OFFICIAL_START_PUNCTUATION
+                or (piece != "" and _is_unspaced_script(piece[0]))
                 or self.sp_model.is_control(i)
                 or self.sp_model.is_unknown(i)
             )
@@ -544,6 +553,12 @@ class AlbertTokenizer(_PairEncoder):
         flags = {"do_lower_case": self.do_lower_case, "keep_accents": self.keep_accents,
                  "remove_space": self.remove_space}
         return _fingerprint(self.vocab_file.read_bytes(), flags)
+
+
+def _is_unspaced_script(char: str) -> bool:
+    """Whether `char` belongs to a script written without spaces between words (`_UNSPACED_SCRIPTS`)."""
+    code = ord(char)
+    return any(low <= code <= high for low, high in _UNSPACED_SCRIPTS)
 
 
 # ---------------------------------------------------------------------------------------------------------------

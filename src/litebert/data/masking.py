@@ -2,8 +2,8 @@
 
 ALBERT masks spans of up to `ngram` (3) consecutive *words*, not single pieces: a span length n is
 drawn with p(n) ∝ 1/n, so for n ≤ 3 the lengths are 1, 2, 3 words with probability 6/11, 3/11, 2/11.
-A word is a piece that starts a word (sentencepiece's "▁" rule, `tokenizer.word_start_flags()`) plus the
-pieces that continue it; a word is always masked whole, so the model never sees half a word and predicts
+A word is a piece that starts a word (sentencepiece's "▁" rule, and every piece in scripts written without
+spaces: `tokenizer.word_start_flags()`) plus the pieces that continue it; a word is always masked whole, so the model never sees half a word and predicts
 the rest from the visible half.
 
 A sequence has a target of `round(T * masked_lm_prob)` predictions (T counts [CLS] and [SEP], as the
