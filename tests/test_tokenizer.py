@@ -247,6 +247,22 @@ def test_cli_train(tmp_path):
     assert any(any(c.isupper() for c in p) for p in tok.convert_ids_to_tokens(range(300)))
 
 
+def test_cli_train_suggests_keep_accents_where_it_strips_many(tmp_path, capsys):
+    """Stripping accents is ALBERT's English setting; on text that needs them (Spanish here) the command says
+    so, and not on English text or with --keep-accents."""
+    rng = np.random.default_rng(0)
+    def text(words: str) -> str:
+        return "".join(" ".join(rng.permutation(words.split())) + ".\n" for _ in range(300))
+    spanish = text("el niño comió una canción árabe en el jardín él está aquí también qué día música")
+    english = text("the children ate a song in the garden he is here too what a day music coffee") + "a café.\n"
+    for name, text, flags, noted in [("es", spanish, [], True), ("en", english, [], False),
+                                      ("es-kept", spanish, ["--keep-accents"], False)]:
+        (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
+        assert cli.main(["tokenizer", "train", "--input", str(tmp_path / f"{name}.txt"), "--vocab-size", "36",
+                         "--output", str(tmp_path / name), *flags]) == 0
+        assert ("train with --keep-accents" in capsys.readouterr().err) is noted, name
+
+
 # --- ALBERT encoding: official algorithm and Hugging Face parity ------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import unicodedata
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -38,6 +39,7 @@ SPIECE_UNDERLINE = "▁"
 ALBERT_SPECIAL_TOKENS = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
 # The user-defined symbols of ALBERT's 30k-clean model: always their own piece, never merged into words.
 ALBERT_USER_SYMBOLS = ("(", ")", '"', "-", ".", "–", "£", "€")
+ACCENT_NOTE_SHARE = 0.005  # `tokenizer train` suggests --keep-accents when it strips more accents than this share
 SPM_MAX_SENTENCE_BYTES = 4192  # SentencePiece's default max_sentence_length; longer lines are dropped by it.
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
 # Pieces the official whole-word masking treats as word starts (albert create_pretraining_data._is_start_piece).
@@ -48,6 +50,8 @@ _OFFICIAL_START_PUNCTUATION = frozenset('!"#$%&"()*+,-./:;?@[\\]^_`{|}~')
 # forms. SentencePiece marks word starts only at spaces, so in these scripts a whole sentence would be one word.
 _UNSPACED_SCRIPTS = ((0x0E00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3000, 0x30FF), (0x31F0, 0x31FF),
                      (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF00, 0xFFEF), (0x20000, 0x3134F))
+# Combining diacritical marks (U+0300-U+036F): the accents ALBERT's normalisation strips after NFKD.
+_COMBINING_MARK = re.compile("[\u0300-\u036f]")
 _SPECIAL_RE = re.compile("(" + "|".join(map(re.escape, ALBERT_SPECIAL_TOKENS)) + ")")
 _BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _BERT_SPECIAL_RE = re.compile("(" + "|".join(map(re.escape, _BERT_SPECIAL_TOKENS)) + ")")
@@ -124,16 +128,20 @@ def training_sentences(
     """Stream normalised, non-empty lines of `files`, long lines split to fit SentencePiece's byte limit.
 
     Blank lines (document separators) carry no text for a unigram model and are skipped. Invalid UTF-8 becomes
-    U+FFFD, counted in stats["undecodable_bytes"]; stats["sentences"] counts what was yielded.
+    U+FFFD, counted in stats["undecodable_bytes"]; stats["sentences"] counts what was yielded, and without
+    `keep_accents` stats["accents_stripped"] the accents removed, of stats["characters"].
     """
     stats = stats if stats is not None else {}
-    stats.setdefault("sentences", 0)
-    stats.setdefault("undecodable_bytes", 0)
+    for key in ("sentences", "undecodable_bytes", "accents_stripped", "characters"):
+        stats.setdefault(key, 0)
     for path in files:
         with open(path, "rb") as f:
             for raw in f:
                 line, replaced = decode_utf8(raw)
                 stats["undecodable_bytes"] += replaced
+                stats["characters"] += len(line)
+                if not keep_accents:
+                    stats["accents_stripped"] += len(_COMBINING_MARK.findall(unicodedata.normalize("NFKD", line)))
                 text = albert_normalize(line, do_lower_case, keep_accents, remove_space=True)
                 for sentence in split_long_line(text, max_sentence_bytes) if text else ():
                     stats["sentences"] += 1
@@ -803,4 +811,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     tok = AlbertTokenizer.from_pretrained(path.parent)
     print(f"wrote {path} ({tok.vocab_size} pieces), fingerprint {tok.fingerprint()[:16]}; read "
           f"{stats['sentences']:,} sentences, replaced {stats['undecodable_bytes']:,} undecodable bytes with U+FFFD")
+    share = stats["accents_stripped"] / max(1, stats["characters"])
+    if share >= ACCENT_NOTE_SHARE:
+        print(f"note: {stats['accents_stripped']:,} accents ({share:.1%} of the characters) were stripped, as "
+              f"ALBERT's English models do; for a language whose words need them, train with --keep-accents",
+              file=sys.stderr)
     return 0
