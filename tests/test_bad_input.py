@@ -184,3 +184,35 @@ def test_a_classifier_fine_tuned_for_another_task_is_named(corpus, tmp_path, cap
     assert main(["finetune", "--task", "sst-2", "--data-dir", str(tmp_path / "glue"), "--model", str(model),
                  "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "ft"), "--no-progress"]) == 2
     assert "its classifier has 3 labels, sst-2 needs 2" in error_line(capsys)
+
+
+def test_a_tokenizer_other_than_the_models_is_warned_or_refused(corpus, tmp_path, capsys):
+    """A smaller foreign tokenizer would train without complaint on ids the model never learned: warned; a
+    larger one cannot index the embeddings: refused."""
+    from litebert import AlbertConfig, AlbertForPreTraining
+    from litebert.tokenizer import train_sentencepiece
+
+    model = tmp_path / "pretrained"
+    AlbertForPreTraining(AlbertConfig(vocab_size=50, embedding_size=16, hidden_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=64)).save_pretrained(model)
+    shutil.copytree(corpus / "tok", model, dirs_exist_ok=True)
+    rng = np.random.default_rng(1)
+    (tmp_path / "other.txt").write_text("\n".join(" ".join("".join(rng.choice(list("zqxvwkjy"), 4)) for _ in range(5))
+                                                 for _ in range(300)) + "\n")
+    train_sentencepiece([tmp_path / "other.txt"], tmp_path / "other", vocab_size=40, num_threads=1)
+    glue = tmp_path / "glue/SST-2"
+    glue.mkdir(parents=True)
+    (glue / "train.tsv").write_text("sentence\tlabel\na fine film\t1\na dull film\t0\nok\t1\nbad\t0\n")
+    (glue / "dev.tsv").write_text("sentence\tlabel\nok\t1\n")
+    (glue / "test.tsv").write_text("index\tsentence\n0\tok\n")
+
+    def finetune(tokenizer: Path, out: str) -> int:
+        return main(["finetune", "--task", "sst-2", "--data-dir", str(tmp_path / "glue"), "--model", str(model),
+                     "--tokenizer", str(tokenizer), "--output", str(tmp_path / out), "--max-steps", "1",
+                     "--no-progress", "--no-bf16"])
+    assert finetune(model, "same") == 0 and "warning" not in capsys.readouterr().err
+    assert finetune(tmp_path / "other", "other") == 0
+    assert "--tokenizer differs from the tokenizer saved with" in capsys.readouterr().err
+    train_sentencepiece([tmp_path / "other.txt"], tmp_path / "larger", vocab_size=80, num_threads=1)
+    assert finetune(tmp_path / "larger", "larger") == 2
+    assert "the tokenizer has 80 tokens but the model's vocabulary only 50" in error_line(capsys)

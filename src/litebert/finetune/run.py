@@ -378,6 +378,8 @@ def _finetune_command(args: argparse.Namespace) -> int:
     if not is_dir and args.tokenizer is None:
         raise ValueError(f"--model {args.model!r} is not a directory: a preset needs --tokenizer DIR")
     tokenizer = load_tokenizer(args.tokenizer or args.model)
+    if is_dir and args.tokenizer:
+        _warn_if_not_the_models_tokenizer(tokenizer, Path(args.model))
     try:
         summary = run_seeds(task, args.model, tokenizer, args.data_dir, output, _config_from_args(args), seeds,
                             resume=not args.overwrite)
@@ -386,6 +388,21 @@ def _finetune_command(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(summary["median"], indent=2))
     return 0
+
+
+def _warn_if_not_the_models_tokenizer(tokenizer, model_dir: Path) -> None:
+    """A --tokenizer other than the one saved with the model maps text to ids the model never learned; a
+    larger one is refused by `build_model`, a smaller one would train without complaint."""
+    if not any((model_dir / name).is_file() for name in ("spiece.model", "vocab.txt")):
+        return
+    config = model_dir / "config.json"
+    if config.is_file() and tokenizer.vocab_size > json.loads(config.read_text()).get("vocab_size", 0):
+        return  # build_model refuses it, naming why
+    own = load_tokenizer(model_dir).fingerprint()
+    if own != tokenizer.fingerprint():
+        print(f"litebert finetune: warning: --tokenizer differs from the tokenizer saved with {model_dir} "
+              f"(fingerprint {tokenizer.fingerprint()[:12]}, the model's {own[:12]}): its ids will not mean what "
+              f"the model learned", file=sys.stderr)
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
