@@ -466,22 +466,27 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
 def _json_rows(f, path: str, report: ReadReport) -> Iterator:
     """As `_table_rows` for JSON lines, or for one JSON array of objects (a .json file may be either, as
     Hugging Face datasets' loader takes it); the columns are the first object's keys."""
-    start = f.read(1)
-    while start.isspace():
-        start = f.read(1)
+    first = f.read(1)
+    while first.isspace():
+        first = f.read(1)
     f.seek(0)
-    if start == "[":
-        try:
-            items = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{err.lineno}: not a JSON array of objects: {err.msg}") from None
-        rows = [(f"{path}: item {i}", item) for i, item in enumerate(items)]
-        bad = next((where for where, item in rows if not isinstance(item, dict)), None)
-        if bad:
-            raise ValueError(f"{bad}: expected a JSON object")
-        yield list(rows[0][1]) if rows else []
-        yield from rows
-        return
+    rows = _json_array(f, path) if first == "[" else _json_lines(f, path, report)
+    yield list(rows[0][1]) if rows else []
+    yield from rows
+
+
+def _json_array(f, path: str) -> list[tuple[str, dict]]:
+    try:
+        items = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not a JSON array of objects: {err.msg}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: item {i}: expected a JSON object, found {type(item).__name__}")
+    return [(f"{path}: item {i}", item) for i, item in enumerate(items)]
+
+
+def _json_lines(f, path: str, report: ReadReport) -> list[tuple[str, dict]]:
     rows = []
     for number, line in enumerate(f, 1):
         where = f"{path}:{number}"
@@ -495,8 +500,7 @@ def _json_rows(f, path: str, report: ReadReport) -> Iterator:
         if not isinstance(row, dict):
             raise ValueError(f"{where}: expected a JSON object per line, found {type(row).__name__}")
         rows.append((where, row))
-    yield list(rows[0][1]) if rows else []
-    yield from rows
+    return rows
 
 
 def _table_columns(header: list[str], fmt: TableFormat, path: str) -> dict[str, str | None]:
