@@ -106,8 +106,8 @@ class TableFormat:
     """A user's own labelled texts, as Hugging Face's run_glue.py takes them: `train`, `dev` and optionally
     `test` files in the data directory, each `.csv` (quoted as spreadsheets write it), `.tsv` (no quoting),
     `.jsonl` (one JSON object per line) or `.json` (JSON lines, or one array of objects). CSV/TSV files start
-    with a header. Columns, by name: the text (the
-    first of `text_a` present), an optional second text of a pair (`text_b`), the label, and an optional id.
+    with a header. Columns, by name: the text (the first of `text_a` present), an optional second text of a
+    pair (`text_b`), the label, and an optional id.
 
     Which file is which, and whether the test file is labelled, is found in the directory
     (`readers.locate_files`); the label set of the classification row is the training file's (`with_labels_from`).
