@@ -508,6 +508,9 @@ def test_own_texts_labels_come_from_train_and_score_offline(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\na,spam\nb,spam\n")
     with pytest.raises(ValueError, match=r"train.csv: text-classification needs two or more labels"):
         load_task_data("text-classification", tmp_path)
+    (tmp_path / "train.csv").write_text("text,labels\na,spam\nb,ham\n")  # not the column's name
+    with pytest.raises(ValueError, match=r"train.csv: no labels; training, selection and scored files need a 'label'"):
+        load_task_data("text-classification", tmp_path)
     predictions = tmp_path / "dev-predictions.tsv"
     predictions.write_text("index\tprediction\n0\tham\n1\tham\n2\tspam\n")
     result = evaluate.score_predictions("text-classification", str(tmp_path / "dev.csv"), str(predictions))

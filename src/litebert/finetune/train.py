@@ -37,11 +37,11 @@ from litebert import step as S
 from litebert.config import AlbertConfig, FinetuneConfig, fields
 from litebert.config.pretrain import ParallelConfig
 from litebert.finetune import batching
-from litebert.finetune.readers import Example, ReadReport, SquadExample, encode_choice_examples, \
+from litebert.finetune.readers import Example, ReadReport, SquadExample, TokenExample, encode_choice_examples, \
     encode_pair_examples, encode_token_examples, locate_files, read_examples
 from litebert.finetune.squad import SquadConfig, SquadFeature, answerability_tensors, \
     build_features, choose_null_threshold, decode_beam_predictions, decode_predictions, features_to_tensors
-from litebert.finetune.tasks import SquadFormat, Task, get_task, task_metrics, with_labels_from
+from litebert.finetune.tasks import SquadFormat, TableFormat, Task, get_task, task_metrics, with_labels_from
 from litebert.model import AlbertForMultipleChoice, AlbertForQuestionAnswering, \
     AlbertForSequenceClassification, AlbertForTokenClassification, AlbertPreTrainedModel
 from litebert.optim import OptimConfig, build_optimizer, learning_rate, set_learning_rate
@@ -139,10 +139,10 @@ def load_task_data(task: Task | str, data_dir: str | Path, config: FinetuneConfi
     config = config or FinetuneConfig()
     reports: list[ReadReport] = []
     task = with_labels_from(locate_files(task, data_dir), [], config.label_column)
-    train = _read(task, data_dir, task.train_file, reports)
+    train = _read(task, data_dir, task.train_file, reports, labelled=True)
     task = resolve_task(task, train, config)  # a generic row takes its labels from train
     if task.test_labelled:
-        selection = _read(task, data_dir, task.dev_files[0], reports)
+        selection = _read(task, data_dir, task.dev_files[0], reports, labelled=True)
         selection_name = "dev"
     else:
         group = (lambda e: e.context) if isinstance(task.format, SquadFormat) else None
@@ -170,17 +170,24 @@ def read_eval_splits(task: Task, data_dir: str | Path, reports: list[ReadReport]
     (with the GLUE test files to predict), else test."""
     reports = [] if reports is None else reports
     if task.test_labelled:
-        return {split_name(t.path): _read(task, data_dir, t.path, reports) for t in task.test_files}, {}
-    reported = {split_name(p): _read(task, data_dir, p, reports) for p in task.dev_files}
+        return {split_name(t.path): _read(task, data_dir, t.path, reports, labelled=True) for t in task.test_files}, {}
+    reported = {split_name(p): _read(task, data_dir, p, reports, labelled=True) for p in task.dev_files}
     return reported, {t.path: _read(task, data_dir, t.path, reports) for t in task.test_files}
 
 
-def _read(task: Task, data_dir: str | Path, relative: str, reports: list[ReadReport]) -> list[Example]:
+def _read(task: Task, data_dir: str | Path, relative: str, reports: list[ReadReport],
+          labelled: bool = False) -> list[Example]:
+    """The examples of one task file; with `labelled`, a file without labels (train, selection and reported
+    splits need them) is an error naming it."""
     path = os.path.join(str(data_dir), relative)
     if not os.path.exists(path.rpartition("#")[0] if "#" in relative else path):
         raise FileNotFoundError(f"{path}: {task.name} file not found (is the data directory the benchmark's root?)")
     examples, report = read_examples(task, path)
     reports.append(report)
+    if labelled and any((e.tags if isinstance(e, TokenExample) else getattr(e, "label", 0)) is None
+                        for e in examples):
+        column = f"a '{task.format.label}' column" if isinstance(task.format, TableFormat) else "labels"
+        raise ValueError(f"{path}: no labels; training, selection and scored files need {column}")
     return examples
 
 
