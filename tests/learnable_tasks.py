@@ -4,7 +4,7 @@ Every task needs the text: a label follows a cue word, a pair label needs both s
 positive?), a score counts words, an answer is the word after a cue, a tag depends on the word and its neighbour.
 Train, dev and test are disjoint (no sentence/context appears in two splits).
 
-    python tests/learnable_tasks.py OUT_DIR     writes OUT_DIR/{glue,squad,race,conll,table}/...
+    python tests/learnable_tasks.py OUT_DIR     writes OUT_DIR/{glue,squad,race,conll,table,multilabel}/...
 """
 from __future__ import annotations
 
@@ -209,14 +209,37 @@ def write_table(root: Path, rng: np.random.Generator) -> None:
                                    encoding="utf-8")
 
 
+def multi_topical(rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
+    """multi-label-classification: 0-3 topics, each named by one cue word; the labels are the topics present."""
+    topics = sorted(str(t) for t in rng.choice(list(TOPICS), int(rng.integers(0, 4)), replace=False))
+    text = words(rng, int(rng.integers(3, 7)))
+    for topic in topics:
+        text.insert(int(rng.integers(len(text) + 1)), str(rng.choice(TOPICS[topic])))
+    return " ".join(text), tuple(topics)
+
+
+def write_multilabel(root: Path, rng: np.random.Generator) -> None:
+    """Multi-label data in each way the reader takes label sets: train.jsonl (JSON lists), dev.csv and test.tsv
+    (names separated by commas; an empty cell is no label)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = unique(multi_topical, rng)
+    (root / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": list(labels)}) + "\n"
+                                              for t, labels in rows["train"]), encoding="utf-8")
+    with open(root / "dev.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([["text", "label"], *[(t, ",".join(labels)) for t, labels in rows["dev"]]])
+    (root / "test.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{','.join(labels)}\n"
+                                                            for t, labels in rows["test"]), encoding="utf-8")
+
+
 def write_all(out: Path, seed: int = 2026) -> Path:
-    """Every task family under `out`: glue/{SST-2,RTE,STS-B}, squad/, race/, conll/, table/."""
+    """Every task family under `out`: glue/{SST-2,RTE,STS-B}, squad/, race/, conll/, table/, multilabel/."""
     rng = np.random.default_rng(seed)
     write_glue(out / "glue", rng)
     write_squad(out / "squad", rng)
     write_race(out / "race", rng)
     write_conll(out / "conll", rng)
     write_table(out / "table", rng)
+    write_multilabel(out / "multilabel", rng)
     return out
 
 

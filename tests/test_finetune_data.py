@@ -48,7 +48,8 @@ class ChunkTokenizer:
 def test_task_table_rows():
     assert set(TASKS) == {"cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte", "wnli",
                           "squad1.1", "squad2.0", "race-middle", "race-high", "race", "movie-reviews",
-                          "conll2003-ner", "token-classification", "text-classification", "text-regression"}
+                          "conll2003-ner", "token-classification", "text-classification", "text-regression",
+                          "multi-label-classification"}
     assert TASKS["conll2003-ner"].num_labels == 9 and TASKS["conll2003-ner"].labels[0] == "O"
     submissions = [t.submission for task in TASKS.values() for t in task.test_files if t.submission]
     assert sorted(submissions) == sorted(["CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv",
@@ -494,6 +495,32 @@ def test_own_texts_files_are_found_or_named(tmp_path):
     (tmp_path / "dev.jsonl").write_text('{"text": "a", "label": "x"}\n')
     with pytest.raises(ValueError, match="dev.csv and dev.jsonl both exist"):
         readers.locate_files(row, tmp_path)
+
+
+def test_multi_label_sets_read_encode_and_score(tmp_path):
+    """A label set is a JSON list or names separated by commas ("" is none); it encodes multi-hot, and a
+    predictions file scores offline with micro/macro F1 and subset accuracy."""
+    from litebert.finetune.train import load_task_data
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": ["sport", "food"]}\n{"text": "b", "label": []}\n'
+                                          '{"text": "c", "label": ["rain"]}\n{"text": "d", "label": ["food"]}\n')
+    (tmp_path / "dev.csv").write_text('text,label\ne,"food,sport"\nf,\ng,rain\n')
+    data = load_task_data("multi-label-classification", tmp_path)
+    task = tasks.with_labels_from(TASKS["multi-label-classification"], ["sport", "food", "rain"])
+    assert task.labels == ("food", "rain", "sport") and task.num_labels == 3
+    assert [e.label for e in data.reported["dev"]] == [("food", "sport"), (), ("rain",)]
+    encoded = readers.encode_pair_examples(data.reported["dev"], task, ChunkTokenizer(), 16)
+    assert encoded["labels"].tolist() == [[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    (tmp_path / "dev.csv").write_text('text,label\ne,"food,snow"\n')
+    with pytest.raises(ValueError, match=r"dev.csv:2: label 'snow' is not one of the training file's"):
+        load_task_data("multi-label-classification", tmp_path)
+    (tmp_path / "dev.csv").write_text('text,label\ne,"food,sport"\nf,\ng,rain\n')
+    predictions = tmp_path / "predictions.tsv"
+    evaluate.write_glue_predictions(str(predictions), task, ["0", "1", "2"], [(0, 2), (), (0,)])
+    assert predictions.read_text() == "index\tprediction\n0\tfood,sport\n1\t\n2\tfood\n"
+    result = evaluate.score_predictions("multi-label-classification", str(tmp_path / "dev.csv"), str(predictions))
+    # decisions: food 1/1 + 1 false (row 2), sport 1/1, rain missed: tp 2, fp 1, fn 1 -> micro F1 2/3
+    assert result == {"f1_micro": pytest.approx(2 / 3), "f1_macro": pytest.approx((2 / 3 + 0 + 1) / 3),
+                      "subset_accuracy": pytest.approx(2 / 3)}
 
 
 def test_own_texts_labels_come_from_train_and_score_offline(tmp_path):

@@ -34,6 +34,8 @@ CASES = [
     ("race-middle", "race", "test", "accuracy", 0.45, "chance 0.25 (80 questions: sd 0.05)", 10, "wide", "1e-3"),
     ("conll2003-ner", "conll", "test", "f1", 0.60, "all O: 0", 20, "small", "2e-3"),
     ("text-classification", "table", "test", "accuracy", 0.80, "majority ~0.33", 8, "small", "2e-3"),
+    ("multi-label-classification", "multilabel", "test", "subset_accuracy", 0.45,
+     "always no label: ~0.25 (0-3 topics of 3, 80 examples: sd 0.05; measured 0.61)", 10, "small", "2e-3"),
 ]
 MODELS = {"small": dict(embedding_size=32, hidden_size=64, num_attention_heads=2, intermediate_size=128),
           "wide": dict(embedding_size=64, hidden_size=128, num_attention_heads=4, intermediate_size=256)}
@@ -82,16 +84,22 @@ def test_a_tiny_model_learns_the_task(setup, tmp_path, capsys, task, folder, spl
         assert len(found) == len(sentences) and np.mean(agree) >= 0.98, np.mean(agree)
         assert main(["plot", str(out)]) == 0  # fine-tuning curves: loss, lr, grad norm, selection metrics
         assert (out / "plots/finetune.png").stat().st_size > 10_000
-    if task == "text-classification":  # the saved model labels raw text with the training file's labels
-        rows = [line.split("\t") for line in (setup / "table/test.tsv").read_text().splitlines()[1:]]
+    if task in ("text-classification", "multi-label-classification"):  # raw text gets the training file's labels
+        rows = [line.split("\t") for line in (setup / folder / "test.tsv").read_text().splitlines()[1:]]
         predicted = [line.split("\t")[1] for line in (out / "seed-1/predictions/test.tsv").read_text().splitlines()[1:]]
-        classifier = pipeline("text-classification", out / "seed-1/model", device="cpu", bf16=False)
-        assert [r["label"] for r in classifier([text for text, _ in rows])] == predicted
+        found = pipeline("text-classification", out / "seed-1/model", device="cpu", bf16=False)([t for t, _ in rows])
+        labels_of = (lambda r: r["label"]) if task == "text-classification" else \
+            (lambda r: ",".join(sorted(x["label"] for x in r)))
+        assert [labels_of(r) for r in found] == predicted
         assert np.mean([p == label for p, (_, label) in zip(predicted, rows)]) == pytest.approx(score)
         capsys.readouterr()
-        assert main(["evaluate", "--model", str(out / "seed-1/model"), "--data-dir", str(setup / "table"),
+        assert main(["evaluate", "--model", str(out / "seed-1/model"), "--data-dir", str(setup / folder),
                      "--no-bf16"]) == 0
         assert json.loads(capsys.readouterr().out)["test"][metric] == pytest.approx(score)
+        capsys.readouterr()
+        assert main(["evaluate", "--task", task, "--data-file", str(setup / folder / "test.tsv"), "--predictions",
+                     str(out / "seed-1/predictions/test.tsv")]) == 0
+        assert json.loads(capsys.readouterr().out)[metric] == pytest.approx(score)
 
 
 def test_accumulation_gives_the_global_batch_and_the_best_state_is_on_disk(setup, tmp_path):

@@ -23,6 +23,11 @@ def test_classification_metrics_match_sklearn(seed):
         sklearn.metrics.matthews_corrcoef(labels, preds), abs=1e-12)
     assert metrics.f1_macro(preds, labels) == pytest.approx(
         sklearn.metrics.f1_score(labels, preds, average="macro", zero_division=0.0))
+    multi_l, multi_p = rng.integers(0, 2, (n, classes)), rng.integers(0, 2, (n, classes))  # multi-hot
+    for ours, average in ((metrics.f1_macro, "macro"), (metrics.f1_micro, "micro")):
+        assert ours(multi_p, multi_l) == pytest.approx(
+            sklearn.metrics.f1_score(multi_l, multi_p, average=average, zero_division=0.0))
+    assert metrics.subset_accuracy(multi_p, multi_l) == pytest.approx(sklearn.metrics.accuracy_score(multi_l, multi_p))
     binary_l, binary_p = labels % 2, preds % 2
     assert metrics.f1_binary(binary_p, binary_l) == pytest.approx(
         sklearn.metrics.f1_score(binary_l, binary_p, zero_division=0.0))

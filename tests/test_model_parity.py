@@ -97,6 +97,26 @@ def test_loss_parity_with_labels(tmp_path):
     assert sparse.prediction_logits.shape == (3, 2, 99)
 
 
+@pytest.mark.parametrize("problem_type,labels", [
+    ("multi_label_classification", torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])),
+    ("single_label_classification", torch.tensor([2, 0, 1])),
+    ("regression", torch.tensor([0.5, -1.0, 2.0])),
+])
+def test_classification_losses_match_hf(problem_type, labels, tmp_path):
+    """Each problem type's loss (multi-label: binary cross-entropy per label) as transformers computes it, and
+    the problem type survives the round trip through its config.json."""
+    torch.manual_seed(3)
+    num_labels = 1 if problem_type == "regression" else 3
+    hf = transformers.AlbertForSequenceClassification(transformers.AlbertConfig(
+        **{**SMALL, "num_labels": num_labels}, problem_type=problem_type)).eval()
+    hf.save_pretrained(tmp_path)
+    ours = litebert.AlbertForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert ours.config.problem_type == problem_type
+    with torch.no_grad():
+        a, b = ours(**_inputs(False), labels=labels), hf(**_inputs(False), labels=labels)
+    assert (a.logits - b.logits).abs().max() < 1e-5 and abs(a.loss - b.loss) < 1e-5
+
+
 def test_masked_lm_at_positions_matches_hf(tmp_path):
     """AlbertForMaskedLM with masked_lm_positions (what fill-mask runs) gives HF's logits and loss there."""
     hf, ours = _hf_and_ours("AlbertForMaskedLM", 3, tmp_path)

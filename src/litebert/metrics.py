@@ -17,8 +17,8 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 SquadVersion = Literal["1.1", "2.0"]
-MetricName = Literal["accuracy", "f1", "f1_macro", "mcc", "pearson", "spearman", "exact", "exact_match", "precision",
-                     "recall"]
+MetricName = Literal["accuracy", "f1", "f1_macro", "f1_micro", "subset_accuracy", "mcc", "pearson", "spearman",
+                     "exact", "exact_match", "precision", "recall"]
 """What a task row may list (`finetune.tasks`); exact / f1 of span tasks come from `evaluate_squad`, and
 f1 / precision / recall / accuracy of entity tasks from `evaluate_entities`."""
 
@@ -44,11 +44,35 @@ def f1_binary(predictions: np.ndarray, labels: np.ndarray, positive: int = 1) ->
 
 
 def f1_macro(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Unweighted mean of each class's F1 over the classes in either array (scikit-learn's average="macro"):
-    every class counts alike, whichever is "positive" and however rare."""
+    """Unweighted mean of each class's F1 (scikit-learn's average="macro"): every class counts alike, whichever
+    is "positive" and however rare. Class ids (N,): over the classes in either array; multi-hot (N, L): over
+    the L labels, each a binary problem (0 where a label is in neither)."""
+    if np.ndim(labels) == 2:
+        return float(np.mean([f1_binary(np.asarray(predictions)[:, j], np.asarray(labels)[:, j])
+                              for j in range(np.shape(labels)[1])]))
     predictions, labels = _pair(predictions, labels)
     classes = np.unique(np.concatenate([labels, predictions]))
     return float(np.mean([f1_binary(predictions, labels, positive=c) for c in classes]))
+
+
+def f1_micro(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """F1 of all (example, label) decisions pooled, for multi-hot (N, L) arrays (scikit-learn's average="micro");
+    for class ids (N,) it equals accuracy."""
+    if np.ndim(labels) != 2:
+        return accuracy(predictions, labels)
+    predictions, labels = np.asarray(predictions).astype(bool), np.asarray(labels).astype(bool)
+    if predictions.shape != labels.shape or not len(labels):
+        raise ValueError(f"predictions {predictions.shape} for labels {labels.shape}")
+    tp, fp, fn = np.sum(predictions & labels), np.sum(predictions & ~labels), np.sum(~predictions & labels)
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0
+
+
+def subset_accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of examples whose whole label set is predicted exactly, for multi-hot (N, L) arrays
+    (scikit-learn's accuracy_score on them); for class ids (N,) it equals accuracy."""
+    if np.ndim(labels) != 2:
+        return accuracy(predictions, labels)
+    return float(np.mean(np.all(np.asarray(predictions) == np.asarray(labels), axis=1)))
 
 
 def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -115,6 +139,8 @@ METRIC_FUNCTIONS: dict[MetricName, Callable[[np.ndarray, np.ndarray], float]] = 
     "accuracy": accuracy,
     "f1": f1_binary,
     "f1_macro": f1_macro,
+    "f1_micro": f1_micro,
+    "subset_accuracy": subset_accuracy,
     "mcc": matthews_corrcoef,
     "pearson": pearson,
     "spearman": spearman,

@@ -393,9 +393,12 @@ def gather_positions(x: Tensor, positions: Tensor) -> Tensor:
 
 
 def classification_loss(config: AlbertConfig, logits: Tensor, labels: Tensor) -> Tensor:
-    """MSE for regression (num_labels == 1), cross-entropy otherwise; -100 labels are ignored."""
+    """MSE for regression (num_labels == 1); binary cross-entropy per label for multi-label classification
+    (labels (B, num_labels) multi-hot); cross-entropy otherwise, -100 labels ignored."""
     if config.is_regression:
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    if config.is_multi_label:
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     return F.cross_entropy(logits.reshape(-1, config.num_labels).float(), labels.reshape(-1), ignore_index=-100)
 
 

@@ -172,7 +172,9 @@ def _encode_masked(p: Pipeline, texts: list[str]) -> list[Row]:
 
 def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
              progress: bool = False):
-    """For each text (or pair): {"label", "score"}; the softmax's top class, or the raw score for regression."""
+    """For each text (or pair): {"label", "score"}, the softmax's top class, or the raw score for regression;
+    for a multi-label model the predicted set (as `litebert predict` writes it): a list of {"label", "score"}
+    for every label whose sigmoid passes 0.5, highest first."""
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
     pairs = None if text_pairs is None else ([text_pairs] if isinstance(text_pairs, str) else list(text_pairs))
@@ -182,11 +184,15 @@ def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence
 
     def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
         logits = outputs.logits.float()  # (B, C)
+        name = lambda i: labels.get(int(i), labels.get(str(int(i)), f"LABEL_{int(i)}"))  # noqa: E731
+        if p.model.config.is_multi_label:
+            probabilities = logits.sigmoid()
+            return [[{"label": name(i), "score": float(row[i])} for i in row.argsort(descending=True) if row[i] > 0.5]
+                    for row in probabilities]
         if logits.shape[-1] == 1:
             return [{"label": "score", "score": float(v)} for v in logits[:, 0]]
         score, index = logits.softmax(-1).max(-1)
-        return [{"label": labels.get(int(i), labels.get(str(int(i)), f"LABEL_{int(i)}")), "score": float(s)}
-                for s, i in zip(score, index)]
+        return [{"label": name(i), "score": float(s)} for s, i in zip(score, index)]
 
     out = p.map_batches(p.encode(texts, pairs), results_of, progress)
     return out[0] if single else out

@@ -18,6 +18,7 @@ from litebert.files import write_json_atomic
 SHARE_CHOICES = ("all", "attention", "ffn", "none")
 NORM_POSITIONS = ("post", "pre")
 ACTIVATIONS = ("gelu_new", "gelu", "relu", "silu", "swish", "gelu_fast", "gelu_pytorch_tanh", "tanh")
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
 @dataclass
@@ -66,7 +67,8 @@ class AlbertConfig:
     num_labels: int = 2
     """Outputs of the sequence/token classification heads; 1 means regression."""
     problem_type: str | None = None
-    """`regression`, `single_label_classification`, or None to infer from num_labels."""
+    """`regression`, `single_label_classification`, `multi_label_classification` (each label a sigmoid, binary
+    cross-entropy on multi-hot labels, as Hugging Face), or None to infer from num_labels."""
     qa_answerability: bool = False
     """Question answering with the official SQuAD 2.0 head (end conditioned on start, answer-class logit)."""
     start_n_top: int = 5
@@ -114,8 +116,8 @@ class AlbertConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"AlbertConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.problem_type not in (None, "regression", "single_label_classification"):
-            raise ValueError(f"AlbertConfig.problem_type must be regression or single_label_classification, "
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"AlbertConfig.problem_type must be one of {', '.join(map(str, PROBLEM_TYPES))}, "
                              f"got {self.problem_type!r}")
 
     # ------------------------------------------------------------------ derived
@@ -131,6 +133,10 @@ class AlbertConfig:
     @property
     def is_regression(self) -> bool:
         return self.problem_type == "regression" or (self.problem_type is None and self.num_labels == 1)
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self.problem_type == "multi_label_classification"
 
     def group_of_layer(self, layer: int) -> int:
         """The parameter group that serves layer application `layer` (official and HF formula)."""

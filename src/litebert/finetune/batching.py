@@ -32,7 +32,8 @@ def sequence_keys(tensors: dict[str, torch.Tensor]) -> list[str]:
     """The keys of `tensors` laid out along the sequence: SEQUENCE_KEYS, and `labels` when they are per token."""
     keys = [k for k in SEQUENCE_KEYS if k in tensors]
     labels = tensors.get("labels")
-    if labels is not None and labels.shape == tensors["input_ids"].shape:
+    # per-token labels are ids shaped like the input; multi-label targets (N, L) are floats, whatever L is
+    if labels is not None and labels.shape == tensors["input_ids"].shape and not labels.is_floating_point():
         keys.append("labels")
     return keys
 

@@ -48,6 +48,9 @@ def score_predictions(
         predicted = read_glue_predictions(predictions_file)
     if task.kind == "classification" and not task.labels:  # a generic row: the labels both files name
         task = with_labels_from(task, [str(e.label) for e in examples] + list(predicted.values()))
+    if task.kind == "multi_label" and not task.labels:
+        task = with_labels_from(task, [n for e in examples for n in e.label] +
+                                [n for names in predicted.values() for n in _names(names)])
     labels, guesses = [], []
     for example in examples:
         if example.label is None:
@@ -78,13 +81,16 @@ def read_glue_predictions(path: str) -> dict[str, str]:
 
 
 def write_glue_predictions(path: str, task: Task, guids: list[str], predictions: np.ndarray) -> None:
-    """Write a GLUE submission TSV: label ids (N,) become label strings, regression scores stay floats."""
+    """Write a GLUE submission TSV: label ids (N,) become label strings, regression scores stay floats, a
+    multi-label prediction (a tuple of label ids) becomes its labels separated by commas."""
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write("index\tprediction\n")
-        for guid, value in zip(guids, np.asarray(predictions).tolist(), strict=True):
+        for guid, value in zip(guids, list(predictions), strict=True):
             # repr: the shortest text that reads back as the same float, so offline scores equal online ones
             # (rounding would tie near-equal scores and change Spearman).
-            text = repr(float(value)) if task.kind == "regression" else task.labels[int(value)]
+            text = (repr(float(value)) if task.kind == "regression"
+                    else ",".join(task.labels[i] for i in value) if task.kind == "multi_label"
+                    else task.labels[int(value)])
             f.write(f"{guid}\t{text}\n")
 
 
@@ -146,12 +152,23 @@ def _check_submission_file(path: Path, task: Task) -> None:
         raise ValueError(f"{path}: no predictions")
 
 
-def _label_value(task: Task, label: str | float, where: str | None = None) -> float | int:
-    """A label string (or STS-B float) as the number the metrics compare."""
+def _label_value(task: Task, label: str | float | tuple[str, ...], where: str | None = None
+                 ) -> float | int | np.ndarray:
+    """A label string (or STS-B float) as the number the metrics compare; a multi-label set (or its names
+    separated by commas, as predictions files hold it) as its multi-hot row (L,)."""
     try:
+        if task.kind == "multi_label":
+            row = np.zeros(task.num_labels, dtype=np.int64)
+            row[[task.label_id(n) for n in (_names(label) if isinstance(label, str) else label)]] = 1
+            return row
         return float(label) if task.kind == "regression" else task.label_id(str(label))
     except ValueError as err:
         raise ValueError(f"{where}: {err}" if where else str(err)) from None
+
+
+def _names(cell: str) -> list[str]:
+    """The labels of a multi-label predictions cell: names separated by commas ("" for none)."""
+    return [n for n in cell.split(",") if n]
 
 
 def _score_conll(task: Task, data_file: str, predictions_file: str) -> dict[str, float]:

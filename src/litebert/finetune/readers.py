@@ -58,12 +58,13 @@ class ReadReport:
 
 @dataclass(frozen=True)
 class TextExample:
-    """A GLUE example: one sentence or a pair, with a label string, a float (STS-B) or None (test)."""
+    """A GLUE (or own-texts) example: one sentence or a pair, and its label."""
 
     guid: str
     text_a: str
     text_b: str | None
-    label: str | float | None
+    label: str | float | tuple[str, ...] | None
+    """A label string, a float (regression), the set of labels of a multi-label example, or None (test)."""
 
 
 @dataclass(frozen=True)
@@ -533,26 +534,36 @@ def _table_example(row: dict, columns: dict[str, str | None], number: int, task:
             raise ValueError(f"{where}: expected text in column {columns[role]!r}, found {value!r}")
         return value
 
-    label: str | float | None = None
+    label: str | float | tuple[str, ...] | None = None
     if columns["label"] is not None:
         raw = row.get(columns["label"])
-        if raw is None or raw == "":
+        if raw is None or (raw == "" and task.kind != "multi_label"):  # a multi-label example may have none
             raise ValueError(f"{where}: no {columns['label']!r} in a labelled file")
         label = _table_label(raw, task, where)
     guid = str(row.get(columns["id"], number)) if columns["id"] is not None else str(number)
     return TextExample(guid=guid, text_a=text("text_a"), text_b=text("text_b"), label=label)
 
 
-def _table_label(raw: object, task: Task, where: str) -> str | float:
+def _table_label(raw: object, task: Task, where: str) -> str | float | tuple[str, ...]:
+    """A float (regression), a label string, or for multi-label a tuple of them: from a JSON list, or from a
+    cell of names separated by commas ("" is no label)."""
     if task.kind == "regression":
         try:
             return float(raw)
         except (TypeError, ValueError):
             raise ValueError(f"{where}: expected a number as {task.name}'s label, found {raw!r}") from None
-    label = raw if isinstance(raw, str) else json.dumps(raw)
-    if task.labels and label not in task.labels:
-        raise ValueError(f"{where}: label {label!r} is not one of the training file's {list(task.labels)}")
-    return label
+    if task.kind == "multi_label":
+        names = raw if isinstance(raw, list) else [n.strip() for n in raw.split(",")] if isinstance(raw, str) \
+            else None
+        if names is None:
+            raise ValueError(f"{where}: expected a list of labels (or names separated by commas), found {raw!r}")
+        labels = tuple(dict.fromkeys(n if isinstance(n, str) else json.dumps(n) for n in names if n != ""))
+    else:
+        labels = (raw if isinstance(raw, str) else json.dumps(raw),)
+    unknown = [label for label in labels if task.labels and label not in task.labels]
+    if unknown:
+        raise ValueError(f"{where}: label {unknown[0]!r} is not one of the training file's {list(task.labels)}")
+    return labels if task.kind == "multi_label" else labels[0]
 
 
 def read_examples(task: Task, path: str) -> tuple[list[Example], ReadReport]:
@@ -615,6 +626,10 @@ def encode_pair_examples(
     if all(label is not None for label in labels):
         if task.kind == "regression":
             batch["labels"] = torch.tensor(labels, dtype=torch.float32)
+        elif task.kind == "multi_label":  # (N, L) multi-hot, float for binary cross-entropy
+            batch["labels"] = torch.zeros(len(labels), task.num_labels)
+            for row, names in enumerate(labels):
+                batch["labels"][row, [task.label_id(n) for n in names]] = 1.0
         else:
             batch["labels"] = torch.tensor([task.label_id(label) for label in labels], dtype=torch.int64)
     elif any(label is not None for label in labels):

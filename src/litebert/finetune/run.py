@@ -250,10 +250,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                                "or on your own labelled texts",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help="task name (cola, sst-2, ..., squad2.0, race, movie-reviews); "
-                   "your own data: text-classification, text-regression, token-classification")
+                   "your own data: text-classification, multi-label-classification, text-regression, "
+                   "token-classification")
     p.add_argument("--data-dir", required=True, help="the benchmark's root directory (e.g. glue_data/); for "
-                   "text-classification/-regression a directory with train and dev (+ test) .csv/.tsv/.jsonl/.json "
-                   "files with columns text (or sentence, sentence1), label, optionally text_pair (sentence2) and id")
+                   "your own texts a directory with train and dev (+ test) .csv/.tsv/.jsonl/.json files with columns "
+                   "text (or sentence, sentence1), label, optionally text_pair (sentence2) and id; a multi-label "
+                   "label is a JSON list or names separated by commas")
     p.add_argument("--model", required=True, help="checkpoint directory, or a preset name for random init")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")

@@ -15,8 +15,8 @@ Hyper-parameter sources (google-research/albert):
     max_seq_length 512, max_qa_length 128); the README notes lr 1e-5 (not v1's 2e-5) for v2 models.
   * movie-reviews (not an ALBERT benchmark): SST-2's lr with 3 epochs, 10% warmup, length 128 (the
     sentences are short: under 100 ALBERT tokens).
-  * text-classification / text-regression / token-classification: a user's own data (`TableFormat`, CoNLL
-    columns); their labels are read from the training file.
+  * text-classification / multi-label-classification / text-regression / token-classification: a user's own
+    data (`TableFormat`, CoNLL columns); their labels are read from the training file.
 
 Which split selects the model and which is reported (`Task.test_labelled`): where test labels are hidden
 (GLUE, SQuAD) a held-out slice of train selects and dev is reported; where test labels are public (RACE,
@@ -33,7 +33,7 @@ import numpy as np
 from litebert import metrics
 from litebert.metrics import MetricName
 
-TaskKind = Literal["classification", "regression", "span", "multiple_choice", "token_classification"]
+TaskKind = Literal["classification", "multi_label", "regression", "span", "multiple_choice", "token_classification"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,8 @@ class TableFormat:
     `test` files in the data directory, each `.csv` (quoted as spreadsheets write it), `.tsv` (no quoting),
     `.jsonl` (one JSON object per line) or `.json` (JSON lines, or one array of objects). CSV/TSV files start
     with a header. Columns, by name: the text (the first of `text_a` present), an optional second text of a
-    pair (`text_b`), the label, and an optional id.
+    pair (`text_b`), the label, and an optional id. A multi-label example's label is a set: a JSON list, or
+    names separated by commas in one cell ("" or [] for none).
 
     Which file is which, and whether the test file is labelled, is found in the directory
     (`readers.locate_files`); the label set of the classification row is the training file's (`with_labels_from`).
@@ -178,8 +179,8 @@ class Task:
     @property
     def num_labels(self) -> int:
         """Output width of the head: classes, 1 for regression / one score per choice, 2 for span ends."""
-        return {"classification": len(self.labels), "regression": 1, "span": 2, "multiple_choice": 1,
-                "token_classification": len(self.labels)}[self.kind]
+        return {"classification": len(self.labels), "multi_label": len(self.labels), "regression": 1, "span": 2,
+                "multiple_choice": 1, "token_classification": len(self.labels)}[self.kind]
 
     def label_id(self, label: str) -> int:
         """Index of `label` in `labels`; ValueError naming the allowed labels otherwise."""
@@ -271,13 +272,16 @@ _ROWS = [
                          warmup_proportion=0.1),
          test_labelled=True),
     # A user's own texts (`TableFormat`): run_glue.py's defaults (lr 2e-5, 3 epochs, length 128) with ALBERT's
-    # batch 32 and 10% warmup. The labels are the training file's; regression reads float labels.
+    # batch 32 and 10% warmup. The labels are the training file's; multi-label rows hold a set of them (a JSON
+    # list, or names separated by commas), regression reads float labels.
     *(
         Task(name=name, kind=kind, format=TableFormat(), train_file="train", dev_files=("dev",),
              test_files=(TestFile("test"),), labels=(), metrics=metrics,
              hparams=HParams(learning_rate=2e-5, batch_size=32, max_seq_length=128, num_epochs=3.0,
                              warmup_proportion=0.1))
         for name, kind, metrics in (("text-classification", "classification", ("accuracy", "f1_macro")),
+                                    ("multi-label-classification", "multi_label",
+                                     ("f1_micro", "f1_macro", "subset_accuracy")),
                                     ("text-regression", "regression", ("pearson", "spearman")))
     ),
     # Rotten Tomatoes sentences (Pang & Lee 2005) as rated by Hutto & Gilbert; binary after dropping neutrals.
@@ -296,11 +300,12 @@ TASKS: dict[str, Task] = {task.name: task for task in _ROWS}
 
 def with_labels_from(task: Task, tags: list[str], label_column: int | None = None) -> Task:
     """A generic row resolved for one dataset, from its training file's labels `tags`: for token
-    classification its tag column and tag set ("O" first, then sorted); for text classification its label set
-    (sorted; as numbers when every label is an integer, so "2" comes before "10"). Other rows as they are."""
+    classification its tag column and tag set ("O" first, then sorted); for text (and multi-label)
+    classification its label set (sorted; as numbers when every label is an integer, so "2" comes before "10").
+    Other rows as they are."""
     if task.kind == "token_classification" and label_column is not None:
         task = dataclasses.replace(task, format=ConllFormat(label_column=label_column))
-    if task.labels or task.kind not in ("token_classification", "classification"):
+    if task.labels or task.kind not in ("token_classification", "classification", "multi_label"):
         return task
     found = set(tags)
     if task.kind == "token_classification":

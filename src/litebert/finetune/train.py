@@ -48,8 +48,8 @@ from litebert.optim import OptimConfig, build_optimizer, learning_rate, set_lear
 from litebert.runlog import RunLog
 
 HEADS = {"classification": AlbertForSequenceClassification, "regression": AlbertForSequenceClassification,
-         "multiple_choice": AlbertForMultipleChoice, "span": AlbertForQuestionAnswering,
-         "token_classification": AlbertForTokenClassification}
+         "multi_label": AlbertForSequenceClassification, "multiple_choice": AlbertForMultipleChoice,
+         "span": AlbertForQuestionAnswering, "token_classification": AlbertForTokenClassification}
 LABEL_KEYS = ("labels", "start_positions", "end_positions", "is_impossible")
 
 
@@ -161,6 +161,10 @@ def resolve_task(task: Task, train: list[Example], config: FinetuneConfig) -> Ta
         task = with_labels_from(task, [e.label for e in train])
         if len(task.labels) < 2:
             raise ValueError(f"{task.train_file}: {task.name} needs two or more labels, found {list(task.labels)}")
+    if task.kind == "multi_label" and not task.labels:
+        task = with_labels_from(task, [name for e in train for name in e.label])
+        if not task.labels:
+            raise ValueError(f"{task.train_file}: no example of {task.name} has a label")
     return task
 
 
@@ -261,10 +265,12 @@ def build_model(task: Task, source: str | Path | AlbertConfig, tokenizer,
     a preset name or an AlbertConfig (random initialisation, vocabulary sized to the tokenizer)."""
     head = HEADS[task.kind]
     overrides: dict[str, Any] = dict(config.model_overrides)
-    if task.kind in ("classification", "regression", "token_classification"):
+    if task.kind in ("classification", "multi_label", "regression", "token_classification"):
         overrides["num_labels"] = task.num_labels
         if task.labels:
             overrides["id2label"] = dict(enumerate(task.labels))
+    if task.kind == "multi_label":
+        overrides["problem_type"] = "multi_label_classification"
     if task.kind == "span":
         overrides["qa_answerability"] = uses_answerability(task, config)
     if isinstance(source, AlbertConfig):
@@ -327,9 +333,13 @@ def score(task: Task, split: EncodedSplit, outputs: dict[str, np.ndarray], confi
     if task.kind == "token_classification":
         return _score_tokens(task, split, outputs, labelled)
     logits = outputs["logits"]
-    values = logits[:, 0] if task.kind == "regression" else logits.argmax(-1)
     guids = [e.guid for e in split.examples]
-    predictions = {g: (float(v) if task.kind == "regression" else int(v)) for g, v in zip(guids, values)}
+    if task.kind == "multi_label":  # every label whose sigmoid passes 0.5: (N, L) multi-hot
+        values = (logits > 0).astype(np.int64)
+        predictions = {g: tuple(np.flatnonzero(v).tolist()) for g, v in zip(guids, values)}
+    else:
+        values = logits[:, 0] if task.kind == "regression" else logits.argmax(-1)
+        predictions = {g: (float(v) if task.kind == "regression" else int(v)) for g, v in zip(guids, values)}
     scores = {}
     if labelled:
         scores = task_metrics(task, values, split.tensors["labels"].numpy())
