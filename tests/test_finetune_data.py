@@ -513,6 +513,10 @@ def test_multi_label_sets_read_encode_and_score(tmp_path):
     (tmp_path / "dev.csv").write_text('text,label\ne,"food,snow"\n')
     with pytest.raises(ValueError, match=r"dev.csv:2: label 'snow' is not one of the training file's"):
         load_task_data("multi-label-classification", tmp_path)
+    (tmp_path / "dev.jsonl").write_text('{"text": "e", "label": ["food, sport"]}\n')
+    with pytest.raises(ValueError, match=r"dev.jsonl:1: a multi-label name cannot contain a comma"):
+        readers.read_examples(task, str(tmp_path / "dev.jsonl"))
+    (tmp_path / "dev.jsonl").unlink()
     (tmp_path / "dev.csv").write_text('text,label\ne,"food,sport"\nf,\ng,rain\n')
     predictions = tmp_path / "predictions.tsv"
     evaluate.write_glue_predictions(str(predictions), task, ["0", "1", "2"], [(0, 2), (), (0,)])

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def read_glue_predictions(path: str) -> dict[str, str]:
     return predictions
 
 
-def write_glue_predictions(path: str, task: Task, guids: list[str], predictions: np.ndarray) -> None:
+def write_glue_predictions(path: str, task: Task, guids: list[str], predictions: Sequence) -> None:
     """Write a GLUE submission TSV: label ids (N,) become label strings, regression scores stay floats, a
     multi-label prediction (a tuple of label ids) becomes its labels separated by commas."""
     with open(path, "w", encoding="utf-8", newline="") as f:

@@ -558,6 +558,8 @@ def _table_label(raw: object, task: Task, where: str) -> str | float | tuple[str
         if names is None:
             raise ValueError(f"{where}: expected a list of labels (or names separated by commas), found {raw!r}")
         labels = tuple(dict.fromkeys(n if isinstance(n, str) else json.dumps(n) for n in names if n != ""))
+        if any("," in label for label in labels):  # predictions files separate a set's names by commas
+            raise ValueError(f"{where}: a multi-label name cannot contain a comma, found {labels}")
     else:
         labels = (raw if isinstance(raw, str) else json.dumps(raw),)
     unknown = [label for label in labels if task.labels and label not in task.labels]
