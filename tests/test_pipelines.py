@@ -74,6 +74,13 @@ def test_text_classification_and_features_match_transformers(models):
     assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=1e-5)
     pair = ours("the film was good", "the music was great")
     assert pair["label"] in {"negative", "neutral", "positive"} and 0 < pair["score"] <= 1
+    for top_k in (None, 2):  # every class / the top two, highest first, as transformers lists them
+        got, want = ours(SENTENCES, top_k=top_k), theirs(SENTENCES, top_k=top_k)
+        assert [[g["label"] for g in row] for row in got] == [[w["label"] for w in row] for row in want]
+        assert [g["score"] for row in got for g in row] == pytest.approx([w["score"] for row in want for w in row],
+                                                                         abs=1e-5)
+    with pytest.raises(ValueError, match="top_k must be at least 1"):
+        ours(SENTENCES, top_k=0)
 
     ours = pipeline("feature-extraction", models / "base", device="cpu", bf16=False)
     theirs = hf_pipeline("feature-extraction", models / "base", "AlbertModel")
@@ -244,7 +251,7 @@ def test_commands_stream_a_file_in_chunks_and_name_bad_lines(models, tmp_path, c
 
     monkeypatch.setattr(P, "CHUNK", 2)  # 5 texts: 3 pipeline calls, each printed before the next is read
     calls = []
-    monkeypatch.setattr(P, "classify", lambda p, texts, pairs: calls.append(len(texts)) or
+    monkeypatch.setattr(P, "classify", lambda p, texts, pairs, top_k: calls.append(len(texts)) or
                         [{"label": t.upper(), "score": 1.0} for t in texts])
     texts = ["a great film", "the music was poor", "", "dull", "a lovely story", "nine"]
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")

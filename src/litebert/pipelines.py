@@ -171,10 +171,13 @@ def _encode_masked(p: Pipeline, texts: list[str]) -> list[Row]:
 
 
 def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
-             progress: bool = False):
+             progress: bool = False, top_k: int | None = 1):
     """For each text (or pair): {"label", "score"}, the softmax's top class, or the raw score for regression;
-    for a multi-label model the predicted set (as `litebert predict` writes it): a list of {"label", "score"}
-    for every label whose sigmoid passes 0.5, highest first."""
+    with `top_k` other than 1 (None: every class), a list of the top classes, highest first, as transformers'
+    pipeline gives them. For a multi-label model the predicted set (as `litebert predict` writes it): a list
+    of {"label", "score"} for every label whose sigmoid passes 0.5, highest first."""
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"classify: top_k must be at least 1 (or None for every class), got {top_k}")
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
     pairs = None if text_pairs is None else ([text_pairs] if isinstance(text_pairs, str) else list(text_pairs))
@@ -191,8 +194,13 @@ def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence
                     for row in probabilities]
         if logits.shape[-1] == 1:
             return [{"label": "score", "score": float(v)} for v in logits[:, 0]]
-        score, index = logits.softmax(-1).max(-1)
-        return [{"label": name(i), "score": float(s)} for s, i in zip(score, index)]
+        if top_k == 1:
+            score, index = logits.softmax(-1).max(-1)
+            return [{"label": name(i), "score": float(s)} for s, i in zip(score, index)]
+        scores, index = logits.softmax(-1).sort(-1, descending=True)
+        k = logits.shape[-1] if top_k is None else min(top_k, logits.shape[-1])
+        return [[{"label": name(i), "score": float(s)} for s, i in zip(row_s[:k], row_i[:k])]
+                for row_s, row_i in zip(scores, index)]
 
     out = p.map_batches(p.encode(texts, pairs), results_of, progress)
     return out[0] if single else out
@@ -377,6 +385,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--text", action="append", default=[], help="a text (repeatable)")
         if name == "classify":
             p.add_argument("--text-pair", action="append", default=None, help="its second text, for pair tasks")
+            p.add_argument("--top-k", type=int, default=1,
+                           help="classes per text, highest first (default 1: the top class alone; 0: every class)")
         elif name == "tag":
             p.add_argument("--aggregation", choices=("first", "none"), default="first",
                            help="first: entities of consecutive words (default); none: each word not tagged O")
@@ -430,7 +440,7 @@ def _command(args: argparse.Namespace) -> int:
         elif args.pipeline_task == "token-classification":
             results = tag(p, texts, args.aggregation)
         else:
-            results = classify(p, texts, text_pairs)
+            results = classify(p, texts, text_pairs, top_k=args.top_k or None)
         for text, result in zip(texts, results):
             print(json.dumps({"text": text, "result": result}, ensure_ascii=False))
         sys.stdout.flush()
