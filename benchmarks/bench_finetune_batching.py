@@ -46,7 +46,7 @@ def main() -> None:
     tokenizer = AlbertTokenizer.from_pretrained(args.tokenizer or fetch_minilm())
     full = load_task_data("movie-reviews", fetch_movie_reviews().parent)
     # A small selection slice: the loop evaluates once at the end, and that time is not what is measured.
-    data = TaskData(full.train, full.selection[:64], "dev", reported={})
+    data = TaskData(full.task, full.train, full.selection[:64], "dev", reported={})
     config = FinetuneConfig(max_seq_length=512)
     lengths = encode_split(get_task("movie-reviews"), data.train, tokenizer, 512, config).lengths
     model = AlbertConfig.preset(args.model, vocab_size=tokenizer.vocab_size)

@@ -187,7 +187,7 @@ def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence
 
     def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
         logits = outputs.logits.float()  # (B, C)
-        name = lambda i: labels.get(int(i), labels.get(str(int(i)), f"LABEL_{int(i)}"))  # noqa: E731
+        name = lambda i: _label_name(labels, i)  # noqa: E731
         if p.model.config.is_multi_label:
             probabilities = logits.sigmoid()
             return [[{"label": name(i), "score": float(row[i])} for i in row.argsort(descending=True) if row[i] > 0.5]
@@ -204,6 +204,12 @@ def classify(p: Pipeline, texts: str | Sequence[str], text_pairs: str | Sequence
 
     out = p.map_batches(p.encode(texts, pairs), results_of, progress)
     return out[0] if single else out
+
+
+def _label_name(id2label: dict, index) -> str:
+    """The name of class `index` (id2label keys are ints, or strings as read from JSON), else LABEL_{index}."""
+    i = int(index)
+    return id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))
 
 
 def tag(p: Pipeline, texts: str | Sequence[str], aggregation: str = "first", progress: bool = False):
@@ -239,7 +245,7 @@ def tag(p: Pipeline, texts: str | Sequence[str], aggregation: str = "first", pro
     out = []
     for text, words, at, (index, score) in zip(texts, spans, starts, p.map_batches(rows, results_of, progress)):
         scores = score[at].tolist()  # (W,): read at each word's first piece
-        tags = [labels.get(i, labels.get(str(i), f"LABEL_{i}")) for i in index[at].tolist()]
+        tags = [_label_name(labels, i) for i in index[at].tolist()]
         if aggregation == "none":
             out.append([{"entity": t, "score": s, "index": i, "word": text[words[i][0]:words[i][1]],
                          "start": words[i][0], "end": words[i][1]}

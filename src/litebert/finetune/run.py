@@ -43,7 +43,7 @@ from litebert.finetune.evaluate import glue_submission, glue_submission_files, s
 from litebert.finetune.readers import locate_files
 from litebert.finetune.tasks import ConllFormat, Task, get_task
 from litebert.finetune.train import HEADS, FinetuneConfig, FinetuneResult, Scored, encode_split, \
-    Interrupted, finetune, load_task_data, main_metric, predict, read_eval_splits, resolve_task, score, split_name
+    Interrupted, finetune, load_task_data, main_metric, predict, read_eval_splits, score, split_name
 from litebert.tokenizer import AlbertTokenizer
 
 FINETUNE_FILE = "finetune.json"
@@ -73,7 +73,7 @@ def run_seeds(task: Task | str, model_source: str | Path | AlbertConfig, tokeniz
 def _run_seeds(task: Task, model_source, tokenizer, data_dir, output: Path, config: FinetuneConfig,
                seeds: list[int], resume: bool, world: D.World) -> dict[str, Any]:
     data = load_task_data(task, data_dir, config)
-    task = resolve_task(task, data.train, config)
+    task = data.task
     if world.is_main:
         for report in data.reports:
             print(report.summary(), file=sys.stderr)

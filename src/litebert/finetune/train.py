@@ -57,6 +57,8 @@ LABEL_KEYS = ("labels", "start_positions", "end_positions", "is_impossible")
 class TaskData:
     """A task's examples by role. Split names are the files' short names ("dev", "dev_matched", "test")."""
 
+    task: Task
+    """The row as this data set has it (`resolve_task`: its files, and a generic row's labels)."""
     train: list[Example]
     selection: list[Example]
     selection_name: str
@@ -149,7 +151,7 @@ def load_task_data(task: Task | str, data_dir: str | Path, config: FinetuneConfi
         train, selection = held_out_slice(train, config.selection_fraction, config.selection_seed, group)
         selection_name = "train-heldout"
     reported, unlabelled = read_eval_splits(task, data_dir, reports)
-    return TaskData(train, selection, selection_name, reported, unlabelled, reports)
+    return TaskData(task, train, selection, selection_name, reported, unlabelled, reports)
 
 
 def resolve_task(task: Task, train: list[Example], config: FinetuneConfig) -> Task:
@@ -522,7 +524,10 @@ def finetune(task: Task | str, model_source: str | Path | AlbertConfig, tokenize
     its share of each (DDP averages the gradients: the global batch's), every rank scores the selection split
     (so all take the same decisions), and rank 0 alone writes the run's files.
     """
-    task = resolve_task(get_task(task) if isinstance(task, str) else task, data.train, config)
+    name = task if isinstance(task, str) else task.name
+    if name.lower() != data.task.name:
+        raise ValueError(f"finetune: task {name!r}, but the data was read for {data.task.name!r}")
+    task = data.task
     world = world or D.World(device=torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     with torch.random.fork_rng(devices=[] if world.device.type == "cpu" else [world.device]):
         torch.manual_seed(seed)
