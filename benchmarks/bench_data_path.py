@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_tag, format_table, machine_info, set_threads, write_json  # noqa: E402
+from common import cpu_tag, format_table, machine_info, set_threads, use_run_allocator, write_json  # noqa: E402
 from litebert import calibrate  # noqa: E402
 from litebert import pretrain as P  # noqa: E402
 from litebert.config import AlbertConfig, DemoConfig  # noqa: E402
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop-seconds", type=float, help="also time the real pretraining loop (see above)")
     parser.add_argument("--loop-rounds", type=int, default=2)
     args = parser.parse_args(argv)
+    use_run_allocator()
     n_threads = set_threads(args.threads)
     cfg = DemoConfig()
     data_dir = demo_data(Path(args.work), cfg)

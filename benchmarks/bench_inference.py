@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import format_table, interleaved_medians, machine_info, matmul_tflops, set_threads, write_json  # noqa: E402
+from common import format_table, interleaved_medians, machine_info, matmul_tflops, set_threads, \
+    use_run_allocator, write_json  # noqa: E402
 
 from litebert import AlbertConfig, AlbertModel  # noqa: E402
 from litebert.export import export_onnx, ort_session, quantize_int8  # noqa: E402
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true",
                         help="also litebert fp32 under torch.compile (each shape compiles: ~20 s for base)")
     args = parser.parse_args(argv)
+    use_run_allocator()
     threads = set_threads(args.threads)
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats = 2 if args.quick else args.repeats

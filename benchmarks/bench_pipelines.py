@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_tag, format_table, interleaved_medians, machine_info, set_threads, write_json  # noqa: E402
+from common import cpu_tag, format_table, interleaved_medians, machine_info, set_threads, \
+    use_run_allocator, write_json  # noqa: E402
 
 from litebert import AlbertConfig, AlbertForSequenceClassification  # noqa: E402
 from litebert.fetch import fetch_movie_reviews, fetch_wikipedia  # noqa: E402
@@ -126,6 +127,7 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--output", help=f"JSON path (default results/pipelines_{cpu_tag()}.json)")
     args = parser.parse_args()
+    use_run_allocator()
     threads = set_threads(args.threads)
     os.environ.setdefault("LITEBERT_ONNX_DIR", tempfile.mkdtemp(prefix="bench-onnx-"))  # exports time afresh
     with tempfile.TemporaryDirectory() as tmp:

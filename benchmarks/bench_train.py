@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, matmul_tflops, set_threads, time_once, write_json  # noqa: E402
+from common import machine_info, matmul_tflops, set_threads, time_once, use_run_allocator, write_json  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
 from litebert.model import AlbertForPreTraining  # noqa: E402
 
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: every core)")
     parser.add_argument("--output", default="train.json", help="file name under benchmarks/results/")
     args = parser.parse_args(argv)
+    use_run_allocator()
     set_threads(args.threads)
     peak = peak_rates(args.device)
     print(f"best square matmul of {peak['sizes']} on {args.device}: fp32 {peak['fp32']:.3g} TFLOP/s, "

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from litebert import hardware
 from litebert.hardware import cpu_flags, cpu_model, cpu_tag  # noqa: F401 (cpu_tag: result names)
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -33,6 +34,13 @@ def set_threads(threads: int | None) -> int:
     except RuntimeError:  # only allowed before the first parallel op; keep what is set
         pass
     return threads
+
+
+def use_run_allocator() -> str:
+    """The allocator setting litebert's CLI starts with (`hardware.keep_freed_memory`; LITEBERT_MALLOC=system
+    opts out), so a script's timings match runs. Process-wide: every contender in the process shares it, and
+    `machine_info` records it. bench_allocator.py measures what it is worth."""
+    return hardware.keep_freed_memory()
 
 
 def _sync() -> None:
@@ -94,6 +102,7 @@ def machine_info(**extra: object) -> dict[str, object]:
         "platform": platform.platform(),
         "versions": versions,
         "load_average": os.getloadavg(),
+        "allocator": hardware.ALLOCATOR,
         **extra,
     }
 

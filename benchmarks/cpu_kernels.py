@@ -2,15 +2,16 @@
 
   - GELU in bf16: the tanh form (ALBERT's "gelu_new") vs the erf form, forward and backward, on an
     albert-base FFN activation (B x T x 3072).
-  - SDPA forward + backward per layer (8 x 12 heads x 64), bf16 vs fp32 (inputs cast up, as
-    `litebert.model.attention` does), with and without an additive padding mask, at T = 128, 256, 512: where
-    CPU_FAST_PATHS.fp32_attention_backward_max_len's default comes from.
+  - bf16 attention forward + backward per layer (B x 12 heads x 64) through `litebert.model.attention` with each
+    CPU_FAST_PATHS.attention_backward: "matmul" (SDPA forward, bf16 matmul backward), "fp32" (SDPA with the
+    inputs cast up) and "sdpa" (SDPA's own bf16 backward), with and without an additive padding mask, at
+    B x T = 8x128, 32x128, 8x256, 8x512: where the default ("matmul" up to T = 128) comes from.
   - bf16 matmul rate of x (M, 768) @ W^T for output widths 768 (Q, K, V apart), 2304 (fused Q/K/V) and 3072
     (FFN in), at M = 1024 rows (8 x 128 tokens) and 4096 (8 x 512).
 Variants of one measurement are timed round-robin (common.interleaved_medians).
 
     PYTHONPATH=src .venv/bin/python benchmarks/cpu_kernels.py [--repeats 9] [--threads N]   # ~1 min
-Writes benchmarks/results/cpu_kernels.json.
+Writes benchmarks/results/cpu_kernels_<cpu>.json.
 """
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import format_table, interleaved_medians, machine_info, set_threads, write_json  # noqa: E402
+from common import cpu_tag, format_table, interleaved_medians, machine_info, set_threads, use_run_allocator, \
+    write_json  # noqa: E402
+from litebert import model as lm  # noqa: E402
 
 BF16 = torch.bfloat16
 
@@ -42,27 +47,28 @@ def gelu_rows(repeats: int) -> list[dict]:
     return [{"kernel": "gelu bf16 (8, 128, 3072)", "variant": k, "ms": s * 1e3} for k, s in seconds.items()]
 
 
-def attention_step(T: int, dtype: torch.dtype, masked: bool):
-    """Forward + backward of SDPA on (8, 12, T, 64) bf16 leaves, computed in `dtype`."""
-    q, k, v = (torch.randn(8, 12, T, 64).to(BF16).requires_grad_() for _ in range(3))
-    keep = torch.ones(8, T)
+def attention_step(B: int, T: int, how: str, masked: bool):
+    """Forward + backward of model.attention on (B, 12, T, 64) bf16 leaves with the attention backward `how`."""
+    q, k, v = (torch.randn(B, 12, T, 64).to(BF16).requires_grad_() for _ in range(3))
+    keep = torch.ones(B, T)
     keep[0, T // 2:] = 0  # one padded row
-    mask = ((1 - keep) * torch.finfo(BF16).min)[:, None, None, :].to(dtype) if masked else None
-    grad = torch.randn(8, 12, T, 64).to(BF16)
+    mask = ((1 - keep) * torch.finfo(BF16).min)[:, None, None, :].to(BF16) if masked else None
+    grad = torch.randn(B, 12, T, 64).to(BF16)
 
     def run():
-        out = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype), attn_mask=mask)
-        out.to(BF16).backward(grad)
+        with mock.patch.object(lm, "CPU_FAST_PATHS", lm.CpuFastPaths(attention_backward=how,
+                                                                     attention_backward_max_len=T)):
+            lm.attention(q, k, v, mask, 0.0).backward(grad)
     return run
 
 
 def attention_rows(repeats: int) -> list[dict]:
     rows = []
-    for T in (128, 256, 512):
-        fns = {f"{name} {'masked' if masked else 'unmasked'}": attention_step(T, dtype, masked)
-               for name, dtype in (("bf16", BF16), ("fp32", torch.float32)) for masked in (True, False)}
+    for B, T in ((8, 128), (32, 128), (8, 256), (8, 512)):
+        fns = {f"{how} {'masked' if masked else 'unmasked'}": attention_step(B, T, how, masked)
+               for how in lm.ATTENTION_BACKWARDS for masked in (True, False)}
         seconds = interleaved_medians(fns, warmup=2, repeats=repeats)
-        rows += [{"kernel": f"sdpa fwd+bwd T={T}", "variant": k, "ms": s * 1e3} for k, s in seconds.items()]
+        rows += [{"kernel": f"attention fwd+bwd {B}x{T}", "variant": k, "ms": s * 1e3} for k, s in seconds.items()]
     return rows
 
 
@@ -84,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
+    use_run_allocator()
     threads = set_threads(args.threads)
     start = time.perf_counter()
     rows = gelu_rows(args.repeats) + attention_rows(args.repeats) + matmul_rows(args.repeats)
     print(format_table(["kernel", "variant", "ms", "TFLOP/s"],
                        [[r["kernel"], r["variant"], r["ms"], r.get("tflops", "")] for r in rows]))
     path = write_json({"rows": rows, "machine": machine_info(threads=threads),
-                       "wall_s": time.perf_counter() - start}, "cpu_kernels.json")
+                       "wall_s": time.perf_counter() - start}, f"cpu_kernels_{cpu_tag()}.json")
     print(f"wrote {path}")
     return 0
 

@@ -4,7 +4,8 @@ together, on an otherwise current albert-base-v2, for a training step and for in
 The levers (all in litebert/model.py), and how this script switches each off for the length of one call:
   - fused QKV: `AlbertAttention.forward` runs three (H, H) projections again and `fused_qkv` builds nothing
   - exact GELU in bf16: each FFN block's `act` becomes the tanh GELU (ALBERT's own, slow in bf16 on CPU)
-  - fp32 attention backward (training only): `CPU_FAST_PATHS.fp32_attention_backward_max_len = 0`, so SDPA runs in bf16
+  - matmul attention backward (training only): `CPU_FAST_PATHS.attention_backward` set to "fp32" (SDPA with the
+    inputs cast up) or to "sdpa" (SDPA's own bf16 backward)
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import inputs_for, random_weights  # noqa: E402
 from bench_train import make_batch, ours_step  # noqa: E402
-from common import format_table, interleaved_medians, machine_info, set_threads, write_json  # noqa: E402
+from common import format_table, interleaved_medians, machine_info, set_threads, use_run_allocator, \
+    write_json  # noqa: E402
 
 import litebert.model as lm  # noqa: E402
 from litebert import AlbertConfig  # noqa: E402
@@ -76,10 +78,11 @@ def tanh_gelu(model):
 LEVERS_OFF = {  # variant name → (model → context manager that switches the lever off)
     "no fused QKV": no_fused_qkv,
     "tanh GELU in bf16": tanh_gelu,
-    "bf16 attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "fp32_attention_backward_max_len", 0),
+    "fp32 attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "fp32"),
+    "SDPA attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"),
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
 }
-TRAINING_ONLY = {"bf16 attention backward"}
+TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward"}
 
 
 @contextlib.contextmanager
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile for inference (slow)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    use_run_allocator()
     n_threads = set_threads(args.threads)
 
     torch.manual_seed(0)

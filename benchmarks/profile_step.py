@@ -29,7 +29,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import make_batch, ours_step  # noqa: E402
-from common import cpu_tag, format_table, machine_info, set_threads, write_json  # noqa: E402
+from common import cpu_tag, format_table, machine_info, set_threads, use_run_allocator, write_json  # noqa: E402
 from litebert import calibrate  # noqa: E402
 from litebert.config import AlbertConfig, DemoConfig  # noqa: E402
 from litebert.model import AlbertForPreTraining, AlbertModel  # noqa: E402
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
                         help="auto: what litebert.calibrate measures faster here")
     args = parser.parse_args(argv)
+    use_run_allocator()
     n_threads = set_threads(args.threads)
     results = []
     for case in args.cases:

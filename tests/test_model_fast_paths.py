@@ -1,4 +1,5 @@
 """The CPU fast paths change how a number is computed, never what it is beyond bf16 rounding."""
+import dataclasses
 import math
 
 import pytest
@@ -36,33 +37,65 @@ def test_bf16_gelu_is_the_tanh_form_to_bf16_precision():
     assert torch.equal(model_module.gelu_tanh(xf), F.gelu(xf, approximate="tanh"))
 
 
-def _attention_and_grads(q, k, v, mask, upcast_len: int):
-    saved = model_module.CPU_FAST_PATHS.fp32_attention_backward_max_len
-    model_module.CPU_FAST_PATHS.fp32_attention_backward_max_len = upcast_len
+def _attention_and_grads(q, k, v, mask, how: str, dropout_p: float = 0.0):
+    """Output and (dq, dk, dv) of model.attention with CPU_FAST_PATHS.attention_backward = `how`, as fp32."""
+    saved = dataclasses.asdict(model_module.CPU_FAST_PATHS)
+    model_module.CPU_FAST_PATHS.attention_backward = how
     try:
         leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
-        out = model_module.attention(*leaves, mask, 0.0)
+        out = model_module.attention(*leaves, mask, dropout_p)
         out.float().square().sum().backward()
     finally:
-        model_module.CPU_FAST_PATHS.fp32_attention_backward_max_len = saved
+        for name, value in saved.items():
+            setattr(model_module.CPU_FAST_PATHS, name, value)
     return [out.float()] + [t.grad.float() for t in leaves]
 
 
-def test_bf16_training_attention_runs_in_fp32_and_is_closer_to_fp32():
-    """Differentiable bf16 attention on CPU computes in fp32 (for speed): its output and gradients are at
-    least as close to a full fp32 computation as bf16 SDPA's, and the padding mask still applies."""
+def _padded_inputs(dtype):
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 24, 16, generator=g).bfloat16() for _ in range(3))
-    keep = torch.ones(2, 24)
+    q, k, v = (torch.randn(2, 3, 24, 16, generator=g).to(dtype) for _ in range(3))
+    keep = torch.ones(2, 24, dtype=torch.float64)
     keep[1, 10:] = 0
-    mask = ((1.0 - keep) * torch.finfo(torch.bfloat16).min)[:, None, None, :].bfloat16()  # (B, 1, 1, T)
-    reference = _attention_and_grads(q.float(), k.float(), v.float(), mask.float(), 0)
-    upcast = _attention_and_grads(q, k, v, mask, 128)
-    plain = _attention_and_grads(q, k, v, mask, 0)
-    for name, r, a, b in zip(["out", "dq", "dk", "dv"], reference, upcast, plain):
-        err_upcast, err_plain = ((x - r).abs().max().item() / r.abs().max().item() for x in (a, b))
-        assert err_upcast <= err_plain + 1e-3 and err_upcast < 2e-2, (name, err_upcast, err_plain)
-    assert upcast[2][1, :, 10:].abs().max() == 0  # masked keys get no gradient
+    mask = ((1.0 - keep) * torch.finfo(dtype).min)[:, None, None, :].to(dtype)  # (B, 1, 1, T)
+    return q, k, v, mask
+
+
+def test_the_matmul_attention_backward_is_the_exact_gradient():
+    """In float64 it passes gradcheck (padding mask included); in fp32 it matches SDPA's own backward."""
+    q, k, v, mask = _padded_inputs(torch.float64)
+    mask = mask.clamp(min=-1e4)  # finite differences need finite scores
+    leaves = [t[1:, :2, 4:12, :4].clone().requires_grad_() for t in (q, k, v)]  # its last 2 keys are padding
+    window = mask[1:, :, :, 4:12]
+    assert torch.autograd.gradcheck(lambda a, b, c: model_module.MatmulBackwardAttention.apply(a, b, c, window),
+                                    leaves)
+    q, k, v, mask = _padded_inputs(torch.float32)
+    ours = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    model_module.MatmulBackwardAttention.apply(*ours, mask).square().sum().backward()
+    sdpa = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    F.scaled_dot_product_attention(*sdpa, attn_mask=mask).square().sum().backward()
+    for a, b in zip(ours, sdpa):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_training_attention_backwards_stay_within_bf16_rounding_of_fp32():
+    """Differentiable bf16 attention on CPU takes the calibrated backward (for speed): the fp32 one is at least as
+    close to a full fp32 computation as bf16 SDPA's own; the matmul one (softmax in fp32, the (T, T) gradient
+    rounded to bf16 before its two matmuls) within two bf16 steps of it; and the padding mask still applies."""
+    q, k, v, mask = _padded_inputs(torch.bfloat16)
+    reference = _attention_and_grads(q.float(), k.float(), v.float(), mask.float(), "sdpa")
+    plain = _attention_and_grads(q, k, v, mask, "sdpa")
+    for how in ("matmul", "fp32"):
+        fast = _attention_and_grads(q, k, v, mask, how)
+        for name, r, a, b in zip(["out", "dq", "dk", "dv"], reference, fast, plain):
+            err_fast, err_plain = ((x - r).abs().max().item() / r.abs().max().item() for x in (a, b))
+            bound = err_plain + 1e-3 if how == "fp32" else 2.0 ** -7
+            assert err_fast <= bound, (how, name, err_fast, err_plain)
+        assert fast[2][1, :, 10:].abs().max() == 0  # masked keys get no gradient
+    # Attention dropout: the matmul backward cannot replay SDPA's dropout mask, so "matmul" runs the fp32 one.
+    torch.manual_seed(3)
+    dropped = _attention_and_grads(q, k, v, mask, "matmul", dropout_p=0.5)
+    torch.manual_seed(3)
+    assert all(torch.equal(a, b) for a, b in zip(dropped, _attention_and_grads(q, k, v, mask, "fp32", 0.5)))
 
 
 def test_all_ones_mask_is_the_same_as_no_mask():

@@ -6,12 +6,14 @@ threads, torch 2.13, measured 2026-12-02): there bf16 autocast makes every step 
 benchmark mode does, `calibrate` times the candidates once and keeps the fastest:
 
     train   forward + backward of a one-layer copy of the model (same H, I, heads, E, V) on a (B, T) batch
-            with 20 masked positions per row: fp32; bf16 autocast; bf16 with SDPA's backward in bf16 instead
-            of fp32; bf16 with the tanh GELU instead of the erf one
-    infer   forward under inference_mode: fp32; bf16 autocast; bf16 with the tanh GELU
+            with 20 masked positions per row: fp32; and bf16 autocast with each combination of the attention
+            backward (bf16 matmuls, SDPA in fp32, SDPA's own in bf16) and the erf or the tanh GELU
+    infer   forward under inference_mode: fp32; bf16 autocast with the erf or the tanh GELU
 
-Variants are timed round-robin (medians), so load on the machine hits them alike. bf16 is chosen only when it
-is at least 5% faster than fp32 (it costs precision). The result is cached under
+Variants are timed round-robin (medians), each round starting one variant later, so load on the machine and
+what one variant leaves behind for the next hit them alike. The fastest bf16 variant is kept as it was timed
+(two switches that each pay alone need not pay together), and bf16 only when it is at least 5% faster than
+fp32 (it costs precision). The result is cached under
 ~/.cache/litebert/calibration/ (or $LITEBERT_CALIBRATION_DIR) by the CPU model, flags, torch version, threads,
 shape and mode, so a machine makes the same choice run after run; runs write it to their logs.
 """
@@ -42,7 +44,7 @@ log = logging.getLogger("litebert")
 MODES = ("train", "infer")
 BF16_MARGIN = 0.95
 """bf16 must take at most this fraction of fp32's time to be chosen."""
-VERSION = 1
+VERSION = 2
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -52,7 +54,8 @@ class Calibration:
     bf16: bool
     """bf16 autocast pays at this shape on this machine."""
     erf_gelu_bf16: bool
-    fp32_attention_backward: bool
+    attention_backward: str
+    """model.ATTENTION_BACKWARDS: "matmul", "fp32" or "sdpa" (inference: "sdpa", there is no backward)."""
     length: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     """Median milliseconds per variant."""
@@ -62,7 +65,8 @@ class Calibration:
     def apply(self) -> None:
         """Set the model's CPU fast-path switches to what was measured (process-wide, like torch.backends)."""
         lm.CPU_FAST_PATHS.erf_gelu_bf16 = self.erf_gelu_bf16
-        lm.CPU_FAST_PATHS.fp32_attention_backward_max_len = self.length if self.fp32_attention_backward else 0
+        lm.CPU_FAST_PATHS.attention_backward = self.attention_backward
+        lm.CPU_FAST_PATHS.attention_backward_max_len = self.length
 
     def describe(self) -> str:
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items())
@@ -112,14 +116,19 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     return result
 
 
+BF16_VARIANTS = {"bf16": (True, "matmul"), "bf16, fp32 attention backward": (True, "fp32"),
+                 "bf16, SDPA attention backward": (True, "sdpa"), "bf16, tanh GELU": (False, "matmul"),
+                 "bf16, tanh GELU, fp32 attention backward": (False, "fp32"),
+                 "bf16, tanh GELU, SDPA attention backward": (False, "sdpa")}
+"""name -> (erf GELU in bf16, attention backward) of each bf16 variant; "bf16" is the model's default."""
+
+
 def decide(seconds: dict[str, float], mode: str, length: int, key: dict[str, Any]) -> Calibration:
-    """The fastest switches among the timed variants (bf16 only with its 5% margin over fp32)."""
-    erf = seconds["bf16"] <= seconds.get("bf16, tanh GELU", float("inf"))
-    fp32_attention = mode == "train" and seconds["bf16"] <= seconds.get("bf16, bf16 attention backward",
-                                                                          float("inf"))
-    best_bf16 = min(t for name, t in seconds.items() if name != "fp32")
-    return Calibration(mode=mode, bf16=best_bf16 <= BF16_MARGIN * seconds["fp32"], erf_gelu_bf16=erf,
-                       fp32_attention_backward=fp32_attention, length=length,
+    """The fastest timed bf16 variant's switches (bf16 itself only with its 5% margin over fp32)."""
+    best = min((name for name in seconds if name != "fp32"), key=seconds.__getitem__)
+    erf, backward = BF16_VARIANTS[best]
+    return Calibration(mode=mode, bf16=seconds[best] <= BF16_MARGIN * seconds["fp32"], erf_gelu_bf16=erf,
+                       attention_backward=backward if mode == "train" else "sdpa", length=length,
                        timings_ms={k: round(v * 1e3, 3) for k, v in seconds.items()}, key=key)
 
 
@@ -138,10 +147,7 @@ def variants(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[s
         def run(bf16: bool) -> None:
             with torch.inference_mode(), _autocast(bf16):
                 model(ids, ones, zeros)
-        out = {"fp32": lambda: run(False), "bf16": _switched(lambda: run(True), erf_gelu_bf16=True)}
-        if gelu_switch:
-            out["bf16, tanh GELU"] = _switched(lambda: run(True), erf_gelu_bf16=False)
-        return out
+        return _with_bf16_variants(run, mode, length, gelu_switch)
     model = lm.AlbertForPreTraining(small).train()
     P = min(20, length - 1)
     positions = torch.stack([torch.randperm(length - 1, generator=g)[:P] + 1 for _ in range(batch)]).sort(-1).values
@@ -154,19 +160,24 @@ def variants(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[s
                          masked_lm_positions=positions).loss
         loss.backward()
         model.zero_grad(set_to_none=True)
-    out = {"fp32": lambda: step(False),
-           "bf16": _switched(lambda: step(True), erf_gelu_bf16=True, fp32_attention_backward_max_len=length),
-           "bf16, bf16 attention backward": _switched(lambda: step(True), erf_gelu_bf16=True,
-                                                      fp32_attention_backward_max_len=0)}
-    if gelu_switch:
-        out["bf16, tanh GELU"] = _switched(lambda: step(True), erf_gelu_bf16=False,
-                                           fp32_attention_backward_max_len=length)
+    return _with_bf16_variants(step, mode, length, gelu_switch)
+
+
+def _with_bf16_variants(run: Callable[[bool], None], mode: str, length: int,
+                        gelu_switch: bool) -> dict[str, Callable[[], None]]:
+    """fp32 and the BF16_VARIANTS that apply: the tanh GELU only where the model's GELU has that form, and the
+    attention backward switch only in training."""
+    out = {"fp32": lambda: run(False)}
+    for name, (erf, backward) in BF16_VARIANTS.items():
+        if (erf or gelu_switch) and (mode == "train" or backward == "matmul"):
+            out[name] = _switched(lambda: run(True), erf_gelu_bf16=erf, attention_backward=backward,
+                                  attention_backward_max_len=length)
     return out
 
 
 def interleaved_medians(fns: dict[str, Callable[[], None]], budget_s: float = 0.5) -> dict[str, float]:
     """Median seconds per call of each function, called in turn (one warm-up each; 5 to 50 rounds, about
-    `budget_s` of calls per function)."""
+    `budget_s` of calls per function; round r starts at the r-th function, so none always follows the same)."""
     warm = {}
     for name, fn in fns.items():
         t0 = time.perf_counter()
@@ -174,10 +185,11 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], budget_s: float = 0.
         warm[name] = time.perf_counter() - t0
     rounds = max(5, min(50, int(budget_s / max(max(warm.values()), 1e-4))))
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from litebert.hardware import keep_freed_memory
+        keep_freed_memory()  # before the first tensor: steps then reuse their memory instead of faulting it in
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         # Bad input is reported in one line, without a traceback.

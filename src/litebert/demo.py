@@ -42,7 +42,8 @@ from litebert.config import fields
 from litebert.config.demo import GPU_RECIPE, SOURCES, DemoConfig  # noqa: F401
 from litebert.config.pretrain import parse_duration
 from litebert import calibrate
-from litebert.hardware import cpu_kind
+from litebert import hardware
+
 
 REVIEWS_TASK = "movie-reviews"
 def for_device(cfg: DemoConfig) -> DemoConfig:
@@ -435,11 +436,12 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     ft_dir, ft = stage_finetune(cfg, labelled, pretrained, tok_dir, use_bf16, data, log)
     stages = {"tokenizer": (tok_dir, tok), "data": (data_dir, made), "baselines": (base_dir, base),
               "pretrain": (pre_dir, pre), "finetune": (ft_dir, ft)}
-    device = torch.cuda.get_device_name() if cfg.device.startswith("cuda") else cpu_kind()
+    device = torch.cuda.get_device_name() if cfg.device.startswith("cuda") else hardware.cpu_kind()
     facts = {"machine": device, "python": platform.python_version(),
              "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": use_bf16,
              "precision": precision["how"],
              "precision_timings": (precision["calibration"] or {}).get("timings_ms"),
+             "memory": hardware.ALLOCATOR,
              "budget": sizing,
              "date": time.strftime("%Y-%m-%d %H:%M"), "total_seconds": round(time.perf_counter() - start, 1),
              "corpus": {"sources": sorted(sources), **text_stats},

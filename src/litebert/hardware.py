@@ -1,10 +1,13 @@
 """What the machine can do: the CPU's name and matrix-unit flags, and whether bf16 runs natively.
 
 Reports and benchmarks name the CPU kind they ran on (bf16 speed differs ~5x between an AMX Xeon and an
-AVX512-BF16 EPYC), and the demo and fine-tuning turn bf16 autocast on only where it is native.
+AVX512-BF16 EPYC), and the demo and fine-tuning turn bf16 autocast on only where it is native. The process's
+allocator setting (`keep_freed_memory`) lives here too: it is a fact of the machine's C library, not of a run.
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import platform
 from pathlib import Path
 
@@ -56,3 +59,41 @@ def bf16_supported(device: str = "cpu") -> bool:
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+MALLOC_ENV = "LITEBERT_MALLOC"
+"""`system` leaves the C library's allocator as it is; unset or `keep`, `keep_freed_memory` applies."""
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
+ALLOCATOR = "system"
+"""What `keep_freed_memory` set in this process, for run logs."""
+
+
+def keep_freed_memory() -> str:
+    """Have glibc keep freed memory for reuse instead of handing it back to the kernel; returns what was set.
+
+    Why: glibc serves each block above its mmap threshold (128 KiB, adapting up to 32 MiB) with a fresh mapping
+    and unmaps it when freed, so every training step's activations land on new pages the kernel must fault in and
+    zero. An ALBERT-base 32x128 bf16 step took ~330,000 page faults (1.3 GB zeroed); with mmap off and trimming
+    off (the heap keeps what it grew to) it takes none and runs 9-12% faster, the demo's small model 1.37x
+    (benchmarks/bench_allocator.py). The cost: the process holds its peak memory until it exits, as PyTorch's
+    CUDA caching allocator does on a GPU. Process-wide and one-way (glibc's adaptive threshold cannot be
+    restored), so the CLI applies it at start; `LITEBERT_MALLOC=system` opts out. Elsewhere than glibc (musl,
+    macOS, Windows) it does nothing."""
+    global ALLOCATOR
+    choice = os.environ.get(MALLOC_ENV, "keep").strip().lower() or "keep"
+    if choice not in ("keep", "system"):
+        raise ValueError(f"{MALLOC_ENV}={choice!r}: expected 'keep' (the default) or 'system'")
+    if choice == "system":
+        ALLOCATOR = f"system ({MALLOC_ENV}=system)"
+        return ALLOCATOR
+    if platform.libc_ver()[0] != "glibc":
+        ALLOCATOR = "system (not glibc)"
+        return ALLOCATOR
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # -1 turns trimming off (mallopt(3)); without M_MMAP_MAX=0 large blocks would still be mapped per call.
+    if mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, -1):
+        ALLOCATOR = "glibc, freed memory kept (mmap off, no trim)"
+    else:
+        ALLOCATOR = "system (glibc refused mallopt)"
+    return ALLOCATOR

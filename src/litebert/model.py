@@ -5,7 +5,7 @@ layer) → AlbertModel (+ tanh pooler) → heads. The module knows nothing of tr
 and saving checkpoints lives in `litebert.convert` (reached through `from_pretrained` / `save_pretrained`).
 
 Fast paths, each worth measured in benchmarks/levers.py: `gelu_tanh` (erf GELU for bf16, CPU only),
-`attention` (fp32 backward for short bf16 sequences, CPU only), `AlbertAttention.fused_qkv` (one Q/K/V
+`attention` (for short bf16 sequences, a backward of plain matmuls or in fp32, CPU only), `AlbertAttention.fused_qkv` (one Q/K/V
 matmul, built once per forward for a shared block) and `extended_attention_mask` (no mask when nothing is
 padded). The first two are CPU_FAST_PATHS switches that `litebert.calibrate` sets per machine.
 
@@ -34,8 +34,14 @@ class CpuFastPaths:
 
     erf_gelu_bf16: bool = True
     """bf16 `gelu_new` on CPU runs the exact (erf) GELU (see gelu_tanh)."""
-    fp32_attention_backward_max_len: int = 128
-    """bf16 attention that will be differentiated runs in fp32 up to this sequence length (see attention)."""
+    attention_backward: str = "matmul"
+    """How bf16 attention that will be differentiated runs up to `attention_backward_max_len` (see attention):
+    "matmul" (SDPA forward, a backward of bf16 matmuls), "fp32" (SDPA in fp32) or "sdpa" (SDPA's own bf16)."""
+    attention_backward_max_len: int = 128
+    """Longer sequences take SDPA's own bf16 backward."""
+
+
+ATTENTION_BACKWARDS = ("matmul", "fp32", "sdpa")
 
 
 CPU_FAST_PATHS = CpuFastPaths()
@@ -146,19 +152,58 @@ class AlbertEmbeddings(nn.Module):
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
     """Scaled dot-product attention, q/k/v (B, nh, T, hs) → (B, nh, T, hs); `mask` additive (B, 1, 1, T).
 
-    On an AMX Xeon, SDPA's flash-attention backward is slower in bf16 than in fp32 for short sequences (8 x 12
-    heads of 64, torch 2.13, forward + backward per layer, bf16 vs fp32 with the cast: T=128 22 vs 15 ms; T=256
-    35 vs 47 ms; T=512 85 vs 134 ms; benchmarks/cpu_kernels.py), so bf16 attention that will be differentiated
-    runs in fp32 up to CPU_FAST_PATHS.fp32_attention_backward_max_len (calibrated per machine).
+    On a CPU, SDPA's flash-attention backward is slow in bf16 for short sequences: on an AMX Xeon (12 heads of 64,
+    torch 2.13, forward + backward per layer, padded) 21.5 ms at 8x128 and 87 ms at 32x128; 12.2 and 58 ms with
+    the attention upcast to fp32; 9.8 and 37 ms with `MatmulBackwardAttention`. At 8x512 SDPA's own is the
+    fastest (86 against 108 and 129 ms; benchmarks/cpu_kernels.py).
+    So bf16 attention that will be differentiated, up to CPU_FAST_PATHS.attention_backward_max_len, takes the
+    backward CPU_FAST_PATHS.attention_backward names (calibrated per machine); with attention dropout, whose
+    mask the matmul backward does not replay, "matmul" falls back to "fp32".
     """
-    upcast = (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
-              and q.shape[-2] <= CPU_FAST_PATHS.fp32_attention_backward_max_len)
-    if not upcast:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-    with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs straight back to bf16
-        mask = mask.float() if mask is not None else None
-        ctx = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout_p)
-    return ctx.to(q.dtype)
+    how = "sdpa"
+    if (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
+            and q.shape[-2] <= CPU_FAST_PATHS.attention_backward_max_len):
+        how = CPU_FAST_PATHS.attention_backward
+        how = "fp32" if how == "matmul" and dropout_p > 0 else how
+    if how == "matmul":
+        return MatmulBackwardAttention.apply(q, k, v, mask)
+    if how == "fp32":
+        with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs straight back to bf16
+            mask = mask.float() if mask is not None else None
+            ctx = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                                 dropout_p=dropout_p)
+        return ctx.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+class MatmulBackwardAttention(torch.autograd.Function):
+    """SDPA's forward (no dropout); a backward of batched matmuls in the inputs' dtype, softmax in fp32.
+
+    Like flash attention it saves only q, k, v and the output and recomputes the (T, T) probabilities, so it
+    keeps no more memory than SDPA. In fp32 it is the exact gradient (tests/test_model_fast_paths.py).
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
+        ctx.save_for_backward(q, k, v, out, mask)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        q, k, v, out, mask = ctx.saved_tensors
+        scale, wide = q.shape[-1] ** -0.5, torch.promote_types(q.dtype, torch.float32)  # softmax in >= fp32
+        scores = torch.matmul(q, k.transpose(-1, -2)).to(wide).mul_(scale)  # (B, nh, T, T)
+        if mask is not None:
+            scores += mask
+        p = torch.softmax(scores, -1)  # (B, nh, T, T)
+        grad_out = grad_out.to(q.dtype)
+        grad_v = torch.matmul(p.to(q.dtype).transpose(-1, -2), grad_out)  # (B, nh, T, hs)
+        grad_p = torch.matmul(grad_out, v.transpose(-1, -2)).to(wide)  # (B, nh, T, T)
+        # softmax backward: dS = P * (dP - rowsum(P * dP)), and rowsum(P * dP) = rowsum(dO * O) since O = P V
+        delta = (grad_out.to(wide) * out.to(wide)).sum(-1, keepdim=True)  # (B, nh, T, 1)
+        grad_s = p.mul_(grad_p.sub_(delta)).mul_(scale).to(q.dtype)  # (B, nh, T, T)
+        return torch.matmul(grad_s, k), torch.matmul(grad_s.transpose(-1, -2), q), grad_v, None
 
 
 class AlbertAttention(nn.Module):

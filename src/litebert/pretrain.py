@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from litebert import calibrate
 from litebert import checkpoint as ckpt
 from litebert import distributed as D
+from litebert import hardware
 from litebert import step as S
 from litebert.config import AlbertConfig, fields
 from litebert.config.pretrain import MLM_BIAS_INITS, Plan, PretrainConfig, config_differences, parse_duration, plan
@@ -663,6 +664,7 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> RunLog:
     log.message(run_shape(config, world.world_size, r.manifest))
     log.message(f"precision: {'bf16 autocast' if r.precision['bf16'] else 'fp32'} ({r.precision['how']}"
                 + (f"; {r.precision['description']})" if r.precision["description"] else ")"))
+    log.message(f"memory: {hardware.ALLOCATOR}")
     if config.model.init_from and saved is None:
         log.message(f"model: initialised from {config.model.init_from} (its architecture and weights; "
                     f"a fresh optimizer and schedule)")

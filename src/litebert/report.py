@@ -168,11 +168,12 @@ def precision_line(facts: dict) -> str:
     """Which precision every stage ran in, and the measurement that chose it (`litebert.calibrate`)."""
     chosen = "bf16 autocast" if facts["bf16"] else "fp32"
     timings = facts.get("precision_timings")
+    memory = f" Memory: {facts['memory']}." if facts.get("memory") else ""  # absent from reports before it was set
     if not timings:
-        return f"Precision: {chosen} ({facts.get('precision', 'as configured')})."
+        return f"Precision: {chosen} ({facts.get('precision', 'as configured')}).{memory}"
     measured = ", ".join(f"{name} {ms:.0f} ms" for name, ms in timings.items())
     return (f"Precision: {chosen}, chosen on this machine by timing one layer's training step at the pretraining "
-            f"shape ({measured}); bf16 is taken only when at least 5% faster.")
+            f"shape ({measured}); bf16 is taken only when at least 5% faster.{memory}")
 
 
 def recipe_line(config: dict[str, str], manifest: dict) -> str:

@@ -32,6 +32,7 @@ import torch
 from litebert import calibrate
 from litebert import checkpoint as ckpt
 from litebert import distributed as D
+from litebert import hardware
 from litebert import metrics
 from litebert import step as S
 from litebert.config import AlbertConfig, FinetuneConfig, fields
@@ -679,7 +680,7 @@ def _open_log(r: FinetuneRun, data: TaskData, seed: int) -> None:
                  "steps": r.total, "warmup": r.warmup, "lr": sizes.lr, "batch_size": sizes.batch_size,
                  "accumulate": config.accumulate, "optimizer": config.optimizer,
                  "max_seq_length": sizes.max_seq_length, "padding": config.padding, "bf16": r.precision["bf16"],
-                 "precision": r.precision["description"] or r.precision["how"],
+                 "precision": r.precision["description"] or r.precision["how"], "memory": hardware.ALLOCATOR,
                  "truncated": {"train": r.train.truncated, "selection": r.selection.truncated}})
     why = {"words": f"words past max_seq_length {sizes.max_seq_length}, predicted \"O\"",
            "questions": f"questions longer than max_query_length {config.max_query_length}, their first pieces kept"}
