@@ -44,7 +44,6 @@ from litebert.config.pretrain import parse_duration
 from litebert import calibrate
 from litebert import hardware
 
-
 REVIEWS_TASK = "movie-reviews"
 def for_device(cfg: DemoConfig) -> DemoConfig:
     """The config to run: on CUDA, GPU_RECIPE's larger model unless the user changed the model."""

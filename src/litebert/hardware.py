@@ -73,12 +73,12 @@ def keep_freed_memory() -> str:
 
     Why: glibc serves each block above its mmap threshold (128 KiB, adapting up to 32 MiB) with a fresh mapping
     and unmaps it when freed, so every training step's activations land on new pages the kernel must fault in and
-    zero. An ALBERT-base 32x128 bf16 step took ~330,000 page faults (1.3 GB zeroed); with mmap off and trimming
-    off (the heap keeps what it grew to) it takes none and runs 9-12% faster, the demo's small model 1.37x
-    (benchmarks/bench_allocator.py). The cost: the process holds its peak memory until it exits, as PyTorch's
-    CUDA caching allocator does on a GPU. Process-wide and one-way (glibc's adaptive threshold cannot be
-    restored), so the CLI applies it at start; `LITEBERT_MALLOC=system` opts out. Elsewhere than glibc (musl,
-    macOS, Windows) it does nothing."""
+    zero. An ALBERT-base 32x128 bf16 step took ~340,000 page faults (1.3 GB zeroed); with mmap off and trimming
+    off (the heap keeps what it grew to) it takes none. On an AMX Xeon that made ALBERT-base training steps
+    1.09-1.20x faster, the demo model's 1.54x, and inference 1.26-1.67x (benchmarks/bench_allocator.py). The
+    cost: the process holds its peak memory until it exits, as PyTorch's CUDA caching allocator does on a GPU.
+    Process-wide and one-way (glibc's adaptive threshold cannot be restored), so the CLI applies it at start;
+    `LITEBERT_MALLOC=system` opts out. Elsewhere than glibc (musl, macOS, Windows) it does nothing."""
     global ALLOCATOR
     choice = os.environ.get(MALLOC_ENV, "keep").strip().lower() or "keep"
     if choice not in ("keep", "system"):

@@ -5,9 +5,10 @@ layer) → AlbertModel (+ tanh pooler) → heads. The module knows nothing of tr
 and saving checkpoints lives in `litebert.convert` (reached through `from_pretrained` / `save_pretrained`).
 
 Fast paths, each worth measured in benchmarks/levers.py: `gelu_tanh` (erf GELU for bf16, CPU only),
-`attention` (for short bf16 sequences, a backward of plain matmuls or in fp32, CPU only), `AlbertAttention.fused_qkv` (one Q/K/V
-matmul, built once per forward for a shared block) and `extended_attention_mask` (no mask when nothing is
-padded). The first two are CPU_FAST_PATHS switches that `litebert.calibrate` sets per machine.
+`attention` (for short bf16 sequences, a backward of plain matmuls or in fp32, CPU only),
+`AlbertAttention.fused_qkv` (one Q/K/V matmul, built once per forward for a shared block) and
+`extended_attention_mask` (no mask when nothing is padded). The first two are CPU_FAST_PATHS switches that
+`litebert.calibrate` sets per machine.
 
 Shapes: B batch, T sequence length, H hidden size, E embedding size, V vocabulary, nh heads, hs head size,
 P masked positions per sequence, C choices, k top-k candidates.
