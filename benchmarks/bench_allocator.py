@@ -6,7 +6,7 @@ process-wide and one-way, so each (case, allocator) runs in a fresh process of i
 alternate, round by round, and the median over rounds of each process's median step is kept.
 
 Cases (litebert only: the setting acts on the process, so transformers in the same process would gain alike):
-    train   forward + backward + AdamW of AlbertForPreTraining on 20 masked positions (bench_train.py's step)
+    train   forward + backward + AdamW of AlbertForPreTraining on 20 masked positions (bench_memory.training_step)
     infer   AlbertModel under inference_mode
 each in the precision `litebert.calibrate` picks on this machine for that shape, as runs do. Reported per case:
 step seconds, the speed-up, minor page faults per step, and the process's peak resident memory.
@@ -30,10 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import make_batch, model_config, ours_step  # noqa: E402
+from bench_memory import training_step  # noqa: E402
+from bench_train import make_batch, model_config  # noqa: E402
 from common import cpu_tag, format_table, machine_info, set_threads, time_once, write_json  # noqa: E402
 from litebert import calibrate, hardware  # noqa: E402
-from litebert.model import AlbertForPreTraining, AlbertModel  # noqa: E402
+from litebert.model import AlbertModel  # noqa: E402
 
 CASES = ("train:demo:64x64", "train:albert-base-v2:8x128", "train:albert-base-v2:32x128",
          "train:albert-base-v2:8x512", "infer:demo:64x64", "infer:albert-base-v2:32x128")
@@ -46,26 +47,16 @@ def case_step(mode: str, preset: str, batch: int, length: int):
     bf16, choice = calibrate.resolve_bf16("cpu", None, config, batch, length, mode)
     if bf16 and choice is not None:
         choice.apply()
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    if mode == "train":
+        return training_step("litebert", preset, batch, length, bf16, "cpu")[0], bf16
     torch.manual_seed(0)
     b = make_batch(config, batch, length)
-    if mode == "infer":
-        encoder = AlbertModel(config).eval()
+    encoder = AlbertModel(config).eval()
 
-        def infer() -> None:
-            with torch.inference_mode(), autocast:
-                encoder(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-        return infer, bf16
-    model = AlbertForPreTraining(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-
-    def train() -> None:
-        with autocast:
-            loss = ours_step(model, b)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return train, bf16
+    def infer() -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            encoder(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    return infer, bf16
 
 
 def child(case: str, steps: int) -> dict:

@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="litebert",
         description="ALBERT in PyTorch: model, tokenizer, pretraining data, pretraining, fine-tuning.",
+        epilog="environment: LITEBERT_MALLOC=system leaves glibc's allocator as it is (by default freed memory is "
+               "kept for reuse, so steps do not fault their activations in again); LITEBERT_CALIBRATION_DIR and "
+               "LITEBERT_ONNX_DIR move the caches of precision measurements and ONNX exports from "
+               "~/.cache/litebert.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
