@@ -11,7 +11,8 @@ Contenders, all on the same weights (a random model of each preset, saved by lit
 HF's graph comes from torch's TorchScript exporter (what `optimum-cli export onnx` runs); litebert's from
 `litebert.export.export_onnx`. Each shape's contenders are timed round-robin (see common.py); the table
 gives tokens/s and the ratio to the better of HF bf16 autocast and onnxruntime-on-HF. The bf16 and fp32
-matmul rates of the machine are measured in the same run, for reference.
+matmul rates of the machine are measured in the same run, for reference. litebert's bf16 contenders run with the
+fast paths `litebert.calibrate` measures for inference at each shape (as `litebert predict` does).
 
     python benchmarks/bench_inference.py [--quick] [--repeats 2] [--threads N] [--presets albert-tiny] [--compile]
 Writes benchmarks/results/inference.json (--output names another file there).
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import format_table, interleaved_medians, machine_info, matmul_tflops, set_threads, \
     use_run_allocator, write_json  # noqa: E402
 
-from litebert import AlbertConfig, AlbertModel  # noqa: E402
+from litebert import AlbertConfig, AlbertModel, calibrate  # noqa: E402
 from litebert.export import export_onnx, ort_session, quantize_int8  # noqa: E402
 from litebert.quantize import quantize_dynamic_int8  # noqa: E402
 
@@ -140,6 +141,9 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
     results, compiled = [], {}
     for batch, seq in shapes:
         inputs = inputs_for(ours.config, batch, seq)
+        chosen = calibrate.calibrate(ours.config, batch, seq, "infer")  # litebert's bf16 fast paths, as predict's
+        chosen.apply()
+        print(f"  {preset} {batch}x{seq}: {chosen.describe()}", flush=True)
         fns = {"litebert fp32": torch_runner(ours, inputs, False),
                "litebert bf16 autocast": torch_runner(ours, inputs, True),
                "litebert bf16 weights": torch_runner(ours_bf16, inputs, False),

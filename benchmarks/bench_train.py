@@ -8,8 +8,9 @@ positions (-100 where nothing is masked) and so builds (B, T, V) logits; liteber
 Timings interleave the models step by step and report the median, which blunts other load on the machine.
 On a GPU (--device cuda, the default where one is present) the same steps run there, timed with
 synchronisation; --compile adds torch.compile(litebert) as a third contender (its compile timed apart, as the
-first step). The CPU-only fast paths in litebert.model (fp32 attention backward, erf GELU in bf16) switch
-themselves off on a GPU.
+first step). On a CPU in bf16, litebert runs with the fast paths `litebert.calibrate` measures for the shape
+(as `litebert pretrain` does: attention backward, GELU form, matmul row blocks; the choice is in the JSON); they
+switch themselves off on a GPU.
 
 Model FLOP utilisation (MFU) = model FLOPs per step / step time / this machine's dense matmul rate in the
 step's dtype (bf16 or fp32): the best of a few square sizes with `common.matmul_tflops`, measured in the
@@ -37,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, matmul_tflops, set_threads, time_once, use_run_allocator, write_json  # noqa: E402
+from litebert import calibrate  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
 from litebert.model import AlbertForPreTraining  # noqa: E402
 
@@ -115,6 +117,9 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
     """Median step time of each contender, timed step by step in turn (warm-up step first, and for the
     compiled model the compile, timed apart)."""
     config = model_config(preset)
+    chosen = calibrate.calibrate(config, batch, length, "train") if device == "cpu" and bf16 else None
+    if chosen is not None:
+        chosen.apply()
     runs = contenders(config, device, compile_ours)
     b = to_device(make_batch(config, batch, length), device)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, (m, _) in runs.items()}
@@ -134,7 +139,8 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
         for name in runs:
             times[name].append(time_once(lambda: step(name)))
     out = {"preset": preset, "batch": batch, "seq_length": length, "device": device,
-           "dtype": "bf16-autocast" if bf16 else "fp32", "flops_per_step": train_flops(config, batch, length)}
+           "dtype": "bf16-autocast" if bf16 else "fp32", "flops_per_step": train_flops(config, batch, length),
+           "fast_paths": chosen.describe() if chosen is not None else None}
     for name, ts in times.items():
         key = name.replace(" ", "_")
         out[f"{key}_step_s"] = statistics.median(ts)

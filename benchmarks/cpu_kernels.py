@@ -8,6 +8,9 @@
     B x T = 8x128, 32x128, 8x256, 8x512: where the default ("matmul" up to T = 128) comes from.
   - bf16 matmul rate of x (M, 768) @ W^T for output widths 768 (Q, K, V apart), 2304 (fused Q/K/V) and 3072
     (FFN in), at M = 1024 rows (8 x 128 tokens) and 4096 (8 x 512).
+  - bf16 rate of every albert-base projection matmul (N, K) @ (K, M) (forward and input gradient) at N = 512 to
+    4096 rows, whole and through `litebert.model.matmul` in blocks of 256 / 512 / 1024 rows: where the row-block
+    plan that `litebert.calibrate` measures per run comes from.
 Variants of one measurement are timed round-robin (common.interleaved_medians).
 
     PYTHONPATH=src .venv/bin/python benchmarks/cpu_kernels.py [--repeats 9] [--threads N]   # ~1 min
@@ -85,6 +88,25 @@ def matmul_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def row_block_rows(repeats: int) -> list[dict]:
+    rows = []
+    for n in (512, 768, 1024, 2048, 4096):
+        for k, m in ((768, 768), (768, 2304), (768, 3072), (2304, 768), (3072, 768)):
+            a, b = torch.randn(n, k).to(BF16), torch.randn(k, m).to(BF16)
+            key = lm.matmul_key(BF16, n, k, m)
+
+            def blocked(rows_per_block, a=a, b=b, key=key):
+                def run():
+                    with mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {key: rows_per_block}):
+                        lm.matmul(a, b)
+                return run
+            fns = {f"{r}-row blocks" if r else "whole": blocked(r) for r in (0, 256, 512, 1024) if r < n}
+            for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
+                rows.append({"kernel": f"bf16 matmul {n}x{k}x{m}", "variant": name, "ms": s * 1e3,
+                             "tflops": 2 * n * k * m / s / 1e12})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -93,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     use_run_allocator()
     threads = set_threads(args.threads)
     start = time.perf_counter()
-    rows = gelu_rows(args.repeats) + attention_rows(args.repeats) + matmul_rows(args.repeats)
+    rows = (gelu_rows(args.repeats) + attention_rows(args.repeats) + matmul_rows(args.repeats)
+            + row_block_rows(args.repeats))
     print(format_table(["kernel", "variant", "ms", "TFLOP/s"],
                        [[r["kernel"], r["variant"], r["ms"], r.get("tflops", "")] for r in rows]))
     path = write_json({"rows": rows, "machine": machine_info(threads=threads),

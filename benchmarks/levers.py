@@ -2,10 +2,14 @@
 together, on an otherwise current albert-base-v2, for a training step and for inference, at B x T shapes.
 
 The levers (all in litebert/model.py), and how this script switches each off for the length of one call:
-  - fused QKV: `AlbertAttention.forward` runs three (H, H) projections again and `fused_qkv` builds nothing
+  - fused QKV: `AlbertAttention.forward` runs three (H, H) projections again and `projections` builds nothing
   - exact GELU in bf16: each FFN block's `act` becomes the tanh GELU (ALBERT's own, slow in bf16 on CPU)
   - matmul attention backward (training only): `CPU_FAST_PATHS.attention_backward` set to "fp32" (SDPA with the
     inputs cast up) or to "sdpa" (SDPA's own bf16 backward)
+  - summed shared gradients (training only): `CPU_FAST_PATHS.shared_weight_grad` off, so autograd sums the
+    layers' gradients of a shared projection as separate tensors (model.SharedWeightLinear)
+  - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole (the current
+    model runs the plan `litebert.calibrate.row_chunks` measures for the shape and mode, as runs do)
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
@@ -36,14 +40,14 @@ from common import format_table, interleaved_medians, machine_info, set_threads,
     write_json  # noqa: E402
 
 import litebert.model as lm  # noqa: E402
-from litebert import AlbertConfig  # noqa: E402
+from litebert import AlbertConfig, calibrate  # noqa: E402
 
 PRESET = "albert-base-v2"
 
 
 # ---------------------------------------------------------------------------------------------- levers off
-def three_projection_forward(self, x, mask, qkv=None):
-    """AlbertAttention.forward without the fused QKV: three (H, H) projections; `qkv` is ignored."""
+def three_projection_forward(self, x, mask, projections=None):
+    """AlbertAttention.forward without the fused QKV: three (H, H) projections; `projections` is ignored."""
     B, T, H = x.shape
     q, k, v = (lin(x).view(B, T, self.num_heads, -1).transpose(1, 2)
                for lin in (self.query, self.key, self.value))  # 3 x (B, nh, T, hs)
@@ -63,7 +67,7 @@ def additive_mask(attention_mask, dtype):
 @contextlib.contextmanager
 def no_fused_qkv(model):
     with mock.patch.object(lm.AlbertAttention, "forward", three_projection_forward), \
-            mock.patch.object(lm.AlbertAttention, "fused_qkv", lambda self: None):
+            mock.patch.object(lm.AlbertAttention, "projections", lambda self, uses=1: None):
         yield
 
 
@@ -80,9 +84,11 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "tanh GELU in bf16": tanh_gelu,
     "fp32 attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "fp32"),
     "SDPA attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"),
+    "per-layer shared gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "shared_weight_grad", False),
+    "whole matmuls": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {}),
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
 }
-TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward"}
+TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "per-layer shared gradients"}
 
 
 @contextlib.contextmanager
@@ -186,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     results, compile_s = [], {}
     for shape in args.shapes:
         batch, length = map(int, shape.split("x"))
+        lm.CPU_FAST_PATHS.row_chunks = calibrate.row_chunks(trainee.config, batch * length, "train")
         fns = training_variants(trainee, optimizer, make_batch(trainee.config, batch, length))
         results += measure("training step", shape, fns, args.repeats)
         inputs = inputs_for(encoder.config, batch, length)
+        lm.CPU_FAST_PATHS.row_chunks = calibrate.row_chunks(encoder.config, batch * length, "infer")
         if compiled is not None:
             compile_s[shape] = compile_seconds(compiled, inputs)
         results += measure("inference", shape, inference_variants(encoder, compiled, inputs), args.repeats)

@@ -61,18 +61,23 @@ def test_the_fastest_timed_combination_of_fast_paths_is_chosen():
 
 def test_a_measurement_is_cached_per_machine_and_shape(tmp_path):
     calls: list = []
-    timer = fake_timer({"fp32": 1.0, **{name: 0.5 + i / 10 for i, name in enumerate(C.BF16_VARIANTS)}}, calls)
+    timer = fake_timer({"fp32": 1.0, **{name: 0.5 + i / 10 for i, name in enumerate(C.BF16_VARIANTS)},
+                        **dict(zip(C.SHARED_VARIANTS, (0.5, 0.4)))}, calls)
     first = C.calibrate(TINY, 4, 16, "train", timer=timer)
-    assert not first.cached and first.bf16 and len(calls) == 1
-    assert calls[0] == sorted(["fp32", *C.BF16_VARIANTS])
+    assert not first.cached and first.bf16 and len(calls) == 2  # the variants, then the shared gradient pair
+    assert calls == [sorted(["fp32", *C.BF16_VARIANTS]), sorted(C.SHARED_VARIANTS)]
+    assert not first.shared_weight_grad  # per-layer gradients timed faster here
     again = C.calibrate(TINY, 4, 16, "train", timer=timer)
-    assert again.cached and len(calls) == 1 and again.timings_ms == first.timings_ms
+    assert again.cached and len(calls) == 2 and again.timings_ms == first.timings_ms
     assert again.key["torch"] == torch.__version__ and again.key["threads"] == torch.get_num_threads()
     C.calibrate(TINY, 4, 32, "train", timer=timer)  # another length: measured again
     C.calibrate(TINY, 4, 16, "infer", timer=timer)  # inference: its own variants (no attention backward)
-    assert len(calls) == 3 and calls[2] == ["bf16", "bf16, tanh GELU", "fp32"]
+    assert len(calls) == 5 and calls[4] == ["bf16", "bf16, tanh GELU", "fp32"]
     C.calibrate(TINY, 4, 16, "train", timer=timer, force=True)
-    assert len(calls) == 4
+    assert len(calls) == 7
+    unshared = AlbertConfig(**{**TINY.__dict__, "share": "none", "extra": {}})
+    C.calibrate(unshared, 4, 16, "train", timer=timer)  # nothing shared: no pair to time
+    assert len(calls) == 8 and C.shares_blocks(TINY) and not C.shares_blocks(unshared)
     for path in (tmp_path / "calibration").glob("*.json"):
         path.write_text("{not json")
     assert not C.calibrate(TINY, 4, 16, "train", timer=timer).cached  # unreadable cache: measured again
@@ -118,14 +123,57 @@ def test_a_pretraining_run_records_its_precision(tmp_path, monkeypatch, capsys):
     from test_pretrain import tiny_config, train
 
     monkeypatch.setattr(C, "bf16_supported", lambda device: True)
-    seconds = {"fp32": 1.0, **{name: 2.0 for name in C.BF16_VARIANTS}}
+    seconds = {"fp32": 1.0, **{name: 2.0 for name in C.BF16_VARIANTS}, **dict(zip(C.SHARED_VARIANTS, (1.0, 0.9)))}
     real = C.calibrate
     monkeypatch.setattr(C, "calibrate", lambda *a, **k: real(*a, **k, timer=lambda fns: seconds))
     summary = train(tiny_config(tmp_path / "auto", train={"max_steps": 2}))
     assert summary["precision"]["bf16"] is False and summary["precision"]["how"] == "calibrated"
     assert summary["precision"]["calibration"]["timings_ms"]["bf16"] == 2000.0
+    # the shared-gradient pair is timed in the chosen precision and applies in fp32 too
+    assert summary["precision"]["calibration"]["shared_weight_grad"] is False and not lm.CPU_FAST_PATHS.shared_weight_grad
     assert "precision: fp32 (calibrated; fp32 for train at 4x32 (measured: fp32 1000.0 ms, bf16 2000.0 ms" \
         in capsys.readouterr().err
     asked = train(tiny_config(tmp_path / "asked", train={"max_steps": 2, "bf16": True}))
     assert asked["precision"] == {"bf16": True, "how": "as asked", "calibration": None, "description": None}
     assert json.loads((tmp_path / "asked/summary.json").read_text())["precision"]["bf16"] is True
+
+
+def test_matmul_row_blocks_are_kept_only_where_they_are_clearly_faster(monkeypatch):
+    """Each projection matmul at the run's rows is timed whole (0) and in the row blocks below its row count; a
+    block size is kept only at <= 90% of the whole time, else the shape is recorded as whole."""
+    timings = {0: 1.0, 256: 0.95, 512: 0.8, 1024: 0.85}
+    timed: list = []
+    monkeypatch.setattr(C, "interleaved_medians",
+                        lambda fns, budget_s: timed.append(sorted(fns)) or {r: timings[r] for r in fns})
+    H, I = TINY.hidden_size, TINY.intermediate_size
+    shapes = {(H, 3 * H), (H, H), (H, I), (I, H), (3 * H, H)}
+    plan = C.row_chunks(TINY, 2048, "train")
+    assert plan == {lm.matmul_key(torch.bfloat16, 2048, k, m): 512 for k, m in shapes}
+    assert timed[0] == [0, 256, 512, 1024]
+    timings.update({512: 0.95, 1024: 0.92})
+    assert set(C.row_chunks(TINY, 2048, "infer").values()) == {0}
+    assert len(C.projection_matmuls(TINY, 2048, "infer")) == 4  # no input gradients
+    timed.clear()
+    assert set(C.row_chunks(TINY, 300, "train").values()) == {0} and timed[0] == [0, 256]
+    assert C.row_chunks(TINY, 256, "train") == {}  # too few rows to split: nothing timed
+
+
+def test_a_calibration_measures_and_records_its_matmul_plan_and_applies_it(monkeypatch):
+    seconds = {"fp32": 1.0, **{name: 0.5 for name in C.BF16_VARIANTS}}
+    real = C.interleaved_medians
+    monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s=0.5: (
+        {r: (0.5 if r == 256 else 1.0) for r in fns} if 0 in fns else real(fns, budget_s)))
+    seen: list = []
+
+    def timer(fns):  # the variants (and the shared-gradient pair) are timed under the plan just measured
+        seen.append(dict(lm.CPU_FAST_PATHS.row_chunks))
+        return {name: seconds.get(name, 0.5) for name in fns}
+    result = C.calibrate(TINY, 8, 64, "train", timer=timer)  # 512 rows
+    key = lm.matmul_key(torch.bfloat16, 512, TINY.hidden_size, TINY.hidden_size)
+    assert result.row_chunks[key] == 256 and seen == [result.row_chunks] * 2
+    assert lm.CPU_FAST_PATHS.row_chunks == {}  # measuring left the process's plan alone
+    assert "matmuls 512x32x32 in 256-row blocks" in result.describe()
+    assert C.calibrate(TINY, 8, 64, "train", timer=timer).row_chunks == result.row_chunks  # cached with it
+    lm.CPU_FAST_PATHS.row_chunks = {"bfloat16 7x7x7": 0}
+    result.apply()  # merged with what other shapes measured
+    assert lm.CPU_FAST_PATHS.row_chunks == {"bfloat16 7x7x7": 0, **result.row_chunks}

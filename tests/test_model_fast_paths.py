@@ -1,5 +1,4 @@
 """The CPU fast paths change how a number is computed, never what it is beyond bf16 rounding."""
-import dataclasses
 import math
 
 import pytest
@@ -8,6 +7,7 @@ import torch.nn.functional as F
 
 import litebert.model as model_module
 from litebert import AlbertConfig, AlbertModel
+from litebert.calibrate import fast_paths
 
 TINY = dict(vocab_size=50, embedding_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
             intermediate_size=24, max_position_embeddings=32, hidden_dropout_prob=0.0,
@@ -39,15 +39,10 @@ def test_bf16_gelu_is_the_tanh_form_to_bf16_precision():
 
 def _attention_and_grads(q, k, v, mask, how: str, dropout_p: float = 0.0):
     """Output and (dq, dk, dv) of model.attention with CPU_FAST_PATHS.attention_backward = `how`, as fp32."""
-    saved = dataclasses.asdict(model_module.CPU_FAST_PATHS)
-    model_module.CPU_FAST_PATHS.attention_backward = how
-    try:
+    with fast_paths(attention_backward=how):
         leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
         out = model_module.attention(*leaves, mask, dropout_p)
         out.float().square().sum().backward()
-    finally:
-        for name, value in saved.items():
-            setattr(model_module.CPU_FAST_PATHS, name, value)
     return [out.float()] + [t.grad.float() for t in leaves]
 
 
@@ -141,3 +136,144 @@ def test_gelu_pytorch_tanh_keeps_the_tanh_form_in_bf16():
     x = _all_bf16()
     assert torch.equal(model.encoder.ffn[0].act(x), F.gelu(x, approximate="tanh"))
     assert not torch.equal(model_module.gelu_tanh(x), F.gelu(x, approximate="tanh"))
+
+
+# ---------------------------------------------------------------------------------------------- projections
+def _gradients(model, ids, mask, loss_of, **switches) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    with fast_paths(**switches):
+        loss_of(model(ids, mask, output_hidden_states=True)).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def _same(a: torch.Tensor, b: torch.Tensor, tolerance: float = 1e-5) -> bool:
+    """Equal to fp32 rounding, relative to the tensor's largest entry."""
+    return (a - b).abs().max().item() <= tolerance * a.abs().max().item() + 1e-8  # key biases: ~0 (softmax)
+
+
+def _count_linear_calls(monkeypatch) -> list:
+    calls = []
+    real = model_module.Linear.apply
+    monkeypatch.setattr(model_module.Linear, "apply", lambda *a: calls.append(a[3]) or real(*a))
+    return calls
+
+
+SHARINGS = [dict(share="all"), dict(share="attention"), dict(share="ffn"),
+            dict(share="all", num_hidden_layers=4, num_hidden_groups=2), dict(share="none")]
+
+
+@pytest.mark.parametrize("sharing", SHARINGS, ids=lambda s: "-".join(map(str, s.values())))
+def test_a_shared_layer_sums_its_weight_gradient_in_place_to_the_same_gradient(sharing, monkeypatch):
+    """The shared-gradient Linear gives autograd's own gradients (fp32, padding included), also for a loss on an
+    inner layer only (whose backward never reaches the later layers) and for a graph run backward twice."""
+    torch.manual_seed(0)
+    model = AlbertModel(AlbertConfig(**{**TINY, **sharing})).eval()  # eval: no dropout, same masks both ways
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    mask[0, 5:] = 0
+    calls = _count_linear_calls(monkeypatch)
+    shared_blocks = sharing["share"] != "none"
+    probe = torch.randn(3, 7, TINY["hidden_size"])  # a sum of squares of LayerNorm outputs is nearly constant
+    for loss_of in (lambda out: (out.last_hidden_state * probe).sum() + out.pooler_output.sum(),
+                    lambda out: (out.hidden_states[1] * probe).sum()):
+        plain = _gradients(model, ids, mask, loss_of, shared_weight_grad=False, row_chunks={})
+        assert not calls
+        summed = _gradients(model, ids, mask, loss_of, shared_weight_grad=True, row_chunks={})
+        assert bool(calls) == shared_blocks and all(s is not None for s in calls)
+        calls.clear()
+        assert plain.keys() == summed.keys()
+        for name in plain:
+            assert _same(plain[name], summed[name]), name
+    if shared_blocks:  # retain the graph, run backward twice: twice the gradient, not a leftover sum
+        model.zero_grad(set_to_none=True)
+        loss = (model(ids, mask).last_hidden_state * probe).sum()
+        loss.backward(retain_graph=True)
+        once = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        loss.backward()
+        for name, p in model.named_parameters():
+            if name in once:
+                assert _same(p.grad, 2 * once[name]), name
+        assert "encoder.attention.0.query.weight" in once
+
+
+def test_matmul_in_row_blocks_is_the_same_matmul():
+    g = torch.Generator().manual_seed(0)
+    a, b, bias = torch.randn(10, 8, generator=g), torch.randn(8, 6, generator=g), torch.randn(6, generator=g)
+    with fast_paths(row_chunks={model_module.matmul_key(torch.float32, 10, 8, 6): 4}):
+        blocked, blocked_bias = model_module.matmul(a, b), model_module.matmul(a, b, bias)
+        other_shape = model_module.matmul(a[:9], b)  # not in the plan: whole
+    assert torch.allclose(blocked, a @ b, atol=1e-6) and torch.allclose(blocked_bias, a @ b + bias, atol=1e-6)
+    assert torch.allclose(other_shape, a[:9] @ b, atol=1e-6)
+    assert model_module.matmul_key(torch.bfloat16, 1024, 768, 3072) == "bfloat16 1024x768x3072"
+
+
+def _blocks_of_4_rows(config: AlbertConfig, rows: int) -> dict[str, int]:
+    """A row plan running every projection matmul (forward and input gradient) at `rows` in blocks of 4 rows."""
+    H, I = config.hidden_size, config.intermediate_size
+    shapes = [(H, 3 * H), (H, H), (H, I), (I, H), (3 * H, H)]
+    return {model_module.matmul_key(dtype, rows, k, m): 4 for k, m in shapes for dtype in (torch.float32, torch.bfloat16)}
+
+
+def test_a_model_under_a_row_plan_computes_the_same_outputs_and_gradients(monkeypatch):
+    """Every projection matmul of a 3-layer model (21 rows) in blocks of 4 rows: the same outputs in training,
+    under inference_mode and in bf16 (to bf16 rounding), the same gradients; only the embedding projection and the
+    pooler (outside the encoder) still run F.linear."""
+    torch.manual_seed(0)
+    config = AlbertConfig(**TINY, share="none")
+    model = AlbertModel(config).eval()
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    plan = _blocks_of_4_rows(config, 21)
+    probe = torch.randn(3, 7, config.hidden_size)  # a sum of squares of LayerNorm outputs is nearly constant
+    loss_of = lambda out: (out.last_hidden_state * probe).sum()  # noqa: E731
+    calls = _count_linear_calls(monkeypatch)
+    plain = _gradients(model, ids, mask, loss_of)
+    planned = _gradients(model, ids, mask, loss_of, row_chunks=plan)
+    assert len(calls) == 4 * config.num_hidden_layers and all(s is None for s in calls)  # no sharing here
+    for name in plain:
+        assert _same(plain[name], planned[name]), name
+    with torch.inference_mode():
+        expected = model(ids, mask).last_hidden_state
+        with fast_paths(row_chunks=plan):
+            assert torch.allclose(model(ids, mask).last_hidden_state, expected, atol=1e-6)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain_bf16 = model(ids, mask).last_hidden_state
+            with fast_paths(row_chunks=plan):
+                planned_bf16 = model(ids, mask).last_hidden_state
+    assert planned_bf16.dtype == plain_bf16.dtype
+    assert (planned_bf16.float() - plain_bf16.float()).abs().max() <= 0.05 * plain_bf16.float().abs().max()
+    linears, real = [], F.linear
+    monkeypatch.setattr(F, "linear", lambda *a: linears.append(a[1].shape) or real(*a))
+    with fast_paths(row_chunks=plan):
+        model(ids, mask)
+    assert linears == [(config.hidden_size, config.embedding_size), (config.hidden_size, config.hidden_size)]
+
+
+def test_without_a_fast_path_the_projection_is_the_module_itself():
+    """No plan and nothing shared (or a GPU, or torch.compile): the nn.Linear runs as itself, hooks and all."""
+    linear = torch.nn.Linear(4, 4)
+    with fast_paths(row_chunks={}, shared_weight_grad=True):
+        assert model_module.projection(linear, 1) is linear
+        assert model_module.projection(linear, 3) is not linear  # shared in training: summed gradient
+        with torch.no_grad():
+            assert model_module.projection(linear, 3) is linear
+    with fast_paths(row_chunks={"float32 1x4x4": 0}, shared_weight_grad=True):  # measured: whole is best
+        assert model_module.projection(linear, 1) is linear
+    with fast_paths(shared_weight_grad=False):
+        assert model_module.projection(linear, 3) is linear
+
+
+def test_a_frozen_weight_still_trains_its_bias_through_the_fast_paths():
+    """BitFit (weights frozen, biases trained) under a row plan, shared blocks: autograd's bias gradients."""
+    torch.manual_seed(0)
+    config = AlbertConfig(**TINY)
+    model = AlbertModel(config).eval()
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.endswith("bias"))
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    probe = torch.randn(3, 7, config.hidden_size)
+    loss_of = lambda out: (out.last_hidden_state * probe).sum()  # noqa: E731
+    plain = _gradients(model, ids, mask, loss_of, row_chunks={})
+    planned = _gradients(model, ids, mask, loss_of, row_chunks=_blocks_of_4_rows(config, 21), shared_weight_grad=True)
+    assert plain.keys() == planned.keys() and all(name.endswith("bias") for name in plain)
+    assert {"encoder.attention.0.dense.bias", "encoder.ffn.0.intermediate.bias", "encoder.ffn.0.output.bias"} <= set(plain)
+    for name in plain:
+        assert _same(plain[name], planned[name]), name

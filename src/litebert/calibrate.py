@@ -10,6 +10,14 @@ benchmark mode does, `calibrate` times the candidates once and keeps the fastest
             backward (bf16 matmuls, SDPA in fp32, SDPA's own in bf16) and the erf or the tanh GELU
     infer   forward under inference_mode: fp32; bf16 autocast with the erf or the tanh GELU
 
+Before those, each bf16 matmul shape of the model's projections at the run's B*T rows (forward, and in training
+the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`model.matmul`): oneDNN runs some
+shapes at half its rate whole and at the full one in blocks. A block size is kept where it takes at most 90% of
+the whole matmul's time; the variants above are then timed with that plan. In training a model that shares
+blocks across layers, the chosen variant (bf16 or fp32) is then timed on a two-layer copy sharing its blocks,
+with the shared blocks' weight gradients summed in place (`model.Linear`) and as autograd sums them; the faster
+is kept.
+
 Variants are timed round-robin (medians), each round starting one variant later, so load on the machine and
 what one variant leaves behind for the next hit them alike. The fastest bf16 variant is kept as it was timed
 (two switches that each pay alone need not pay together), and bf16 only when it is at least 5% faster than
@@ -26,8 +34,8 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +52,11 @@ log = logging.getLogger("litebert")
 MODES = ("train", "infer")
 BF16_MARGIN = 0.95
 """bf16 must take at most this fraction of fp32's time to be chosen."""
-VERSION = 2
+ROW_BLOCKS = (256, 512, 1024)
+"""Row-block sizes tried for each matmul shape (those below its row count)."""
+ROW_MARGIN = 0.9
+"""A row-block size must take at most this fraction of the whole matmul's time to be kept."""
+VERSION = 3
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -57,6 +69,10 @@ class Calibration:
     attention_backward: str
     """model.ATTENTION_BACKWARDS: "matmul", "fp32" or "sdpa" (inference: "sdpa", there is no backward)."""
     length: int
+    row_chunks: dict[str, int] = field(default_factory=dict)
+    """model.matmul_key -> rows per block (0: whole) of every bf16 projection matmul measured at this shape."""
+    shared_weight_grad: bool = True
+    """A shared block sums its weight gradient in place (timed on a two-layer copy when the model shares)."""
     timings_ms: dict[str, float] = field(default_factory=dict)
     """Median milliseconds per variant."""
     key: dict[str, Any] = field(default_factory=dict)
@@ -67,11 +83,14 @@ class Calibration:
         lm.CPU_FAST_PATHS.erf_gelu_bf16 = self.erf_gelu_bf16
         lm.CPU_FAST_PATHS.attention_backward = self.attention_backward
         lm.CPU_FAST_PATHS.attention_backward_max_len = self.length
+        lm.CPU_FAST_PATHS.row_chunks = {**lm.CPU_FAST_PATHS.row_chunks, **self.row_chunks}
+        lm.CPU_FAST_PATHS.shared_weight_grad = self.shared_weight_grad
 
     def describe(self) -> str:
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items())
+        blocks = ", ".join(f"{k.split()[-1]} in {v}-row blocks" for k, v in self.row_chunks.items() if v)
         return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
-                f"({'cached' if self.cached else 'measured'}: {times})")
+                f"({'cached' if self.cached else 'measured'}: {times}{'; matmuls ' + blocks if blocks else ''})")
 
 
 def cache_dir() -> Path:
@@ -85,7 +104,8 @@ def calibration_key(config: AlbertConfig, batch: int, length: int, mode: str) ->
             "threads": torch.get_num_threads(), "mode": mode, "batch": batch, "length": length,
             "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
             "heads": config.num_attention_heads, "embedding_size": config.embedding_size,
-            "vocab_size": config.vocab_size, "hidden_act": config.hidden_act, "norm_position": config.norm_position}
+            "vocab_size": config.vocab_size, "hidden_act": config.hidden_act, "norm_position": config.norm_position,
+            "share": config.share if shares_blocks(config) else "none"}
 
 
 def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train", *, force: bool = False,
@@ -105,9 +125,16 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
             log.warning("calibration cache %s unreadable (%s): measuring again", path, err)
     # The one-layer copy is initialised from torch's global RNG: measuring must not move it, or a run that
     # calibrates would draw other dropout masks than the same run with the choice already cached.
+    timer = timer or interleaved_medians
     with torch.random.fork_rng(devices=[]):
-        seconds = (timer or interleaved_medians)(variants(config, batch, length, mode))
-    result = decide(seconds, mode, length, key)
+        plan = row_chunks(config, batch * length, mode)
+        with fast_paths(row_chunks=plan):
+            seconds = timer(variants(config, batch, length, mode))
+            result = dataclasses.replace(decide(seconds, mode, length, key), row_chunks=plan)
+            if mode == "train" and shares_blocks(config):
+                with fast_paths(erf_gelu_bf16=result.erf_gelu_bf16, attention_backward=result.attention_backward,
+                                attention_backward_max_len=length):
+                    result = decide_shared(result, timer(shared_variants(config, batch, length, result.bf16)))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"})
@@ -116,6 +143,8 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     return result
 
 
+SHARED_VARIANTS = {"two shared layers, summed gradient": True, "two shared layers, per-layer gradients": False}
+"""name -> CPU_FAST_PATHS.shared_weight_grad, timed in training when the model shares blocks."""
 BF16_VARIANTS = {"bf16": (True, "matmul"), "bf16, fp32 attention backward": (True, "fp32"),
                  "bf16, SDPA attention backward": (True, "sdpa"), "bf16, tanh GELU": (False, "matmul"),
                  "bf16, tanh GELU, fp32 attention backward": (False, "fp32"),
@@ -125,30 +154,90 @@ BF16_VARIANTS = {"bf16": (True, "matmul"), "bf16, fp32 attention backward": (Tru
 
 def decide(seconds: dict[str, float], mode: str, length: int, key: dict[str, Any]) -> Calibration:
     """The fastest timed bf16 variant's switches (bf16 itself only with its 5% margin over fp32)."""
-    best = min((name for name in seconds if name != "fp32"), key=seconds.__getitem__)
+    best = min((name for name in seconds if name in BF16_VARIANTS), key=seconds.__getitem__)
     erf, backward = BF16_VARIANTS[best]
     return Calibration(mode=mode, bf16=seconds[best] <= BF16_MARGIN * seconds["fp32"], erf_gelu_bf16=erf,
                        attention_backward=backward if mode == "train" else "sdpa", length=length,
                        timings_ms={k: round(v * 1e3, 3) for k, v in seconds.items()}, key=key)
 
 
+def decide_shared(result: Calibration, seconds: dict[str, float]) -> Calibration:
+    """`result` with the summed shared gradient on only if it timed no slower, and its timings added."""
+    summed = seconds[next(n for n, on in SHARED_VARIANTS.items() if on)]
+    per_layer = seconds[next(n for n, on in SHARED_VARIANTS.items() if not on)]
+    timings = {**result.timings_ms, **{k: round(v * 1e3, 3) for k, v in seconds.items()}}
+    return dataclasses.replace(result, shared_weight_grad=summed <= per_layer, timings_ms=timings)
+
+
+def projection_matmuls(config: AlbertConfig, rows: int, mode: str) -> list[tuple[int, int, int]]:
+    """(rows, inner, out) of every matmul of the encoder's projections: Q/K/V, output, FFN in and out, and in
+    training their input gradients (inner and out swapped)."""
+    H, I = config.hidden_size, config.intermediate_size
+    forward = [(H, 3 * H), (H, H), (H, I), (I, H)]
+    both = forward + [(o, i) for i, o in forward] if mode == "train" else forward
+    return sorted({(rows, i, o) for i, o in both})
+
+
+def row_chunks(config: AlbertConfig, rows: int, mode: str) -> dict[str, int]:
+    """model.matmul_key -> the fastest rows per block of each projection matmul in bf16 (0: whole), timed."""
+    plan = {}
+    for n, k, m in projection_matmuls(config, rows, mode):
+        key, blocks = lm.matmul_key(torch.bfloat16, n, k, m), [r for r in ROW_BLOCKS if r < n]
+        if not blocks:
+            continue
+        a, b = torch.randn(n, k, dtype=torch.bfloat16), torch.randn(k, m, dtype=torch.bfloat16)
+        seconds = interleaved_medians({r: _switched(lambda a=a, b=b: lm.matmul(a, b), row_chunks={key: r})
+                                       for r in (0, *blocks)}, budget_s=0.05)
+        best = min(blocks, key=seconds.__getitem__)
+        plan[key] = best if seconds[best] <= ROW_MARGIN * seconds[0] else 0
+    return plan
+
+
 def variants(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[str, Callable[[], None]]:
     """name -> one call of that variant on a one-layer copy of the model (random weights and tokens)."""
-    small = dataclasses.replace(config, num_hidden_layers=1, num_hidden_groups=1, inner_group_num=1,
-                                max_position_embeddings=max(length, config.max_position_embeddings),
-                                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, extra={})
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, small.vocab_size, (batch, length), generator=g)
-    ones, zeros = torch.ones_like(ids), torch.zeros_like(ids)
     gelu_switch = config.hidden_act in ("gelu_new", "gelu_fast")
-    if mode == "infer":
-        model = lm.AlbertModel(small).eval()
+    run = (_inference(_copy(config, length, 1), batch, length) if mode == "infer"
+           else _training_step(_copy(config, length, 1), batch, length))
+    return _with_bf16_variants(run, mode, length, gelu_switch)
 
-        def run(bf16: bool) -> None:
-            with torch.inference_mode(), _autocast(bf16):
-                model(ids, ones, zeros)
-        return _with_bf16_variants(run, mode, length, gelu_switch)
-    model = lm.AlbertForPreTraining(small).train()
+
+def shared_variants(config: AlbertConfig, batch: int, length: int, bf16: bool) -> dict[str, Callable[[], None]]:
+    """SHARED_VARIANTS on a two-layer copy of the model sharing its blocks as the model does."""
+    step = _training_step(_copy(config, length, 2), batch, length)
+    return {name: _switched(lambda: step(bf16), shared_weight_grad=on) for name, on in SHARED_VARIANTS.items()}
+
+
+def shares_blocks(config: AlbertConfig) -> bool:
+    """Whether some transformer block of the model serves more than one layer."""
+    layout = lm.sharing_layout(config)
+    return any(len(set(blocks)) < len(blocks) for blocks in zip(*layout))
+
+
+def _copy(config: AlbertConfig, length: int, layers: int) -> AlbertConfig:
+    """The model's config with `layers` layers in one group (blocks shared as config.share says), no dropout."""
+    return dataclasses.replace(config, num_hidden_layers=layers, num_hidden_groups=1, inner_group_num=1,
+                               max_position_embeddings=max(length, config.max_position_embeddings),
+                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, extra={})
+
+
+def _inference(config: AlbertConfig, batch: int, length: int) -> Callable[[bool], None]:
+    """One forward of a random `config` model on random tokens, under inference_mode (bf16 autocast or fp32)."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, config.vocab_size, (batch, length), generator=g)
+    model = lm.AlbertModel(config).eval()
+
+    def run(bf16: bool) -> None:
+        with torch.inference_mode(), _autocast(bf16):
+            model(ids, torch.ones_like(ids), torch.zeros_like(ids))
+    return run
+
+
+def _training_step(config: AlbertConfig, batch: int, length: int) -> Callable[[bool], None]:
+    """Forward + backward of a random `config` AlbertForPreTraining with 20 masked positions per row."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, config.vocab_size, (batch, length), generator=g)
+    ones, zeros = torch.ones_like(ids), torch.zeros_like(ids)
+    model = lm.AlbertForPreTraining(config).train()
     P = min(20, length - 1)
     positions = torch.stack([torch.randperm(length - 1, generator=g)[:P] + 1 for _ in range(batch)]).sort(-1).values
     targets = torch.gather(ids, 1, positions)
@@ -160,7 +249,7 @@ def variants(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[s
                          masked_lm_positions=positions).loss
         loss.backward()
         model.zero_grad(set_to_none=True)
-    return _with_bf16_variants(step, mode, length, gelu_switch)
+    return step
 
 
 def _with_bf16_variants(run: Callable[[bool], None], mode: str, length: int,
@@ -175,7 +264,7 @@ def _with_bf16_variants(run: Callable[[bool], None], mode: str, length: int,
     return out
 
 
-def interleaved_medians(fns: dict[str, Callable[[], None]], budget_s: float = 0.5) -> dict[str, float]:
+def interleaved_medians(fns: dict[Any, Callable[[], None]], budget_s: float = 0.5) -> dict[Any, float]:
     """Median seconds per call of each function, called in turn (one warm-up each; 5 to 50 rounds, about
     `budget_s` of calls per function; round r starts at the r-th function, so none always follows the same)."""
     warm = {}
@@ -184,7 +273,7 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], budget_s: float = 0.
         fn()
         warm[name] = time.perf_counter() - t0
     rounds = max(5, min(50, int(budget_s / max(max(warm.values()), 1e-4))))
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    times: dict[Any, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
@@ -220,8 +309,9 @@ def precision_choice(device: torch.device | str, bf16: bool | None, config: Albe
 
 
 def apply_choice(choice: dict[str, Any]) -> None:
-    """Set the model's CPU fast paths to a calibrated bf16 choice (an fp32 or uncalibrated one leaves them)."""
-    if choice["bf16"] and choice["calibration"] is not None:
+    """Set the model's CPU fast paths to a calibrated choice (an uncalibrated one leaves them; in fp32 only the
+    summed shared gradient acts, the other switches being bf16's)."""
+    if choice["calibration"] is not None:
         Calibration(**choice["calibration"]).apply()
 
 
@@ -229,15 +319,22 @@ def _autocast(bf16: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
+@contextmanager
+def fast_paths(**switches: Any) -> Iterator[None]:
+    """model.CPU_FAST_PATHS fields set for the length of the block."""
+    saved = dataclasses.asdict(lm.CPU_FAST_PATHS)
+    for name, value in switches.items():
+        setattr(lm.CPU_FAST_PATHS, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(lm.CPU_FAST_PATHS, name, value)
+
+
 def _switched(fn: Callable[[], None], **switches: Any) -> Callable[[], None]:
     """`fn` with model.CPU_FAST_PATHS fields set for the call only."""
     def run() -> None:
-        saved = dataclasses.asdict(lm.CPU_FAST_PATHS)
-        for name, value in switches.items():
-            setattr(lm.CPU_FAST_PATHS, name, value)
-        try:
+        with fast_paths(**switches):
             fn()
-        finally:
-            for name, value in saved.items():
-                setattr(lm.CPU_FAST_PATHS, name, value)
     return run

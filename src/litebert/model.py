@@ -6,16 +6,19 @@ and saving checkpoints lives in `litebert.convert` (reached through `from_pretra
 
 Fast paths, each worth measured in benchmarks/levers.py: `gelu_tanh` (erf GELU for bf16, CPU only),
 `attention` (for short bf16 sequences, a backward of plain matmuls or in fp32, CPU only),
-`AlbertAttention.fused_qkv` (one Q/K/V matmul, built once per forward for a shared block) and
-`extended_attention_mask` (no mask when nothing is padded). The first two are CPU_FAST_PATHS switches that
-`litebert.calibrate` sets per machine.
+`AlbertAttention.fused_qkv` (one Q/K/V matmul, built once per forward for a shared block),
+`extended_attention_mask` (no mask when nothing is padded), and `Projection` (CPU only: a shared layer's weight
+gradient summed in place over the layers, and `matmul`'s row blocks for the shapes oneDNN runs slowly whole).
+They are CPU_FAST_PATHS switches, which `litebert.calibrate` sets per machine, except the fused QKV and the mask.
 
 Shapes: B batch, T sequence length, H hidden size, E embedding size, V vocabulary, nh heads, hs head size,
 P masked positions per sequence, C choices, k top-k candidates.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,14 @@ class CpuFastPaths:
     attention_backward: str = "matmul"
     """How bf16 attention that will be differentiated runs up to `attention_backward_max_len` (see attention):
     "matmul" (SDPA forward, a backward of bf16 matmuls), "fp32" (SDPA in fp32) or "sdpa" (SDPA's own bf16)."""
-    attention_backward_max_len: int = 128
-    """Longer sequences take SDPA's own bf16 backward."""
+    attention_backward_max_len: int = 512
+    """Longer sequences take SDPA's own bf16 backward (the matmul backward's transient (B, nh, T, T) tensors grow
+    as T^2); a calibration sets it to the length it measured."""
+    shared_weight_grad: bool = True
+    """A projection that several layers share sums its weight gradient in place (see Linear)."""
+    row_chunks: dict[str, int] = field(default_factory=dict)
+    """Rows per block of the matmuls that run faster in blocks (see matmul), by matmul_key; empty until
+    `litebert.calibrate` measures the run's shapes on its machine."""
 
 
 ATTENTION_BACKWARDS = ("matmul", "fp32", "sdpa")
@@ -153,10 +162,9 @@ class AlbertEmbeddings(nn.Module):
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
     """Scaled dot-product attention, q/k/v (B, nh, T, hs) → (B, nh, T, hs); `mask` additive (B, 1, 1, T).
 
-    On a CPU, SDPA's flash-attention backward is slow in bf16 for short sequences: on an AMX Xeon (12 heads of 64,
-    torch 2.13, forward + backward per layer, padded) 21.5 ms at 8x128 and 87 ms at 32x128; 12.2 and 58 ms with
-    the attention upcast to fp32; 9.8 and 37 ms with `MatmulBackwardAttention`. At 8x512 SDPA's own is the
-    fastest (86 against 108 and 129 ms; benchmarks/cpu_kernels.py).
+    On a CPU, SDPA's flash-attention backward is slow in bf16: on an AMX Xeon (12 heads of 64, torch 2.13, forward
+    + backward per layer, padded) 21 ms at 8x128, 85 at 32x128 and 88 at 8x512; 13.5, 59 and 130 ms with the
+    attention upcast to fp32; 8.3, 28.5 and 74 ms with `MatmulBackwardAttention` (benchmarks/cpu_kernels.py).
     So bf16 attention that will be differentiated, up to CPU_FAST_PATHS.attention_backward_max_len, takes the
     backward CPU_FAST_PATHS.attention_backward names (calibrated per machine); with attention dropout, whose
     mask the matmul backward does not replay, "matmul" falls back to "fp32".
@@ -178,10 +186,15 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: f
 
 
 class MatmulBackwardAttention(torch.autograd.Function):
-    """SDPA's forward (no dropout); a backward of batched matmuls in the inputs' dtype, softmax in fp32.
+    """SDPA's forward (no dropout); a backward of batched matmuls and one softmax and its gradient, all in the
+    inputs' dtype (aten's softmax kernels compute in fp32 inside, so only their outputs are rounded).
 
     Like flash attention it saves only q, k, v and the output and recomputes the (T, T) probabilities, so it
-    keeps no more memory than SDPA. In fp32 it is the exact gradient (tests/test_model_fast_paths.py).
+    keeps no more memory than SDPA beyond the backward's transient (B, nh, T, T) tensors. In fp32 it is the
+    exact gradient (tests/test_model_fast_paths.py). Keeping the (T, T) tensors in bf16 rather than fp32 halves
+    the memory they stream, with no larger error against an fp64 reference (AMX Xeon, per layer fwd + bwd,
+    unmasked: 32x128 22.7 against 36.0 ms with an fp32 softmax, 8x512 78.6 against 121; then scaling q and k
+    instead of the scores: 8x512 58.7 ms, SDPA's own 81).
     """
 
     @staticmethod
@@ -193,18 +206,141 @@ class MatmulBackwardAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         q, k, v, out, mask = ctx.saved_tensors
-        scale, wide = q.shape[-1] ** -0.5, torch.promote_types(q.dtype, torch.float32)  # softmax in >= fp32
-        scores = torch.matmul(q, k.transpose(-1, -2)).to(wide).mul_(scale)  # (B, nh, T, T)
+        # The softmax scale goes on q and k, (B, nh, T, hs), not on the (B, nh, T, T) scores and their gradient:
+        # every pass over a (T, T) tensor costs (12 ms each at 8x512 on an AMX Xeon).
+        scale = q.shape[-1] ** -0.5
+        q_scaled, k_scaled = q * scale, k * scale  # (B, nh, T, hs)
+        scores = torch.matmul(q_scaled, k.transpose(-1, -2))  # (B, nh, T, T)
         if mask is not None:
             scores += mask
         p = torch.softmax(scores, -1)  # (B, nh, T, T)
         grad_out = grad_out.to(q.dtype)
-        grad_v = torch.matmul(p.to(q.dtype).transpose(-1, -2), grad_out)  # (B, nh, T, hs)
-        grad_p = torch.matmul(grad_out, v.transpose(-1, -2)).to(wide)  # (B, nh, T, T)
-        # softmax backward: dS = P * (dP - rowsum(P * dP)), and rowsum(P * dP) = rowsum(dO * O) since O = P V
-        delta = (grad_out.to(wide) * out.to(wide)).sum(-1, keepdim=True)  # (B, nh, T, 1)
-        grad_s = p.mul_(grad_p.sub_(delta)).mul_(scale).to(q.dtype)  # (B, nh, T, T)
-        return torch.matmul(grad_s, k), torch.matmul(grad_s.transpose(-1, -2), q), grad_v, None
+        grad_v = torch.matmul(p.transpose(-1, -2), grad_out)  # (B, nh, T, hs)
+        grad_p = torch.matmul(grad_out, v.transpose(-1, -2))  # (B, nh, T, T)
+        # dS = P * (dP - rowsum(P * dP)), by the kernel autograd itself runs for softmax
+        grad_s = torch.ops.aten._softmax_backward_data(grad_p, p, -1, p.dtype)  # (B, nh, T, T)
+        return torch.matmul(grad_s, k_scaled), torch.matmul(grad_s.transpose(-1, -2), q_scaled), grad_v, None
+
+
+def matmul_key(dtype: torch.dtype, rows: int, inner: int, out: int) -> str:
+    """CPU_FAST_PATHS.row_chunks's key of a (rows, inner) @ (inner, out) matmul in `dtype`."""
+    return f"{str(dtype).removeprefix('torch.')} {rows}x{inner}x{out}"
+
+
+def matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """a (N, K) @ b (K, M) (+ bias (M,)) → (N, M), in blocks of rows where CPU_FAST_PATHS.row_chunks says so.
+
+    Why: oneDNN runs some shapes far below its rate and their row blocks at the full one. On an AMX Xeon (2
+    threads, torch 2.13) a bf16 (1024, 768) @ (768, 768) runs at 1.0 TFLOP/s and its two 512-row halves at 1.8;
+    (512 or 2048, 768) @ (768, 768) at 2.3 (benchmarks/cpu_kernels.py). Which shapes is the library's and the
+    CPU's business, so `litebert.calibrate` measures the run's own; each block writes its rows of the output.
+    """
+    rows = CPU_FAST_PATHS.row_chunks.get(matmul_key(a.dtype, a.shape[0], a.shape[1], b.shape[1]), 0)
+    if not rows or rows >= a.shape[0] or a.device.type != "cpu":
+        return torch.addmm(bias, a, b) if bias is not None else torch.mm(a, b)
+    out = a.new_empty(a.shape[0], b.shape[1])
+    with torch.autocast("cpu", enabled=False):  # out= is no autocast op: a, b and bias share a dtype already
+        for i in range(0, a.shape[0], rows):
+            if bias is not None:
+                torch.addmm(bias, a[i:i + rows], b, out=out[i:i + rows])
+            else:
+                torch.mm(a[i:i + rows], b, out=out[i:i + rows])
+    return out
+
+
+class SharedGrad:
+    """The weight and bias gradients of one projection that several layers apply in one forward, being summed."""
+
+    def __init__(self):
+        self.uses = 0
+        self.weight: Tensor | None = None
+        self.bias: Tensor | None = None
+
+
+class Linear(torch.autograd.Function):
+    """F.linear through `matmul` (forward and input gradient), with the weight and bias gradients summed in place
+    over the layers that share them when given a SharedGrad.
+
+    Autograd gives each of the L layers sharing a projection its own (out, in) weight gradient and sums the L
+    tensors with add_ (55 ms of an 826-ms ALBERT-base 8x128 step on an AMX Xeon); here each layer's backward
+    adds its gy^T x into one buffer (addmm with beta = 1: the sum rides on the matmul). The layer applied first
+    in the forward hands the sum to autograd: every later layer's input depends on its output, so its backward
+    runs after all the others that run. Each forward has its own SharedGrad, so graphs never mix; the buffer is
+    emptied when handed over, so a retained graph can run backward again.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, shared: SharedGrad | None) -> Tensor:
+        ctx.shared, ctx.first = shared, shared is None or shared.uses == 0
+        if shared is not None:
+            shared.uses += 1
+        ctx.save_for_backward(x, weight)
+        with torch.autocast(x.device.type, enabled=False):  # the caller cast x, weight and bias already
+            y = matmul(x.reshape(-1, x.shape[-1]), weight.t(), bias)  # (N, out)
+        return y.view(*x.shape[:-1], -1)
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        x, weight = ctx.saved_tensors
+        needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
+        gy, xs = grad_y.reshape(-1, grad_y.shape[-1]), x.reshape(-1, x.shape[-1])  # (N, out), (N, in)
+        grad_x = matmul(gy, weight).view(x.shape) if needs_x else None
+        acc = ctx.shared
+        if acc is None:  # a frozen weight may still have a trained bias (BitFit)
+            return grad_x, gy.t() @ xs if needs_w else None, gy.sum(0) if needs_b else None, None
+        if acc.weight is None:
+            acc.weight, acc.bias = gy.t() @ xs, gy.sum(0)  # (out, in), (out,)
+        else:
+            acc.weight.addmm_(gy.t(), xs)
+            acc.bias += gy.sum(0)
+        if not ctx.first:
+            return grad_x, None, None, None
+        grad_w, grad_b = acc.weight, acc.bias
+        acc.weight = acc.bias = None
+        return grad_x, grad_w, grad_b, None
+
+
+def autocast_cast(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """The tensors in the autocast dtype of their device when autocast is on there, else as they are."""
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return tensors
+    return tuple(t.to(torch.get_autocast_dtype(device)) for t in tensors)
+
+
+def linear_fast_paths(weight: Tensor, uses: int) -> tuple[bool, bool]:
+    """(whether a projection of `weight` applied by `uses` layers runs through `Linear` in this forward, whether it
+    sums its weight gradient there): on a CPU only, never under torch.compile."""
+    if weight.device.type != "cpu" or torch.compiler.is_compiling():
+        return False, False
+    sums = uses > 1 and CPU_FAST_PATHS.shared_weight_grad and weight.requires_grad and torch.is_grad_enabled()
+    return sums or any(CPU_FAST_PATHS.row_chunks.values()), sums
+
+
+class Projection:
+    """A linear layer's weight and bias as one forward applies them, in each of the `uses` layers that share
+    them: cast once to the autocast dtype; through `Linear` where `linear_fast_paths` says so, else F.linear."""
+
+    def __init__(self, weight: Tensor, bias: Tensor, uses: int):
+        self.weight, self.bias = autocast_cast(weight, bias)
+        self.fast, sums = linear_fast_paths(weight, uses)
+        self.shared = SharedGrad() if sums else None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not self.fast:
+            return F.linear(x, self.weight, self.bias)
+        x = x.to(self.weight.dtype)
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return Linear.apply(x, self.weight, self.bias, self.shared)
+        return matmul(x.reshape(-1, x.shape[-1]), self.weight.t(), self.bias).view(*x.shape[:-1], -1)
+
+
+def projection(linear: nn.Module, uses: int) -> Callable[[Tensor], Tensor]:
+    """`linear` as one forward of `uses` layers sharing it applies it: a Projection where its fast path applies
+    to a plain nn.Linear, else the module itself (int8 and adapter modules, GPUs, torch.compile)."""
+    if type(linear) is nn.Linear and linear_fast_paths(linear.weight, uses)[0]:
+        return Projection(linear.weight, linear.bias, uses)
+    return linear
 
 
 class AlbertAttention(nn.Module):
@@ -236,22 +372,21 @@ class AlbertAttention(nn.Module):
         """
         w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
         b = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        if torch.is_autocast_enabled(w.device.type):
-            dtype = torch.get_autocast_dtype(w.device.type)
-            w, b = w.to(dtype), b.to(dtype)
-        return w, b
+        return autocast_cast(w, b)
 
-    def forward(self, x: Tensor, mask: Tensor | None, qkv: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def projections(self, uses: int = 1) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        """The (Q/K/V, output) projections as one forward of `uses` layers sharing this block applies them."""
+        qkv = self.qkv_projection if self.qkv_projection is not None else Projection(*self.fused_qkv(), uses)
+        return qkv, projection(self.dense, uses)
+
+    def forward(self, x: Tensor, mask: Tensor | None, projections: tuple[Callable, Callable] | None = None) -> Tensor:
         B, T, H = x.shape
-        h = self.layer_norm(x) if self.pre_norm else x
-        if self.qkv_projection is not None:
-            projected = self.qkv_projection(h)  # (B, T, 3H)
-        else:
-            projected = F.linear(h, *(qkv if qkv is not None else self.fused_qkv()))
+        qkv, dense = projections or self.projections()
+        projected = qkv(self.layer_norm(x) if self.pre_norm else x)  # (B, T, 3H)
         q, k, v = projected.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
         p = self.attn_dropout if self.training else 0.0
         ctx = attention(q, k, v, mask, p).transpose(1, 2).reshape(B, T, H)
-        out = x + self.dropout(self.dense(ctx))
+        out = x + self.dropout(dense(ctx))
         return out if self.pre_norm else self.layer_norm(out)
 
 
@@ -267,10 +402,15 @@ class AlbertFFN(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pre_norm = config.norm_position == "pre"
 
-    def forward(self, x: Tensor) -> Tensor:
+    def projections(self, uses: int = 1) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        """The (intermediate, output) projections as one forward of `uses` layers sharing this block applies them."""
+        return projection(self.intermediate, uses), projection(self.output, uses)
+
+    def forward(self, x: Tensor, projections: tuple[Callable, Callable] | None = None) -> Tensor:
+        intermediate, output = projections or self.projections()
         if self.pre_norm:
-            return x + self.dropout(self.output(self.act(self.intermediate(self.layer_norm(x)))))  # (B, T, H)
-        h = self.output(self.act(self.intermediate(x)))  # (B, T, H)
+            return x + self.dropout(output(self.act(intermediate(self.layer_norm(x)))))  # (B, T, H)
+        h = output(self.act(intermediate(x)))  # (B, T, H)
         return self.layer_norm(x + self.dropout(h))
 
 
@@ -309,9 +449,11 @@ class AlbertEncoder(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None, output_hidden_states: bool = False):
         states = [x] if output_hidden_states else None
         # once per forward, however many layers share a block
-        qkv = [block.fused_qkv() if block.qkv_projection is None else None for block in self.attention]
+        uses_a, uses_f = Counter(a for a, _ in self.layout), Counter(f for _, f in self.layout)
+        attn = [block.projections(uses_a[i]) for i, block in enumerate(self.attention)]
+        ffn = [block.projections(uses_f[i]) for i, block in enumerate(self.ffn)]
         for a, f in self.layout:
-            x = self.ffn[f](self.attention[a](x, mask, qkv[a]))  # (B, T, H)
+            x = self.ffn[f](self.attention[a](x, mask, attn[a]), ffn[f])  # (B, T, H)
             if states is not None:
                 states.append(x)
         if self.final_layer_norm is not None:
