@@ -9,8 +9,8 @@ Timings interleave the models step by step and report the median, which blunts o
 On a GPU (--device cuda, the default where one is present) the same steps run there, timed with
 synchronisation; --compile adds torch.compile(litebert) as a third contender (its compile timed apart, as the
 first step). On a CPU in bf16, litebert runs with the fast paths `litebert.calibrate` measures for the shape
-(as `litebert pretrain` does: attention backward, GELU form, matmul row blocks; the choice is in the JSON); they
-switch themselves off on a GPU.
+(as `litebert pretrain` does: attention backward, GELU form, matmul row blocks, summed shared gradient; the
+choice is in the JSON); they switch themselves off on a GPU.
 
 Model FLOP utilisation (MFU) = model FLOPs per step / step time / this machine's dense matmul rate in the
 step's dtype (bf16 or fp32): the best of a few square sizes with `common.matmul_tflops`, measured in the

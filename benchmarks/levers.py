@@ -7,7 +7,7 @@ The levers (all in litebert/model.py), and how this script switches each off for
   - matmul attention backward (training only): `CPU_FAST_PATHS.attention_backward` set to "fp32" (SDPA with the
     inputs cast up) or to "sdpa" (SDPA's own bf16 backward)
   - summed shared gradients (training only): `CPU_FAST_PATHS.shared_weight_grad` off, so autograd sums the
-    layers' gradients of a shared projection as separate tensors (model.SharedWeightLinear)
+    layers' gradients of a shared projection as separate tensors (model.Linear)
   - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole (the current
     model runs the plan `litebert.calibrate.row_chunks` measures for the shape and mode, as runs do)
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
