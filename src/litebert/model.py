@@ -248,6 +248,11 @@ def matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     return out
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """F.linear through `matmul`: x (..., in), weight (out, in) → (..., out)."""
+    return matmul(x.reshape(-1, x.shape[-1]), weight.t(), bias).view(*x.shape[:-1], -1)
+
+
 class SharedGrad:
     """The weight and bias gradients of one projection that several layers apply in one forward, being summed."""
 
@@ -276,8 +281,7 @@ class Linear(torch.autograd.Function):
             shared.uses += 1
         ctx.save_for_backward(x, weight)
         with torch.autocast(x.device.type, enabled=False):  # the caller cast x, weight and bias already
-            y = matmul(x.reshape(-1, x.shape[-1]), weight.t(), bias)  # (N, out)
-        return y.view(*x.shape[:-1], -1)
+            return linear(x, weight, bias)  # (..., out)
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
@@ -332,7 +336,7 @@ class Projection:
         x = x.to(self.weight.dtype)
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return Linear.apply(x, self.weight, self.bias, self.shared)
-        return matmul(x.reshape(-1, x.shape[-1]), self.weight.t(), self.bias).view(*x.shape[:-1], -1)
+        return linear(x, self.weight, self.bias)
 
 
 def projection(linear: nn.Module, uses: int) -> Callable[[Tensor], Tensor]:
