@@ -5,12 +5,16 @@
   - bf16 attention forward + backward per layer (B x 12 heads x 64) through `litebert.model.attention` with each
     CPU_FAST_PATHS.attention_backward: "matmul" (SDPA forward, bf16 matmul backward), "fp32" (SDPA with the
     inputs cast up) and "sdpa" (SDPA's own bf16 backward), with and without an additive padding mask, at
-    B x T = 8x128, 32x128, 8x256, 8x512: where the default ("matmul" up to T = 128) comes from.
+    B x T = 8x128, 32x128, 8x256, 8x512: where the default ("matmul" up to T = 512) comes from.
   - bf16 matmul rate of x (M, 768) @ W^T for output widths 768 (Q, K, V apart), 2304 (fused Q/K/V) and 3072
     (FFN in), at M = 1024 rows (8 x 128 tokens) and 4096 (8 x 512).
   - bf16 rate of every albert-base projection matmul (N, K) @ (K, M) (forward and input gradient) at N = 512 to
     4096 rows, whole and through `litebert.model.matmul` in blocks of 256 / 512 / 1024 rows: where the row-block
     plan that `litebert.calibrate` measures per run comes from.
+  - bf16 weight (and bias) gradients of every albert-base projection at 1024 and 4096 rows, each way of
+    `litebert.model.WEIGHT_GRADS` (gy^T a strided view; gy transposed first; x transposed first, the bias riding
+    along), one layer's added into a running sum as a shared block's are, and the block transposes themselves:
+    where the weight-gradient plan that `litebert.calibrate` measures per run comes from.
 Variants of one measurement are timed round-robin (common.interleaved_medians).
 
     PYTHONPATH=src .venv/bin/python benchmarks/cpu_kernels.py [--repeats 9] [--threads N]   # ~1 min
@@ -51,17 +55,18 @@ def gelu_rows(repeats: int) -> list[dict]:
 
 
 def attention_step(B: int, T: int, how: str, masked: bool):
-    """Forward + backward of model.attention on (B, 12, T, 64) bf16 leaves with the attention backward `how`."""
-    q, k, v = (torch.randn(B, 12, T, 64).to(BF16).requires_grad_() for _ in range(3))
+    """Forward + backward of model.attention on a (B, T, 3 x 768) bf16 leaf (12 heads of 64) with the attention
+    backward `how`."""
+    qkv = torch.randn(B, T, 3 * 768).to(BF16).requires_grad_()
     keep = torch.ones(B, T)
     keep[0, T // 2:] = 0  # one padded row
     mask = ((1 - keep) * torch.finfo(BF16).min)[:, None, None, :].to(BF16) if masked else None
-    grad = torch.randn(B, 12, T, 64).to(BF16)
+    grad = torch.randn(B, T, 768).to(BF16)
 
     def run():
         with mock.patch.object(lm, "CPU_FAST_PATHS", lm.CpuFastPaths(attention_backward=how,
                                                                      attention_backward_max_len=T)):
-            lm.attention(q, k, v, mask, 0.0).backward(grad)
+            lm.attention(qkv, 12, mask, 0.0).backward(grad)
     return run
 
 
@@ -107,6 +112,33 @@ def row_block_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def weight_grad_rows(repeats: int) -> list[dict]:
+    rows = []
+    for n in (1024, 4096):
+        for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
+            x, gy = torch.randn(n, k).to(BF16), torch.randn(n, m).to(BF16)
+            key = lm.matmul_key(BF16, n, k, m)
+            fns = {}
+            for how in lm.WEIGHT_GRADS:
+                with mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {key: how}):
+                    sums = lm.SharedGrad()
+                    sums.add(gy, x)
+
+                def add(sums=sums, how=how):
+                    with mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {key: how}):
+                        sums.add(gy, x)
+                fns[f"{how or 'strided gy^T'}{' transposed first' if how else ''}"] = add
+            for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
+                rows.append({"kernel": f"bf16 weight gradient {n}x{k}x{m}, added to a sum", "variant": name,
+                             "ms": s * 1e3, "tflops": 2 * n * k * m / s / 1e12})
+        for k in (768, 3072):
+            a = torch.randn(n, k).to(BF16)
+            fns = {"model.transpose": lambda a=a: lm.transpose(a), ".t().contiguous()": lambda a=a: a.t().contiguous()}
+            for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
+                rows.append({"kernel": f"bf16 transpose ({n}, {k})", "variant": name, "ms": s * 1e3})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -116,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = set_threads(args.threads)
     start = time.perf_counter()
     rows = (gelu_rows(args.repeats) + attention_rows(args.repeats) + matmul_rows(args.repeats)
-            + row_block_rows(args.repeats))
+            + row_block_rows(args.repeats) + weight_grad_rows(args.repeats))
     print(format_table(["kernel", "variant", "ms", "TFLOP/s"],
                        [[r["kernel"], r["variant"], r["ms"], r.get("tflops", "")] for r in rows]))
     path = write_json({"rows": rows, "machine": machine_info(threads=threads),

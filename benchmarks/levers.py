@@ -10,6 +10,11 @@ The levers (all in litebert/model.py), and how this script switches each off for
     layers' gradients of a shared projection as separate tensors (model.Linear)
   - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole (the current
     model runs the plan `litebert.calibrate.row_chunks` measures for the shape and mode, as runs do)
+  - weight gradients with an operand transposed first (training only): `CPU_FAST_PATHS.weight_grads` emptied, so
+    every projection's weight gradient is gy^T x with gy^T a strided view, as autograd computes it (the current
+    model runs the plan `litebert.calibrate.weight_grads` measures for the shape, as runs do)
+  - attention backward in blocks of heads (training only): `CPU_FAST_PATHS.attention_block_heads` 0, all heads
+    at once (the current model runs what `litebert.calibrate.attention_blocks` measures for the shape)
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
@@ -47,12 +52,10 @@ PRESET = "albert-base-v2"
 
 # ---------------------------------------------------------------------------------------------- levers off
 def three_projection_forward(self, x, mask, projections=None):
-    """AlbertAttention.forward without the fused QKV: three (H, H) projections; `projections` is ignored."""
-    B, T, H = x.shape
-    q, k, v = (lin(x).view(B, T, self.num_heads, -1).transpose(1, 2)
-               for lin in (self.query, self.key, self.value))  # 3 x (B, nh, T, hs)
-    p = self.attn_dropout if self.training else 0.0
-    ctx = lm.attention(q, k, v, mask, p).transpose(1, 2).reshape(B, T, H)
+    """AlbertAttention.forward without the fused QKV: three (H, H) projections, their outputs concatenated as the
+    attention takes them (a copy the fused one does not make); `projections` is ignored."""
+    qkv = torch.cat([lin(x) for lin in (self.query, self.key, self.value)], -1)  # (B, T, 3H)
+    ctx = lm.attention(qkv, self.num_heads, mask, self.attn_dropout if self.training else 0.0)  # (B, T, H)
     return self.layer_norm(x + self.dropout(self.dense(ctx)))
 
 
@@ -86,9 +89,13 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "SDPA attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"),
     "per-layer shared gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "shared_weight_grad", False),
     "whole matmuls": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {}),
+    "autograd's weight gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {}),
+    "attention backward on all heads at once":
+        lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_block_heads", 0),
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
 }
-TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "per-layer shared gradients"}
+TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "per-layer shared gradients",
+                 "autograd's weight gradients", "attention backward on all heads at once"}
 
 
 @contextlib.contextmanager
@@ -193,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     for shape in args.shapes:
         batch, length = map(int, shape.split("x"))
         lm.CPU_FAST_PATHS.row_chunks = calibrate.row_chunks(trainee.config, batch * length, "train")
+        lm.CPU_FAST_PATHS.weight_grads = calibrate.weight_grads(trainee.config, batch * length,
+                                                                calibrate.shared_uses(trainee.config))
+        lm.CPU_FAST_PATHS.attention_block_heads = calibrate.attention_blocks(trainee.config, batch, length)
         fns = training_variants(trainee, optimizer, make_batch(trainee.config, batch, length))
         results += measure("training step", shape, fns, args.repeats)
         inputs = inputs_for(encoder.config, batch, length)

@@ -18,9 +18,9 @@ os.environ.setdefault("LITEBERT_ONNX_DIR", tempfile.mkdtemp(prefix="litebert-onn
 
 @pytest.fixture(autouse=True)
 def _restore_cpu_fast_paths():
-    """A run that applied a calibration changes model.CPU_FAST_PATHS process-wide: restore it for the next test."""
+    """A run that applied a calibration changes model.CPU_FAST_PATHS process-wide: after each test, back to the
+    defaults (a module-scoped fixture's run applies its calibration before any test's own set-up could save it)."""
     from litebert import model
-    saved = dataclasses.asdict(model.CPU_FAST_PATHS)
     yield
-    for name, value in saved.items():
+    for name, value in dataclasses.asdict(model.CpuFastPaths()).items():
         setattr(model.CPU_FAST_PATHS, name, value)

@@ -2,6 +2,7 @@
 shape, and what a run chose is in its log and summary."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -160,20 +161,58 @@ def test_matmul_row_blocks_are_kept_only_where_they_are_clearly_faster(monkeypat
 
 def test_a_calibration_measures_and_records_its_matmul_plan_and_applies_it(monkeypatch):
     seconds = {"fp32": 1.0, **{name: 0.5 for name in C.BF16_VARIANTS}}
-    real = C.interleaved_medians
+    ways = {"": 1.0, "grad": 1.0, "input": 0.5, ("", "take"): 0.0, ("grad", "take"): 0.0, ("input", "take"): 0.1}
     monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s=0.5: (
-        {r: (0.5 if r == 256 else 1.0) for r in fns} if 0 in fns else real(fns, budget_s)))
+        {r: (0.5 if r == 256 else 1.0) for r in fns} if 0 in fns else {k: ways[k] for k in fns}))
     seen: list = []
 
-    def timer(fns):  # the variants (and the shared-gradient pair) are timed under the plan just measured
-        seen.append(dict(lm.CPU_FAST_PATHS.row_chunks))
+    def timer(fns):  # the variants (and the shared-gradient pair) are timed under the plans just measured
+        seen.append((dict(lm.CPU_FAST_PATHS.row_chunks), dict(lm.CPU_FAST_PATHS.weight_grads)))
         return {name: seconds.get(name, 0.5) for name in fns}
     result = C.calibrate(TINY, 8, 64, "train", timer=timer)  # 512 rows
     key = lm.matmul_key(torch.bfloat16, 512, TINY.hidden_size, TINY.hidden_size)
-    assert result.row_chunks[key] == 256 and seen == [result.row_chunks] * 2
-    assert lm.CPU_FAST_PATHS.row_chunks == {}  # measuring left the process's plan alone
+    assert result.row_chunks[key] == 256 and result.weight_grads[key] == "input"
+    assert seen == [(result.row_chunks, result.weight_grads)] * 2
+    assert lm.CPU_FAST_PATHS.row_chunks == {} and lm.CPU_FAST_PATHS.weight_grads == {}  # the process's plans: untouched
     assert "matmuls 512x32x32 in 256-row blocks" in result.describe()
-    assert C.calibrate(TINY, 8, 64, "train", timer=timer).row_chunks == result.row_chunks  # cached with it
-    lm.CPU_FAST_PATHS.row_chunks = {"bfloat16 7x7x7": 0}
+    assert "; weight gradients 512x32x32 with input transposed, 512x32x64" in result.describe()
+    cached = C.calibrate(TINY, 8, 64, "train", timer=timer)
+    assert (cached.row_chunks, cached.weight_grads) == (result.row_chunks, result.weight_grads)
+    assert C.calibrate(TINY, 8, 64, "infer", timer=timer).weight_grads == {}  # no gradients to compute
+    lm.CPU_FAST_PATHS.row_chunks, lm.CPU_FAST_PATHS.weight_grads = {"bfloat16 7x7x7": 0}, {"bfloat16 7x7x7": ""}
     result.apply()  # merged with what other shapes measured
     assert lm.CPU_FAST_PATHS.row_chunks == {"bfloat16 7x7x7": 0, **result.row_chunks}
+    assert lm.CPU_FAST_PATHS.weight_grads == {"bfloat16 7x7x7": "", **result.weight_grads}
+
+
+def test_attention_head_blocks_are_kept_only_where_they_are_clearly_faster(monkeypatch):
+    """The matmul attention backward is timed on all heads at once (0) and in the head blocks below batch x heads;
+    a block size is kept only at <= 90% of the all-at-once time."""
+    timings = {0: 1.0, 4: 0.95, 8: 0.85, 16: 0.88, 32: 0.9}
+    timed: list = []
+    monkeypatch.setattr(C, "interleaved_medians",
+                        lambda fns, budget_s: timed.append(sorted(fns)) or {h: timings[h] for h in fns})
+    assert C.attention_blocks(TINY, 8, 16) == 8 and timed[-1] == [0, 4, 8]  # 8 x 2 = 16 heads
+    assert C.attention_blocks(TINY, 32, 16) == 8 and timed[-1] == [0, 4, 8, 16, 32]
+    timings[8] = 0.93
+    assert C.attention_blocks(TINY, 32, 16) == 16
+    timings.update({16: 0.95, 32: 0.91})
+    assert C.attention_blocks(TINY, 32, 16) == 0
+    assert C.attention_blocks(TINY, 2, 16) == 0 and len(timed) == 4  # 4 heads: nothing to split
+
+
+def test_a_weight_gradient_way_is_kept_only_where_it_is_clearly_faster(monkeypatch):
+    """Each projection's weight gradient is timed the three ways (model.WEIGHT_GRADS), with turning the sum to the
+    weight's layout charged once per `uses` layers; another way than autograd's is kept only at <= 90% of its
+    time, the uses being the fewest layers any block serves."""
+    costs = {"": 1.0, "grad": 0.95, "input": 0.7, ("", "take"): 0.0, ("grad", "take"): 0.0, ("input", "take"): 0.6}
+    monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s: {k: costs[k] for k in fns})
+    assert set(C.weight_grads(TINY, 64, uses=1).values()) == {""}  # 0.7 + 0.6: slower than 1.0
+    plan = C.weight_grads(TINY, 64, uses=12)  # 0.7 + 0.05
+    H, I = TINY.hidden_size, TINY.intermediate_size
+    assert plan == {lm.matmul_key(torch.bfloat16, 64, k, m): "input" for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    costs.update({"input": 1.0, "grad": 0.85})
+    assert set(C.weight_grads(TINY, 64, uses=12).values()) == {"grad"}
+    assert C.shared_uses(TINY) == 3
+    assert C.shared_uses(dataclasses.replace(TINY, share="attention")) == 1  # its FFN blocks serve one layer each
+    assert C.shared_uses(dataclasses.replace(TINY, num_hidden_layers=4, num_hidden_groups=2)) == 2

@@ -37,13 +37,22 @@ def test_bf16_gelu_is_the_tanh_form_to_bf16_precision():
     assert torch.equal(model_module.gelu_tanh(xf), F.gelu(xf, approximate="tanh"))
 
 
+def _fused(q, k, v):
+    """q, k, v (B, nh, T, hs) as the fused projections (B, T, 3H) that model.attention takes."""
+    B, nh, T, hs = q.shape
+    return torch.stack([q, k, v]).permute(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs)
+
+
 def _attention_and_grads(q, k, v, mask, how: str, dropout_p: float = 0.0):
-    """Output and (dq, dk, dv) of model.attention with CPU_FAST_PATHS.attention_backward = `how`, as fp32."""
+    """Output and (dq, dk, dv) of model.attention with CPU_FAST_PATHS.attention_backward = `how`, as fp32 and
+    (B, nh, T, hs)."""
+    B, nh, T, hs = q.shape
     with fast_paths(attention_backward=how):
-        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
-        out = model_module.attention(*leaves, mask, dropout_p)
+        qkv = _fused(q, k, v).detach().requires_grad_()
+        out = model_module.attention(qkv, nh, mask, dropout_p)  # (B, T, H)
         out.float().square().sum().backward()
-    return [out.float()] + [t.grad.float() for t in leaves]
+    heads = out.float().view(B, T, nh, hs).transpose(1, 2)
+    return [heads] + list(model_module.split_heads(qkv.grad.float(), nh))
 
 
 def _padded_inputs(dtype):
@@ -59,17 +68,18 @@ def test_the_matmul_attention_backward_is_the_exact_gradient():
     """In float64 it passes gradcheck (padding mask included); in fp32 it matches SDPA's own backward."""
     q, k, v, mask = _padded_inputs(torch.float64)
     mask = mask.clamp(min=-1e4)  # finite differences need finite scores
-    leaves = [t[1:, :2, 4:12, :4].clone().requires_grad_() for t in (q, k, v)]  # its last 2 keys are padding
+    qkv = _fused(*(t[1:, :2, 4:12, :4] for t in (q, k, v))).clone().requires_grad_()  # its last 2 keys are padding
     window = mask[1:, :, :, 4:12]
-    assert torch.autograd.gradcheck(lambda a, b, c: model_module.MatmulBackwardAttention.apply(a, b, c, window),
-                                    leaves)
+    assert torch.autograd.gradcheck(lambda x: model_module.MatmulBackwardAttention.apply(x, window, 2), [qkv])
     q, k, v, mask = _padded_inputs(torch.float32)
-    ours = [t.detach().clone().requires_grad_() for t in (q, k, v)]
-    model_module.MatmulBackwardAttention.apply(*ours, mask).square().sum().backward()
-    sdpa = [t.detach().clone().requires_grad_() for t in (q, k, v)]
-    F.scaled_dot_product_attention(*sdpa, attn_mask=mask).square().sum().backward()
-    for a, b in zip(ours, sdpa):
-        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-5)
+    sdpa = _fused(q, k, v).requires_grad_()
+    out = F.scaled_dot_product_attention(*model_module.split_heads(sdpa, 3), attn_mask=mask)
+    model_module.merge_heads(out).square().sum().backward()
+    for heads in (0, 4):  # all 6 heads at once; in blocks of 4 heads (the last block shorter, masks per block)
+        ours = _fused(q, k, v).requires_grad_()
+        with fast_paths(attention_block_heads=heads):
+            model_module.MatmulBackwardAttention.apply(ours, mask, 3).square().sum().backward()
+        assert torch.allclose(ours.grad, sdpa.grad, atol=1e-5, rtol=1e-5), heads
 
 
 def test_bf16_training_attention_backwards_stay_within_bf16_rounding_of_fp32():
@@ -139,9 +149,14 @@ def test_gelu_pytorch_tanh_keeps_the_tanh_form_in_bf16():
 
 
 # ---------------------------------------------------------------------------------------------- projections
+NO_PLANS = dict(row_chunks={}, weight_grads={}, attention_block_heads=0)
+"""No measured plan in force (a calibration applied earlier in the process may have left one)."""
+
+
 def _gradients(model, ids, mask, loss_of, **switches) -> dict[str, torch.Tensor]:
+    """Parameter gradients of loss_of(model output) with no plan in force but the `switches` given."""
     model.zero_grad(set_to_none=True)
-    with fast_paths(**switches):
+    with fast_paths(**{**NO_PLANS, **switches}):
         loss_of(model(ids, mask, output_hidden_states=True)).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
@@ -175,9 +190,9 @@ def test_a_shared_layer_sums_its_weight_gradient_in_place_to_the_same_gradient(s
     probe = torch.randn(3, 7, TINY["hidden_size"])  # a sum of squares of LayerNorm outputs is nearly constant
     for loss_of in (lambda out: (out.last_hidden_state * probe).sum() + out.pooler_output.sum(),
                     lambda out: (out.hidden_states[1] * probe).sum()):
-        plain = _gradients(model, ids, mask, loss_of, shared_weight_grad=False, row_chunks={})
+        plain = _gradients(model, ids, mask, loss_of, shared_weight_grad=False)
         assert not calls
-        summed = _gradients(model, ids, mask, loss_of, shared_weight_grad=True, row_chunks={})
+        summed = _gradients(model, ids, mask, loss_of, shared_weight_grad=True)
         assert bool(calls) == shared_blocks and all(s is not None for s in calls)
         calls.clear()
         assert plain.keys() == summed.keys()
@@ -193,6 +208,39 @@ def test_a_shared_layer_sums_its_weight_gradient_in_place_to_the_same_gradient(s
             if name in once:
                 assert _same(p.grad, 2 * once[name]), name
         assert "encoder.attention.0.query.weight" in once
+
+
+def test_transpose_in_row_blocks_is_the_transpose():
+    a = torch.randn(130, 7)  # not a whole number of blocks
+    assert torch.equal(model_module.transpose(a), a.t()) and model_module.transpose(a).is_contiguous()
+    buffer = torch.zeros(9, 130)
+    model_module.transpose(a, out=buffer[1:8])
+    assert torch.equal(buffer[1:8], a.t()) and not buffer[0].any() and not buffer[8].any()
+
+
+@pytest.mark.parametrize("how", ["grad", "input"])
+@pytest.mark.parametrize("sharing", SHARINGS, ids=lambda s: "-".join(map(str, s.values())))
+def test_weight_gradients_with_an_operand_transposed_first_are_autograds(sharing, how, monkeypatch):
+    """Every projection's weight gradient with gy ("grad") or x ("input", the bias gradient riding along as a row)
+    transposed first: autograd's weight and bias gradients, layers summed in place or not."""
+    torch.manual_seed(0)
+    config = AlbertConfig(**{**TINY, **sharing})
+    model = AlbertModel(config).eval()
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    mask[0, 5:] = 0
+    H, I = config.hidden_size, config.intermediate_size
+    plan = {model_module.matmul_key(torch.float32, 21, k, m): how for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    probe = torch.randn(3, 7, H)
+    loss_of = lambda out: (out.last_hidden_state * probe).sum() + out.pooler_output.sum()  # noqa: E731
+    plain = _gradients(model, ids, mask, loss_of, shared_weight_grad=False)
+    transposed, real = [], model_module.transpose
+    monkeypatch.setattr(model_module, "transpose", lambda a, out=None: transposed.append(a.shape) or real(a, out))
+    for summed in (False, True):
+        ours = _gradients(model, ids, mask, loss_of, shared_weight_grad=summed, weight_grads=plan)
+        assert ours.keys() == plain.keys()
+        for name in plain:
+            assert _same(plain[name], ours[name]), (summed, name)
+    assert transposed  # the plan ran
 
 
 def test_matmul_in_row_blocks_is_the_same_matmul():
@@ -250,13 +298,17 @@ def test_a_model_under_a_row_plan_computes_the_same_outputs_and_gradients(monkey
 def test_without_a_fast_path_the_projection_is_the_module_itself():
     """No plan and nothing shared (or a GPU, or torch.compile): the nn.Linear runs as itself, hooks and all."""
     linear = torch.nn.Linear(4, 4)
-    with fast_paths(row_chunks={}, shared_weight_grad=True):
+    with fast_paths(**NO_PLANS, shared_weight_grad=True):
         assert model_module.projection(linear, 1) is linear
         assert model_module.projection(linear, 3) is not linear  # shared in training: summed gradient
         with torch.no_grad():
             assert model_module.projection(linear, 3) is linear
-    with fast_paths(row_chunks={"float32 1x4x4": 0}, shared_weight_grad=True):  # measured: whole is best
+    with fast_paths(row_chunks={"float32 1x4x4": 0}, weight_grads={"float32 1x4x4": ""}):  # measured: as is best
         assert model_module.projection(linear, 1) is linear
+    with fast_paths(**{**NO_PLANS, "weight_grads": {"float32 1x4x4": "input"}}):  # a weight-gradient plan: trains only
+        assert model_module.projection(linear, 1) is not linear
+        with torch.no_grad():
+            assert model_module.projection(linear, 1) is linear
     with fast_paths(shared_weight_grad=False):
         assert model_module.projection(linear, 3) is linear
 
@@ -271,7 +323,7 @@ def test_a_frozen_weight_still_trains_its_bias_through_the_fast_paths():
     ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
     probe = torch.randn(3, 7, config.hidden_size)
     loss_of = lambda out: (out.last_hidden_state * probe).sum()  # noqa: E731
-    plain = _gradients(model, ids, mask, loss_of, row_chunks={})
+    plain = _gradients(model, ids, mask, loss_of)
     planned = _gradients(model, ids, mask, loss_of, row_chunks=_blocks_of_4_rows(config, 21), shared_weight_grad=True)
     assert plain.keys() == planned.keys() and all(name.endswith("bias") for name in plain)
     assert {"encoder.attention.0.dense.bias", "encoder.ffn.0.intermediate.bias", "encoder.ffn.0.output.bias"} <= set(plain)

@@ -13,10 +13,12 @@ benchmark mode does, `calibrate` times the candidates once and keeps the fastest
 Before those, each bf16 matmul shape of the model's projections at the run's B*T rows (forward, and in training
 the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`model.matmul`): oneDNN runs some
 shapes at half its rate whole and at the full one in blocks. A block size is kept where it takes at most 90% of
-the whole matmul's time; the variants above are then timed with that plan. In training a model that shares
-blocks across layers, the chosen variant (bf16 or fp32) is then timed on a two-layer copy sharing its blocks,
-with the shared blocks' weight gradients summed in place (`model.Linear`) and as autograd sums them; the faster
-is kept.
+the whole matmul's time. In training each projection's weight gradient gy^T x is timed as autograd computes it
+(gy^T a strided view) and with gy or x transposed first (`model.SharedGrad`), and the matmul attention backward
+on all heads at once and in blocks of 4 to 32 heads, each kept likewise at 90%. The variants above are then
+timed with those plans. In training a model that shares blocks across layers, the chosen variant (bf16 or fp32)
+is then timed on a copy of up to four layers sharing its blocks (SHARED_LAYERS), with the shared blocks' weight
+gradients summed in place (`model.Linear`) and as autograd sums them; the faster is kept.
 
 Variants are timed round-robin (medians), each round starting one variant later, so load on the machine and
 what one variant leaves behind for the next hit them alike. The fastest bf16 variant is kept as it was timed
@@ -34,6 +36,7 @@ import logging
 import os
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -54,9 +57,12 @@ BF16_MARGIN = 0.95
 """bf16 must take at most this fraction of fp32's time to be chosen."""
 ROW_BLOCKS = (256, 512, 1024)
 """Row-block sizes tried for each matmul shape (those below its row count)."""
-ROW_MARGIN = 0.9
-"""A row-block size must take at most this fraction of the whole matmul's time to be kept."""
-VERSION = 3
+MATMUL_MARGIN = 0.9
+"""A row-block size, a weight gradient with an operand transposed first or a head-block size of the attention
+backward must take at most this fraction of the plain way's time to be kept."""
+ATTENTION_BLOCKS = (4, 8, 16, 32)
+"""Heads per block tried for the matmul attention backward (those below batch x heads)."""
+VERSION = 4
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -71,8 +77,13 @@ class Calibration:
     length: int
     row_chunks: dict[str, int] = field(default_factory=dict)
     """model.matmul_key -> rows per block (0: whole) of every bf16 projection matmul measured at this shape."""
+    weight_grads: dict[str, str] = field(default_factory=dict)
+    """model.matmul_key (forward) -> how each bf16 projection's weight gradient runs (model.WEIGHT_GRADS)."""
+    attention_block_heads: int = 0
+    """Heads per block of the matmul attention backward (0: all at once)."""
     shared_weight_grad: bool = True
-    """A shared block sums its weight gradient in place (timed on a two-layer copy when the model shares)."""
+    """A shared block sums its weight gradient in place (timed on a copy of up to four layers when the model
+    shares)."""
     timings_ms: dict[str, float] = field(default_factory=dict)
     """Median milliseconds per variant."""
     key: dict[str, Any] = field(default_factory=dict)
@@ -84,13 +95,19 @@ class Calibration:
         lm.CPU_FAST_PATHS.attention_backward = self.attention_backward
         lm.CPU_FAST_PATHS.attention_backward_max_len = self.length
         lm.CPU_FAST_PATHS.row_chunks = {**lm.CPU_FAST_PATHS.row_chunks, **self.row_chunks}
+        lm.CPU_FAST_PATHS.weight_grads = {**lm.CPU_FAST_PATHS.weight_grads, **self.weight_grads}
+        lm.CPU_FAST_PATHS.attention_block_heads = self.attention_block_heads
         lm.CPU_FAST_PATHS.shared_weight_grad = self.shared_weight_grad
 
     def describe(self) -> str:
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items())
         blocks = ", ".join(f"{k.split()[-1]} in {v}-row blocks" for k, v in self.row_chunks.items() if v)
+        grads = ", ".join(f"{k.split()[-1]} with {v} transposed" for k, v in self.weight_grads.items() if v)
+        heads = self.attention_block_heads
+        heads = f"; attention backward {heads} heads at a time" if heads else ""
         return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
-                f"({'cached' if self.cached else 'measured'}: {times}{'; matmuls ' + blocks if blocks else ''})")
+                f"({'cached' if self.cached else 'measured'}: {times}{'; matmuls ' + blocks if blocks else ''}"
+                f"{'; weight gradients ' + grads if grads else ''}{heads})")
 
 
 def cache_dir() -> Path:
@@ -127,11 +144,14 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     # calibrates would draw other dropout masks than the same run with the choice already cached.
     timer = timer or interleaved_medians
     with torch.random.fork_rng(devices=[]):
-        plan = row_chunks(config, batch * length, mode)
-        with fast_paths(row_chunks=plan):
+        train = mode == "train"
+        plans = {"row_chunks": row_chunks(config, batch * length, mode),
+                 "weight_grads": weight_grads(config, batch * length, shared_uses(config)) if train else {},
+                 "attention_block_heads": attention_blocks(config, batch, length) if train else 0}
+        with fast_paths(**plans):
             seconds = timer(variants(config, batch, length, mode))
-            result = dataclasses.replace(decide(seconds, mode, length, key), row_chunks=plan)
-            if mode == "train" and shares_blocks(config):
+            result = dataclasses.replace(decide(seconds, mode, length, key), **plans)
+            if train and shares_blocks(config):
                 with fast_paths(erf_gelu_bf16=result.erf_gelu_bf16, attention_backward=result.attention_backward,
                                 attention_backward_max_len=length):
                     result = decide_shared(result, timer(shared_variants(config, batch, length, result.bf16)))
@@ -143,8 +163,13 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     return result
 
 
-SHARED_VARIANTS = {"two shared layers, summed gradient": True, "two shared layers, per-layer gradients": False}
+SHARED_VARIANTS = {"shared layers, summed gradient": True, "shared layers, per-layer gradients": False}
 """name -> CPU_FAST_PATHS.shared_weight_grad, timed in training when the model shares blocks."""
+SHARED_LAYERS = 4
+"""Layers of the copy the shared variants are timed on (fewer if the model has fewer). Each layer past the first
+adds one gradient to the sum, so more layers show more of the difference: on a two-layer copy the choice at
+ALBERT-base 8x128 flipped between runs (summed 138 against 130 ms in one, 117 against 123 in the next; AMX Xeon)
+where the twelve-layer step gains 1.10x from it (benchmarks/levers.py)."""
 BF16_VARIANTS = {"bf16": (True, "matmul"), "bf16, fp32 attention backward": (True, "fp32"),
                  "bf16, SDPA attention backward": (True, "sdpa"), "bf16, tanh GELU": (False, "matmul"),
                  "bf16, tanh GELU, fp32 attention backward": (False, "fp32"),
@@ -189,8 +214,62 @@ def row_chunks(config: AlbertConfig, rows: int, mode: str) -> dict[str, int]:
         seconds = interleaved_medians({r: _switched(lambda a=a, b=b: lm.matmul(a, b), row_chunks={key: r})
                                        for r in (0, *blocks)}, budget_s=0.05)
         best = min(blocks, key=seconds.__getitem__)
-        plan[key] = best if seconds[best] <= ROW_MARGIN * seconds[0] else 0
+        plan[key] = best if seconds[best] <= MATMUL_MARGIN * seconds[0] else 0
     return plan
+
+
+def weight_grads(config: AlbertConfig, rows: int, uses: int = 1) -> dict[str, str]:
+    """model.matmul_key -> the fastest way (model.WEIGHT_GRADS) to compute each projection's bf16 weight and bias
+    gradients at `rows` rows, timed per layer as `uses` layers sharing the projection need them: each layer's
+    added to the sum of those before (when uses > 1), the sum turned to the weight's layout once per `uses`."""
+    plan = {}
+    for n, k, m in projection_matmuls(config, rows, "infer"):
+        key = lm.matmul_key(torch.bfloat16, n, k, m)
+        x, gy = torch.randn(n, k, dtype=torch.bfloat16), torch.randn(n, m, dtype=torch.bfloat16)
+        adds, takes = {}, {}
+        for how in lm.WEIGHT_GRADS:
+            with fast_paths(weight_grads={key: how}):
+                sums = lm.SharedGrad()
+                sums.add(gy, x)
+            adds[how] = _switched(lambda sums=sums: sums.add(gy, x) if uses > 1 else lm.SharedGrad().add(gy, x),
+                                  weight_grads={key: how})
+            takes[how] = lambda sums=sums, filled=(sums.sum, sums.bias): _take(sums, *filled)
+        seconds = interleaved_medians({**adds, **{(how, "take"): fn for how, fn in takes.items()}}, budget_s=0.05)
+        cost = {how: seconds[how] + seconds[how, "take"] / uses for how in lm.WEIGHT_GRADS}
+        best = min(cost, key=cost.__getitem__)
+        plan[key] = best if cost[best] <= MATMUL_MARGIN * cost[""] else ""
+    return plan
+
+
+def _take(sums: lm.SharedGrad, total: torch.Tensor, bias: torch.Tensor | None) -> None:
+    sums.sum, sums.bias = total, bias
+    sums.take()
+
+
+def attention_blocks(config: AlbertConfig, batch: int, length: int) -> int:
+    """The fastest heads per block (model.CPU_FAST_PATHS.attention_block_heads; 0: all at once) of the bf16 matmul
+    attention backward at (batch, length), timed on random fused projections (the backward only)."""
+    heads = batch * config.num_attention_heads
+    blocks = [h for h in ATTENTION_BLOCKS if h < heads]
+    if not blocks:
+        return 0
+    qkv = torch.randn(batch, length, 3 * config.hidden_size, dtype=torch.bfloat16, requires_grad=True)
+    out = lm.MatmulBackwardAttention.apply(qkv, None, config.num_attention_heads)
+    grad = torch.randn_like(out)
+
+    def backward() -> None:
+        out.backward(grad, retain_graph=True)
+        qkv.grad = None
+    seconds = interleaved_medians({h: _switched(backward, attention_block_heads=h) for h in (0, *blocks)},
+                                  budget_s=0.2)
+    best = min(blocks, key=seconds.__getitem__)
+    return best if seconds[best] <= MATMUL_MARGIN * seconds[0] else 0
+
+
+def shared_uses(config: AlbertConfig) -> int:
+    """The fewest layers that any transformer block of the model serves (1: some block is not shared)."""
+    layout = lm.sharing_layout(config)
+    return min(min(Counter(blocks).values()) for blocks in zip(*layout))
 
 
 def variants(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[str, Callable[[], None]]:
@@ -202,8 +281,8 @@ def variants(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[s
 
 
 def shared_variants(config: AlbertConfig, batch: int, length: int, bf16: bool) -> dict[str, Callable[[], None]]:
-    """SHARED_VARIANTS on a two-layer copy of the model sharing its blocks as the model does."""
-    step = _training_step(_copy(config, length, 2), batch, length)
+    """SHARED_VARIANTS on a copy of the model with SHARED_LAYERS layers sharing its blocks as the model does."""
+    step = _training_step(_copy(config, length, max(2, min(SHARED_LAYERS, config.num_hidden_layers))), batch, length)
     return {name: _switched(lambda: step(bf16), shared_weight_grad=on) for name, on in SHARED_VARIANTS.items()}
 
 

@@ -46,12 +46,21 @@ class CpuFastPaths:
     as T^2); a calibration sets it to the length it measured."""
     shared_weight_grad: bool = True
     """A projection that several layers share sums its weight gradient in place (see Linear)."""
+    attention_block_heads: int = 0
+    """Heads per block of the matmul attention backward (0: all at once; see MatmulBackwardAttention); a
+    calibration sets it."""
     row_chunks: dict[str, int] = field(default_factory=dict)
     """Rows per block of the matmuls that run faster in blocks (see matmul), by matmul_key; empty until
     `litebert.calibrate` measures the run's shapes on its machine."""
+    weight_grads: dict[str, str] = field(default_factory=dict)
+    """How the weight gradient of a projection runs (see SharedGrad), by the matmul_key of its forward: one of
+    WEIGHT_GRADS; empty (gy^T @ x, as autograd does) until `litebert.calibrate` measures the run's shapes."""
 
 
 ATTENTION_BACKWARDS = ("matmul", "fp32", "sdpa")
+WEIGHT_GRADS = ("", "grad", "input")
+"""How a projection's weight gradient gy^T x is computed: "" with gy^T as a strided view, "grad" with gy
+transposed first, "input" as x^T gy with x transposed first (see SharedGrad)."""
 
 
 CPU_FAST_PATHS = CpuFastPaths()
@@ -159,67 +168,100 @@ class AlbertEmbeddings(nn.Module):
         return self.projection(x) if self.projection is not None else x  # (B, T, H)
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
-    """Scaled dot-product attention, q/k/v (B, nh, T, hs) → (B, nh, T, hs); `mask` additive (B, 1, 1, T).
+def split_heads(qkv: Tensor, num_heads: int) -> Tensor:
+    """The fused projections (B, T, 3H) as q, k, v: a (3, B, nh, T, hs) view."""
+    B, T, _ = qkv.shape
+    return qkv.view(B, T, 3, num_heads, -1).permute(2, 0, 3, 1, 4)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, nh, T, hs) → (B, T, H); free for SDPA's outputs, which it lays out as (B, T, nh, hs)."""
+    B, nh, T, hs = x.shape
+    return x.transpose(1, 2).reshape(B, T, nh * hs)
+
+
+def attention(qkv: Tensor, num_heads: int, mask: Tensor | None, dropout_p: float) -> Tensor:
+    """Scaled dot-product attention of the fused projections qkv (B, T, 3H) → context (B, T, H); `mask` additive
+    (B, 1, 1, T).
 
     On a CPU, SDPA's flash-attention backward is slow in bf16: on an AMX Xeon (12 heads of 64, torch 2.13, forward
-    + backward per layer, padded) 21 ms at 8x128, 85 at 32x128 and 88 at 8x512; 13.5, 59 and 130 ms with the
-    attention upcast to fp32; 8.3, 28.5 and 74 ms with `MatmulBackwardAttention` (benchmarks/cpu_kernels.py).
+    + backward per layer from the fused projections, padded) 24.5 ms at 8x128, 98 at 32x128 and 96 at 8x512;
+    14.8, 68 and 139 ms with the attention upcast to fp32; 9.3, 36 and 75 ms with `MatmulBackwardAttention` on
+    all heads at once (benchmarks/cpu_kernels.py).
     So bf16 attention that will be differentiated, up to CPU_FAST_PATHS.attention_backward_max_len, takes the
     backward CPU_FAST_PATHS.attention_backward names (calibrated per machine); with attention dropout, whose
     mask the matmul backward does not replay, "matmul" falls back to "fp32".
     """
     how = "sdpa"
-    if (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
-            and q.shape[-2] <= CPU_FAST_PATHS.attention_backward_max_len):
+    if (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16 and qkv.requires_grad
+            and qkv.shape[1] <= CPU_FAST_PATHS.attention_backward_max_len):
         how = CPU_FAST_PATHS.attention_backward
         how = "fp32" if how == "matmul" and dropout_p > 0 else how
     if how == "matmul":
-        return MatmulBackwardAttention.apply(q, k, v, mask)
+        return MatmulBackwardAttention.apply(qkv, mask, num_heads)
+    q, k, v = split_heads(qkv, num_heads)  # (B, nh, T, hs) each
     if how == "fp32":
         with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs straight back to bf16
             mask = mask.float() if mask is not None else None
             ctx = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
                                                  dropout_p=dropout_p)
-        return ctx.to(q.dtype)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return merge_heads(ctx.to(q.dtype))
+    return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
 
 
 class MatmulBackwardAttention(torch.autograd.Function):
-    """SDPA's forward (no dropout); a backward of batched matmuls and one softmax and its gradient, all in the
-    inputs' dtype (aten's softmax kernels compute in fp32 inside, so only their outputs are rounded).
+    """Attention of qkv (B, T, 3H) → (B, T, H): SDPA's forward (no dropout); a backward of batched matmuls and one
+    softmax and its gradient, all in the inputs' dtype (aten's softmax kernels compute in fp32 inside, so only
+    their outputs are rounded).
 
-    Like flash attention it saves only q, k, v and the output and recomputes the (T, T) probabilities, so it
-    keeps no more memory than SDPA beyond the backward's transient (B, nh, T, T) tensors. In fp32 it is the
-    exact gradient (tests/test_model_fast_paths.py). Keeping the (T, T) tensors in bf16 rather than fp32 halves
-    the memory they stream, with no larger error against an fp64 reference (AMX Xeon, per layer fwd + bwd,
-    unmasked: 32x128 22.7 against 36.0 ms with an fp32 softmax, 8x512 78.6 against 121; then scaling q and k
-    instead of the scores: 8x512 58.7 ms, SDPA's own 81).
+    Like flash attention it saves only its input and recomputes the (T, T) probabilities, so it keeps no more
+    memory than SDPA beyond the backward's transient (heads, T, T) tensors. In fp32 it is the exact gradient
+    (tests/test_model_fast_paths.py). Keeping the (T, T) tensors in bf16 rather than fp32 halves the memory they
+    stream, with no larger error against an fp64 reference (AMX Xeon, per layer fwd + bwd, unmasked: 32x128 22.7
+    against 36.0 ms with an fp32 softmax, 8x512 78.6 against 121). The backward copies q, k, v and the output
+    gradient once into contiguous (B*nh, T, hs) tensors, where batched matmuls of the strided views copied them
+    at each use (per layer, fwd + bwd, from the fused projections: 8.2 → 7.5 ms at 8x128, 39.3 → 36.3 at 32x128,
+    74.6 → 71.4 at 8x512; then with the scale and the mask on the matmuls: 8.1, 34.4 and 66.5 unmasked, 9.3,
+    36 and 75 masked). It works through CPU_FAST_PATHS.attention_block_heads heads at a time, as calibrated:
+    at 8x512 blocks of 8 heads keep each (T, T) block at 4 MB, and the backward takes 41-42 ms against 47-50
+    for all 96 heads at once (the full training step 1.035-1.047x faster); at T = 128 and 256 no block size
+    pays.
     """
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
-        ctx.save_for_backward(q, k, v, out, mask)
-        return out
+    def forward(ctx, qkv: Tensor, mask: Tensor | None, num_heads: int) -> Tensor:
+        ctx.num_heads = num_heads
+        ctx.save_for_backward(qkv, mask)
+        return merge_heads(F.scaled_dot_product_attention(*split_heads(qkv, num_heads), attn_mask=mask))
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        q, k, v, out, mask = ctx.saved_tensors
-        # The softmax scale goes on q and k, (B, nh, T, hs), not on the (B, nh, T, T) scores and their gradient:
-        # every pass over a (T, T) tensor costs (12 ms each at 8x512 on an AMX Xeon).
-        scale = q.shape[-1] ** -0.5
-        q_scaled, k_scaled = q * scale, k * scale  # (B, nh, T, hs)
-        scores = torch.matmul(q_scaled, k.transpose(-1, -2))  # (B, nh, T, T)
-        if mask is not None:
-            scores += mask
-        p = torch.softmax(scores, -1)  # (B, nh, T, T)
-        grad_out = grad_out.to(q.dtype)
-        grad_v = torch.matmul(p.transpose(-1, -2), grad_out)  # (B, nh, T, hs)
-        grad_p = torch.matmul(grad_out, v.transpose(-1, -2))  # (B, nh, T, T)
-        # dS = P * (dP - rowsum(P * dP)), by the kernel autograd itself runs for softmax
-        grad_s = torch.ops.aten._softmax_backward_data(grad_p, p, -1, p.dtype)  # (B, nh, T, T)
-        return torch.matmul(grad_s, k_scaled), torch.matmul(grad_s.transpose(-1, -2), q_scaled), grad_v, None
+        qkv, mask = ctx.saved_tensors
+        (B, T, H3), nh = qkv.shape, ctx.num_heads
+        n, hs = B * nh, H3 // (3 * nh)
+        heads = qkv.new_empty(3, n, T, hs)
+        heads.view(3, B, nh, T, hs).copy_(split_heads(qkv, nh))
+        q, k, v = heads  # (B*nh, T, hs) each
+        go = grad_out.to(qkv.dtype).view(B, T, nh, hs).transpose(1, 2).reshape(n, T, hs)
+        masks = mask.expand(B, nh, -1, T).reshape(n, -1, T) if mask is not None else None  # (B*nh, 1 or T, T)
+        # The softmax scale rides on the matmuls (alpha), as does the mask (beta = 1): a separate pass over a
+        # (T, T) tensor costs more than its matmul (8x512, AMX Xeon: adding the mask 8.4 ms, the matmul 2.9 ms).
+        scale = hs ** -0.5
+        grads = torch.empty_like(heads)  # dQ, dK, dV
+        step = CPU_FAST_PATHS.attention_block_heads or n
+        with torch.autocast(qkv.device.type, enabled=False):  # out= is no autocast op
+            for i in range(0, n, step):
+                h = slice(i, i + step)
+                bias = masks[h] if masks is not None else grads[0, h, :1, :1]  # ignored with beta = 0
+                scores = torch.baddbmm(bias, q[h], k[h].transpose(1, 2), beta=float(masks is not None), alpha=scale)
+                p = torch.softmax(scores, -1)  # (heads, T, T)
+                torch.bmm(p.transpose(1, 2), go[h], out=grads[2, h])
+                grad_p = torch.bmm(go[h], v[h].transpose(1, 2))  # (heads, T, T)
+                # dS = P * (dP - rowsum(P * dP)), by the kernel autograd itself runs for softmax
+                grad_s = torch.ops.aten._softmax_backward_data(grad_p, p, -1, p.dtype)
+                torch.baddbmm(grads[0, h], grad_s, k[h], beta=0, alpha=scale, out=grads[0, h])
+                torch.baddbmm(grads[1, h], grad_s.transpose(1, 2), q[h], beta=0, alpha=scale, out=grads[1, h])
+        return grads.view(3, B, nh, T, hs).permute(1, 3, 0, 2, 4).reshape(B, T, H3), None, None
 
 
 def matmul_key(dtype: torch.dtype, rows: int, inner: int, out: int) -> str:
@@ -253,25 +295,86 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return matmul(x.reshape(-1, x.shape[-1]), weight.t(), bias).view(*x.shape[:-1], -1)
 
 
+TRANSPOSE_ROWS = 64
+"""Rows of the input per block of `transpose`."""
+
+
+def transpose(a: Tensor, out: Tensor | None = None) -> Tensor:
+    """a (N, K) → its transpose (K, N), contiguous (into `out` when given), copied TRANSPOSE_ROWS rows of `a` at a
+    time.
+
+    Why: torch's copy of a transposed view streams one of the two sides with a stride of a whole row; a block of
+    64 rows keeps both sides' lines in cache. bf16 (4096, 768): 1.6 ms, against 6.3 for .t().contiguous();
+    (4096, 3072): 7.8 against 30 (AMX Xeon, 2 threads, torch 2.13, benchmarks/cpu_kernels.py); whether that pays
+    where it is used is measured (see SharedGrad).
+    """
+    out = a.new_empty(a.shape[1], a.shape[0]) if out is None else out
+    for i in range(0, a.shape[0], TRANSPOSE_ROWS):
+        out[:, i:i + TRANSPOSE_ROWS].copy_(a[i:i + TRANSPOSE_ROWS].t())
+    return out
+
+
+def weight_grad_plan(x: Tensor, gy: Tensor) -> str:
+    """CPU_FAST_PATHS.weight_grads's entry for the projection of x (N, in) whose output gradient is gy (N, out)."""
+    return CPU_FAST_PATHS.weight_grads.get(matmul_key(x.dtype, x.shape[0], x.shape[1], gy.shape[1]), "")
+
+
 class SharedGrad:
-    """The weight and bias gradients of one projection that several layers apply in one forward, being summed."""
+    """The weight and bias gradients of one projection, summed over the layers that apply it in one forward.
+
+    The weight gradient gy^T x, from the output gradient gy (N, out) and the input x (N, in), is computed as
+    CPU_FAST_PATHS.weight_grads says for its shape (WEIGHT_GRADS): "" as autograd does, with gy^T a strided view;
+    "grad" with gy transposed first; "input" as x^T gy, x transposed first under a row of ones, which gives the
+    (in, out) transpose of the gradient with the bias gradient 1^T gy as an extra last row: (in + 1, out), the
+    bias sum riding on the matmul; `take` turns it round once, however many layers were added.
+
+    Why: oneDNN runs a matmul whose first operand is a transposed view (gy^T) well below its rate: bf16, 4096
+    rows, AMX Xeon, 2 threads: 1.2-1.4 TFLOP/s for albert-base's four weight gradients, against 1.9-2.1 with that
+    operand contiguous. Transposing the narrower of gy and x first (see transpose) wins overall at some shapes
+    and loses at others (one layer's gradient added to a sum, benchmarks/cpu_kernels.py: Q/K/V 14.4 → 10.5 ms
+    with x first, FFN in 19.5 → 13.5, FFN out 18.1 → 12.9 with gy first; attention output 4.7 → 6.8).
+    `litebert.calibrate` times the three ways per shape on the machine a run is on.
+    """
 
     def __init__(self):
         self.uses = 0
-        self.weight: Tensor | None = None
+        """Layers that applied the projection in the forward."""
+        self.how = ""
+        self.sum: Tensor | None = None
+        """(out, in), or (in + 1, out) with the bias's in the last row for "input"."""
         self.bias: Tensor | None = None
+        """(out,), when not in `sum`."""
+
+    def add(self, gy: Tensor, x: Tensor) -> None:
+        """Add one layer's gradients: gy (N, out), x (N, in)."""
+        self.how = weight_grad_plan(x, gy)
+        if self.how == "input":
+            a = x.new_empty(x.shape[1] + 1, x.shape[0])  # (in + 1, N)
+            transpose(x, out=a[:-1])
+            a[-1] = 1
+            b = gy  # (N, out)
+        else:
+            a, b = (transpose(gy), x) if self.how == "grad" else (gy.t(), x)  # (out, N), (N, in)
+            self.bias = gy.sum(0) if self.bias is None else self.bias.add_(gy.sum(0))
+        self.sum = torch.mm(a, b) if self.sum is None else self.sum.addmm_(a, b)
+
+    def take(self) -> tuple[Tensor, Tensor]:
+        """The sums as the weight's (out, in) and the bias's (out,) gradients; emptied, so that a retained graph can
+        run backward again."""
+        weight, bias = (transpose(self.sum[:-1]), self.sum[-1]) if self.how == "input" else (self.sum, self.bias)
+        self.sum = self.bias = None
+        return weight, bias
 
 
 class Linear(torch.autograd.Function):
-    """F.linear through `matmul` (forward and input gradient), with the weight and bias gradients summed in place
-    over the layers that share them when given a SharedGrad.
+    """F.linear through `matmul` (forward and input gradient) and `SharedGrad` (weight and bias gradients), with
+    the weight and bias gradients summed in place over the layers that share them when given a SharedGrad.
 
     Autograd gives each of the L layers sharing a projection its own (out, in) weight gradient and sums the L
     tensors with add_ (55 ms of an 826-ms ALBERT-base 8x128 step on an AMX Xeon); here each layer's backward
     adds its gy^T x into one buffer (addmm with beta = 1: the sum rides on the matmul). The layer applied first
     in the forward hands the sum to autograd: every later layer's input depends on its output, so its backward
-    runs after all the others that run. Each forward has its own SharedGrad, so graphs never mix; the buffer is
-    emptied when handed over, so a retained graph can run backward again.
+    runs after all the others that run. Each forward has its own SharedGrad, so graphs never mix.
     """
 
     @staticmethod
@@ -289,19 +392,14 @@ class Linear(torch.autograd.Function):
         needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
         gy, xs = grad_y.reshape(-1, grad_y.shape[-1]), x.reshape(-1, x.shape[-1])  # (N, out), (N, in)
         grad_x = matmul(gy, weight).view(x.shape) if needs_x else None
-        acc = ctx.shared
-        if acc is None:  # a frozen weight may still have a trained bias (BitFit)
-            return grad_x, gy.t() @ xs if needs_w else None, gy.sum(0) if needs_b else None, None
-        if acc.weight is None:
-            acc.weight, acc.bias = gy.t() @ xs, gy.sum(0)  # (out, in), (out,)
-        else:
-            acc.weight.addmm_(gy.t(), xs)
-            acc.bias += gy.sum(0)
+        if not needs_w:  # a frozen weight may still have a trained bias (BitFit)
+            return grad_x, None, gy.sum(0) if needs_b else None, None
+        sums = ctx.shared if ctx.shared is not None else SharedGrad()
+        sums.add(gy, xs)
         if not ctx.first:
             return grad_x, None, None, None
-        grad_w, grad_b = acc.weight, acc.bias
-        acc.weight = acc.bias = None
-        return grad_x, grad_w, grad_b, None
+        grad_w, grad_b = sums.take()
+        return grad_x, grad_w, grad_b if needs_b else None, None
 
 
 def autocast_cast(*tensors: Tensor) -> tuple[Tensor, ...]:
@@ -317,8 +415,10 @@ def linear_fast_paths(weight: Tensor, uses: int) -> tuple[bool, bool]:
     sums its weight gradient there): on a CPU only, never under torch.compile."""
     if weight.device.type != "cpu" or torch.compiler.is_compiling():
         return False, False
-    sums = uses > 1 and CPU_FAST_PATHS.shared_weight_grad and weight.requires_grad and torch.is_grad_enabled()
-    return sums or any(CPU_FAST_PATHS.row_chunks.values()), sums
+    trains = weight.requires_grad and torch.is_grad_enabled()
+    sums = uses > 1 and CPU_FAST_PATHS.shared_weight_grad and trains
+    planned = any(CPU_FAST_PATHS.row_chunks.values()) or (trains and any(CPU_FAST_PATHS.weight_grads.values()))
+    return sums or planned, sums
 
 
 class Projection:
@@ -371,8 +471,9 @@ class AlbertAttention(nn.Module):
         """The Q, K and V projections as one (3H, H) weight and (3H,) bias, cast to the autocast dtype if on.
 
         One matmul three times as wide is faster than three narrow ones (1024 x 768 input, bf16, this CPU:
-        2.2 TFLOP/s at width 2304 vs 1.1 at 768, benchmarks/cpu_kernels.py). The encoder builds it once per forward, so a block that L layers share is
-        concatenated and cast once, not L times; its gradient flows back to the three separate parameters.
+        2.2 TFLOP/s at width 2304 vs 1.1 at 768, benchmarks/cpu_kernels.py). The encoder builds it once per
+        forward, so a block that L layers share is concatenated and cast once, not L times; its gradient flows
+        back to the three separate parameters.
         """
         w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
         b = torch.cat([self.query.bias, self.key.bias, self.value.bias])
@@ -384,12 +485,9 @@ class AlbertAttention(nn.Module):
         return qkv, projection(self.dense, uses)
 
     def forward(self, x: Tensor, mask: Tensor | None, projections: tuple[Callable, Callable] | None = None) -> Tensor:
-        B, T, H = x.shape
         qkv, dense = projections or self.projections()
         projected = qkv(self.layer_norm(x) if self.pre_norm else x)  # (B, T, 3H)
-        q, k, v = projected.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
-        p = self.attn_dropout if self.training else 0.0
-        ctx = attention(q, k, v, mask, p).transpose(1, 2).reshape(B, T, H)
+        ctx = attention(projected, self.num_heads, mask, self.attn_dropout if self.training else 0.0)  # (B, T, H)
         out = x + self.dropout(dense(ctx))
         return out if self.pre_norm else self.layer_norm(out)
 
