@@ -3,14 +3,17 @@
   - GELU in bf16: the tanh form (ALBERT's "gelu_new") vs the erf form, forward and backward, on an
     albert-base FFN activation (B x T x 3072).
   - bf16 attention forward + backward per layer (B x 12 heads x 64) through `litebert.model.attention` with each
-    CPU_FAST_PATHS.attention_backward: "matmul" (SDPA forward, bf16 matmul backward), "fp32" (SDPA with the
-    inputs cast up) and "sdpa" (SDPA's own bf16 backward), with and without an additive padding mask, at
+    CPU_FAST_PATHS.attention_backward: "matmul" (SDPA forward, bf16 matmul backward), "kept" (matmul forward
+    keeping its probabilities for that backward), "fp32" (SDPA with the inputs cast up) and "sdpa" (SDPA's own
+    bf16 backward), with and without an additive padding mask, at
     B x T = 8x128, 32x128, 8x256, 8x512: where the default ("matmul" up to T = 512) comes from.
   - bf16 matmul rate of x (M, 768) @ W^T for output widths 768 (Q, K, V apart), 2304 (fused Q/K/V) and 3072
     (FFN in), at M = 1024 rows (8 x 128 tokens) and 4096 (8 x 512).
   - bf16 rate of every albert-base projection matmul (N, K) @ (K, M) (forward and input gradient) at N = 512 to
     4096 rows, whole and through `litebert.model.matmul` in blocks of 256 / 512 / 1024 rows: where the row-block
     plan that `litebert.calibrate` measures per run comes from.
+  - bf16 forward projections with their bias, at 1024 and 4096 rows: added by addmm (which first copies it into
+    every row of the output) and by oneDNN's linear as it writes the output (`CPU_FAST_PATHS.bias_epilogues`).
   - bf16 weight (and bias) gradients of every albert-base projection at 1024 and 4096 rows, each way of
     `litebert.model.WEIGHT_GRADS` (gy^T a strided view; gy transposed first; x transposed first, the bias riding
     along), one layer's added into a running sum as a shared block's are, and the block transposes themselves:
@@ -112,6 +115,25 @@ def row_block_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def bias_rows(repeats: int) -> list[dict]:
+    rows = []
+    for n in (1024, 4096):
+        for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
+            a, w, bias = torch.randn(n, k).to(BF16), torch.randn(m, k).to(BF16), torch.randn(m).to(BF16)
+            key = lm.matmul_key(BF16, n, k, m)
+
+            def with_bias(fused, a=a, w=w, bias=bias, key=key):
+                def run():
+                    with mock.patch.object(lm.CPU_FAST_PATHS, "bias_epilogues", {key: fused}):
+                        lm.matmul(a, w.t(), bias)
+                return run
+            fns = {"addmm": with_bias(False), "oneDNN linear": with_bias(True)}
+            for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
+                rows.append({"kernel": f"bf16 projection with bias {n}x{k}x{m}", "variant": name, "ms": s * 1e3,
+                             "tflops": 2 * n * k * m / s / 1e12})
+    return rows
+
+
 def weight_grad_rows(repeats: int) -> list[dict]:
     rows = []
     for n in (1024, 4096):
@@ -148,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = set_threads(args.threads)
     start = time.perf_counter()
     rows = (gelu_rows(args.repeats) + attention_rows(args.repeats) + matmul_rows(args.repeats)
-            + row_block_rows(args.repeats) + weight_grad_rows(args.repeats))
+            + row_block_rows(args.repeats) + bias_rows(args.repeats) + weight_grad_rows(args.repeats))
     print(format_table(["kernel", "variant", "ms", "TFLOP/s"],
                        [[r["kernel"], r["variant"], r["ms"], r.get("tflops", "")] for r in rows]))
     path = write_json({"rows": rows, "machine": machine_info(threads=threads),

@@ -6,16 +6,19 @@ The levers (all in litebert/model.py), and how this script switches each off for
   - exact GELU in bf16: each FFN block's `act` becomes the tanh GELU (ALBERT's own, slow in bf16 on CPU)
   - matmul attention backward (training only): `CPU_FAST_PATHS.attention_backward` set to "fp32" (SDPA with the
     inputs cast up) or to "sdpa" (SDPA's own bf16 backward)
+  - attention probabilities kept from a matmul forward (training only): `CPU_FAST_PATHS.attention_backward` set
+    to "matmul" (SDPA's forward, the probabilities recomputed in the backward; no change where calibration did
+    not choose "kept")
+  - bias added by oneDNN as the output is written: `CPU_FAST_PATHS.bias_epilogues` emptied, so addmm adds it
   - summed shared gradients (training only): `CPU_FAST_PATHS.shared_weight_grad` off, so autograd sums the
     layers' gradients of a shared projection as separate tensors (model.Linear)
-  - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole (the current
-    model runs the plan `litebert.calibrate.row_chunks` measures for the shape and mode, as runs do)
+  - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole
   - weight gradients with an operand transposed first (training only): `CPU_FAST_PATHS.weight_grads` emptied, so
-    every projection's weight gradient is gy^T x with gy^T a strided view, as autograd computes it (the current
-    model runs the plan `litebert.calibrate.weight_grads` measures for the shape, as runs do)
+    every projection's weight gradient is gy^T x with gy^T a strided view, as autograd computes it
   - attention backward in blocks of heads (training only): `CPU_FAST_PATHS.attention_block_heads` 0, all heads
-    at once (the current model runs what `litebert.calibrate.attention_blocks` measures for the shape)
+    at once
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
+The current model runs the fast paths `litebert.calibrate` measures for each shape and mode, as runs do.
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
 passed explicitly; also on 1 thread and, with --compile, under torch.compile (compile time reported apart).
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -85,8 +89,12 @@ def tanh_gelu(model):
 LEVERS_OFF = {  # variant name → (model → context manager that switches the lever off)
     "no fused QKV": no_fused_qkv,
     "tanh GELU in bf16": tanh_gelu,
+    # "all off" applies these in order, so the attention backward ends as SDPA's own
+    "attention probabilities recomputed":
+        lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "matmul"),
     "fp32 attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "fp32"),
     "SDPA attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"),
+    "bias added by addmm": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "bias_epilogues", {}),
     "per-layer shared gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "shared_weight_grad", False),
     "whole matmuls": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {}),
     "autograd's weight gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {}),
@@ -94,8 +102,15 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
         lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_block_heads", 0),
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
 }
-TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "per-layer shared gradients",
-                 "autograd's weight gradients", "attention backward on all heads at once"}
+TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
+                 "per-layer shared gradients", "autograd's weight gradients", "attention backward on all heads at once"}
+
+
+def use_calibration(config: AlbertConfig, batch: int, length: int, mode: str) -> None:
+    """The process's fast paths as a run at this shape takes them: back to their defaults, then calibrated."""
+    for f in dataclasses.fields(lm.CpuFastPaths):
+        setattr(lm.CPU_FAST_PATHS, f.name, getattr(lm.CpuFastPaths(), f.name))
+    calibrate.calibrate(config, batch, length, mode).apply()
 
 
 @contextlib.contextmanager
@@ -199,14 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     results, compile_s = [], {}
     for shape in args.shapes:
         batch, length = map(int, shape.split("x"))
-        lm.CPU_FAST_PATHS.row_chunks = calibrate.row_chunks(trainee.config, batch * length, "train")
-        lm.CPU_FAST_PATHS.weight_grads = calibrate.weight_grads(trainee.config, batch * length,
-                                                                calibrate.shared_uses(trainee.config))
-        lm.CPU_FAST_PATHS.attention_block_heads = calibrate.attention_blocks(trainee.config, batch, length)
+        use_calibration(trainee.config, batch, length, "train")
         fns = training_variants(trainee, optimizer, make_batch(trainee.config, batch, length))
         results += measure("training step", shape, fns, args.repeats)
         inputs = inputs_for(encoder.config, batch, length)
-        lm.CPU_FAST_PATHS.row_chunks = calibrate.row_chunks(encoder.config, batch * length, "infer")
+        use_calibration(encoder.config, batch, length, "infer")
         if compiled is not None:
             compile_s[shape] = compile_seconds(compiled, inputs)
         results += measure("inference", shape, inference_variants(encoder, compiled, inputs), args.repeats)

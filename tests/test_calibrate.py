@@ -87,12 +87,12 @@ def test_a_measurement_is_cached_per_machine_and_shape(tmp_path):
 
 
 def test_the_real_measurement_times_every_variant_on_a_one_layer_copy():
-    for mode, count in (("train", 7), ("infer", 3)):
+    for mode, count in (("train", 9), ("infer", 3)):
         variants = C.variants(TINY, 2, 16, mode)
         assert len(variants) == count
         seconds = C.interleaved_medians(variants, budget_s=0.05)
         assert all(math.isfinite(t) and t > 0 for t in seconds.values())
-    assert len(C.variants(AlbertConfig(**{**TINY.__dict__, "hidden_act": "gelu", "extra": {}}), 2, 16, "train")) == 4
+    assert len(C.variants(AlbertConfig(**{**TINY.__dict__, "hidden_act": "gelu", "extra": {}}), 2, 16, "train")) == 5
 
 
 def test_timing_rounds_rotate_so_no_variant_always_follows_the_same_one():
@@ -183,6 +183,36 @@ def test_a_calibration_measures_and_records_its_matmul_plan_and_applies_it(monke
     result.apply()  # merged with what other shapes measured
     assert lm.CPU_FAST_PATHS.row_chunks == {"bfloat16 7x7x7": 0, **result.row_chunks}
     assert lm.CPU_FAST_PATHS.weight_grads == {"bfloat16 7x7x7": "", **result.weight_grads}
+
+
+def test_a_bias_is_added_by_onednn_where_that_is_no_slower_and_the_matmul_runs_whole(monkeypatch):
+    """Each forward projection matmul that runs whole is timed with addmm's bias (False) and oneDNN's (True); the
+    latter is kept where it is no slower (a tie included: it only drops a pass); row-blocked shapes are skipped.
+    The plan is recorded, described and applied like the others."""
+    H, I = TINY.hidden_size, TINY.intermediate_size
+    keys = {(k, m): lm.matmul_key(torch.bfloat16, 64, k, m) for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    times = {(H, 3 * H): (1.0, 0.9), (H, H): (1.0, 1.0), (H, I): (1.0, 1.01)}
+    calls: list = []
+    real = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(tuple(a[1].shape)) or real(*a))
+
+    def medians(fns, budget_s):  # runs each variant once: only the oneDNN one calls oneDNN's linear
+        assert sorted(fns) == [False, True]
+        fns[False]()
+        assert not calls
+        fns[True]()
+        m, k = calls.pop()
+        return dict(zip((False, True), times[k, m]))
+    monkeypatch.setattr(C, "interleaved_medians", medians)
+    plan = C.bias_epilogues(TINY, 64, {keys[I, H]: 32})  # FFN out in row blocks: not timed
+    assert plan == {keys[H, 3 * H]: True, keys[H, H]: True, keys[H, I]: False}
+    calibration = C.Calibration(mode="train", bf16=True, erf_gelu_bf16=True, attention_backward="kept", length=8,
+                                bias_epilogues=plan, key={"batch": 8})
+    assert "; bias added by oneDNN in 64x32x32, 64x32x96)" in calibration.describe()
+    lm.CPU_FAST_PATHS.bias_epilogues = {"bfloat16 7x7x7": True}
+    calibration.apply()
+    assert lm.CPU_FAST_PATHS.bias_epilogues == {"bfloat16 7x7x7": True, **plan}
+    assert lm.CPU_FAST_PATHS.attention_backward == "kept"
 
 
 def test_attention_head_blocks_are_kept_only_where_they_are_clearly_faster(monkeypatch):

@@ -70,16 +70,20 @@ def test_the_matmul_attention_backward_is_the_exact_gradient():
     mask = mask.clamp(min=-1e4)  # finite differences need finite scores
     qkv = _fused(*(t[1:, :2, 4:12, :4] for t in (q, k, v))).clone().requires_grad_()  # its last 2 keys are padding
     window = mask[1:, :, :, 4:12]
-    assert torch.autograd.gradcheck(lambda x: model_module.MatmulBackwardAttention.apply(x, window, 2), [qkv])
+    for keep in (False, True):  # SDPA's forward; a matmul forward whose probabilities the backward reuses
+        assert torch.autograd.gradcheck(lambda x: model_module.MatmulBackwardAttention.apply(x, window, 2, keep), [qkv])
     q, k, v, mask = _padded_inputs(torch.float32)
     sdpa = _fused(q, k, v).requires_grad_()
-    out = F.scaled_dot_product_attention(*model_module.split_heads(sdpa, 3), attn_mask=mask)
-    model_module.merge_heads(out).square().sum().backward()
-    for heads in (0, 4):  # all 6 heads at once; in blocks of 4 heads (the last block shorter, masks per block)
-        ours = _fused(q, k, v).requires_grad_()
-        with fast_paths(attention_block_heads=heads):
-            model_module.MatmulBackwardAttention.apply(ours, mask, 3).square().sum().backward()
-        assert torch.allclose(ours.grad, sdpa.grad, atol=1e-5, rtol=1e-5), heads
+    out = model_module.merge_heads(F.scaled_dot_product_attention(*model_module.split_heads(sdpa, 3), attn_mask=mask))
+    out.square().sum().backward()
+    for keep in (False, True):
+        for heads in (0, 4):  # all 6 heads at once; in blocks of 4 heads (the last block shorter, masks per block)
+            ours = _fused(q, k, v).requires_grad_()
+            with fast_paths(attention_block_heads=heads):
+                ours_out = model_module.MatmulBackwardAttention.apply(ours, mask, 3, keep)
+                ours_out.square().sum().backward()
+            assert torch.allclose(ours_out, out, atol=1e-6), (keep, heads)
+            assert torch.allclose(ours.grad, sdpa.grad, atol=1e-5, rtol=1e-5), (keep, heads)
 
 
 def test_bf16_training_attention_backwards_stay_within_bf16_rounding_of_fp32():
@@ -89,18 +93,20 @@ def test_bf16_training_attention_backwards_stay_within_bf16_rounding_of_fp32():
     q, k, v, mask = _padded_inputs(torch.bfloat16)
     reference = _attention_and_grads(q.float(), k.float(), v.float(), mask.float(), "sdpa")
     plain = _attention_and_grads(q, k, v, mask, "sdpa")
-    for how in ("matmul", "fp32"):
+    for how in ("matmul", "kept", "fp32"):
         fast = _attention_and_grads(q, k, v, mask, how)
         for name, r, a, b in zip(["out", "dq", "dk", "dv"], reference, fast, plain):
             err_fast, err_plain = ((x - r).abs().max().item() / r.abs().max().item() for x in (a, b))
             bound = err_plain + 1e-3 if how == "fp32" else 2.0 ** -7
             assert err_fast <= bound, (how, name, err_fast, err_plain)
         assert fast[2][1, :, 10:].abs().max() == 0  # masked keys get no gradient
-    # Attention dropout: the matmul backward cannot replay SDPA's dropout mask, so "matmul" runs the fp32 one.
+    # Attention dropout: the matmul backward cannot replay SDPA's dropout mask, so "matmul" and "kept" run the fp32
+    # one.
     torch.manual_seed(3)
-    dropped = _attention_and_grads(q, k, v, mask, "matmul", dropout_p=0.5)
-    torch.manual_seed(3)
-    assert all(torch.equal(a, b) for a, b in zip(dropped, _attention_and_grads(q, k, v, mask, "fp32", 0.5)))
+    fp32 = _attention_and_grads(q, k, v, mask, "fp32", 0.5)
+    for how in ("matmul", "kept"):
+        torch.manual_seed(3)
+        assert all(torch.equal(a, b) for a, b in zip(_attention_and_grads(q, k, v, mask, how, 0.5), fp32)), how
 
 
 def test_all_ones_mask_is_the_same_as_no_mask():
@@ -149,7 +155,7 @@ def test_gelu_pytorch_tanh_keeps_the_tanh_form_in_bf16():
 
 
 # ---------------------------------------------------------------------------------------------- projections
-NO_PLANS = dict(row_chunks={}, weight_grads={}, attention_block_heads=0)
+NO_PLANS = dict(row_chunks={}, weight_grads={}, attention_block_heads=0, bias_epilogues={})
 """No measured plan in force (a calibration applied earlier in the process may have left one)."""
 
 
@@ -252,6 +258,45 @@ def test_matmul_in_row_blocks_is_the_same_matmul():
     assert torch.allclose(blocked, a @ b, atol=1e-6) and torch.allclose(blocked_bias, a @ b + bias, atol=1e-6)
     assert torch.allclose(other_shape, a[:9] @ b, atol=1e-6)
     assert model_module.matmul_key(torch.bfloat16, 1024, 768, 3072) == "bfloat16 1024x768x3072"
+
+
+def test_a_bias_added_by_onednn_is_addmms_bias():
+    """oneDNN's linear adds the bias as it writes the output: the same values as addmm's in bf16 and fp32; only
+    the planned shape takes it, and never the bias-free input-gradient matmul."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        a, w, bias = (torch.randn(*shape, generator=g).to(dtype) for shape in ((12, 8), (6, 8), (6,)))
+        with fast_paths(bias_epilogues={model_module.matmul_key(dtype, 12, 8, 6): True}):
+            fused, other_rows = model_module.matmul(a, w.t(), bias), model_module.matmul(a[:9], w.t(), bias)
+            no_bias = model_module.matmul(a, w.t())
+        tol = 1e-6 if dtype == torch.float32 else 1e-2
+        assert torch.allclose(fused.float(), torch.addmm(bias, a, w.t()).float(), atol=tol), dtype
+        assert torch.allclose(other_rows.float(), torch.addmm(bias, a[:9], w.t()).float(), atol=tol)
+        assert torch.equal(no_bias, a @ w.t())
+
+
+def test_a_model_with_its_biases_added_by_onednn_computes_the_same_outputs_and_gradients(monkeypatch):
+    """Every forward projection of a 2-layer model with its bias added by oneDNN's linear: the same outputs and
+    gradients as F.linear (to fp32 rounding), under inference_mode too, and the planned matmuls did run it."""
+    torch.manual_seed(0)
+    config = AlbertConfig(**{**TINY, "num_hidden_layers": 2})
+    model = AlbertModel(config).eval()
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    H, I = config.hidden_size, config.intermediate_size
+    plan = {model_module.matmul_key(torch.float32, 21, k, m): True for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    probe = torch.randn(3, 7, H)
+    loss_of = lambda out: (out.last_hidden_state * probe).sum()  # noqa: E731
+    fused, real = [], torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: fused.append(a[1].shape) or real(*a))
+    plain = _gradients(model, ids, mask, loss_of)
+    planned = _gradients(model, ids, mask, loss_of, bias_epilogues=plan)
+    assert len(fused) == 4 * config.num_hidden_layers  # Q/K/V, output, FFN in and out, in each layer
+    for name in plain:
+        assert _same(plain[name], planned[name]), name
+    with torch.inference_mode():
+        expected = model(ids, mask).last_hidden_state
+        with fast_paths(bias_epilogues=plan):
+            assert torch.allclose(model(ids, mask).last_hidden_state, expected, atol=1e-6)
 
 
 def _blocks_of_4_rows(config: AlbertConfig, rows: int) -> dict[str, int]:

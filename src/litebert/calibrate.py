@@ -7,13 +7,16 @@ benchmark mode does, `calibrate` times the candidates once and keeps the fastest
 
     train   forward + backward of a one-layer copy of the model (same H, I, heads, E, V) on a (B, T) batch
             with 20 masked positions per row: fp32; and bf16 autocast with each combination of the attention
-            backward (bf16 matmuls, SDPA in fp32, SDPA's own in bf16) and the erf or the tanh GELU
+            backward (bf16 matmuls after SDPA's forward, or after a matmul forward that keeps its (T, T)
+            probabilities; SDPA in fp32; SDPA's own in bf16) and the erf or the tanh GELU
     infer   forward under inference_mode: fp32; bf16 autocast with the erf or the tanh GELU
 
 Before those, each bf16 matmul shape of the model's projections at the run's B*T rows (forward, and in training
 the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`model.matmul`): oneDNN runs some
 shapes at half its rate whole and at the full one in blocks. A block size is kept where it takes at most 90% of
-the whole matmul's time. In training each projection's weight gradient gy^T x is timed as autograd computes it
+the whole matmul's time. Each projection's forward matmul that runs whole is also timed with its bias added by
+addmm (a pass copying the bias into the output first) and by oneDNN's linear (added as the output is written),
+and the latter is kept where it is no slower. In training each projection's weight gradient gy^T x is timed as autograd computes it
 (gy^T a strided view) and with gy or x transposed first (`model.SharedGrad`), and the matmul attention backward
 on all heads at once and in blocks of 4 to 32 heads, each kept likewise at 90%. The variants above are then
 timed with those plans. In training a model that shares blocks across layers, the chosen variant (bf16 or fp32)
@@ -62,7 +65,7 @@ MATMUL_MARGIN = 0.9
 backward must take at most this fraction of the plain way's time to be kept."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 4
+VERSION = 5
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -81,6 +84,8 @@ class Calibration:
     """model.matmul_key (forward) -> how each bf16 projection's weight gradient runs (model.WEIGHT_GRADS)."""
     attention_block_heads: int = 0
     """Heads per block of the matmul attention backward (0: all at once)."""
+    bias_epilogues: dict[str, bool] = field(default_factory=dict)
+    """model.matmul_key -> whether oneDNN's linear adds the bias of each bf16 projection timed whole."""
     shared_weight_grad: bool = True
     """A shared block sums its weight gradient in place (timed on a copy of up to four layers when the model
     shares)."""
@@ -97,16 +102,19 @@ class Calibration:
         lm.CPU_FAST_PATHS.row_chunks = {**lm.CPU_FAST_PATHS.row_chunks, **self.row_chunks}
         lm.CPU_FAST_PATHS.weight_grads = {**lm.CPU_FAST_PATHS.weight_grads, **self.weight_grads}
         lm.CPU_FAST_PATHS.attention_block_heads = self.attention_block_heads
+        lm.CPU_FAST_PATHS.bias_epilogues = {**lm.CPU_FAST_PATHS.bias_epilogues, **self.bias_epilogues}
         lm.CPU_FAST_PATHS.shared_weight_grad = self.shared_weight_grad
 
     def describe(self) -> str:
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items())
         blocks = ", ".join(f"{k.split()[-1]} in {v}-row blocks" for k, v in self.row_chunks.items() if v)
         grads = ", ".join(f"{k.split()[-1]} with {v} transposed" for k, v in self.weight_grads.items() if v)
+        biases = ", ".join(k.split()[-1] for k, on in self.bias_epilogues.items() if on)
         heads = self.attention_block_heads
         heads = f"; attention backward {heads} heads at a time" if heads else ""
         return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
                 f"({'cached' if self.cached else 'measured'}: {times}{'; matmuls ' + blocks if blocks else ''}"
+                f"{'; bias added by oneDNN in ' + biases if biases else ''}"
                 f"{'; weight gradients ' + grads if grads else ''}{heads})")
 
 
@@ -145,7 +153,8 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     timer = timer or interleaved_medians
     with torch.random.fork_rng(devices=[]):
         train = mode == "train"
-        plans = {"row_chunks": row_chunks(config, batch * length, mode),
+        chunks = row_chunks(config, batch * length, mode)
+        plans = {"row_chunks": chunks, "bias_epilogues": bias_epilogues(config, batch * length, chunks),
                  "weight_grads": weight_grads(config, batch * length, shared_uses(config)) if train else {},
                  "attention_block_heads": attention_blocks(config, batch, length) if train else 0}
         with fast_paths(**plans):
@@ -170,8 +179,9 @@ SHARED_LAYERS = 4
 adds one gradient to the sum, so more layers show more of the difference: on a two-layer copy the choice at
 ALBERT-base 8x128 flipped between runs (summed 138 against 130 ms in one, 117 against 123 in the next; AMX Xeon)
 where the twelve-layer step gains 1.10x from it (benchmarks/levers.py)."""
-BF16_VARIANTS = {"bf16": (True, "matmul"), "bf16, fp32 attention backward": (True, "fp32"),
-                 "bf16, SDPA attention backward": (True, "sdpa"), "bf16, tanh GELU": (False, "matmul"),
+BF16_VARIANTS = {"bf16": (True, "matmul"), "bf16, attention probabilities kept": (True, "kept"),
+                 "bf16, fp32 attention backward": (True, "fp32"), "bf16, SDPA attention backward": (True, "sdpa"),
+                 "bf16, tanh GELU": (False, "matmul"), "bf16, tanh GELU, attention probabilities kept": (False, "kept"),
                  "bf16, tanh GELU, fp32 attention backward": (False, "fp32"),
                  "bf16, tanh GELU, SDPA attention backward": (False, "sdpa")}
 """name -> (erf GELU in bf16, attention backward) of each bf16 variant; "bf16" is the model's default."""
@@ -215,6 +225,25 @@ def row_chunks(config: AlbertConfig, rows: int, mode: str) -> dict[str, int]:
                                        for r in (0, *blocks)}, budget_s=0.05)
         best = min(blocks, key=seconds.__getitem__)
         plan[key] = best if seconds[best] <= MATMUL_MARGIN * seconds[0] else 0
+    return plan
+
+
+def bias_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int]) -> dict[str, bool]:
+    """model.matmul_key -> whether each forward projection matmul in bf16 that runs whole (no row blocks in
+    `chunks`) is no slower with its bias added by oneDNN's linear than by addmm. No margin: the fused way only
+    drops a pass over the output, so where the two time alike either choice costs nothing."""
+    plan = {}
+    if not torch.backends.mkldnn.is_available():
+        return plan
+    for n, k, m in projection_matmuls(config, rows, "infer"):
+        key = lm.matmul_key(torch.bfloat16, n, k, m)
+        if chunks.get(key):
+            continue
+        a, w = torch.randn(n, k, dtype=torch.bfloat16), torch.randn(m, k, dtype=torch.bfloat16)
+        bias = torch.randn(m, dtype=torch.bfloat16)
+        seconds = interleaved_medians({on: _switched(lambda: lm.matmul(a, w.t(), bias), bias_epilogues={key: on})
+                                       for on in (False, True)}, budget_s=0.1)
+        plan[key] = seconds[True] <= seconds[False]
     return plan
 
 

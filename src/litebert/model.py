@@ -40,7 +40,8 @@ class CpuFastPaths:
     """bf16 `gelu_new` on CPU runs the exact (erf) GELU (see gelu_tanh)."""
     attention_backward: str = "matmul"
     """How bf16 attention that will be differentiated runs up to `attention_backward_max_len` (see attention):
-    "matmul" (SDPA forward, a backward of bf16 matmuls), "fp32" (SDPA in fp32) or "sdpa" (SDPA's own bf16)."""
+    "matmul" (SDPA forward, a backward of bf16 matmuls), "kept" (a forward of bf16 matmuls that keeps its (T, T)
+    probabilities for that backward), "fp32" (SDPA in fp32) or "sdpa" (SDPA's own bf16)."""
     attention_backward_max_len: int = 512
     """Longer sequences take SDPA's own bf16 backward (the matmul backward's transient (B, nh, T, T) tensors grow
     as T^2); a calibration sets it to the length it measured."""
@@ -55,9 +56,12 @@ class CpuFastPaths:
     weight_grads: dict[str, str] = field(default_factory=dict)
     """How the weight gradient of a projection runs (see SharedGrad), by the matmul_key of its forward: one of
     WEIGHT_GRADS; empty (gy^T @ x, as autograd does) until `litebert.calibrate` measures the run's shapes."""
+    bias_epilogues: dict[str, bool] = field(default_factory=dict)
+    """Projection matmuls, by matmul_key, whose bias oneDNN adds as it writes the output (see matmul); empty
+    until `litebert.calibrate` measures the run's shapes."""
 
 
-ATTENTION_BACKWARDS = ("matmul", "fp32", "sdpa")
+ATTENTION_BACKWARDS = ("matmul", "kept", "fp32", "sdpa")
 WEIGHT_GRADS = ("", "grad", "input")
 """How a projection's weight gradient gy^T x is computed: "" with gy^T as a strided view, "grad" with gy
 transposed first, "input" as x^T gy with x transposed first (see SharedGrad)."""
@@ -190,15 +194,15 @@ def attention(qkv: Tensor, num_heads: int, mask: Tensor | None, dropout_p: float
     all heads at once (benchmarks/cpu_kernels.py).
     So bf16 attention that will be differentiated, up to CPU_FAST_PATHS.attention_backward_max_len, takes the
     backward CPU_FAST_PATHS.attention_backward names (calibrated per machine); with attention dropout, whose
-    mask the matmul backward does not replay, "matmul" falls back to "fp32".
+    mask the matmul backward does not replay, "matmul" and "kept" fall back to "fp32".
     """
     how = "sdpa"
     if (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16 and qkv.requires_grad
             and qkv.shape[1] <= CPU_FAST_PATHS.attention_backward_max_len):
         how = CPU_FAST_PATHS.attention_backward
-        how = "fp32" if how == "matmul" and dropout_p > 0 else how
-    if how == "matmul":
-        return MatmulBackwardAttention.apply(qkv, mask, num_heads)
+        how = "fp32" if how in ("matmul", "kept") and dropout_p > 0 else how
+    if how in ("matmul", "kept"):
+        return MatmulBackwardAttention.apply(qkv, mask, num_heads, how == "kept")
     q, k, v = split_heads(qkv, num_heads)  # (B, nh, T, hs) each
     if how == "fp32":
         with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs straight back to bf16
@@ -210,9 +214,9 @@ def attention(qkv: Tensor, num_heads: int, mask: Tensor | None, dropout_p: float
 
 
 class MatmulBackwardAttention(torch.autograd.Function):
-    """Attention of qkv (B, T, 3H) → (B, T, H): SDPA's forward (no dropout); a backward of batched matmuls and one
-    softmax and its gradient, all in the inputs' dtype (aten's softmax kernels compute in fp32 inside, so only
-    their outputs are rounded).
+    """Attention of qkv (B, T, 3H) → (B, T, H) with a backward of batched matmuls and one softmax and its gradient,
+    all in the inputs' dtype (aten's softmax kernels compute in fp32 inside, so only their outputs are rounded).
+    Its forward is SDPA's (no dropout), or with `keep` batched matmuls that keep the (T, T) probabilities.
 
     Like flash attention it saves only its input and recomputes the (T, T) probabilities, so it keeps no more
     memory than SDPA beyond the backward's transient (heads, T, T) tensors. In fp32 it is the exact gradient
@@ -226,42 +230,75 @@ class MatmulBackwardAttention(torch.autograd.Function):
     at 8x512 blocks of 8 heads keep each (T, T) block at 4 MB, and the backward takes 41-42 ms against 47-50
     for all 96 heads at once (the full training step 1.035-1.047x faster); at T = 128 and 256 no block size
     pays.
+
+    With `keep` the backward skips the scores matmul and the softmax, and the forward does them instead of SDPA,
+    at the cost of B*nh*T*T saved values per layer (ALBERT-base 8x128: 1.5 MB a layer in bf16; 8x512: 50 MB).
+    The whole training step, AMX Xeon: 1.03x at 8x128, 1.01x at 32x128, 0.97x at 8x512; so it is calibrated.
     """
 
     @staticmethod
-    def forward(ctx, qkv: Tensor, mask: Tensor | None, num_heads: int) -> Tensor:
+    def forward(ctx, qkv: Tensor, mask: Tensor | None, num_heads: int, keep: bool = False) -> Tensor:
         ctx.num_heads = num_heads
-        ctx.save_for_backward(qkv, mask)
-        return merge_heads(F.scaled_dot_product_attention(*split_heads(qkv, num_heads), attn_mask=mask))
+        if not keep:
+            ctx.save_for_backward(qkv, mask, None)
+            return merge_heads(F.scaled_dot_product_attention(*split_heads(qkv, num_heads), attn_mask=mask))
+        B, T, H3 = qkv.shape
+        heads, masks = contiguous_heads(qkv, num_heads), head_masks(mask, num_heads)
+        with torch.autocast(qkv.device.type, enabled=False):
+            p = probabilities(heads[0], heads[1], masks)  # (B*nh, T, T)
+            out = torch.bmm(p, heads[2])  # (B*nh, T, hs)
+        ctx.save_for_backward(heads, mask, p)
+        return out.view(B, num_heads, T, -1).transpose(1, 2).reshape(B, T, H3 // 3)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        qkv, mask = ctx.saved_tensors
-        (B, T, H3), nh = qkv.shape, ctx.num_heads
-        n, hs = B * nh, H3 // (3 * nh)
-        heads = qkv.new_empty(3, n, T, hs)
-        heads.view(3, B, nh, T, hs).copy_(split_heads(qkv, nh))
-        q, k, v = heads  # (B*nh, T, hs) each
-        go = grad_out.to(qkv.dtype).view(B, T, nh, hs).transpose(1, 2).reshape(n, T, hs)
-        masks = mask.expand(B, nh, -1, T).reshape(n, -1, T) if mask is not None else None  # (B*nh, 1 or T, T)
-        # The softmax scale rides on the matmuls (alpha), as does the mask (beta = 1): a separate pass over a
-        # (T, T) tensor costs more than its matmul (8x512, AMX Xeon: adding the mask 8.4 ms, the matmul 2.9 ms).
-        scale = hs ** -0.5
+        saved, mask, kept = ctx.saved_tensors
+        heads = contiguous_heads(saved, ctx.num_heads) if kept is None else saved  # (3, B*nh, T, hs)
+        q, k, v = heads
+        (n, T, hs), B = q.shape, grad_out.shape[0]
+        nh = n // B
+        go = grad_out.to(q.dtype).view(B, T, nh, hs).transpose(1, 2).reshape(n, T, hs)
+        masks, scale = head_masks(mask, nh), hs ** -0.5
         grads = torch.empty_like(heads)  # dQ, dK, dV
         step = CPU_FAST_PATHS.attention_block_heads or n
-        with torch.autocast(qkv.device.type, enabled=False):  # out= is no autocast op
+        with torch.autocast(q.device.type, enabled=False):  # out= is no autocast op
             for i in range(0, n, step):
                 h = slice(i, i + step)
-                bias = masks[h] if masks is not None else grads[0, h, :1, :1]  # ignored with beta = 0
-                scores = torch.baddbmm(bias, q[h], k[h].transpose(1, 2), beta=float(masks is not None), alpha=scale)
-                p = torch.softmax(scores, -1)  # (heads, T, T)
+                p = kept[h] if kept is not None else probabilities(q[h], k[h], masks[h] if masks is not None else None)
                 torch.bmm(p.transpose(1, 2), go[h], out=grads[2, h])
                 grad_p = torch.bmm(go[h], v[h].transpose(1, 2))  # (heads, T, T)
                 # dS = P * (dP - rowsum(P * dP)), by the kernel autograd itself runs for softmax
                 grad_s = torch.ops.aten._softmax_backward_data(grad_p, p, -1, p.dtype)
                 torch.baddbmm(grads[0, h], grad_s, k[h], beta=0, alpha=scale, out=grads[0, h])
                 torch.baddbmm(grads[1, h], grad_s.transpose(1, 2), q[h], beta=0, alpha=scale, out=grads[1, h])
-        return grads.view(3, B, nh, T, hs).permute(1, 3, 0, 2, 4).reshape(B, T, H3), None, None
+        return grads.view(3, B, nh, T, hs).permute(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs), None, None, None
+
+
+def contiguous_heads(qkv: Tensor, num_heads: int) -> Tensor:
+    """The fused projections (B, T, 3H) as contiguous q, k, v: (3, B*nh, T, hs)."""
+    B, T, H3 = qkv.shape
+    heads = qkv.new_empty(3, B * num_heads, T, H3 // (3 * num_heads))
+    heads.view(3, B, num_heads, T, -1).copy_(split_heads(qkv, num_heads))
+    return heads
+
+
+def head_masks(mask: Tensor | None, num_heads: int) -> Tensor | None:
+    """An additive mask (B, 1, 1 or T, T) as one per head: (B*nh, 1 or T, T), a view."""
+    if mask is None:
+        return None
+    B, T = mask.shape[0], mask.shape[-1]
+    return mask.expand(B, num_heads, -1, T).reshape(B * num_heads, -1, T)
+
+
+def probabilities(q: Tensor, k: Tensor, masks: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(hs) + mask) of q, k (n, T, hs) and masks (n, 1 or T, T) → (n, T, T).
+
+    The softmax scale rides on the matmul (alpha), as does the mask (beta = 1): a separate pass over a (T, T)
+    tensor costs more than its matmul (8x512, AMX Xeon: adding the mask 8.4 ms, the matmul 2.9 ms).
+    """
+    bias = masks if masks is not None else q[:, :1, :1]  # ignored with beta = 0
+    scores = torch.baddbmm(bias, q, k.transpose(1, 2), beta=float(masks is not None), alpha=q.shape[-1] ** -0.5)
+    return torch.softmax(scores, -1)
 
 
 def matmul_key(dtype: torch.dtype, rows: int, inner: int, out: int) -> str:
@@ -270,16 +307,24 @@ def matmul_key(dtype: torch.dtype, rows: int, inner: int, out: int) -> str:
 
 
 def matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
-    """a (N, K) @ b (K, M) (+ bias (M,)) → (N, M), in blocks of rows where CPU_FAST_PATHS.row_chunks says so.
+    """a (N, K) @ b (K, M) (+ bias (M,)) → (N, M), in blocks of rows where CPU_FAST_PATHS.row_chunks says so, else
+    with the bias added as the output is written where CPU_FAST_PATHS.bias_epilogues says so.
 
     Why: oneDNN runs some shapes far below its rate and their row blocks at the full one. On an AMX Xeon (2
     threads, torch 2.13) a bf16 (1024, 768) @ (768, 768) runs at 1.0 TFLOP/s and its two 512-row halves at 1.8;
-    (512 or 2048, 768) @ (768, 768) at 2.3 (benchmarks/cpu_kernels.py). Which shapes is the library's and the
-    CPU's business, so `litebert.calibrate` measures the run's own; each block writes its rows of the output.
+    (512 or 2048, 768) @ (768, 768) at 2.3 (benchmarks/cpu_kernels.py). And addmm first copies the bias into
+    every row of the output, a pass over (N, M) that oneDNN's own linear does not make: bf16 (4096, 768) @ (768,
+    2304) 5.1 against 4.5 ms there. Which shapes is the library's and the CPU's business, so `litebert.calibrate`
+    measures the run's own; each block writes its rows of the output.
     """
-    rows = CPU_FAST_PATHS.row_chunks.get(matmul_key(a.dtype, a.shape[0], a.shape[1], b.shape[1]), 0)
+    key = matmul_key(a.dtype, a.shape[0], a.shape[1], b.shape[1])
+    rows = CPU_FAST_PATHS.row_chunks.get(key, 0)
     if not rows or rows >= a.shape[0] or a.device.type != "cpu":
-        return torch.addmm(bias, a, b) if bias is not None else torch.mm(a, b)
+        if bias is None:
+            return torch.mm(a, b)
+        if CPU_FAST_PATHS.bias_epilogues.get(key) and a.device.type == "cpu":
+            return torch.ops.mkldnn._linear_pointwise(a, b.t(), bias, "none", [], "")  # b.t(): the (M, K) weight
+        return torch.addmm(bias, a, b)
     out = a.new_empty(a.shape[0], b.shape[1])
     with torch.autocast("cpu", enabled=False):  # out= is no autocast op: a, b and bias share a dtype already
         for i in range(0, a.shape[0], rows):
@@ -417,7 +462,8 @@ def linear_fast_paths(weight: Tensor, uses: int) -> tuple[bool, bool]:
         return False, False
     trains = weight.requires_grad and torch.is_grad_enabled()
     sums = uses > 1 and CPU_FAST_PATHS.shared_weight_grad and trains
-    planned = any(CPU_FAST_PATHS.row_chunks.values()) or (trains and any(CPU_FAST_PATHS.weight_grads.values()))
+    planned = (any(CPU_FAST_PATHS.row_chunks.values()) or any(CPU_FAST_PATHS.bias_epilogues.values())
+               or (trains and any(CPU_FAST_PATHS.weight_grads.values())))
     return sums or planned, sums
 
 
