@@ -233,7 +233,9 @@ class MatmulBackwardAttention(torch.autograd.Function):
 
     With `keep` the backward skips the scores matmul and the softmax, and the forward does them instead of SDPA,
     at the cost of B*nh*T*T saved values per layer (ALBERT-base 8x128: 1.5 MB a layer in bf16; 8x512: 50 MB).
-    The whole training step, AMX Xeon: 1.03x at 8x128, 1.01x at 32x128, 0.97x at 8x512; so it is calibrated.
+    Per layer, fwd + bwd, masked, AMX Xeon (benchmarks/cpu_kernels.py): 6.1 → 5.1 ms at 8x128, 27.5 → 21.6 at
+    32x128, 63.9 → 53.2 at 8x512; in the whole training step 1.00-1.07x (benchmarks/levers.py), and in one A/B
+    at 8x512 0.97x, so it is calibrated.
     """
 
     @staticmethod
@@ -314,7 +316,7 @@ def matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     threads, torch 2.13) a bf16 (1024, 768) @ (768, 768) runs at 1.0 TFLOP/s and its two 512-row halves at 1.8;
     (512 or 2048, 768) @ (768, 768) at 2.3 (benchmarks/cpu_kernels.py). And addmm first copies the bias into
     every row of the output, a pass over (N, M) that oneDNN's own linear does not make: bf16 (4096, 768) @ (768,
-    2304) 5.1 against 4.5 ms there. Which shapes is the library's and the CPU's business, so `litebert.calibrate`
+    2304) 5.6 against 4.9 ms there, (4096, 768) @ (768, 3072) 8.0 against 7.1. Which shapes is the library's and the CPU's business, so `litebert.calibrate`
     measures the run's own; each block writes its rows of the output.
     """
     key = matmul_key(a.dtype, a.shape[0], a.shape[1], b.shape[1])
