@@ -108,8 +108,9 @@ TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "attentio
 
 def use_calibration(config: AlbertConfig, batch: int, length: int, mode: str) -> None:
     """The process's fast paths as a run at this shape takes them: back to their defaults, then calibrated."""
-    for f in dataclasses.fields(lm.CpuFastPaths):
-        setattr(lm.CPU_FAST_PATHS, f.name, getattr(lm.CpuFastPaths(), f.name))
+    defaults = lm.CpuFastPaths()
+    for f in dataclasses.fields(defaults):
+        setattr(lm.CPU_FAST_PATHS, f.name, getattr(defaults, f.name))
     calibrate.calibrate(config, batch, length, mode).apply()
 
 

@@ -167,6 +167,22 @@ def _gradients(model, ids, mask, loss_of, **switches) -> dict[str, torch.Tensor]
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
+def _assert_same_gradients(model, ids, mask, loss_of, **switches) -> None:
+    """The model's parameter gradients are the same (to fp32 rounding) with the `switches` in force as with no plan."""
+    plain = _gradients(model, ids, mask, loss_of)
+    planned = _gradients(model, ids, mask, loss_of, **switches)
+    for name in plain:
+        assert _same(plain[name], planned[name]), name
+
+
+def _assert_same_inference_outputs(model, ids, mask, **switches) -> None:
+    """The model's inference_mode outputs are the same (to 1e-6) with the `switches` in force as without."""
+    with torch.inference_mode():
+        expected = model(ids, mask).last_hidden_state
+        with fast_paths(**switches):
+            assert torch.allclose(model(ids, mask).last_hidden_state, expected, atol=1e-6)
+
+
 def _same(a: torch.Tensor, b: torch.Tensor, tolerance: float = 1e-5) -> bool:
     """Equal to fp32 rounding, relative to the tensor's largest entry."""
     return (a - b).abs().max().item() <= tolerance * a.abs().max().item() + 1e-8  # key biases: ~0 (softmax)
@@ -288,15 +304,9 @@ def test_a_model_with_its_biases_added_by_onednn_computes_the_same_outputs_and_g
     loss_of = lambda out: (out.last_hidden_state * probe).sum()  # noqa: E731
     fused, real = [], torch.ops.mkldnn._linear_pointwise
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: fused.append(a[1].shape) or real(*a))
-    plain = _gradients(model, ids, mask, loss_of)
-    planned = _gradients(model, ids, mask, loss_of, bias_epilogues=plan)
+    _assert_same_gradients(model, ids, mask, loss_of, bias_epilogues=plan)
     assert len(fused) == 4 * config.num_hidden_layers  # Q/K/V, output, FFN in and out, in each layer
-    for name in plain:
-        assert _same(plain[name], planned[name]), name
-    with torch.inference_mode():
-        expected = model(ids, mask).last_hidden_state
-        with fast_paths(bias_epilogues=plan):
-            assert torch.allclose(model(ids, mask).last_hidden_state, expected, atol=1e-6)
+    _assert_same_inference_outputs(model, ids, mask, bias_epilogues=plan)
 
 
 def _blocks_of_4_rows(config: AlbertConfig, rows: int) -> dict[str, int]:
@@ -318,15 +328,10 @@ def test_a_model_under_a_row_plan_computes_the_same_outputs_and_gradients(monkey
     probe = torch.randn(3, 7, config.hidden_size)  # a sum of squares of LayerNorm outputs is nearly constant
     loss_of = lambda out: (out.last_hidden_state * probe).sum()  # noqa: E731
     calls = _count_linear_calls(monkeypatch)
-    plain = _gradients(model, ids, mask, loss_of)
-    planned = _gradients(model, ids, mask, loss_of, row_chunks=plan)
+    _assert_same_gradients(model, ids, mask, loss_of, row_chunks=plan)
     assert len(calls) == 4 * config.num_hidden_layers and all(s is None for s in calls)  # no sharing here
-    for name in plain:
-        assert _same(plain[name], planned[name]), name
+    _assert_same_inference_outputs(model, ids, mask, row_chunks=plan)
     with torch.inference_mode():
-        expected = model(ids, mask).last_hidden_state
-        with fast_paths(row_chunks=plan):
-            assert torch.allclose(model(ids, mask).last_hidden_state, expected, atol=1e-6)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             plain_bf16 = model(ids, mask).last_hidden_state
             with fast_paths(row_chunks=plan):

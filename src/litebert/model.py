@@ -244,13 +244,13 @@ class MatmulBackwardAttention(torch.autograd.Function):
         if not keep:
             ctx.save_for_backward(qkv, mask, None)
             return merge_heads(F.scaled_dot_product_attention(*split_heads(qkv, num_heads), attn_mask=mask))
-        B, T, H3 = qkv.shape
+        B, T, _ = qkv.shape
         heads, masks = contiguous_heads(qkv, num_heads), head_masks(mask, num_heads)
         with torch.autocast(qkv.device.type, enabled=False):
             p = probabilities(heads[0], heads[1], masks)  # (B*nh, T, T)
             out = torch.bmm(p, heads[2])  # (B*nh, T, hs)
         ctx.save_for_backward(heads, mask, p)
-        return out.view(B, num_heads, T, -1).transpose(1, 2).reshape(B, T, H3 // 3)
+        return merge_heads(out.view(B, num_heads, T, -1))
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -316,8 +316,8 @@ def matmul(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     threads, torch 2.13) a bf16 (1024, 768) @ (768, 768) runs at 1.0 TFLOP/s and its two 512-row halves at 1.8;
     (512 or 2048, 768) @ (768, 768) at 2.3 (benchmarks/cpu_kernels.py). And addmm first copies the bias into
     every row of the output, a pass over (N, M) that oneDNN's own linear does not make: bf16 (4096, 768) @ (768,
-    2304) 5.6 against 4.9 ms there, (4096, 768) @ (768, 3072) 8.0 against 7.1. Which shapes is the library's and the CPU's business, so `litebert.calibrate`
-    measures the run's own; each block writes its rows of the output.
+    2304) 5.6 against 4.9 ms there, (4096, 768) @ (768, 3072) 8.0 against 7.1. Which shapes is the library's and
+    the CPU's business, so `litebert.calibrate` measures the run's own; each block writes its rows of the output.
     """
     key = matmul_key(a.dtype, a.shape[0], a.shape[1], b.shape[1])
     rows = CPU_FAST_PATHS.row_chunks.get(key, 0)
