@@ -8,9 +8,10 @@ positions (-100 where nothing is masked) and so builds (B, T, V) logits; liteber
 Timings interleave the models step by step and report the median, which blunts other load on the machine.
 On a GPU (--device cuda, the default where one is present) the same steps run there, timed with
 synchronisation; --compile adds torch.compile(litebert) as a third contender (its compile timed apart, as the
-first step). On a CPU in bf16, litebert runs with the fast paths `litebert.calibrate` measures for the shape
-(as `litebert pretrain` does: attention backward, GELU form, matmul row blocks, summed shared gradient; the
-choice is in the JSON); they switch themselves off on a GPU.
+first step). On a CPU, litebert runs with the fast paths `litebert.calibrate` measures for the shape when the
+row's precision is the one calibration chose (as `litebert pretrain` does: attention backward, GELU form, matmul
+row blocks, summed shared gradient; the choice is in the JSON), else with the defaults, as a run given --bf16 or
+--no-bf16 against the measurement; they switch themselves off on a GPU.
 
 Model FLOP utilisation (MFU) = model FLOPs per step / step time / this machine's dense matmul rate in the
 step's dtype (bf16 or fp32): the best of a few square sizes with `common.matmul_tflops`, measured in the
@@ -117,7 +118,9 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
     """Median step time of each contender, timed step by step in turn (warm-up step first, and for the
     compiled model the compile, timed apart)."""
     config = model_config(preset)
-    chosen = calibrate.calibrate(config, batch, length, "train") if device == "cpu" and bf16 else None
+    chosen = calibrate.calibrate(config, batch, length, "train") if device == "cpu" else None
+    if chosen is not None and chosen.bf16 != bf16:
+        chosen = None  # its plans were timed in the other precision: the defaults, as a run forced to it gets
     if chosen is not None:
         chosen.apply()
     runs = contenders(config, device, compile_ours)

@@ -103,6 +103,7 @@ def machine_info(**extra: object) -> dict[str, object]:
         "versions": versions,
         "load_average": os.getloadavg(),
         "allocator": hardware.ALLOCATOR,
+        "dispatch_caps": hardware.dispatch_caps(),
         **extra,
     }
 

@@ -86,6 +86,29 @@ def test_a_measurement_is_cached_per_machine_and_shape(tmp_path):
         C.calibrate(TINY, 4, 16, "serve")
 
 
+def test_a_cap_on_the_instruction_set_is_measured_and_named_apart(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 on an AMX Xeon makes bf16 matmuls slower than fp32 (0.23 against 0.41
+    TFLOP/s): a choice measured without the cap must not be reused under it, and results must say it was set."""
+    from litebert import hardware
+    for name in hardware.DISPATCH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    calls: list = []
+    timer = fake_timer({"fp32": 1.0, "bf16": 0.5, "bf16, tanh GELU": 0.6}, calls)
+    plain_tag, plain_kind = hardware.cpu_tag(), hardware.cpu_kind()
+    assert C.calibrate(TINY, 4, 16, "infer", timer=timer).key["dispatch"] == {}
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    slow_bf16 = fake_timer({"fp32": 1.0, "bf16": 1.8, "bf16, tanh GELU": 1.9}, calls)
+    capped = C.calibrate(TINY, 4, 16, "infer", timer=slow_bf16)
+    assert not capped.cached and not capped.bf16
+    assert capped.key["dispatch"] == {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}
+    assert hardware.cpu_tag() == plain_tag + "-isa-avx512_core_bf16"
+    assert hardware.cpu_kind() == plain_kind[:-1] + "; ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16)"
+    assert C.calibrate(TINY, 4, 16, "infer", timer=timer).cached  # the capped measurement, from its own entry
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "  ")  # blank: no cap
+    uncapped = C.calibrate(TINY, 4, 16, "infer", timer=timer)
+    assert uncapped.cached and uncapped.bf16 and len(calls) == 2 and hardware.cpu_tag() == plain_tag
+
+
 def test_the_real_measurement_times_every_variant_on_a_one_layer_copy():
     for mode, count in (("train", 9), ("infer", 3)):
         variants = C.variants(TINY, 2, 16, mode)

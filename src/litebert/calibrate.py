@@ -28,7 +28,8 @@ what one variant leaves behind for the next hit them alike. The fastest bf16 var
 (two switches that each pay alone need not pay together), and bf16 only when it is at least 5% faster than
 fp32 (it costs precision). The result is cached under
 ~/.cache/litebert/calibration/ (or $LITEBERT_CALIBRATION_DIR) by the CPU model, flags, torch version, threads,
-shape and mode, so a machine makes the same choice run after run; runs write it to their logs.
+the variables that cap which kernels oneDNN and ATen dispatch to (`hardware.dispatch_caps`), shape and mode, so
+a machine makes the same choice run after run; runs write it to their logs.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ import torch
 from litebert import model as lm
 from litebert.config import AlbertConfig
 from litebert.files import write_json_atomic
-from litebert.hardware import bf16_supported, cpu_flags, cpu_model
+from litebert.hardware import bf16_supported, cpu_flags, cpu_model, dispatch_caps
 
 log = logging.getLogger("litebert")
 
@@ -126,7 +127,8 @@ def cache_dir() -> Path:
 def calibration_key(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[str, Any]:
     """What the measurement depends on: the machine, the software, and the shape."""
     return {"version": VERSION, "cpu": cpu_model(), "flags": cpu_flags(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "mode": mode, "batch": batch, "length": length,
+            "threads": torch.get_num_threads(), "dispatch": dispatch_caps(), "mode": mode, "batch": batch,
+            "length": length,
             "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
             "heads": config.num_attention_heads, "embedding_size": config.embedding_size,
             "vocab_size": config.vocab_size, "hidden_act": config.hidden_act, "norm_position": config.norm_position,
