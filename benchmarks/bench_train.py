@@ -29,6 +29,7 @@ Elementwise ops, layer norms, softmax, the SOP head and the optimizer are not co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 from contextlib import nullcontext
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, matmul_tflops, set_threads, time_once, use_run_allocator, write_json  # noqa: E402
 from litebert import calibrate  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
-from litebert.model import AlbertForPreTraining  # noqa: E402
+from litebert.model import AlbertForPreTraining, CpuFastPaths  # noqa: E402
 
 PREDICTIONS = 20  # max_predictions_per_seq of the ALBERT recipe
 
@@ -119,10 +120,21 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
     compiled model the compile, timed apart)."""
     config = model_config(preset)
     chosen = calibrate.calibrate(config, batch, length, "train") if device == "cpu" else None
-    if chosen is not None and chosen.bf16 != bf16:
-        chosen = None  # its plans were timed in the other precision: the defaults, as a run forced to it gets
-    if chosen is not None:
-        chosen.apply()
+    # The row runs from the model's default fast paths (not the last row's), with the calibration's on top when
+    # it chose this row's precision; the other precision gets the defaults, as a run forced to it does.
+    with calibrate.fast_paths(**dataclasses.asdict(CpuFastPaths())):
+        if chosen is not None and chosen.bf16 == bf16:
+            chosen.apply()
+        out = timed_steps(config, batch, length, bf16, steps, device, compile_ours)
+    out["preset"] = preset
+    out["calibrated"] = None if chosen is None else "bf16-autocast" if chosen.bf16 else "fp32"
+    out["fast_paths"] = chosen.describe() if chosen is not None and chosen.bf16 == bf16 else "defaults"
+    return out
+
+
+def timed_steps(config: AlbertConfig, batch: int, length: int, bf16: bool, steps: int, device: str,
+                compile_ours: bool) -> dict:
+    """Each contender's training steps at (batch, length), interleaved: medians, tokens/s and ratios."""
     runs = contenders(config, device, compile_ours)
     b = to_device(make_batch(config, batch, length), device)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, (m, _) in runs.items()}
@@ -141,9 +153,8 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
     for _ in range(steps):
         for name in runs:
             times[name].append(time_once(lambda: step(name)))
-    out = {"preset": preset, "batch": batch, "seq_length": length, "device": device,
-           "dtype": "bf16-autocast" if bf16 else "fp32", "flops_per_step": train_flops(config, batch, length),
-           "fast_paths": chosen.describe() if chosen is not None else None}
+    out = {"batch": batch, "seq_length": length, "device": device,
+           "dtype": "bf16-autocast" if bf16 else "fp32", "flops_per_step": train_flops(config, batch, length)}
     for name, ts in times.items():
         key = name.replace(" ", "_")
         out[f"{key}_step_s"] = statistics.median(ts)
