@@ -9,12 +9,12 @@ Contenders, all on the same weights (a random model of each preset, saved by lit
   with --compile also litebert fp32 under torch.compile (inductor, weights frozen into the graph), its first
   call at each shape (the compile) timed apart and its outputs checked against eager.
 HF's graph comes from torch's TorchScript exporter (what `optimum-cli export onnx` runs); litebert's from
-`litebert.export.export_onnx`; the sessions run from a thread of their own (see ort_runner), so that their
-allocations do not make the PyTorch contenders fault in fresh pages. Each shape's contenders are timed
+`litebert.export.export_onnx`; the sessions run from a thread of their own (see common.on_onnxruntime_thread), so
+that their allocations do not make the PyTorch contenders fault in fresh pages. Each shape's contenders are timed
 round-robin (see common.py); the table gives tokens/s and the ratio to the better of HF bf16 autocast and
-onnxruntime-on-HF. The bf16 and fp32
-matmul rates of the machine are measured in the same run, for reference. litebert's bf16 contenders run with the
-fast paths `litebert.calibrate` measures for inference at each shape (as `litebert predict` does).
+onnxruntime-on-HF. The bf16 and fp32 matmul rates of the machine are measured in the same run, for reference.
+litebert's bf16 contenders run with the fast paths `litebert.calibrate` measures for inference at each shape (as
+`litebert predict` does).
 
     python benchmarks/bench_inference.py [--quick] [--repeats 2] [--threads N] [--presets albert-tiny] [--compile]
 Writes benchmarks/results/inference.json (--output names another file there).
@@ -27,15 +27,14 @@ import copy
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import format_table, interleaved_medians, machine_info, matmul_tflops, set_threads, \
-    use_run_allocator, write_json  # noqa: E402
+from common import format_table, interleaved_medians, machine_info, matmul_tflops, on_onnxruntime_thread, \
+    set_threads, use_run_allocator, write_json  # noqa: E402
 
 from litebert import AlbertConfig, AlbertModel, calibrate  # noqa: E402
 from litebert.export import export_onnx, ort_session, quantize_int8  # noqa: E402
@@ -94,23 +93,10 @@ def torch_runner(model, inputs, autocast: bool):
     return run
 
 
-ORT_THREAD = ThreadPoolExecutor(1, thread_name_prefix="onnxruntime")
-"""The one thread onnxruntime sessions are run from (see ort_runner)."""
-
-
 def ort_runner(session, inputs):
-    """A call that runs `session` on `inputs`, from ORT_THREAD.
-
-    Why: run from the main thread, onnxruntime's allocations share glibc's main heap with PyTorch's and land in the
-    holes PyTorch's freed activations left, so the next PyTorch pass grows the heap onto fresh pages it must fault
-    in. Capped AMX Xeon, ALBERT-base 8x128 fp32, every contender round-robin (2026-12-04): litebert's pass took
-    6,000-17,000 page faults and 936 ms after the three sessions ran from the main thread, the process growing
-    ~30 MB a round; run from a thread of their own (glibc gives it an arena of its own) 0 faults and 667 ms, as
-    with no session at all (680), and onnxruntime on HF's export 654 ms, as in a process of its own (650). (In a
-    process of its own, called through a pipe, that session took 754 ms: slower, so not that.)
-    """
+    """A call that runs `session` on `inputs`, from common.ONNXRUNTIME_THREAD (see on_onnxruntime_thread)."""
     feed = {k: v.numpy() for k, v in inputs.items()}
-    return lambda: ORT_THREAD.submit(session.run, None, feed).result()
+    return on_onnxruntime_thread(lambda: session.run(None, feed))
 
 
 def compiled_runner(model, inputs) -> tuple[callable, float, float]:
@@ -153,7 +139,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
         ref = hf(**probe).last_hidden_state.numpy()
         int8_diff = float((ours_int8(**probe).last_hidden_state - ours(**probe).last_hidden_state).abs().max())
     probe_feed = {k: v.numpy() for k, v in probe.items()}
-    hf_onnx = ORT_THREAD.submit(sessions["ORT HF fp32"].run, None, probe_feed).result()[0]
+    hf_onnx = on_onnxruntime_thread(sessions["ORT HF fp32"].run)(None, probe_feed)[0]
     hf_onnx_diff = float(np.abs(hf_onnx - ref).max())
 
     results, compiled = [], {}

@@ -21,7 +21,8 @@ The model is an ALBERT-base-v2-shaped classifier (2 labels) with random weights 
 SentencePiece vocabulary trained here on the cached Wikipedia text (`--vocab-size`, 8,000 by default: the
 vocabulary size moves only the embedding lookup). The texts are the first N snippets of the VADER movie-review
 and New York Times editorial sets (`litebert.fetch`), as they come. The contenders are timed round-robin
-(`common.interleaved_medians`). The table gives texts/s and the ratio to transformers' better pipeline. It also
+(`common.interleaved_medians`), the onnxruntime ones from a thread of their own (`common.on_onnxruntime_thread`,
+since 2026-12-04 afternoon). The table gives texts/s and the ratio to transformers' better pipeline. It also
 gives the share of each contender's labels equal to litebert's, and the largest change of a score from
 litebert's. With random weights the labels say little; benchmarks/bench_int8_accuracy.py measures int8 on a
 trained model. The one-off ONNX exports are timed apart; they are cached, so a second pipeline of the same model
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_tag, format_table, interleaved_medians, machine_info, set_threads, \
+from common import cpu_tag, format_table, interleaved_medians, machine_info, on_onnxruntime_thread, set_threads, \
     use_run_allocator, write_json  # noqa: E402
 
 from litebert import AlbertConfig, AlbertForSequenceClassification  # noqa: E402
@@ -95,7 +96,8 @@ def contenders(model_dir: Path, batch: int) -> tuple[dict[str, Callable[[list[st
     built[REFERENCE] = ours
     for backend in ("torch-int8", "onnxruntime", "onnxruntime-int8"):
         start = time.perf_counter()
-        built[f"litebert {backend}"] = pipeline("text-classification", model_dir, batch_size=batch, backend=backend)
+        made = pipeline("text-classification", model_dir, batch_size=batch, backend=backend)
+        built[f"litebert {backend}"] = on_onnxruntime_thread(made) if backend.startswith("onnxruntime") else made
         setup[f"litebert {backend}"] = time.perf_counter() - start
     print(f"litebert backend torch in {'bf16' if ours.bf16 else 'fp32'} (litebert.calibrate); tokenizer of "
           f"transformers: {type(built['transformers fp32'].tokenizer).__name__}", flush=True)

@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -62,6 +63,24 @@ def median_time(fn: Callable[[], object], warmup: int = 1, repeats: int = 5) -> 
     for _ in range(warmup):
         fn()
     return statistics.median(time_once(fn) for _ in range(repeats))
+
+
+ONNXRUNTIME_THREAD = ThreadPoolExecutor(1, thread_name_prefix="onnxruntime")
+"""The one thread onnxruntime contenders run from (see on_onnxruntime_thread)."""
+
+
+def on_onnxruntime_thread(fn: Callable[..., object]) -> Callable[..., object]:
+    """`fn` (an onnxruntime contender: a session run, or a pipeline that runs one) called from ONNXRUNTIME_THREAD.
+
+    Why: called from the main thread, onnxruntime's allocations share glibc's main heap with PyTorch's and land in
+    the holes PyTorch's freed activations left, so the next PyTorch pass grows the heap onto fresh pages it must
+    fault in. Capped AMX Xeon, ALBERT-base 8x128 fp32, every bench_inference contender round-robin (2026-12-04):
+    litebert's pass took 6,000-17,000 page faults and 936 ms after the three sessions ran from the main thread, the
+    process growing ~30 MB a round; run from a thread of their own (glibc gives it an arena of its own) 0 faults
+    and 667 ms, as with no session at all (680), and onnxruntime on HF's export 654 ms, as in a process of its own
+    (650). (In a worker process called through a pipe that session took 754 ms: slower, so not that.)
+    """
+    return lambda *args, **kwargs: ONNXRUNTIME_THREAD.submit(fn, *args, **kwargs).result()
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int = 1,
