@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import format_table, interleaved_medians, machine_info, set_threads, write_json  # noqa: E402
+from common import format_table, interleaved_medians, machine_info, on_onnxruntime_thread, set_threads, \
+    write_json  # noqa: E402
 
 from litebert import metrics  # noqa: E402
 from litebert.demo import REVIEWS_TASK, DemoConfig  # noqa: E402
@@ -140,8 +141,9 @@ def build_runtimes(model: AlbertPreTrainedModel, workdir: Path, batch_size: int,
         quantize_int8(fp32, int8)
     print(f"exported: fp32 max |ort - torch| on probes {report.max_abs_diff:.1e}", flush=True)
     runners = {REFERENCE: partial(torch_logits, model, batch_size=batch_size),
-               "ort fp32": partial(ort_logits, ort_session(fp32, threads), batch_size=batch_size),
-               "ort int8": partial(ort_logits, ort_session(int8, threads), batch_size=batch_size),
+               # from a thread of their own, so as not to make the PyTorch runs fault in fresh pages
+               **{name: on_onnxruntime_thread(partial(ort_logits, ort_session(path, threads), batch_size=batch_size))
+                  for name, path in (("ort fp32", fp32), ("ort int8", int8))},
                "torch int8": partial(torch_logits, quantize_dynamic_int8(copy.deepcopy(model)), batch_size=batch_size)}
     files = {REFERENCE: {"file_bytes": report.parameter_bytes}, "torch int8": {"file_bytes": None},
              **{name: {"file_bytes": path.stat().st_size, "fp32_matrices": fp32_matrices(path)}
