@@ -120,15 +120,16 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
     compiled model the compile, timed apart)."""
     config = model_config(preset)
     chosen = calibrate.calibrate(config, batch, length, "train") if device == "cpu" else None
+    applies = chosen is not None and chosen.bf16 == bf16
     # The row runs from the model's default fast paths (not the last row's), with the calibration's on top when
     # it chose this row's precision; the other precision gets the defaults, as a run forced to it does.
     with calibrate.fast_paths(**dataclasses.asdict(CpuFastPaths())):
-        if chosen is not None and chosen.bf16 == bf16:
+        if applies:
             chosen.apply()
         out = timed_steps(config, batch, length, bf16, steps, device, compile_ours)
     out["preset"] = preset
     out["calibrated"] = None if chosen is None else "bf16-autocast" if chosen.bf16 else "fp32"
-    out["fast_paths"] = chosen.describe() if chosen is not None and chosen.bf16 == bf16 else "defaults"
+    out["fast_paths"] = chosen.describe() if applies else "defaults"
     return out
 
 
