@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import format_table, interleaved_medians, machine_info, matmul_tflops, on_onnxruntime_thread, \
     set_threads, use_run_allocator, write_json  # noqa: E402
 
+from bench_train import model_config  # noqa: E402
 from litebert import AlbertConfig, AlbertModel, calibrate  # noqa: E402
 from litebert.export import export_onnx, ort_session, quantize_int8  # noqa: E402
 from litebert.quantize import quantize_dynamic_int8  # noqa: E402
@@ -46,10 +47,10 @@ REFERENCES = ("HF bf16 autocast", "ORT HF fp32")
 
 
 def random_weights(preset: str, seed: int = 0) -> AlbertModel:
-    """A litebert AlbertModel of `preset` with every weight random (no zero biases or unit LayerNorms, which
-    an exporter could fold away and so flatter the graph)."""
+    """A litebert AlbertModel of `preset` (or `demo`, bench_train.model_config) with every weight random (no zero
+    biases or unit LayerNorms, which an exporter could fold away and so flatter the graph)."""
     torch.manual_seed(seed)
-    model = AlbertModel(AlbertConfig.preset(preset)).eval()
+    model = AlbertModel(model_config(preset)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))

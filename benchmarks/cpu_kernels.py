@@ -14,13 +14,18 @@
     plan that `litebert.calibrate` measures per run comes from.
   - bf16 forward projections with their bias, at 1024 and 4096 rows: added by addmm (which first copies it into
     every row of the output) and by oneDNN's linear as it writes the output (`CPU_FAST_PATHS.bias_epilogues`).
+  - the FFN's input projection with its bias and GELU, in fp32 (tanh and erf GELU) and bf16 (erf and tanh), at
+    64 to 4096 rows of albert-base (768 -> 3072) and of the demo's model (128 -> 512): the GELU a pass after
+    the matmul, and applied by oneDNN as it writes the output (`CPU_FAST_PATHS.gelu_epilogues`, inference only).
+    The inputs are scaled so the pre-activations have unit variance, as a trained model's roughly do (PyTorch's
+    tanh GELU slows down as its inputs grow).
   - bf16 weight (and bias) gradients of every albert-base projection at 1024 and 4096 rows, each way of
     `litebert.model.WEIGHT_GRADS` (gy^T a strided view; gy transposed first; x transposed first, the bias riding
     along), one layer's added into a running sum as a shared block's are, and the block transposes themselves:
     where the weight-gradient plan that `litebert.calibrate` measures per run comes from.
 Variants of one measurement are timed round-robin (common.interleaved_medians).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/cpu_kernels.py [--repeats 9] [--threads N]   # ~1 min
+    PYTHONPATH=src .venv/bin/python benchmarks/cpu_kernels.py [--repeats 9] [--threads N] [--only gelu-epilogue ...]
 Writes benchmarks/results/cpu_kernels_<cpu>.json.
 """
 from __future__ import annotations
@@ -134,6 +139,29 @@ def bias_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def gelu_epilogue_rows(repeats: int) -> list[dict]:
+    rows = []
+    for n, k, m in ((64, 768, 3072), (256, 768, 3072), (1024, 768, 3072), (4096, 768, 3072), (64, 128, 512),
+                    (256, 128, 512), (1024, 128, 512), (4096, 128, 512)):
+        for dtype, form in ((torch.float32, "tanh"), (torch.float32, "erf"), (BF16, "erf"), (BF16, "tanh")):
+            x, w, b = torch.randn(n, k).to(dtype), (torch.randn(m, k) * k ** -0.5).to(dtype), torch.zeros(m, dtype=dtype)
+            act = lm.gelu_pytorch_tanh if form == "tanh" else F.gelu
+            key = lm.gelu_key(dtype, k, m, form)
+            with torch.inference_mode(), mock.patch.object(lm.CPU_FAST_PATHS, "gelu_epilogues", {key: True}):
+                projection = lm.Projection(w, b, 1)
+
+            def run(fused, projection=projection, x=x, act=act, key=key):
+                def call():
+                    with torch.inference_mode(), mock.patch.object(lm.CPU_FAST_PATHS, "gelu_epilogues", {key: fused}):
+                        projection.activated(x, act)
+                return call
+            fns = {"matmul, then GELU": run(False), "GELU by oneDNN": run(True)}
+            for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
+                rows.append({"kernel": f"{str(dtype).removeprefix('torch.')} FFN in + {form} GELU {n}x{k}x{m}",
+                             "variant": name, "ms": s * 1e3, "tflops": 2 * n * k * m / s / 1e12})
+    return rows
+
+
 def weight_grad_rows(repeats: int) -> list[dict]:
     rows = []
     for n in (1024, 4096):
@@ -161,20 +189,26 @@ def weight_grad_rows(repeats: int) -> list[dict]:
     return rows
 
 
+GROUPS = {"gelu": gelu_rows, "attention": attention_rows, "matmul": matmul_rows, "row-blocks": row_block_rows,
+          "bias": bias_rows, "gelu-epilogue": gelu_epilogue_rows, "weight-grads": weight_grad_rows}
+"""--only's names -> the function measuring that group of kernels."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--only", nargs="+", choices=list(GROUPS), help="measure these groups only (default: all)")
     args = parser.parse_args(argv)
     use_run_allocator()
     threads = set_threads(args.threads)
     start = time.perf_counter()
-    rows = (gelu_rows(args.repeats) + attention_rows(args.repeats) + matmul_rows(args.repeats)
-            + row_block_rows(args.repeats) + bias_rows(args.repeats) + weight_grad_rows(args.repeats))
+    rows = [row for name in (args.only or GROUPS) for row in GROUPS[name](args.repeats)]
     print(format_table(["kernel", "variant", "ms", "TFLOP/s"],
                        [[r["kernel"], r["variant"], r["ms"], r.get("tflops", "")] for r in rows]))
     path = write_json({"rows": rows, "machine": machine_info(threads=threads),
-                       "wall_s": time.perf_counter() - start}, f"cpu_kernels_{cpu_tag()}.json")
+                       "wall_s": time.perf_counter() - start},
+                      f"cpu_kernels_{cpu_tag()}{'_' + '_'.join(args.only) if args.only else ''}.json")
     print(f"wrote {path}")
     return 0
 

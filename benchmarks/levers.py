@@ -1,5 +1,6 @@
 """What each of litebert's CPU fast paths is worth: every lever is switched OFF, one at a time and then all
-together, on an otherwise current albert-base-v2, for a training step and for inference, at B x T shapes.
+together, on an otherwise current albert-base-v2 (or --preset; `demo` is the demo's CPU model), for a training
+step and for inference, at B x T shapes.
 
 The levers (all in litebert/model.py), and how this script switches each off for the length of one call:
   - fused QKV: `AlbertAttention.forward` runs three (H, H) projections again and `projections` builds nothing
@@ -10,6 +11,8 @@ The levers (all in litebert/model.py), and how this script switches each off for
     to "matmul" (SDPA's forward, the probabilities recomputed in the backward; no change where calibration did
     not choose "kept")
   - bias added by oneDNN as the output is written: `CPU_FAST_PATHS.bias_epilogues` emptied, so addmm adds it
+  - the FFN's GELU applied by oneDNN as it writes the input projection's output (inference only):
+    `CPU_FAST_PATHS.gelu_epilogues` emptied, so the GELU is a pass of its own after the matmul
   - summed shared gradients (training only): `CPU_FAST_PATHS.shared_weight_grad` off, so autograd sums the
     layers' gradients of a shared projection as separate tensors (model.Linear)
   - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole
@@ -22,11 +25,15 @@ The current model runs the fast paths `litebert.calibrate` measures for each sha
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
 passed explicitly; also on 1 thread and, with --compile, under torch.compile (compile time reported apart).
+`--precision fp32` runs both in fp32 instead (no autocast, fp32 weights), as runs do where calibration picks fp32;
+most levers are bf16's and change nothing there.
 Each mode and shape times its variants round-robin (common.interleaved_medians); "x current" is a variant's
 time over the current model's, so 1.25 means switching that lever off costs 25%.
 
     .venv/bin/python benchmarks/levers.py [--shapes 8x128 8x512] [--repeats 7] [--threads N] [--compile]
-Writes benchmarks/results/levers.json. About 4 min on 2 quiet cores with the defaults (--compile adds minutes).
+                                          [--precision bf16|fp32] [--modes training inference] [--output F]
+                                          [--preset albert-base-v2|demo|...]
+Writes benchmarks/results/levers.json (levers_fp32.json with --precision fp32). About 4 min on 2 quiet cores with the defaults (--compile adds minutes).
 """
 from __future__ import annotations
 
@@ -40,18 +47,16 @@ from typing import Callable
 from unittest import mock
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import inputs_for, random_weights  # noqa: E402
-from bench_train import make_batch, ours_step  # noqa: E402
+from bench_train import make_batch, model_config, ours_step  # noqa: E402
 from common import format_table, interleaved_medians, machine_info, set_threads, use_run_allocator, \
     write_json  # noqa: E402
 
 import litebert.model as lm  # noqa: E402
 from litebert import AlbertConfig, calibrate  # noqa: E402
 
-PRESET = "albert-base-v2"
 
 
 # ---------------------------------------------------------------------------------------------- levers off
@@ -82,7 +87,7 @@ def no_fused_qkv(model):
 def tanh_gelu(model):
     with contextlib.ExitStack() as stack:
         for ffn in (m for m in model.modules() if isinstance(m, lm.AlbertFFN)):
-            stack.enter_context(mock.patch.object(ffn, "act", lambda x: F.gelu(x, approximate="tanh")))
+            stack.enter_context(mock.patch.object(ffn, "act", lm.gelu_pytorch_tanh))
         yield
 
 
@@ -95,6 +100,7 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "fp32 attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "fp32"),
     "SDPA attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"),
     "bias added by addmm": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "bias_epilogues", {}),
+    "GELU after the matmul": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "gelu_epilogues", {}),
     "per-layer shared gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "shared_weight_grad", False),
     "whole matmuls": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {}),
     "autograd's weight gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {}),
@@ -104,6 +110,7 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
 }
 TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
                  "per-layer shared gradients", "autograd's weight gradients", "attention backward on all heads at once"}
+INFERENCE_ONLY = {"GELU after the matmul"}
 
 
 def use_calibration(config: AlbertConfig, batch: int, length: int, mode: str) -> None:
@@ -141,8 +148,9 @@ def under(context: Callable[[], contextlib.AbstractContextManager], fn: Callable
 
 
 def variants(model, fn: Callable[[], object], training: bool) -> dict[str, Callable[[], object]]:
-    """"current", each lever off alone, then "all off"; the training-only lever only when `training`."""
-    names = [n for n in LEVERS_OFF if training or n not in TRAINING_ONLY]
+    """"current", each lever off alone, then "all off"; the training-only levers only when `training`, the
+    inference-only ones only when not."""
+    names = [n for n in LEVERS_OFF if n not in (INFERENCE_ONLY if training else TRAINING_ONLY)]
     table = {"current": fn}
     table.update({name: under(lambda name=name: LEVERS_OFF[name](model), fn) for name in names})
     table["all off"] = under(lambda: all_off(model, names), fn)
@@ -150,9 +158,9 @@ def variants(model, fn: Callable[[], object], training: bool) -> dict[str, Calla
 
 
 # ---------------------------------------------------------------------------------------------- modes
-def training_variants(model, optimizer, batch: dict) -> dict[str, Callable[[], object]]:
+def training_variants(model, optimizer, batch: dict, bf16: bool = True) -> dict[str, Callable[[], object]]:
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = ours_step(model, batch)
         loss.backward()
         optimizer.step()
@@ -186,38 +194,47 @@ def measure(mode: str, shape: str, fns: dict, repeats: int) -> list[dict]:
             for name, s in seconds.items()]
 
 
-def print_table(mode: str, results: list[dict], shapes: list[str]) -> None:
+def print_table(mode: str, results: list[dict], shapes: list[str], preset: str) -> None:
     rows: dict[str, list] = {}
     for r in (r for r in results if r["mode"] == mode):
         rows.setdefault(r["variant"], []).extend([round(r["seconds"] * 1e3), r["x_current"]])
     header = ["variant"] + [h for shape in shapes for h in (f"{shape} ms", "x current")]
-    print(f"\n{PRESET} {mode}")
+    print(f"\n{preset} {mode}")
     print(format_table(header, [[name, *cells] for name, cells in rows.items()]))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="albert-base-v2", help="a preset, or `demo` (the demo's CPU model)")
     parser.add_argument("--shapes", nargs="+", default=["8x128", "8x512"], help="BATCHxLENGTH")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per mode and shape, after one warm-up")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile for inference (slow)")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    parser.add_argument("--modes", nargs="+", choices=["training", "inference"], default=["training", "inference"])
+    parser.add_argument("--output", help="file name under benchmarks/results (default: levers.json, or "
+                                         "levers_fp32.json with --precision fp32)")
     args = parser.parse_args(argv)
+    bf16 = args.precision == "bf16"
     start = time.perf_counter()
     use_run_allocator()
     n_threads = set_threads(args.threads)
 
     torch.manual_seed(0)
-    trainee = lm.AlbertForPreTraining(AlbertConfig.preset(PRESET)).train()
+    trainee = lm.AlbertForPreTraining(model_config(args.preset)).train()
     optimizer = torch.optim.AdamW(trainee.parameters(), lr=1e-5)
-    encoder = random_weights(PRESET).to(torch.bfloat16)
+    encoder = random_weights(args.preset).to(torch.bfloat16 if bf16 else torch.float32)
     compiled = torch.compile(encoder, dynamic=False) if args.compile else None
 
     results, compile_s = [], {}
     for shape in args.shapes:
         batch, length = map(int, shape.split("x"))
-        use_calibration(trainee.config, batch, length, "train")
-        fns = training_variants(trainee, optimizer, make_batch(trainee.config, batch, length))
-        results += measure("training step", shape, fns, args.repeats)
+        if "training" in args.modes:
+            use_calibration(trainee.config, batch, length, "train")
+            fns = training_variants(trainee, optimizer, make_batch(trainee.config, batch, length), bf16)
+            results += measure("training step", shape, fns, args.repeats)
+        if "inference" not in args.modes:
+            continue
         inputs = inputs_for(encoder.config, batch, length)
         use_calibration(encoder.config, batch, length, "infer")
         if compiled is not None:
@@ -225,12 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         results += measure("inference", shape, inference_variants(encoder, compiled, inputs), args.repeats)
 
     for mode in ("training step", "inference"):
-        print_table(mode, results, args.shapes)
+        if any(r["mode"] == mode for r in results):
+            print_table(mode, results, args.shapes, args.preset)
     if compile_s:
         print("\ntorch.compile first call (compile): " + ", ".join(f"{s} {t:.0f} s" for s, t in compile_s.items()))
     wall_s = time.perf_counter() - start
-    path = write_json({"machine": machine_info(threads=n_threads, repeats=args.repeats), "preset": PRESET,
-                       "wall_s": wall_s, "compile_s": compile_s, "results": results}, "levers.json")
+    path = write_json({"machine": machine_info(threads=n_threads, repeats=args.repeats), "preset": args.preset,
+                       "precision": args.precision, "wall_s": wall_s, "compile_s": compile_s, "results": results},
+                      args.output or ("levers.json" if bf16 else "levers_fp32.json"))
     print(f"\nwrote {path} in {wall_s:.0f} s")
     return 0
 

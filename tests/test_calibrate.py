@@ -238,6 +238,40 @@ def test_a_bias_is_added_by_onednn_where_that_is_no_slower_and_the_matmul_runs_w
     assert lm.CPU_FAST_PATHS.attention_backward == "kept"
 
 
+def test_the_ffn_gelu_is_applied_by_onednn_where_that_is_no_slower(monkeypatch):
+    """In inference the FFN's input projection is timed in fp32 and in bf16 with each GELU form the model may take
+    (gelu_new: erf or tanh in bf16), the GELU after the matmul against oneDNN's epilogue; the epilogue is kept where
+    no slower, named in the description and merged into the process's plan; training measures none."""
+    H, I = TINY.hidden_size, TINY.intermediate_size
+    keys = [lm.gelu_key(dtype, H, I, form) for dtype, form in
+            ((torch.float32, "tanh"), (torch.bfloat16, "erf"), (torch.bfloat16, "tanh"))]
+    times = dict(zip(keys, ((1.0, 0.7), (1.0, 1.0), (1.0, 1.2))))
+    timed, seen, real = [], [], lm.Projection.activated
+    monkeypatch.setattr(lm.Projection, "activated",
+                        lambda self, x, act: seen.append(dict(lm.CPU_FAST_PATHS.gelu_epilogues)) or real(self, x, act))
+
+    def medians(fns, budget_s):  # runs the fused variant once: the plan in force then names the key timed
+        assert sorted(fns) == [False, True]
+        fns[True]()
+        (key, on), = seen.pop().items()
+        assert on
+        timed.append(key)
+        return dict(zip((False, True), times[key]))
+    monkeypatch.setattr(C, "interleaved_medians", medians)
+    plan = C.gelu_epilogues(TINY, 64, {}, {})
+    assert timed == keys and plan == dict(zip(keys, (True, True, False)))
+    assert C.gelu_epilogues(dataclasses.replace(TINY, hidden_act="relu"), 64, {}, {}) == {}
+    calibration = C.Calibration(mode="infer", bf16=False, erf_gelu_bf16=True, attention_backward="sdpa", length=16,
+                                gelu_epilogues=plan, key={"batch": 4})
+    assert "; FFN GELU applied by oneDNN in 32x64 float32, 32x64 bfloat16" in calibration.describe()
+    lm.CPU_FAST_PATHS.gelu_epilogues = {"float32 7x7 gelu tanh": True}
+    calibration.apply()
+    assert lm.CPU_FAST_PATHS.gelu_epilogues == {"float32 7x7 gelu tanh": True, **plan}
+    monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s=0.5: {k: 1.0 for k in fns})
+    assert C.calibrate(TINY, 4, 16, "train", timer=lambda fns: {n: 1.0 for n in fns}).gelu_epilogues == {}
+    assert len(C.calibrate(TINY, 4, 16, "infer", timer=lambda fns: {n: 1.0 for n in fns}).gelu_epilogues) == 3
+
+
 def test_attention_head_blocks_are_kept_only_where_they_are_clearly_faster(monkeypatch):
     """The matmul attention backward is timed on all heads at once (0) and in the head blocks below batch x heads;
     a block size is kept only at <= 90% of the all-at-once time."""

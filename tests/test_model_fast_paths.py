@@ -155,7 +155,7 @@ def test_gelu_pytorch_tanh_keeps_the_tanh_form_in_bf16():
 
 
 # ---------------------------------------------------------------------------------------------- projections
-NO_PLANS = dict(row_chunks={}, weight_grads={}, attention_block_heads=0, bias_epilogues={})
+NO_PLANS = dict(row_chunks={}, weight_grads={}, attention_block_heads=0, bias_epilogues={}, gelu_epilogues={})
 """No measured plan in force (a calibration applied earlier in the process may have left one)."""
 
 
@@ -307,6 +307,75 @@ def test_a_model_with_its_biases_added_by_onednn_computes_the_same_outputs_and_g
     _assert_same_gradients(model, ids, mask, loss_of, bias_epilogues=plan)
     assert len(fused) == 4 * config.num_hidden_layers  # Q/K/V, output, FFN in and out, in each layer
     _assert_same_inference_outputs(model, ids, mask, bias_epilogues=plan)
+
+
+def test_each_activation_names_the_gelu_it_computes():
+    """gelu_form says which GELU an FFN's activation computes, so that oneDNN applies that one and no other."""
+    f32, bf16 = torch.float32, torch.bfloat16
+    acts = model_module.ACT_FNS
+    assert model_module.gelu_form(acts["gelu_new"], f32) == "tanh"
+    with fast_paths(erf_gelu_bf16=True):
+        assert model_module.gelu_form(acts["gelu_new"], bf16) == "erf"
+    with fast_paths(erf_gelu_bf16=False):
+        assert model_module.gelu_form(acts["gelu_fast"], bf16) == "tanh"
+    assert model_module.gelu_form(acts["gelu_pytorch_tanh"], bf16) == "tanh"
+    assert model_module.gelu_form(acts["gelu"], f32) == "erf"
+    assert model_module.gelu_form(acts["relu"], f32) is None
+
+
+def _gelu_calls(monkeypatch) -> list:
+    """The activations oneDNN's linear was asked to apply, one per call."""
+    calls, real = [], torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[3:]) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("dtype, act, form", [(torch.float32, "gelu_new", "tanh"), (torch.float32, "gelu", "erf"),
+                                              (torch.bfloat16, "gelu_new", "erf"),
+                                              (torch.bfloat16, "gelu_pytorch_tanh", "tanh")])
+def test_a_gelu_applied_by_onednn_is_the_activations_own(dtype, act, form, monkeypatch):
+    """The FFN input projection with its bias and GELU applied by oneDNN as it writes the output: the same numbers
+    as the activation after the matmul (to fp32 rounding; in bf16 to its rounding), for the planned projection at
+    any row count, and never where a gradient is taken (its backward needs the output before the GELU)."""
+    g = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*shape, generator=g).to(dtype) for shape in ((2, 6, 8), (24, 8), (24,)))
+    fn = model_module.ACT_FNS[act]
+    plan = {model_module.gelu_key(dtype, 8, 24, form): True}
+    calls = _gelu_calls(monkeypatch)
+    with fast_paths(**{**NO_PLANS, "gelu_epilogues": plan}):
+        with torch.inference_mode():
+            projection = model_module.Projection(w, b, 1)
+            fused, fewer_rows = projection.activated(x, fn), projection.activated(x[:1], fn)
+            narrower = model_module.Projection(w[:20], b[:20], 1).activated(x, fn)  # 8 -> 20: not in the plan
+        assert calls == [("gelu", [], "tanh" if form == "tanh" else "none")] * 2
+        xg = x.clone().requires_grad_()
+        trained = model_module.Projection(w, b, 1).activated(xg, fn)
+        assert len(calls) == 2 and trained.requires_grad  # with a gradient: the GELU after the matmul
+    expected = fn(F.linear(x, w, b))
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert fused.shape == expected.shape == (2, 6, 24) and fused.dtype == dtype
+    assert torch.allclose(fused.float(), expected.float(), atol=tol, rtol=tol)
+    assert torch.allclose(fewer_rows.float(), expected[:1].float(), atol=tol, rtol=tol)
+    assert torch.allclose(narrower.float(), expected[..., :20].float(), atol=tol, rtol=tol)
+
+
+def test_a_model_with_its_ffn_gelu_applied_by_onednn_infers_the_same_and_trains_as_before(monkeypatch):
+    """A 2-layer model whose FFN GELU oneDNN applies in inference: the same outputs (to fp32 rounding), one fused
+    call per layer applied; in training nothing is fused and the gradients are unchanged."""
+    torch.manual_seed(0)
+    config = AlbertConfig(**{**TINY, "num_hidden_layers": 2})
+    model = AlbertModel(config).eval()
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    plan = {model_module.gelu_key(torch.float32, config.hidden_size, config.intermediate_size, "tanh"): True}
+    calls = _gelu_calls(monkeypatch)
+    with torch.inference_mode():
+        expected = model(ids, mask).last_hidden_state
+        with fast_paths(**{**NO_PLANS, "gelu_epilogues": plan}):
+            fused = model(ids, mask).last_hidden_state
+    assert len(calls) == config.num_hidden_layers and _same(expected, fused)
+    probe = torch.randn(3, 7, config.hidden_size)
+    _assert_same_gradients(model, ids, mask, lambda out: (out.last_hidden_state * probe).sum(), gelu_epilogues=plan)
+    assert len(calls) == config.num_hidden_layers  # none while training
 
 
 def _blocks_of_4_rows(config: AlbertConfig, rows: int) -> dict[str, int]:

@@ -16,7 +16,9 @@ the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`mo
 shapes at half its rate whole and at the full one in blocks. A block size is kept where it takes at most 90% of
 the whole matmul's time. Each projection's forward matmul that runs whole is also timed with its bias added by
 addmm (a pass copying the bias into the output first) and by oneDNN's linear (added as the output is written),
-and the latter is kept where it is no slower. In training each projection's weight gradient gy^T x is timed as autograd computes it
+and the latter is kept where it is no slower. In inference the FFN's input projection is also timed in fp32 and
+bf16 with its GELU after the matmul and with bias and GELU applied by oneDNN as it writes the output
+(`model.Projection.activated`), the latter kept where it is no slower. In training each projection's weight gradient gy^T x is timed as autograd computes it
 (gy^T a strided view) and with gy or x transposed first (`model.SharedGrad`), and the matmul attention backward
 on all heads at once and in blocks of 4 to 32 heads, each kept likewise at 90%. The variants above are then
 timed with those plans. In training a model that shares blocks across layers, the chosen variant (bf16 or fp32)
@@ -66,7 +68,7 @@ MATMUL_MARGIN = 0.9
 backward must take at most this fraction of the plain way's time to be kept."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 5
+VERSION = 6
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -87,6 +89,8 @@ class Calibration:
     """Heads per block of the matmul attention backward (0: all at once)."""
     bias_epilogues: dict[str, bool] = field(default_factory=dict)
     """model.matmul_key -> whether oneDNN's linear adds the bias of each bf16 projection timed whole."""
+    gelu_epilogues: dict[str, bool] = field(default_factory=dict)
+    """model.gelu_key -> whether oneDNN applies the bias and GELU of the FFN's input projection (inference)."""
     shared_weight_grad: bool = True
     """A shared block sums its weight gradient in place (timed on a copy of up to four layers when the model
     shares)."""
@@ -104,6 +108,7 @@ class Calibration:
         lm.CPU_FAST_PATHS.weight_grads = {**lm.CPU_FAST_PATHS.weight_grads, **self.weight_grads}
         lm.CPU_FAST_PATHS.attention_block_heads = self.attention_block_heads
         lm.CPU_FAST_PATHS.bias_epilogues = {**lm.CPU_FAST_PATHS.bias_epilogues, **self.bias_epilogues}
+        lm.CPU_FAST_PATHS.gelu_epilogues = {**lm.CPU_FAST_PATHS.gelu_epilogues, **self.gelu_epilogues}
         lm.CPU_FAST_PATHS.shared_weight_grad = self.shared_weight_grad
 
     def describe(self) -> str:
@@ -111,11 +116,13 @@ class Calibration:
         blocks = ", ".join(f"{k.split()[-1]} in {v}-row blocks" for k, v in self.row_chunks.items() if v)
         grads = ", ".join(f"{k.split()[-1]} with {v} transposed" for k, v in self.weight_grads.items() if v)
         biases = ", ".join(k.split()[-1] for k, on in self.bias_epilogues.items() if on)
+        gelus = ", ".join(f"{k.split()[1]} {k.split()[0]}" for k, on in self.gelu_epilogues.items() if on)
         heads = self.attention_block_heads
         heads = f"; attention backward {heads} heads at a time" if heads else ""
         return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
                 f"({'cached' if self.cached else 'measured'}: {times}{'; matmuls ' + blocks if blocks else ''}"
                 f"{'; bias added by oneDNN in ' + biases if biases else ''}"
+                f"{'; FFN GELU applied by oneDNN in ' + gelus if gelus else ''}"
                 f"{'; weight gradients ' + grads if grads else ''}{heads})")
 
 
@@ -156,8 +163,10 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     with torch.random.fork_rng(devices=[]):
         train = mode == "train"
         chunks = row_chunks(config, batch * length, mode)
-        plans = {"row_chunks": chunks, "bias_epilogues": bias_epilogues(config, batch * length, chunks),
+        biases = bias_epilogues(config, batch * length, chunks)
+        plans = {"row_chunks": chunks, "bias_epilogues": biases,
                  "weight_grads": weight_grads(config, batch * length, shared_uses(config)) if train else {},
+                 "gelu_epilogues": {} if train else gelu_epilogues(config, batch * length, chunks, biases),
                  "attention_block_heads": attention_blocks(config, batch, length) if train else 0}
         with fast_paths(**plans):
             seconds = timer(variants(config, batch, length, mode))
@@ -246,6 +255,35 @@ def bias_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int]) -> d
         seconds = interleaved_medians({on: _switched(lambda: lm.matmul(a, w.t(), bias), bias_epilogues={key: on})
                                        for on in (False, True)}, budget_s=0.1)
         plan[key] = seconds[True] <= seconds[False]
+    return plan
+
+
+def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int],
+                   biases: dict[str, bool]) -> dict[str, bool]:
+    """model.gelu_key -> whether the FFN's input projection at `rows` rows, in fp32 and in bf16 with each GELU form
+    the model may take there, is no slower with its bias and GELU applied by oneDNN than as `model.matmul` (under
+    the row plan `chunks` and the bias plan `biases`) and then the GELU. No margin: the fused way only drops passes
+    over the output, so the answer at the run's rows stands for every row count (see model.Projection.activated)."""
+    plan = {}
+    if not torch.backends.mkldnn.is_available():
+        return plan
+    H, I = config.hidden_size, config.intermediate_size
+    act = lm.ACT_FNS[config.hidden_act]
+    for dtype in (torch.float32, torch.bfloat16):
+        for erf in (True, False):  # the form of gelu_tanh in bf16 follows CPU_FAST_PATHS.erf_gelu_bf16
+            with fast_paths(erf_gelu_bf16=erf):
+                form = lm.gelu_form(act, dtype)
+            key = lm.gelu_key(dtype, H, I, form) if form else None
+            if key is None or key in plan:
+                continue
+            x, w, b = torch.randn(rows, H, dtype=dtype), torch.randn(I, H, dtype=dtype), torch.randn(I, dtype=dtype)
+            switches = dict(row_chunks=chunks, bias_epilogues=biases, erf_gelu_bf16=erf)
+            with torch.inference_mode(), fast_paths(**switches, gelu_epilogues={key: True}):
+                projection = lm.Projection(w, b, 1)  # through model.linear, as in a model with plans
+                seconds = interleaved_medians(
+                    {on: _switched(lambda: projection.activated(x, act), **switches, gelu_epilogues={key: on})
+                     for on in (False, True)}, budget_s=0.1)
+            plan[key] = seconds[True] <= seconds[False]
     return plan
 
 
