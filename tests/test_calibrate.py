@@ -239,9 +239,10 @@ def test_a_bias_is_added_by_onednn_where_that_is_no_slower_and_the_matmul_runs_w
 
 
 def test_the_ffn_gelu_is_applied_by_onednn_where_that_is_no_slower(monkeypatch):
-    """In inference the FFN's input projection is timed in fp32 and in bf16 with each GELU form the model may take
-    (gelu_new: erf or tanh in bf16), the GELU after the matmul against oneDNN's epilogue; the epilogue is kept where
-    no slower, named in the description and merged into the process's plan; training measures none."""
+    """The FFN's input projection is timed in fp32 and in bf16 with each GELU form the model may take (gelu_new:
+    erf or tanh in bf16), the GELU after the matmul against oneDNN's epilogue; the epilogue is kept where no
+    slower, named in the description and merged into the process's plan; training runs measure it too (their
+    evaluation passes take no gradient)."""
     H, I = TINY.hidden_size, TINY.intermediate_size
     keys = [lm.gelu_key(dtype, H, I, form) for dtype, form in
             ((torch.float32, "tanh"), (torch.bfloat16, "erf"), (torch.bfloat16, "tanh"))]
@@ -268,8 +269,8 @@ def test_the_ffn_gelu_is_applied_by_onednn_where_that_is_no_slower(monkeypatch):
     calibration.apply()
     assert lm.CPU_FAST_PATHS.gelu_epilogues == {"float32 7x7 gelu tanh": True, **plan}
     monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s=0.5: {k: 1.0 for k in fns})
-    assert C.calibrate(TINY, 4, 16, "train", timer=lambda fns: {n: 1.0 for n in fns}).gelu_epilogues == {}
-    assert len(C.calibrate(TINY, 4, 16, "infer", timer=lambda fns: {n: 1.0 for n in fns}).gelu_epilogues) == 3
+    for mode in C.MODES:
+        assert len(C.calibrate(TINY, 4, 16, mode, timer=lambda fns: {n: 1.0 for n in fns}).gelu_epilogues) == 3
 
 
 def test_attention_head_blocks_are_kept_only_where_they_are_clearly_faster(monkeypatch):

@@ -16,9 +16,10 @@ the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`mo
 shapes at half its rate whole and at the full one in blocks. A block size is kept where it takes at most 90% of
 the whole matmul's time. Each projection's forward matmul that runs whole is also timed with its bias added by
 addmm (a pass copying the bias into the output first) and by oneDNN's linear (added as the output is written),
-and the latter is kept where it is no slower. In inference the FFN's input projection is also timed in fp32 and
-bf16 with its GELU after the matmul and with bias and GELU applied by oneDNN as it writes the output
-(`model.Projection.activated`), the latter kept where it is no slower. In training each projection's weight gradient gy^T x is timed as autograd computes it
+and the latter is kept where it is no slower. The FFN's input projection is also timed in fp32 and bf16 with its
+GELU after the matmul and with bias and GELU applied by oneDNN as it writes the output
+(`model.Projection.activated`, for passes without a gradient: inference, and a training run's evaluations), the
+latter kept where it is no slower. In training each projection's weight gradient gy^T x is timed as autograd computes it
 (gy^T a strided view) and with gy or x transposed first (`model.SharedGrad`), and the matmul attention backward
 on all heads at once and in blocks of 4 to 32 heads, each kept likewise at 90%. The variants above are then
 timed with those plans. In training a model that shares blocks across layers, the chosen variant (bf16 or fp32)
@@ -166,7 +167,8 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
         biases = bias_epilogues(config, batch * length, chunks)
         plans = {"row_chunks": chunks, "bias_epilogues": biases,
                  "weight_grads": weight_grads(config, batch * length, shared_uses(config)) if train else {},
-                 "gelu_epilogues": {} if train else gelu_epilogues(config, batch * length, chunks, biases),
+                 "gelu_epilogues": gelu_epilogues(config, batch * length, chunks, biases),  # also for a
+                 # training run's evaluation passes, which take no gradient
                  "attention_block_heads": attention_blocks(config, batch, length) if train else 0}
         with fast_paths(**plans):
             seconds = timer(variants(config, batch, length, mode))

@@ -63,7 +63,7 @@ class CpuFastPaths:
     gelu_epilogues: dict[str, bool] = field(default_factory=dict)
     """FFN input projections, by gelu_key (at any row count), whose bias and GELU oneDNN applies as it writes the
     output when no gradient is taken (see Projection.activated); empty until `litebert.calibrate` measures the
-    run's shapes in inference."""
+    run's shapes."""
 
 
 ATTENTION_BACKWARDS = ("matmul", "kept", "fp32", "sdpa")
