@@ -1,6 +1,6 @@
 """Issue 12's speed targets on THIS machine, in one command: runs the benchmarks behind them, then scores them.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/scorecard.py [--quick] [--score-only]
+    PYTHONPATH=src .venv/bin/python benchmarks/scorecard.py [--quick] [--score-only] [--parts inference ...]
 
 A session that lands on a CPU kind not measured yet runs this once (about 25 minutes for ALBERT-base on 2 cores;
 --quick about half) and has every target's number for that kind, named by `cpu_tag` (which also names an
@@ -11,7 +11,8 @@ in its own process, writing benchmarks/results/scorecard_<cpu>_{train_base,train
     bench_train.py     --presets demo --shapes 64x64  (the demo's pretraining model at its shape)
     bench_inference.py --presets albert-base-v2
 
-and scores them into scorecard_<cpu>.json. How each target is read (litebert in the precision `litebert.calibrate`
+and scores them into scorecard_<cpu>.json (`--parts` re-runs some of them and scores with the others' saved
+results). How each target is read (litebert in the precision `litebert.calibrate`
 picks at the shape, as runs that are not given --bf16/--no-bf16 do):
 
     training   litebert tokens/s over the better of HF fp32 and HF bf16 autocast (so never flattered by HF's
@@ -144,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer timed steps and rounds (about half the time)")
     parser.add_argument("--score-only", action="store_true",
                         help="score this CPU kind's scorecard_<cpu>_*.json already in results/, running nothing")
+    parser.add_argument("--parts", nargs="+", choices=list(runs("", False)),
+                        help="run only these parts, then score them with the others' saved results")
     args = parser.parse_args(argv)
     tag = cpu_tag()
     commands = runs(tag, args.quick)
     if not args.score_only:
-        run_all(commands)
+        run_all({part: command for part, command in commands.items() if part in (args.parts or commands)})
     files = {part: RESULTS / command[command.index("--output") + 1] for part, command in commands.items()}
     missing = [str(path) for path in files.values() if not path.exists()]
     if missing:

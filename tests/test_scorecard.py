@@ -72,3 +72,18 @@ def test_scoring_alone_names_the_results_it_lacks(tmp_path, monkeypatch, capsys)
     written = json.loads((tmp_path / "scorecard_testcpu.json").read_text())
     assert [r["verdict"] for r in written["rows"] if r["target"] == "training"] == ["missed", "met"]
     assert "missed" in capsys.readouterr().out
+
+
+def test_parts_rerun_only_what_is_named_and_score_with_the_saved_rest(tmp_path, monkeypatch):
+    monkeypatch.setattr(scorecard, "RESULTS", tmp_path)
+    monkeypatch.setattr(scorecard, "cpu_tag", lambda: "testcpu")
+    ran: list = []
+    monkeypatch.setattr(scorecard, "run_all", lambda commands: ran.append(commands))
+    for part, data in zip(("train_base", "train_demo", "inference"), results()):
+        (tmp_path / f"scorecard_testcpu_{part}.json").write_text(json.dumps({**data, "machine": {"cpu": "Test"}}))
+    monkeypatch.setattr(scorecard, "write_json", lambda data, name: (tmp_path / name).write_text(json.dumps(data))
+                        and tmp_path / name)
+    assert scorecard.main(["--parts", "inference"]) == 0
+    assert [list(commands) for commands in ran] == [["inference"]]
+    assert ran[0]["inference"][0] == "bench_inference.py"
+    assert json.loads((tmp_path / "scorecard_testcpu.json").read_text())["rows"]

@@ -117,7 +117,7 @@ class Calibration:
         blocks = ", ".join(f"{k.split()[-1]} in {v}-row blocks" for k, v in self.row_chunks.items() if v)
         grads = ", ".join(f"{k.split()[-1]} with {v} transposed" for k, v in self.weight_grads.items() if v)
         biases = ", ".join(k.split()[-1] for k, on in self.bias_epilogues.items() if on)
-        gelus = ", ".join(f"{k.split()[1]} {k.split()[0]}" for k, on in self.gelu_epilogues.items() if on)
+        gelus = ", ".join(" ".join(k.split()[i] for i in (1, 0, 3)) for k, on in self.gelu_epilogues.items() if on)
         heads = self.attention_block_heads
         heads = f"; attention backward {heads} heads at a time" if heads else ""
         return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
