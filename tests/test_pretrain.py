@@ -640,3 +640,11 @@ def test_prefetched_batches_and_cursors_equal_inline_ones():
     next(failing)
     with pytest.raises(OSError, match="shard 3: read error"):
         next(failing)
+
+
+def test_the_progress_bar_names_accuracies_as_accuracies():
+    """The bar's line reads as the final summary does: MLM and SOP accuracies named so, never mistaken for losses."""
+    record = {"loss": 2.5, "mlm_acc": 0.25, "sop_acc": None, "lr": 1e-3, "tokens_per_s": 1234.0}
+    line = P._postfix(record, 90.0)
+    assert line == "loss 2.500 mlm_acc 0.250 sop_acc - lr 1.00e-03 1234 tok/s eta 1.5m"
+    assert P._postfix(None, 90.0) is None

@@ -928,7 +928,7 @@ def _postfix(record: dict | None, eta_s: float | None) -> str | None:
     """The progress bar's line: the newest train record's numbers and the time left."""
     if record is None:
         return None
-    return (f"loss {record['loss']:.3f} mlm {record['mlm_acc']:.3f} sop {_fmt(record['sop_acc'])} "
+    return (f"loss {record['loss']:.3f} mlm_acc {record['mlm_acc']:.3f} sop_acc {_fmt(record['sop_acc'])} "
             f"lr {record['lr']:.2e} {record['tokens_per_s']:.0f} tok/s"
             + (f" eta {eta_s / 60:.1f}m" if eta_s is not None else ""))
 
