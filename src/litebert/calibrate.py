@@ -165,10 +165,10 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
         train = mode == "train"
         chunks = row_chunks(config, batch * length, mode)
         biases = bias_epilogues(config, batch * length, chunks)
+        # The GELU plan in both modes: a training run's evaluation passes take no gradient either.
         plans = {"row_chunks": chunks, "bias_epilogues": biases,
                  "weight_grads": weight_grads(config, batch * length, shared_uses(config)) if train else {},
-                 "gelu_epilogues": gelu_epilogues(config, batch * length, chunks, biases),  # also for a
-                 # training run's evaluation passes, which take no gradient
+                 "gelu_epilogues": gelu_epilogues(config, batch * length, chunks, biases),
                  "attention_block_heads": attention_blocks(config, batch, length) if train else 0}
         with fast_paths(**plans):
             seconds = timer(variants(config, batch, length, mode))
