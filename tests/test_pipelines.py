@@ -66,6 +66,23 @@ def test_fill_mask_matches_transformers(models):
         ours(["a [MASK] here", "no mask"])
 
 
+def test_fill_mask_names_predicted_special_tokens_as_transformers_does(models, tmp_path):
+    """A model may rank [SEP], <unk> or [CLS] first: token_str writes them out (it was "" and " ⁇ "), as
+    transformers' fill-mask does; the filled sequence still drops them."""
+    tokenizer = AlbertTokenizer.from_pretrained(models / "mlm")
+    model = AlbertForMaskedLM.from_pretrained(models / "mlm")
+    with torch.no_grad():  # the MLM bias ranks the special tokens first, in this order
+        for boost, token in zip((30.0, 20.0, 10.0), (tokenizer.sep_token_id, tokenizer.unk_token_id,
+                                                      tokenizer.cls_token_id)):
+            model.predictions.bias[token] += boost
+    model.save_pretrained(tmp_path / "mlm")
+    tokenizer.save_pretrained(tmp_path / "mlm")
+    got = pipeline("fill-mask", tmp_path / "mlm", device="cpu", bf16=False)("the film was [MASK] .", top_k=3)
+    want = hf_pipeline("fill-mask", tmp_path / "mlm", "AlbertForMaskedLM")("the film was [MASK] .", top_k=3)
+    assert [g["token_str"] for g in got] == [w["token_str"] for w in want] == ["[SEP]", "<unk>", "[CLS]"]
+    assert [g["sequence"] for g in got] == [w["sequence"] for w in want]
+
+
 def test_text_classification_and_features_match_transformers(models):
     ours = pipeline("text-classification", models / "cls", device="cpu", bf16=False, batch_size=2)
     theirs = hf_pipeline("text-classification", models / "cls", "AlbertForSequenceClassification")

@@ -524,8 +524,9 @@ class AlbertTokenizer(_PairEncoder):
         return [self._pieces[i] for i in ids]
 
     def _decode_ids(self, ids: list[int]) -> str:
-        # SentencePiece decodes control symbols to "", so special tokens kept in `ids` are written out here.
-        special = {self.pad_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id}
+        # SentencePiece decodes control symbols to "" and <unk> to " ⁇ ", so special tokens kept in `ids` are
+        # written out here, as their pieces (as Hugging Face's decode writes them).
+        special = self.all_special_ids
         parts, run = [], []
         for i in ids:
             if i in special:
