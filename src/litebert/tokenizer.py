@@ -525,7 +525,8 @@ class AlbertTokenizer(_PairEncoder):
 
     def _decode_ids(self, ids: list[int]) -> str:
         # SentencePiece decodes control symbols to "" and <unk> to " ⁇ ", so special tokens kept in `ids` are
-        # written out here, as their pieces (as Hugging Face's decode writes them).
+        # written out here, as their pieces (as Hugging Face's decode writes them). A lone "▁" piece decodes to a
+        # space: the text is stripped at both ends, as Hugging Face's is.
         special = self.all_special_ids
         parts, run = [], []
         for i in ids:
@@ -535,7 +536,7 @@ class AlbertTokenizer(_PairEncoder):
             else:
                 run.append(i)
         parts.append(self.sp_model.decode(run))
-        return " ".join(p for p in parts if p)
+        return " ".join(p.strip() for p in parts if p.strip())
 
     def word_start_flags(self) -> np.ndarray:
         """(vocab_size,) bool: True where a piece begins a word, for whole-word masking.
