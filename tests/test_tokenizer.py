@@ -414,6 +414,52 @@ def test_padding_and_tensors(tok):
     assert tok("the fox")["input_ids"].shape == (1, lengths[0])
 
 
+def test_a_transformers_tokenizer_json_alone_loads_as_the_same_sentencepiece_model(albert_dir, tok, tmp_path,
+                                                                                   monkeypatch):
+    """transformers 5 saves ALBERT's tokenizer as tokenizer.json alone (4.x's fast tokenizer did with
+    legacy_format=False). litebert rebuilds the SentencePiece model from it: the same pieces, scores and kinds
+    and the same normaliser, so the same ids as from spiece.model. 4.x wrote the digit-comma pieces' scores 100
+    lower (5.x does not: its file is made here by undoing that); both load. Without tokenizer_config.json the
+    flags come from the normaliser."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    monkeypatch.setenv("LITEBERT_TOKENIZER_DIR", str(tmp_path / "cache"))
+    v4 = tmp_path / "v4"
+    transformers.AlbertTokenizerFast.from_pretrained(albert_dir).save_pretrained(v4, legacy_format=False)
+    assert not (v4 / "spiece.model").exists()
+    spec = json.loads((v4 / "tokenizer.json").read_text(encoding="utf-8"))
+    lowered = [piece for piece, score in spec["model"]["vocab"] if score < -100]
+    assert lowered and all(p[-1] == "," and p[-2].isdigit() for p in lowered)  # the penalty to undo
+    spec["model"]["vocab"] = [[piece, score + 100 if piece in lowered else score]
+                              for piece, score in spec["model"]["vocab"]]
+    (tmp_path / "v5").mkdir()
+    (tmp_path / "v5/tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+
+    original = pb.ModelProto()
+    original.ParseFromString((albert_dir / "spiece.model").read_bytes())
+    assert {p.type for p in original.pieces} == {1, 2, 3, 4}  # normal, unknown, control, user-defined
+    for directory in (v4, tmp_path / "v5"):
+        loaded = AlbertTokenizer.from_pretrained(directory)
+        rebuilt = pb.ModelProto()
+        rebuilt.ParseFromString(loaded.vocab_file.read_bytes())
+        assert [(p.piece, p.type) for p in rebuilt.pieces] == [(p.piece, p.type) for p in original.pieces]
+        assert [p.score for p in rebuilt.pieces] == pytest.approx([p.score for p in original.pieces], abs=1e-4)
+        assert rebuilt.normalizer_spec.precompiled_charsmap == original.normalizer_spec.precompiled_charsmap
+        assert (loaded.do_lower_case, loaded.keep_accents) == (tok.do_lower_case, tok.keep_accents)
+        for text in VARIED + OFFICIAL_RULES + HF_AGREE:
+            assert loaded.encode(text) == tok.encode(text), text
+    # saved again, it is a classic directory that transformers' SentencePiece tokenizer reads
+    loaded.save_pretrained(tmp_path / "again")
+    hf = transformers.AlbertTokenizer.from_pretrained(tmp_path / "again")
+    assert [hf.encode(t) for t in OFFICIAL_RULES] == [tok.encode(t) for t in OFFICIAL_RULES]
+
+    spec["model"]["type"] = "BPE"
+    (tmp_path / "bpe").mkdir()
+    (tmp_path / "bpe/tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bpe/tokenizer.json: model.type is 'BPE'; an ALBERT tokenizer.json holds"):
+        AlbertTokenizer.from_pretrained(tmp_path / "bpe")
+
+
 def test_decode_round_trip(tok):
     checked = 0
     for text in SEED_SENTENCES + ["1,000,000 people", "3,5", "We said ``yes''."]:

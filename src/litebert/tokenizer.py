@@ -341,6 +341,21 @@ class _PairEncoder:
         return [self.decode(ids, skip_special_tokens) for ids in batch]
 
 
+def _spiece_of_tokenizer_json(path: Path) -> tuple[Path, dict[str, bool]]:
+    """The SentencePiece model rebuilt from a Hugging Face tokenizer.json, kept in the cache under a digest of the
+    file (it appears whole or not at all), and the flags its normaliser implies."""
+    from litebert.fetch import DEFAULT_CACHE
+    from litebert.spm_json import spiece_from_tokenizer_json
+
+    data, flags = spiece_from_tokenizer_json(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    target = Path(os.environ.get("LITEBERT_TOKENIZER_DIR") or DEFAULT_CACHE / "tokenizers") / digest / "spiece.model"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, lambda p: p.write_bytes(data))
+    return target, flags
+
+
 def truncate_by_strategy(
     ids_a: list[int],
     ids_b: list[int] | None,
@@ -428,22 +443,26 @@ class AlbertTokenizer(_PairEncoder):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "AlbertTokenizer | WordPieceTokenizer":
-        """Load `spiece.model` (+ `tokenizer_config.json` flags) from `directory`, or a BERT `vocab.txt`."""
+        """Load `spiece.model` (+ `tokenizer_config.json` flags) from `directory`, or a BERT `vocab.txt`, or a
+        Hugging Face `tokenizer.json` alone (as transformers 5 saves ALBERT: `spm_json` rebuilds the SentencePiece
+        model from it, once, into $LITEBERT_TOKENIZER_DIR, default ~/.cache/litebert/tokenizers)."""
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
         config = _read_config(directory)
-        if (directory / "spiece.model").is_file():
-            return cls(
-                directory / "spiece.model",
-                do_lower_case=config.get("do_lower_case", True),
-                keep_accents=config.get("keep_accents", False),
-                remove_space=config.get("remove_space", True),
-            )
-        if (directory / "vocab.txt").is_file():
+        model, flags = directory / "spiece.model", {"do_lower_case": True, "keep_accents": False}
+        if not model.is_file() and (directory / "vocab.txt").is_file():
             return WordPieceTokenizer.from_pretrained(directory)
-        raise FileNotFoundError(
-            f"{directory} holds neither a SentencePiece model (spiece.model) nor a WordPiece vocab (vocab.txt)"
+        if not model.is_file() and (directory / "tokenizer.json").is_file():
+            model, flags = _spiece_of_tokenizer_json(directory / "tokenizer.json")
+        if not model.is_file():
+            raise FileNotFoundError(f"{directory} holds no SentencePiece model (spiece.model), WordPiece vocab "
+                                    f"(vocab.txt) or Hugging Face tokenizer.json")
+        return cls(
+            model,
+            do_lower_case=config.get("do_lower_case", flags["do_lower_case"]),
+            keep_accents=config.get("keep_accents", flags["keep_accents"]),
+            remove_space=config.get("remove_space", True),
         )
 
     def save_pretrained(self, directory: str | Path) -> Path:
