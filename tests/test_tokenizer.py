@@ -28,7 +28,9 @@ from litebert.tokenizer import (
     WordPieceTokenizer,
     add_commands,
     albert_normalize,
+    copy_tokenizer_files,
     find_text_files,
+    has_tokenizer,
     _is_unspaced_script,
     split_long_line,
     train_sentencepiece,
@@ -448,6 +450,11 @@ def test_a_transformers_tokenizer_json_alone_loads_as_the_same_sentencepiece_mod
         assert (loaded.do_lower_case, loaded.keep_accents) == (tok.do_lower_case, tok.keep_accents)
         for text in VARIED + OFFICIAL_RULES + HF_AGREE:
             assert loaded.encode(text) == tok.encode(text), text
+    # such a directory counts as a tokenizer's, and its files travel with a model (export, pretraining's final/)
+    (tmp_path / "copy").mkdir()
+    assert has_tokenizer(v4) and copy_tokenizer_files(v4, tmp_path / "copy")
+    assert AlbertTokenizer.from_pretrained(tmp_path / "copy").encode(OFFICIAL_RULES[1]) == tok.encode(OFFICIAL_RULES[1])
+    assert not has_tokenizer(tmp_path / "cache")
     # saved again, it is a classic directory that transformers' SentencePiece tokenizer reads
     loaded.save_pretrained(tmp_path / "again")
     hf = transformers.AlbertTokenizer.from_pretrained(tmp_path / "again")
@@ -456,8 +463,38 @@ def test_a_transformers_tokenizer_json_alone_loads_as_the_same_sentencepiece_mod
     spec["model"]["type"] = "BPE"
     (tmp_path / "bpe").mkdir()
     (tmp_path / "bpe/tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bpe/tokenizer.json: model.type is 'BPE'; an ALBERT tokenizer.json holds"):
+    with pytest.raises(ValueError, match=r"bpe/tokenizer.json: model.type is 'BPE'; litebert reads a 'Unigram'"):
         AlbertTokenizer.from_pretrained(tmp_path / "bpe")
+
+
+@pytest.mark.parametrize("lower", [True, False], ids=["uncased", "cased"])
+def test_a_bert_tokenizer_json_alone_loads_as_the_same_wordpiece_vocabulary(tmp_path, monkeypatch, lower):
+    """A BERT directory saved by transformers 5 (or 4's fast tokenizer with legacy_format=False) has no
+    vocab.txt: the vocabulary comes back in id order from tokenizer.json, the flags from its BertNormalizer or
+    tokenizer_config.json, and the ids are those of the vocab.txt it was made from."""
+    monkeypatch.setenv("LITEBERT_TOKENIZER_DIR", str(tmp_path / "cache"))
+    words = sorted({w for line in SEED_SENTENCES for w in (line.lower() if lower else line).split()})
+    chars = sorted({c for w in words for c in w} - set(words))
+    (tmp_path / "vocab").mkdir()
+    (tmp_path / "vocab/vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + chars
+                                                        + [f"##{c}" for c in chars]) + "\n", encoding="utf-8")
+    fast = transformers.BertTokenizerFast(str(tmp_path / "vocab/vocab.txt"), do_lower_case=lower)
+    fast.save_pretrained(tmp_path / "json", legacy_format=False)
+    assert not (tmp_path / "json/vocab.txt").exists()
+    (tmp_path / "json/tokenizer_config.json").unlink()  # the flags must come from the normaliser alone
+    want = WordPieceTokenizer(tmp_path / "vocab/vocab.txt", do_lower_case=lower)
+    got = AlbertTokenizer.from_pretrained(tmp_path / "json")
+    assert isinstance(got, WordPieceTokenizer) and got.do_lower_case is lower
+    assert got.vocab_file.read_text(encoding="utf-8") == (tmp_path / "vocab/vocab.txt").read_text(encoding="utf-8")
+    for text in VARIED + HF_AGREE:
+        assert got.encode(text) == want.encode(text), text
+
+    # a vocab.txt that listed a token twice leaves an id unused: it stays, as a line no text produces
+    from litebert.tokenizer_json import vocab_from_tokenizer_json
+    gap = {"model": {"type": "WordPiece", "vocab": {"[PAD]": 0, "a": 2}}}
+    assert vocab_from_tokenizer_json(gap, Path("t.json"))[0] == ["[PAD]", "[unused-id-1]", "a"]
+    with pytest.raises(ValueError, match="t.json: model.vocab must map each token to its own non-negative id"):
+        vocab_from_tokenizer_json({"model": {"type": "WordPiece", "vocab": {"a": 0, "b": 0}}}, Path("t.json"))
 
 
 def test_decode_round_trip(tok):

@@ -412,13 +412,11 @@ def add_commands(subparsers) -> None:
 
 def _cmd_export_hf(args: argparse.Namespace) -> int:
     """Load, then write HF's layout (the tokenizer files travel along); a model HF cannot hold is refused."""
-    import shutil
+    from litebert.tokenizer import copy_tokenizer_files
 
     model = load_for_export(args.model_dir, args.head)
     model.save_pretrained(args.out, layout="huggingface")
-    for name in ("spiece.model", "spiece.vocab", "vocab.txt", "tokenizer_config.json"):
-        if (Path(args.model_dir) / name).is_file():
-            shutil.copy2(Path(args.model_dir) / name, Path(args.out) / name)
+    copy_tokenizer_files(args.model_dir, args.out)
     print(f"{type(model).__name__} -> {args.out} (Hugging Face ALBERT layout)")
     return 0
 

@@ -23,7 +23,6 @@ import json
 import math
 import queue
 import random
-import shutil
 import statistics
 import sys
 import threading
@@ -366,9 +365,9 @@ def init_source(path: str, manifest: dict | None) -> tuple[AlbertConfig, Path, s
         if config.vocab_size != data_vocab:
             raise ValueError(f"--init-from {path} has vocab_size {config.vocab_size}, the data's tokenizer "
                              f"{data_vocab}: make the data with the model's own tokenizer")
-        if (source / "spiece.model").is_file() or (source / "vocab.txt").is_file():
-            from litebert.tokenizer import AlbertTokenizer
+        from litebert.tokenizer import AlbertTokenizer, has_tokenizer
 
+        if has_tokenizer(source):
             if AlbertTokenizer.from_pretrained(source).fingerprint() != manifest["tokenizer"]["fingerprint"]:
                 raise ValueError(f"--init-from {path}: its tokenizer is not the one the data was made with "
                                  f"(the same ids would mean other pieces): make the data with {source}'s tokenizer")
@@ -959,14 +958,11 @@ def write_final_model(model_config: AlbertConfig, state: dict[str, Tensor], dire
     source = config.data.tokenizer or (manifest or {}).get("tokenizer", {}).get("directory")
     if source is None:
         return
-    copied = False
-    for name in ("spiece.model", "spiece.vocab", "vocab.txt", "tokenizer_config.json"):
-        if (Path(source) / name).is_file():
-            shutil.copy2(Path(source) / name, directory / name)
-            copied = True
-    if not copied:
-        warnings.warn(f"tokenizer directory {source} holds no spiece.model or vocab.txt; {directory} has no "
-                      "tokenizer (pass --tokenizer DIR)", stacklevel=2)
+    from litebert.tokenizer import copy_tokenizer_files
+
+    if not copy_tokenizer_files(source, directory):
+        warnings.warn(f"tokenizer directory {source} holds no spiece.model, vocab.txt or tokenizer.json; "
+                      f"{directory} has no tokenizer (pass --tokenizer DIR)", stacklevel=2)
 
 
 def format_summary(s: dict) -> str:

@@ -341,15 +341,22 @@ class _PairEncoder:
         return [self.decode(ids, skip_special_tokens) for ids in batch]
 
 
-def _spiece_of_tokenizer_json(path: Path) -> tuple[Path, dict[str, bool]]:
-    """The SentencePiece model rebuilt from a Hugging Face tokenizer.json, kept in the cache under a digest of the
-    file (it appears whole or not at all), and the flags its normaliser implies."""
+def _rebuilt_from_tokenizer_json(path: Path) -> tuple[Path, dict[str, object]]:
+    """The spiece.model or vocab.txt that a Hugging Face tokenizer.json holds (`tokenizer_json`), written once
+    into $LITEBERT_TOKENIZER_DIR (default ~/.cache/litebert/tokenizers) under a digest of the file (it appears
+    whole or not at all), and the flags its normaliser implies."""
+    from litebert import tokenizer_json
     from litebert.fetch import DEFAULT_CACHE
-    from litebert.spm_json import spiece_from_tokenizer_json
 
-    data, flags = spiece_from_tokenizer_json(path)
+    spec = tokenizer_json.read(path)
+    if spec["model"]["type"] == "Unigram":
+        data, flags = tokenizer_json.spiece_from_tokenizer_json(spec, path)
+        name = "spiece.model"
+    else:
+        tokens, flags = tokenizer_json.vocab_from_tokenizer_json(spec, path)
+        data, name = "".join(f"{t}\n" for t in tokens).encode("utf-8"), "vocab.txt"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    target = Path(os.environ.get("LITEBERT_TOKENIZER_DIR") or DEFAULT_CACHE / "tokenizers") / digest / "spiece.model"
+    target = Path(os.environ.get("LITEBERT_TOKENIZER_DIR") or DEFAULT_CACHE / "tokenizers") / digest / name
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, lambda p: p.write_bytes(data))
@@ -392,6 +399,23 @@ def truncate_by_strategy(
         )
     cut = side[: len(side) - excess]
     return (cut, ids_b) if strategy == "only_first" else (ids_a, cut)
+
+
+TOKENIZER_FILES = ("spiece.model", "spiece.vocab", "vocab.txt", "tokenizer.json", "tokenizer_config.json")
+"""What a tokenizer directory may hold; the first, third or fourth alone makes it one (`AlbertTokenizer.from_pretrained`)."""
+
+
+def has_tokenizer(directory: str | Path) -> bool:
+    """Whether `directory` holds a tokenizer `AlbertTokenizer.from_pretrained` can load."""
+    return any((Path(directory) / name).is_file() for name in ("spiece.model", "vocab.txt", "tokenizer.json"))
+
+
+def copy_tokenizer_files(source: str | Path, target: str | Path) -> bool:
+    """Copy the tokenizer files of `source` into `target` (beside a model); whether there were any."""
+    found = [Path(source) / name for name in TOKENIZER_FILES if (Path(source) / name).is_file()]
+    for path in found:
+        shutil.copy2(path, Path(target) / path.name)
+    return bool(found)
 
 
 def _read_config(directory: Path) -> dict:
@@ -444,24 +468,25 @@ class AlbertTokenizer(_PairEncoder):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "AlbertTokenizer | WordPieceTokenizer":
         """Load `spiece.model` (+ `tokenizer_config.json` flags) from `directory`, or a BERT `vocab.txt`, or a
-        Hugging Face `tokenizer.json` alone (as transformers 5 saves ALBERT: `spm_json` rebuilds the SentencePiece
-        model from it, once, into $LITEBERT_TOKENIZER_DIR, default ~/.cache/litebert/tokenizers)."""
+        Hugging Face `tokenizer.json` alone, as transformers 5 saves both (`_rebuilt_from_tokenizer_json`)."""
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
         config = _read_config(directory)
-        model, flags = directory / "spiece.model", {"do_lower_case": True, "keep_accents": False}
+        model, flags = directory / "spiece.model", {}
         if not model.is_file() and (directory / "vocab.txt").is_file():
             return WordPieceTokenizer.from_pretrained(directory)
         if not model.is_file() and (directory / "tokenizer.json").is_file():
-            model, flags = _spiece_of_tokenizer_json(directory / "tokenizer.json")
+            model, flags = _rebuilt_from_tokenizer_json(directory / "tokenizer.json")
+            if model.name == "vocab.txt":
+                return WordPieceTokenizer.from_vocab(model, {**flags, **config})
         if not model.is_file():
             raise FileNotFoundError(f"{directory} holds no SentencePiece model (spiece.model), WordPiece vocab "
                                     f"(vocab.txt) or Hugging Face tokenizer.json")
         return cls(
             model,
-            do_lower_case=config.get("do_lower_case", flags["do_lower_case"]),
-            keep_accents=config.get("keep_accents", flags["keep_accents"]),
+            do_lower_case=config.get("do_lower_case", flags.get("do_lower_case", True)),
+            keep_accents=config.get("keep_accents", flags.get("keep_accents", False)),
             remove_space=config.get("remove_space", True),
         )
 
@@ -696,9 +721,13 @@ class WordPieceTokenizer(_PairEncoder):
         directory = Path(directory)
         if not (directory / "vocab.txt").is_file():
             raise FileNotFoundError(f"{directory} holds no WordPiece vocab (vocab.txt)")
-        config = _read_config(directory)
+        return cls.from_vocab(directory / "vocab.txt", _read_config(directory))
+
+    @classmethod
+    def from_vocab(cls, vocab_file: Path, config: dict) -> "WordPieceTokenizer":
+        """`vocab_file` with the flags of a `tokenizer_config.json`-like dict (defaults where absent)."""
         return cls(
-            directory / "vocab.txt",
+            vocab_file,
             do_lower_case=config.get("do_lower_case", True),
             strip_accents=config.get("strip_accents"),
             tokenize_chinese_chars=config.get("tokenize_chinese_chars", True),

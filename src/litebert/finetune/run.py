@@ -44,7 +44,7 @@ from litebert.finetune.readers import locate_files
 from litebert.finetune.tasks import ConllFormat, Task, get_task
 from litebert.finetune.train import HEADS, FinetuneConfig, FinetuneResult, Scored, encode_split, \
     Interrupted, finetune, load_task_data, main_metric, predict, read_eval_splits, score, split_name
-from litebert.tokenizer import AlbertTokenizer
+from litebert.tokenizer import AlbertTokenizer, has_tokenizer
 
 FINETUNE_FILE = "finetune.json"
 RESULT_FILE = "result.json"
@@ -395,7 +395,7 @@ def _finetune_command(args: argparse.Namespace) -> int:
 def _warn_if_not_the_models_tokenizer(tokenizer, model_dir: Path) -> None:
     """A --tokenizer other than the one saved with the model maps text to ids the model never learned; a
     larger one is refused by `build_model`, a smaller one would train without complaint."""
-    if not any((model_dir / name).is_file() for name in ("spiece.model", "vocab.txt")):
+    if not has_tokenizer(model_dir):
         return
     config = model_dir / "config.json"
     if config.is_file() and tokenizer.vocab_size > json.loads(config.read_text()).get("vocab_size", 0):

@@ -1,15 +1,17 @@
-"""A SentencePiece model rebuilt from a Hugging Face `tokenizer.json`, for ALBERT directories without `spiece.model`.
+"""Tokenizer files rebuilt from a Hugging Face `tokenizer.json`, for directories that hold nothing else.
 
-transformers 5 saves an ALBERT tokenizer as `tokenizer.json` + `tokenizer_config.json` only (4.x did so with
-`legacy_format=False`). That file holds everything SentencePiece's unigram encoder needs: every piece with its
-score, the unknown piece's id, the added tokens (control symbols are "special", user-defined symbols are not),
-the normaliser's precompiled character map and the Metaspace pre-tokenizer (SentencePiece's dummy prefix). From
-them this module writes the `ModelProto` bytes SentencePiece loads, so litebert encodes with the official
-algorithm (its own normalisation, then SentencePiece), not with the `tokenizers` re-implementation.
+transformers 5 saves ALBERT's and BERT's tokenizers as `tokenizer.json` + `tokenizer_config.json` only (4.x did so
+with `legacy_format=False`): no `spiece.model`, no `vocab.txt`. The file holds what litebert's tokenizers need:
 
-transformers 4's converter lowered the score of every piece that ends in a digit and a comma by 100 (a stand-in
-for ALBERT's digit-comma re-split, which litebert does itself); those 100 are given back. The protobuf is written
-by hand (a dozen fields), so loading needs no protobuf package.
+* ALBERT (a "Unigram" model): every piece with its score, the unknown piece's id, the added tokens (control
+  symbols are "special", user-defined symbols are not), the normaliser's precompiled character map and the
+  Metaspace pre-tokenizer (SentencePiece's dummy prefix). From them `spiece_from_tokenizer_json` writes the
+  `ModelProto` bytes SentencePiece loads, so litebert encodes with the official algorithm (its own
+  normalisation, then SentencePiece), not with the `tokenizers` re-implementation. transformers 4's converter
+  lowered the score of every piece that ends in a digit and a comma by 100 (a stand-in for ALBERT's digit-comma
+  re-split, which litebert does itself); those 100 are given back. The protobuf is written by hand (a dozen
+  fields), so loading needs no protobuf package.
+* BERT (a "WordPiece" model): the vocabulary in id order (`vocab.txt`'s lines) and the BertNormalizer's flags.
 """
 from __future__ import annotations
 
@@ -75,18 +77,27 @@ def _digit_comma(piece: str) -> bool:
     return len(piece) >= 2 and piece[-1] == "," and piece[-2].isdigit()
 
 
-def spiece_from_tokenizer_json(path: str | Path) -> tuple[bytes, dict[str, bool]]:
-    """(ModelProto bytes, flags inferred from the normaliser: do_lower_case, keep_accents) of a unigram
-    `tokenizer.json`. Raises ValueError naming the file and what it holds when it is not one."""
+def read(path: str | Path) -> dict:
+    """The parsed tokenizer.json; ValueError naming the file when it is not one, or its model is neither an
+    ALBERT ("Unigram") nor a BERT ("WordPiece") tokenizer's."""
     path = Path(path)
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable tokenizer.json ({err})") from None
-    model = spec.get("model") or {}
-    if model.get("type") != "Unigram" or not isinstance(model.get("vocab"), list):
-        raise ValueError(f"{path}: model.type is {model.get('type')!r}; an ALBERT tokenizer.json holds a "
-                         f"'Unigram' model (SentencePiece pieces and scores)")
+    kind = (spec.get("model") or {}).get("type") if isinstance(spec, dict) else None
+    if kind not in ("Unigram", "WordPiece"):
+        raise ValueError(f"{path}: model.type is {kind!r}; litebert reads a 'Unigram' (ALBERT's SentencePiece) "
+                         f"or a 'WordPiece' (BERT's) tokenizer.json")
+    return spec
+
+
+def spiece_from_tokenizer_json(spec: dict, path: Path) -> tuple[bytes, dict[str, bool]]:
+    """(ModelProto bytes, flags inferred from the normaliser: do_lower_case, keep_accents) of a unigram
+    tokenizer.json (`read`); `path` names it in errors."""
+    model = spec["model"]
+    if not isinstance(model.get("vocab"), list):
+        raise ValueError(f"{path}: model.vocab is not a list of [piece, score]")
     unk_id = model.get("unk_id")
     if not isinstance(unk_id, int):
         raise ValueError(f"{path}: model.unk_id is {unk_id!r}, expected the unknown piece's id")
@@ -107,3 +118,21 @@ def spiece_from_tokenizer_json(path: str | Path) -> tuple[bytes, dict[str, bool]
     kinds = {s.get("type") for s in steps}
     flags = {"do_lower_case": "Lowercase" in kinds, "keep_accents": "StripAccents" not in kinds}
     return model_proto(pieces, unk_id, charsmap, prefix), flags
+
+
+def vocab_from_tokenizer_json(spec: dict, path: Path) -> tuple[list[str], dict[str, object]]:
+    """(tokens in id order, the BertNormalizer's flags as WordPieceTokenizer takes them) of a WordPiece
+    tokenizer.json (`read`); `path` names it in errors."""
+    vocab = spec["model"].get("vocab")
+    ids = sorted(vocab.values()) if isinstance(vocab, dict) else None
+    if not ids or not all(isinstance(i, int) and i >= 0 for i in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: model.vocab must map each token to its own non-negative id")
+    # A vocab.txt that listed a token twice leaves the first line's id unused (the later line wins): keep the
+    # ids where the model's embeddings expect them, with a line no text can produce.
+    tokens = [f"[unused-id-{i}]" for i in range(ids[-1] + 1)]
+    for token, i in vocab.items():
+        tokens[i] = token
+    bert = [s for s in _normalizers(spec.get("normalizer")) if s.get("type") == "BertNormalizer"]
+    flags = ({"do_lower_case": bert[0].get("lowercase", True), "strip_accents": bert[0].get("strip_accents"),
+              "tokenize_chinese_chars": bert[0].get("handle_chinese_chars", True)} if bert else {})
+    return tokens, flags
