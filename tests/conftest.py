@@ -14,6 +14,7 @@ torch.set_num_threads(1)
 # child processes inherit the directory, so a rerun in a kill/resume test decides as the first run did.
 os.environ.setdefault("LITEBERT_CALIBRATION_DIR", tempfile.mkdtemp(prefix="litebert-calibration-"))
 os.environ.setdefault("LITEBERT_ONNX_DIR", tempfile.mkdtemp(prefix="litebert-onnx-"))
+os.environ.setdefault("LITEBERT_TOKENIZER_DIR", tempfile.mkdtemp(prefix="litebert-tokenizers-"))
 
 
 @pytest.fixture(autouse=True)
