@@ -61,16 +61,11 @@ def model_proto(pieces: list[tuple[str, float, int]], unk_id: int, charsmap: byt
     return bytes(out)
 
 
-def _normalizers(spec: dict | None) -> list[dict]:
+def _steps(spec: dict | None, key: str) -> list[dict]:
+    """The steps of a normaliser / pre-tokenizer: a "Sequence" lists them under `key`; anything else is one."""
     if not spec:
         return []
-    return spec.get("normalizers", [spec]) if spec.get("type") == "Sequence" else [spec]
-
-
-def _pretokenizers(spec: dict | None) -> list[dict]:
-    if not spec:
-        return []
-    return spec.get("pretokenizers", [spec]) if spec.get("type") == "Sequence" else [spec]
+    return spec.get(key, []) if spec.get("type") == "Sequence" else [spec]
 
 
 def _digit_comma(piece: str) -> bool:
@@ -101,6 +96,9 @@ def spiece_from_tokenizer_json(spec: dict, path: Path) -> tuple[bytes, dict[str,
     unk_id = model.get("unk_id")
     if not isinstance(unk_id, int):
         raise ValueError(f"{path}: model.unk_id is {unk_id!r}, expected the unknown piece's id")
+    if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], (int, float))
+               for e in model["vocab"]):
+        raise ValueError(f"{path}: model.vocab must list [piece, score] pairs")
     added = {t["id"]: bool(t.get("special")) for t in spec.get("added_tokens", [])}
     pieces = []
     for i, (piece, score) in enumerate(model["vocab"]):
@@ -108,13 +106,14 @@ def spiece_from_tokenizer_json(spec: dict, path: Path) -> tuple[bytes, dict[str,
         if _digit_comma(piece) and score <= -DIGIT_COMMA_PENALTY:  # real log-probabilities never reach -100
             score += DIGIT_COMMA_PENALTY
         pieces.append((piece, score, kind))
-    steps = _normalizers(spec.get("normalizer"))
+    steps = _steps(spec.get("normalizer"), "normalizers")
     charsmaps = [s["precompiled_charsmap"] for s in steps if s.get("type") == "Precompiled" and
                  s.get("precompiled_charsmap")]
     charsmap = base64.b64decode(charsmaps[0]) if charsmaps else b""
-    metaspace = [p for p in _pretokenizers(spec.get("pre_tokenizer")) if p.get("type") == "Metaspace"]
-    prefix = (metaspace[0].get("prepend_scheme", "always") != "never" and metaspace[0].get("add_prefix_space", True)
-              if metaspace else True)
+    # SentencePiece's dummy prefix is the Metaspace's prepended "▁" (older files: add_prefix_space)
+    metaspace = [p for p in _steps(spec.get("pre_tokenizer"), "pretokenizers") if p.get("type") == "Metaspace"]
+    meta = metaspace[0] if metaspace else {}
+    prefix = meta.get("prepend_scheme", "always") != "never" and meta.get("add_prefix_space", True)
     kinds = {s.get("type") for s in steps}
     flags = {"do_lower_case": "Lowercase" in kinds, "keep_accents": "StripAccents" not in kinds}
     return model_proto(pieces, unk_id, charsmap, prefix), flags
@@ -132,7 +131,7 @@ def vocab_from_tokenizer_json(spec: dict, path: Path) -> tuple[list[str], dict[s
     tokens = [f"[unused-id-{i}]" for i in range(ids[-1] + 1)]
     for token, i in vocab.items():
         tokens[i] = token
-    bert = [s for s in _normalizers(spec.get("normalizer")) if s.get("type") == "BertNormalizer"]
+    bert = [s for s in _steps(spec.get("normalizer"), "normalizers") if s.get("type") == "BertNormalizer"]
     flags = ({"do_lower_case": bert[0].get("lowercase", True), "strip_accents": bert[0].get("strip_accents"),
               "tokenize_chinese_chars": bert[0].get("handle_chinese_chars", True)} if bert else {})
     return tokens, flags
