@@ -510,7 +510,7 @@ def test_decode_round_trip(tok):
     batch = tok(["the fox", "a dog ran"])
     assert tok.batch_decode(batch["input_ids"]) == ["the fox", "a dog ran"]
     assert tok.decode(tok.encode("the fox", "a dog"), skip_special_tokens=False) == "[CLS] the fox [SEP] a dog [SEP]"
-    # <unk> is written out as its piece (SentencePiece alone gives " ⁇ "); a lone "▁" piece leaves no space at the end
+    # <unk> is written out as its piece (SentencePiece alone gives " ⁇ "); a lone "▁" piece leaves no end space
     assert tok.decode([tok.unk_token_id], skip_special_tokens=False) == "<unk>"
     space = tok.convert_tokens_to_ids(["▁"])[0]
     assert space != tok.unk_token_id  # the test vocabulary has the piece

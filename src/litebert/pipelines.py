@@ -138,7 +138,9 @@ def fill_mask(p: Pipeline, texts: str | Sequence[str], top_k: int = 5, progress:
             for score, token in zip(scores[b].tolist(), tokens[b].tolist()):
                 filled = real.clone()
                 filled[cols[b]] = token
-                results.append({"score": score, "token": token, "token_str": p.tokenizer.decode([token], skip_special_tokens=False),
+                # token_str names a predicted special token ([SEP], <unk>), as transformers' fill-mask does
+                results.append({"score": score, "token": token,
+                                "token_str": p.tokenizer.decode([token], skip_special_tokens=False),
                                 "sequence": p.tokenizer.decode(filled.tolist(), skip_special_tokens=True)})
             out.append(results)
         return out

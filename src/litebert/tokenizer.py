@@ -401,13 +401,15 @@ def truncate_by_strategy(
     return (cut, ids_b) if strategy == "only_first" else (ids_a, cut)
 
 
-TOKENIZER_FILES = ("spiece.model", "spiece.vocab", "vocab.txt", "tokenizer.json", "tokenizer_config.json")
-"""What a tokenizer directory may hold; the first, third or fourth alone makes it one (`AlbertTokenizer.from_pretrained`)."""
+TOKENIZER_MODELS = ("spiece.model", "vocab.txt", "tokenizer.json")
+"""Any one of these makes a directory a tokenizer's (`AlbertTokenizer.from_pretrained` tries them in this order)."""
+TOKENIZER_FILES = (*TOKENIZER_MODELS, "spiece.vocab", "tokenizer_config.json")
+"""What travels with a model (`copy_tokenizer_files`)."""
 
 
 def has_tokenizer(directory: str | Path) -> bool:
     """Whether `directory` holds a tokenizer `AlbertTokenizer.from_pretrained` can load."""
-    return any((Path(directory) / name).is_file() for name in ("spiece.model", "vocab.txt", "tokenizer.json"))
+    return any((Path(directory) / name).is_file() for name in TOKENIZER_MODELS)
 
 
 def copy_tokenizer_files(source: str | Path, target: str | Path) -> bool:
