@@ -377,7 +377,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", nargs="+", required=True, metavar="FILE|DIR",
                    help="text files or directories: one segment (a sentence, or longer) per line, blank line "
                         "between documents")
-    p.add_argument("--tokenizer", required=True, metavar="DIR", help="directory with spiece.model (or vocab.txt)")
+    p.add_argument("--tokenizer", required=True, metavar="DIR",
+                   help="directory with spiece.model (or vocab.txt, or a Hugging Face tokenizer.json)")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the shards and manifest.json")
     p.add_argument("--max-seq-length", dest="max_seq_length", type=int, default=S)
     p.add_argument("--masked-lm-prob", dest="masked_lm_prob", type=float, default=S)
