@@ -432,9 +432,13 @@ def test_a_second_signal_exits_at_once(made_data, tmp_path):
     child.send_signal(signal.SIGINT)
     child.send_signal(signal.SIGCONT)
     err = child.communicate(timeout=120)[1]
-    # Linux delivers pending signals lowest number first: SIGINT (2) asks to stop, SIGTERM (15) exits
-    assert child.returncode == 128 + signal.SIGTERM, err
-    assert "SIGINT: stopping after this step" in err and "second SIGTERM: exiting now" in err
+    # Which one comes first is not fixed: the kernel hands a process's signals to any of its threads that does not
+    # block them (torch's, the loader's), so Python may see SIGTERM first (CI did), and may even run the second
+    # handler inside the first one before the first has printed; the exit line names both.
+    first, second = ((signal.SIGINT, signal.SIGTERM) if child.returncode == 128 + signal.SIGTERM
+                     else (signal.SIGTERM, signal.SIGINT))
+    assert child.returncode == 128 + second, err
+    assert f"second signal, {second.name} after {first.name}: exiting now" in err
     assert not (out / "summary.json").exists()
     ckpts = out / "checkpoints"
     assert not ckpts.exists() or not any(ckpts.iterdir())  # the first stop's checkpoint was never begun

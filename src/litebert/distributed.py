@@ -141,8 +141,9 @@ def stop_on_signals(flag: list, prog: str):
     def handler(signum: int, _frame) -> None:
         name = signal.Signals(signum).name
         if flag:
-            print(f"\n{prog}: second {name}: exiting now; resume from the last checkpoint", file=sys.stderr,
-                  flush=True)
+            # Names the first signal too: this handler can run nested inside the first one's, before its message.
+            print(f"\n{prog}: second signal, {name} after {flag[0]}: exiting now; resume from the last checkpoint",
+                  file=sys.stderr, flush=True)
             os._exit(128 + signum)
         flag.append(name)
         print(f"\n{prog}: {name}: stopping after this step with a checkpoint (send it again to exit at once)",
