@@ -138,6 +138,12 @@ def test_config_file_errors_name_the_file(tmp_path):
         fields.load_file(tmp_path / "list.json")
     with pytest.raises(ValueError, match=r"optim: expected a table of fields, got float"):
         fields.from_dict(PretrainConfig, {"optim": 0.1})
+    # a byte-order mark (Windows editors write one) is not JSON's business; a file in another encoding is named
+    (tmp_path / "bom.json").write_text('{"optim": {"lr": 0.002}}', encoding="utf-8-sig")
+    assert fields.load_file(tmp_path / "bom.json") == {"optim": {"lr": 0.002}}
+    (tmp_path / "latin1.toml").write_bytes('[train]\nname = "\u00e9t\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.toml:2: byte 0xe9 at column 9 is not UTF-8"):
+        fields.load_file(tmp_path / "latin1.toml")
 
 
 def test_data_create_and_tokenizer_train_take_files_and_dotted_flags(tmp_path):

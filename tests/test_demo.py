@@ -54,6 +54,8 @@ def demo_run(tmp_path_factory):
     rng = random.Random(0)
     corpus, reviews = _corpus(root / "corpus.txt", 120, rng), _reviews(root / "reviews.txt", 400, rng)
     _plant(corpus, reviews, every=7)
+    with open(corpus, "ab") as f:  # one line in Latin-1: replaced, counted and reported, as `data create` does
+        f.write("\n\nThe caf\u00e9 by the river.\n".encode("latin-1"))
     cfg = DemoConfig(output=root / "run", cache=root / "cache", corpus=corpus,
                      labelled=reviews, budget_s=None, total_budget_s=0, min_budget_s=10, vocab_size=120,
                      seq_length=64, dupe_factor=2, micro_batch=16, finetune_epochs=2, finetune_lrs=(3e-4,),
@@ -94,6 +96,10 @@ def test_report_numbers_come_from_the_run_files(demo_run):
     last_eval = [r for r in read_metrics(pre_dir / "run" / "metrics.jsonl") if r.get("split") == "eval"][-1]
     assert f"MLM accuracy {100 * last_eval['mlm_acc']:.1f}%" in report
     assert re.search(r"fixed hash split [\d,]+ / [\d,]+ / [\d,]+", report)
+    corpus = result["facts"]["corpus"]
+    assert corpus["undecodable_bytes"] == 1
+    assert (f"{corpus['dropped_held_out']} line(s) equal to a dev/test sentence dropped; 1 byte sequence(s) that are "
+            f"not UTF-8 replaced)") in report
     assert re.search(r"sequences of \d+ \(\d+% of the text's pieces cut to fit\)", report)
     assert "Pretraining budget: 0.2 min, what the run's 0-minute total left" in report
     assert "that was under the minimum, so the minimum ran" in report

@@ -484,6 +484,24 @@ def test_own_texts_bad_rows_name_file_and_line(tmp_path, name, content, task, me
         readers.read_examples(TASKS[task], str(tmp_path / name))
 
 
+def test_own_texts_saved_by_windows_tools_read_alike_and_other_encodings_are_named(tmp_path):
+    """Excel's "CSV UTF-8" and Windows editors start a file with a byte-order mark (and end lines with CRLF): the
+    same examples as without. A file in another encoding is refused naming its first undecodable line and byte."""
+    _write_tables(tmp_path / "plain")
+    for name in ("train.csv", "dev.tsv", "test.jsonl"):
+        text = (tmp_path / "plain" / name).read_text(encoding="utf-8")
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    (tmp_path / "array.json").write_text(json.dumps([{"text": "a", "label": "x"}]), encoding="utf-8-sig")
+    task = TASKS["text-classification"]
+    for name in ("train.csv", "dev.tsv", "test.jsonl"):
+        got, expected = (readers.read_examples(task, str(d / name))[0] for d in (tmp_path, tmp_path / "plain"))
+        assert got == expected and got[0].text_a == TABLE_ROWS[0][1], name
+    assert readers.read_examples(task, str(tmp_path / "array.json"))[0][0].text_a == "a"
+    (tmp_path / "latin1.csv").write_bytes("text,label\nein Film,gut\nGr\u00fc\u00dfe,gut\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv:3: byte 0xfc at column 3 is not UTF-8: save the file as UTF-8"):
+        readers.read_examples(task, str(tmp_path / "latin1.csv"))
+
+
 def test_own_texts_files_are_found_or_named(tmp_path):
     row = TASKS["text-classification"]
     with pytest.raises(FileNotFoundError, match=r"no train file for text-classification \(expected one of train.csv"):

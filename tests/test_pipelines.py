@@ -285,3 +285,11 @@ def test_commands_stream_a_file_in_chunks_and_name_bad_lines(models, tmp_path, c
     assert main(["fill-mask", str(models / "mlm"), "--file", str(tmp_path / "masks.txt")]) == 2
     captured = capsys.readouterr()
     assert "masks.txt:2: 0 [MASK] in the line, expected 1" in captured.err and captured.out == ""
+    # A Windows editor's byte-order mark is not part of the first text; another encoding is named by line
+    (tmp_path / "bom.txt").write_text("a great film\ndull\n", encoding="utf-8-sig")
+    assert main(["classify", str(models / "cls"), "--file", str(tmp_path / "bom.txt")]) == 0
+    assert [json.loads(x)["text"] for x in capsys.readouterr().out.splitlines()] == ["a great film", "dull"]
+    (tmp_path / "latin1.txt").write_bytes("a film\nna\u00efve\n".encode("latin-1"))
+    assert main(["classify", str(models / "cls"), "--file", str(tmp_path / "latin1.txt")]) == 2
+    captured = capsys.readouterr()
+    assert "latin1.txt:2: byte 0xef at column 3 is not UTF-8" in captured.err and captured.out == ""

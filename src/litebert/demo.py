@@ -117,13 +117,14 @@ def review_data(labelled: Path, workdir: Path):
     return load_task_data(REVIEWS_TASK, data_dir, FinetuneConfig())
 
 
-def source_documents(name: str, path: Path, sentences_per_doc: int = 20) -> list[list[str]]:
+def source_documents(name: str, path: Path, sentences_per_doc: int = 20, stats=None) -> list[list[str]]:
     """A source's text as documents (lists of lines), in the `data create` sense.
 
     Shakespeare's plays separate every speech by a blank line, which would make each speech a document too
     short for a 128-piece SOP example, so each of its files is one document; the rated snippets (one sentence
     per line, no order) are grouped `sentences_per_doc` to a document; Wikipedia and a user's corpus keep their
-    own blank-line document boundaries.
+    own blank-line document boundaries; reading a user's corpus counts its undecodable bytes in `stats` (a
+    ReadStats), as `data create` does.
     """
     from litebert.data.documents import ReadStats, read_documents
     from litebert.files import find_text_files
@@ -137,7 +138,7 @@ def source_documents(name: str, path: Path, sentences_per_doc: int = 20) -> list
         lines = [ln.split("\t")[2].strip() for f in sorted(path.glob("*_GroundTruth.txt")) if f.name != REVIEWS_FILE
                  for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.count("\t") >= 2]
         return [lines[i:i + sentences_per_doc] for i in range(0, len(lines), sentences_per_doc)]
-    return list(read_documents(find_text_files([path]), ReadStats()))
+    return list(read_documents(find_text_files([path]), stats if stats is not None else ReadStats()))
 
 
 def text_key(line: str) -> str:
@@ -150,7 +151,9 @@ def write_pretraining_text(sources: dict[str, Path], train_sentences: list[str],
     """The tokenizer's and pretraining's text: every source plus `task_repeats` copies of the train split's
     review sentences (documents of `sentences_per_doc` consecutive sentences, the copies cut at different
     places), one file each. Lines equal to a held-out (dev/test) sentence are dropped and counted. Returns
-    (text directory, {"files": lines per file, "dropped_held_out": count})."""
+    (text directory, {"files": lines per file, "dropped_held_out": count, "undecodable_bytes": count})."""
+    from litebert.data.documents import ReadStats
+
     text_dir = directory / "text"
     if text_dir.exists():
         shutil.rmtree(text_dir)
@@ -160,12 +163,15 @@ def write_pretraining_text(sources: dict[str, Path], train_sentences: list[str],
                for shift in (r * sentences_per_doc // max(task_repeats, 1) for r in range(task_repeats))
                for i in range(0, len(train_sentences), sentences_per_doc)]
     stats: dict[str, Any] = {"files": {}, "dropped_held_out": 0}
-    for name, documents in [*((n, source_documents(n, p)) for n, p in sources.items()), ("reviews_train", reviews)]:
+    read = ReadStats()  # invalid UTF-8 in a user's --corpus, replaced by U+FFFD
+    for name, documents in [*((n, source_documents(n, p, stats=read)) for n, p in sources.items()),
+                            ("reviews_train", reviews)]:
         kept = [[ln for ln in doc if text_key(ln) not in banned] for doc in documents]
         stats["dropped_held_out"] += sum(len(d) for d in documents) - sum(len(d) for d in kept)
         kept = [doc for doc in kept if doc]
         (text_dir / f"{name}.txt").write_text("\n\n".join("\n".join(doc) for doc in kept) + "\n", encoding="utf-8")
         stats["files"][f"{name}.txt"] = sum(len(d) for d in kept)
+    stats["undecodable_bytes"] = read.undecodable_bytes
     return text_dir, stats
 
 
@@ -418,6 +424,9 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
                                                   cfg.output / "corpus", task_repeats=cfg.task_repeats)
     if text_stats["dropped_held_out"]:
         log(f"[corpora] dropped {text_stats['dropped_held_out']} line(s) equal to a dev/test sentence")
+    if text_stats["undecodable_bytes"]:
+        log(f"[corpora] replaced {text_stats['undecodable_bytes']} byte sequence(s) of the corpus that are not "
+            f"UTF-8 by U+FFFD")
     tok_dir, tok = stage_tokenizer(cfg, text_dir, log)
     data_dir, made = stage_data(cfg, text_dir, tok_dir, log)
     random_init = model_config_for(pretrain_config(cfg, Path(made["path"]), tok_dir, use_bf16, cfg.output))

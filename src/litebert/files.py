@@ -1,4 +1,5 @@
-"""Files, written and found one way everywhere: atomic writes, sha256 of a file, and text-file discovery.
+"""Files, written, read and found one way everywhere: atomic writes, sha256 of a file, users' UTF-8 text files
+opened for reading, and text-file discovery.
 
 Every file another process may read while it is written (manifests, checkpoints' markers, configs, summaries,
 model weights) goes through `write_atomic`: a temporary file in the same directory, then a rename, so a reader
@@ -10,7 +11,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,33 @@ def file_sha256(path: str | Path) -> str:
         while block := f.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def open_text(path: str | Path, newline: str | None = None) -> Iterator:
+    """Open a user's UTF-8 text file (a table, a JSON file, texts to label, a --config) for reading.
+
+    A leading byte-order mark is dropped: Windows editors and Excel's "CSV UTF-8" write one, and kept it would make
+    a header read "\\ufefftext" and JSON refuse the file. Bytes that are not UTF-8 raise a ValueError naming the
+    file, line and byte, instead of a UnicodeDecodeError that names neither. (Pretraining corpora are read in
+    binary instead, their undecodable bytes replaced and counted: `decode_utf8`.)
+    """
+    with open(path, encoding="utf-8-sig", newline=newline) as f:
+        try:
+            yield f
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}:{_first_undecodable(path)} is not UTF-8: save the file as UTF-8") from None
+
+
+def _first_undecodable(path: str | Path) -> str:
+    """'LINE: byte 0xNN at column C' of a file's first byte that is not UTF-8."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return f"{number}: byte 0x{raw[err.start]:02x} at column {err.start + 1}"
+    return " a byte"  # only a file changed since the decoding failed gets here
 
 
 def decode_utf8(raw: bytes) -> tuple[str, int]:

@@ -44,6 +44,7 @@ import torch
 
 from litebert import pairs
 from litebert.export import BACKENDS
+from litebert.files import open_text
 from litebert.model import AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
     AlbertForTokenClassification, AlbertModel
 
@@ -465,7 +466,7 @@ def _scan(path: Path, task: str) -> tuple[int, bool]:
     line (an error names the line)."""
     count = blank = 0
     first_of = {}  # True / False -> the first line with / without a tab
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 blank += 1
@@ -484,7 +485,7 @@ def _scan(path: Path, task: str) -> tuple[int, bool]:
 
 def _file_chunks(path: Path, paired: bool):
     """(texts, pairs or None) of up to CHUNK non-blank lines at a time, in file order."""
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         lines = (line.rstrip("\n") for line in f if line.strip())
         while chunk := list(itertools.islice(lines, CHUNK)):
             if paired:

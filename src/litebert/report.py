@@ -315,7 +315,9 @@ def _pretraining_lines(stages: dict[str, tuple[Path, dict]], facts: dict[str, An
         "",
         f"Text: {', '.join(corpus.get('sources', [])) or 'the given corpus'} plus the task's train-split sentences "
         f"({sum(corpus.get('files', {}).values()):,} lines; {corpus.get('dropped_held_out', 0)} line(s) equal to "
-        f"a dev/test sentence dropped).",
+        f"a dev/test sentence dropped"
+        + (f"; {n:,} byte sequence(s) that are not UTF-8 replaced" if (n := corpus.get("undecodable_bytes")) else "")
+        + ").",
         "",
         f"{summary['steps']:,} steps in {summary['time_s'] / 60:.1f} min, {int(summary['tokens']):,} tokens: "
         f"{tokens_per_s:,.0f} tokens/s and {60 * summary['steps'] / max(summary['time_s'], 1e-9):,.0f} steps/min "

@@ -23,6 +23,8 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
 
+from litebert.files import open_text
+
 CONFIG_FLAG = "config"
 """The dest of --config FILE."""
 
@@ -82,7 +84,8 @@ def load_file(path: str | Path) -> dict[str, Any]:
     """The nested dict of a --config file: .toml is TOML, anything else JSON; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_text(path) as f:
+            text = f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"--config {path}: no such file") from None
     if path.suffix.lower() == ".toml":

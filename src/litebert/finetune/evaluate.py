@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from litebert import metrics
-from litebert.files import write_atomic
+from litebert.files import open_text, write_atomic
 from litebert.finetune.readers import read_examples
 from litebert.finetune.tasks import TASKS, ConllFormat, SquadFormat, Task, TsvFormat, get_task, task_metrics, \
     with_labels_from
@@ -33,7 +33,7 @@ def score_predictions(
     """
     task = get_task(task_name)
     if isinstance(task.format, SquadFormat):
-        with open(data_file, encoding="utf-8") as f:
+        with open_text(data_file) as f:
             dataset = json.load(f)
         predictions = _load_json_dict(predictions_file)
         na_probs = _load_json_dict(na_probs_file) if na_probs_file else None
@@ -66,7 +66,7 @@ def score_predictions(
 
 def read_glue_predictions(path: str) -> dict[str, str]:
     """index -> prediction string from a GLUE submission TSV (header `index<TAB>prediction`)."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_text(path, newline="") as f:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(rows, None)
         if header != ["index", "prediction"]:
@@ -138,7 +138,7 @@ def glue_submission(sources: list[str | Path], output_zip: str | Path, allow_mis
 
 
 def _check_submission_file(path: Path, task: Task) -> None:
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         header = f.readline().rstrip("\n")
         if header != "index\tprediction":
             raise ValueError(f"{path}:1: expected the header 'index<TAB>prediction', found {header!r}")
@@ -187,7 +187,7 @@ def _score_conll(task: Task, data_file: str, predictions_file: str) -> dict[str,
 
 
 def _load_json_dict(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         try:
             data = json.load(f)
         except json.JSONDecodeError as err:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from litebert import pairs
+from litebert.files import open_text
 from litebert.finetune.tasks import ConllFormat, RaceFormat, RatedSnippetsFormat, SquadFormat, TableFormat, Task, \
     TestFile, TsvFormat
 
@@ -118,7 +119,7 @@ def read_glue_tsv(path: str, task: Task) -> tuple[list[TextExample], ReadReport]
         raise ValueError(f"{task.name} is not a TSV task")
     report = ReadReport(path)
     examples: list[TextExample] = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_text(path, newline="") as f:
         # QUOTE_NONE: GLUE sentences contain unbalanced quotes that the default dialect would merge across lines.
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         first = next(rows, None)
@@ -192,7 +193,7 @@ def read_squad(path: str) -> tuple[list[SquadExample], ReadReport]:
 
     Each answer must sit at its `answer_start` in the context: training labels are built from that offset.
     """
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         dataset = json.load(f)
     if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
         raise ValueError(f"{path}: expected a JSON object with a 'data' list (official SQuAD format)")
@@ -254,7 +255,7 @@ def read_race(split_dir: str, fmt: RaceFormat) -> tuple[list[ChoiceExample], Rea
             if not name.endswith(".txt"):
                 report.skip("not_a_txt_file", file_path)
                 continue
-            with open(file_path, encoding="utf-8") as f:
+            with open_text(file_path) as f:
                 try:
                     passage = json.load(f)
                 except json.JSONDecodeError as err:
@@ -308,7 +309,7 @@ def read_rated_snippets(path: str, task: Task) -> tuple[list[TextExample], ReadR
         raise ValueError(f"{path}: expected FILE#split with split in {SPLITS}")
     report = ReadReport(path)
     examples: list[TextExample] = []
-    with open(file_path, encoding="utf-8") as f:
+    with open_text(file_path) as f:
         for line_number, line in enumerate(f, 1):
             where = f"{file_path}:{line_number}"
             fields = line.rstrip("\r\n").split("\t")
@@ -348,7 +349,7 @@ def read_conll(path: str, task: Task) -> tuple[list[TokenExample], ReadReport]:
     words: list[str] = []
     tags: list[str | None] = []
     start = ""
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for line_number, line in enumerate(f, 1):
             fields = line.split()
             where = f"{path}:{line_number}"
@@ -444,7 +445,7 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
     suffix = os.path.splitext(path)[1]
     if suffix not in fmt.suffixes:
         raise ValueError(f"{path}: expected a {', '.join(fmt.suffixes)} file")
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_text(path, newline="") as f:
         if suffix in (".jsonl", ".json"):
             yield from _json_rows(f, path, report)
             return
