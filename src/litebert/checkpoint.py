@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,8 @@ def save_checkpoint(directory: Path, step: int, model: dict[str, torch.Tensor], 
             f.write(json.dumps(meta) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        for name in files:  # safetensors >= 0.8 writes 0o600 whatever the umask: give them state.json's mode
+            os.chmod(tmp / name, stat.S_IMODE((tmp / "state.json").stat().st_mode))
         if final.exists():  # the same step saved again (after a rollback): replace it
             old = directory / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,14 +21,28 @@ from typing import Any
 def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
     """Call `write(tmp_path)`, then rename the temporary file onto `path`; on error no file is left behind."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _new_temporary_file(path)
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # 0o666 less the umask
     try:
-        write(Path(tmp))
+        write(tmp)
+        # safetensors >= 0.8 replaces the file with its own temporary, always 0o600 (safetensors issue 782)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _new_temporary_file(path: Path) -> Path:
+    """A new empty file beside `path`, created with the permissions `open` gives (0o666 less the umask), not
+    mkstemp's 0o600: a model or data directory others on a cluster may read stays readable to them."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
