@@ -7,7 +7,10 @@ a tokenizer that does not match the data, and a data directory in an older forma
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import shutil
 from pathlib import Path
 
@@ -65,21 +68,50 @@ def test_damaged_text_is_repaired_and_counted(corpus, tmp_path, capsys):
     assert "undecodable" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["empty file", "empty directory", "missing path"])
+UNUSABLE = {"empty file": ("empty.txt", "is empty"), "empty directory": ("nothing", "holds no files"),
+            "missing path": ("nope.txt", "does not exist"),
+            "archive": ("corpus.tar.gz", "is a tar archive, not text: unpack it first"),
+            "zstd": ("corpus.txt.zst", "is zstd-compressed, not text: unpack it first"),
+            "damaged gzip": ("corpus.txt.gz", "not readable as .gz compressed text")}
+
+
+@pytest.mark.parametrize("case", UNUSABLE)
 def test_unusable_inputs_are_named_and_nothing_is_written(corpus, tmp_path, capsys, case):
-    target = {"empty file": tmp_path / "empty.txt", "empty directory": tmp_path / "nothing",
-              "missing path": tmp_path / "nope.txt"}[case]
+    name, message = UNUSABLE[case]
+    target = tmp_path / name
     if case == "empty file":
         target.write_text("")
     elif case == "empty directory":
         target.mkdir()
+    elif case in ("archive", "zstd"):
+        target.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(64))
+    elif case == "damaged gzip":  # the first half of a real one: the stream ends early
+        whole = gzip.compress((corpus / "corpus.txt").read_bytes())
+        target.write_bytes(whole[:len(whole) // 2])
     for command in (["data", "create", "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "o")],
                     ["tokenizer", "train", "--output", str(tmp_path / "t"), "--vocab-size", "40"]):
         assert main([*command, "--input", str(target)]) == 2
         line = error_line(capsys)
-        assert str(target) in line and {"empty file": "is empty", "empty directory": "holds no files",
-                                        "missing path": "does not exist"}[case] in line
+        assert str(target) in line and message in line, line
     assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
+
+
+def test_compressed_corpora_are_read_as_their_text(corpus, tmp_path):
+    """CC-100 ships .xz, OSCAR and Wikipedia extracts .gz or .bz2: the same tokenizer and the same shards as from
+    the text itself."""
+    text = (corpus / "corpus.txt").read_bytes()
+    for suffix, compress in ((".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)):
+        (tmp_path / suffix[1:]).mkdir()
+        (tmp_path / suffix[1:] / f"corpus.txt{suffix}").write_bytes(compress(text))
+    assert create(corpus, [tmp_path / "gz", tmp_path / "bz2", tmp_path / "xz"], tmp_path / "packed") == 0
+    assert create(corpus, [corpus / "corpus.txt"] * 3, tmp_path / "plain") == 0
+    packed, plain = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("packed", "plain"))
+    assert packed["splits"] == plain["splits"] and packed["splits"]["train"]["documents"] == 3 * 80
+    assert (tmp_path / "packed/train-00000.bin").read_bytes() == (tmp_path / "plain/train-00000.bin").read_bytes()
+    for source, out in ((tmp_path / "xz", "tok-xz"), (corpus / "corpus.txt", "tok-plain")):
+        assert main(["tokenizer", "train", "--input", str(source), "--output", str(tmp_path / out),
+                     "--vocab-size", "50"]) == 0
+    assert (tmp_path / "tok-xz/spiece.model").read_bytes() == (tmp_path / "tok-plain/spiece.model").read_bytes()
 
 
 def test_tokenizer_train_failure_leaves_no_directory(corpus, tmp_path, capsys):

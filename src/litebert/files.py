@@ -7,15 +7,18 @@ sees the old file or the new one, never half of one, and a crash leaves no parti
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
@@ -111,11 +114,43 @@ def decode_utf8(raw: bytes) -> tuple[str, int]:
         return text, text.count("\ufffd") - raw.count("\ufffd".encode("utf-8"))
 
 
+# Corpora are often shipped compressed (CC-100 as .xz, OSCAR and Wikipedia extracts as .gz or .bz2): those are
+# read as they are; archives, and compressors the standard library lacks, are refused before any work starts.
+DECOMPRESSORS: dict[str, Callable[[Path], BinaryIO]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open,
+                                                        ".lzma": lzma.open}
+UNREADABLE = {".zip": "a zip archive", ".7z": "a 7-Zip archive", ".tar": "a tar archive", ".tgz": "a tar archive",
+              ".zst": "zstd-compressed", ".lz4": "lz4-compressed", ".rar": "a RAR archive"}
+
+
+def corpus_lines(path: Path) -> Iterator[bytes]:
+    """A corpus file's lines as bytes, decompressed when its name ends in .gz, .bz2, .xz or .lzma; a damaged
+    compressed file raises a ValueError naming it."""
+    decompress = DECOMPRESSORS.get(path.suffix.lower())
+    if decompress is None:
+        with open(path, "rb") as f:
+            yield from f
+        return
+    try:
+        with decompress(path) as f:
+            yield from f
+    except (OSError, EOFError, lzma.LZMAError) as err:
+        raise ValueError(f"{path}: not readable as {path.suffix} compressed text ({err})") from None
+
+
+def _check_readable(path: Path) -> None:
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    kind = "a tar archive" if suffixes[:1] == [".tar"] else UNREADABLE.get(path.suffix.lower())
+    if kind:
+        raise ValueError(f"input file {path} is {kind}, not text: unpack it first (text files, or text compressed "
+                         f"as {', '.join(DECOMPRESSORS)}, are read as they are)")
+
+
 def find_text_files(inputs: Sequence[str | Path]) -> list[Path]:
     """Expand files and directories (recursively, sorted, hidden files skipped) into a list of text files.
 
-    Raises FileNotFoundError naming a missing path, ValueError naming an empty input file or a directory
-    without files (what `tokenizer train` and `data create` take as --input)."""
+    Raises FileNotFoundError naming a missing path, ValueError naming an empty input file, a directory without
+    files or an archive (what `tokenizer train` and `data create` take as --input). Read them with
+    `corpus_lines`."""
     if not inputs:
         raise ValueError("no input given: pass --input FILE|DIR")
     files: list[Path] = []
@@ -134,4 +169,6 @@ def find_text_files(inputs: Sequence[str | Path]) -> list[Path]:
             files.extend(found)
         else:
             raise FileNotFoundError(f"input {item} does not exist")
+    for path in files:
+        _check_readable(path)
     return files

@@ -33,7 +33,7 @@ import torch
 from litebert import pairs
 from litebert.config import fields
 from litebert.config.tokenizer import TokenizerTrainConfig
-from litebert.files import decode_utf8, find_text_files, write_atomic
+from litebert.files import corpus_lines, decode_utf8, find_text_files, write_atomic
 
 SPIECE_UNDERLINE = "▁"
 ALBERT_SPECIAL_TOKENS = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
@@ -135,17 +135,16 @@ def training_sentences(
     for key in ("sentences", "undecodable_bytes", "accents_stripped", "characters"):
         stats.setdefault(key, 0)
     for path in files:
-        with open(path, "rb") as f:
-            for raw in f:
-                line, replaced = decode_utf8(raw)
-                stats["undecodable_bytes"] += replaced
-                stats["characters"] += len(line)
-                if not keep_accents:
-                    stats["accents_stripped"] += len(_COMBINING_MARK.findall(unicodedata.normalize("NFKD", line)))
-                text = albert_normalize(line, do_lower_case, keep_accents, remove_space=True)
-                for sentence in split_long_line(text, max_sentence_bytes) if text else ():
-                    stats["sentences"] += 1
-                    yield sentence
+        for raw in corpus_lines(path):
+            line, replaced = decode_utf8(raw)
+            stats["undecodable_bytes"] += replaced
+            stats["characters"] += len(line)
+            if not keep_accents:
+                stats["accents_stripped"] += len(_COMBINING_MARK.findall(unicodedata.normalize("NFKD", line)))
+            text = albert_normalize(line, do_lower_case, keep_accents, remove_space=True)
+            for sentence in split_long_line(text, max_sentence_bytes) if text else ():
+                stats["sentences"] += 1
+                yield sentence
 
 
 def train_sentencepiece(
@@ -179,7 +178,15 @@ def train_sentencepiece(
     if model_path.exists() and not overwrite:
         raise FileExistsError(f"{model_path} exists; pass overwrite=True (--overwrite) to replace it")
     counter = stats if stats is not None else {}
-    sentences = training_sentences(files, do_lower_case, keep_accents, max_sentence_bytes, counter)
+    read_errors: list[Exception] = []
+
+    def sentences() -> Iterator[str]:
+        # SentencePiece turns an error raised by its iterator into a RuntimeError of C++ traces: keep ours to raise
+        try:
+            yield from training_sentences(files, do_lower_case, keep_accents, max_sentence_bytes, counter)
+        except Exception as err:
+            read_errors.append(err)
+            raise
 
     spm.set_random_generator_seed(seed)
     # A model_writer rather than model_prefix keeps the output path out of the model's trainer_spec, so the
@@ -187,7 +194,7 @@ def train_sentencepiece(
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=sentences,
+            sentence_iterator=sentences(),
             model_writer=model,
             model_type="unigram",
             vocab_size=vocab_size,
@@ -202,6 +209,8 @@ def train_sentencepiece(
             minloglevel=0 if verbose else 2,
         )
     except RuntimeError as err:
+        if read_errors:
+            raise read_errors[0] from None
         if counter["sentences"] == 0:
             raise ValueError(f"no text to train on: every line of {', '.join(map(str, files))} is blank") from None
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "no reason given"
@@ -832,7 +841,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "documents separated by blank lines.",
     )
     S = argparse.SUPPRESS  # flags not given leave TokenizerTrainConfig's value (or --config FILE's)
-    train.add_argument("--input", nargs="+", required=True, type=Path, help="text files or directories")
+    train.add_argument("--input", nargs="+", required=True, type=Path, help="text files (UTF-8; .gz, .bz2 and .xz read as they are) or directories")
     train.add_argument("--output", required=True, type=Path, help="directory for spiece.model and configs")
     train.add_argument("--vocab-size", dest="vocab_size", type=int, default=S, help="default 30000")
     train.add_argument("--character-coverage", dest="character_coverage", type=float, default=S)

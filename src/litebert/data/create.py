@@ -19,6 +19,7 @@ masking, where masks are drawn anew each epoch anyway.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -237,6 +238,7 @@ def create_pretraining_data(
     tokenizer = AlbertTokenizer.from_pretrained(tokenizer_dir)
     fingerprint = tokenizer.fingerprint()
     _check_existing(output_dir, fingerprint)
+    created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = output_dir / f".create-{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -246,6 +248,12 @@ def create_pretraining_data(
         manifest["tokenizer"] = {"fingerprint": fingerprint, "vocab_size": tokenizer.vocab_size,
                                  "directory": str(tokenizer_dir)}
         _move_into_place(tmp, output_dir, manifest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:  # a failed run leaves no empty --output behind (a damaged input is found only while reading)
+            with contextlib.suppress(OSError):
+                output_dir.rmdir()
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
@@ -375,8 +383,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     S = argparse.SUPPRESS  # flags not given leave CreateOptions' value (or --config FILE's)
     p.add_argument("--input", nargs="+", required=True, metavar="FILE|DIR",
-                   help="text files or directories: one segment (a sentence, or longer) per line, blank line "
-                        "between documents")
+                   help="text files (UTF-8; .gz, .bz2 and .xz read as they are) or directories: one segment (a "
+                        "sentence, or longer) per line, blank line between documents")
     p.add_argument("--tokenizer", required=True, metavar="DIR",
                    help="directory with spiece.model (or vocab.txt, or a Hugging Face tokenizer.json)")
     p.add_argument("--output", required=True, metavar="DIR", help="directory for the shards and manifest.json")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from litebert.files import decode_utf8
+from litebert.files import corpus_lines, decode_utf8
 
 
 
@@ -66,16 +66,15 @@ def read_documents(files: Iterable[Path], stats: ReadStats) -> Iterator[list[str
         stats.files += 1
         documents_before = stats.documents
         document: list[str] = []
-        with open(path, "rb") as f:
-            for raw in f:
-                line = decode_line(raw, stats).strip()
-                if line:
-                    document.append(line)
-                    stats.lines += 1
-                elif document:
-                    stats.documents += 1
-                    yield document
-                    document = []
+        for raw in corpus_lines(path):
+            line = decode_line(raw, stats).strip()
+            if line:
+                document.append(line)
+                stats.lines += 1
+            elif document:
+                stats.documents += 1
+                yield document
+                document = []
         if document:
             stats.documents += 1
             yield document
