@@ -201,6 +201,25 @@ def test_export_refuses_what_is_not_a_model(corpus, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_run_directory_given_for_a_model_says_where_its_model_is(corpus, tmp_path, capsys):
+    """`run/` for `run/final`, `clf/` for `clf/seed-1/model`, a resumable checkpoint for a model: every command
+    that takes a model names the right directory."""
+    assert pretrain(corpus / "data", tmp_path / "run", "--save-every", "1") == 0
+    fine_tuning = tmp_path / "clf/seed-1/model"
+    shutil.copytree(tmp_path / "run/final", fine_tuning)
+    step = tmp_path / "run/checkpoints/step-0000001"
+    cases = {tmp_path / "run": f"it is a pretraining run, whose model is {tmp_path / 'run/final'}",
+             tmp_path / "clf": f"it is a fine-tuning run, whose models are {fine_tuning}",
+             step: "it is a resumable training checkpoint, not a model directory"}
+    for given, hint in cases.items():
+        for command in (["fill-mask", str(given), "the [MASK] ran"], ["export", "hf", str(given), str(tmp_path / "x")],
+                        ["finetune", "--task", "sst-2", "--data-dir", str(tmp_path), "--model", str(given),
+                         "--output", str(tmp_path / "ft")]):
+            assert main(command) == 2
+            assert hint in error_line(capsys), (given, command)
+    assert main(["fill-mask", str(tmp_path / "run/final"), "the [MASK] ran"]) == 0
+
+
 def test_a_classifier_fine_tuned_for_another_task_is_named(corpus, tmp_path, capsys):
     from litebert import AlbertConfig, AlbertForSequenceClassification
 

@@ -130,13 +130,39 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 sharded checkpoint (`weight_map`: tensor name → shard file)."""
 
 
+def find_weights(directory: Path) -> Path:
+    """The weights file (or shard index) of a checkpoint directory, the first of WEIGHT_FILES found. Given a
+    litebert run directory instead of its model, the error says where the model is."""
+    for name in WEIGHT_FILES:
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin (nor a sharded index)"
+                            f"{_run_directory_hint(directory)}")
+
+
+def _run_directory_hint(directory: Path) -> str:
+    if (directory / "final" / "config.json").is_file():
+        return f"; it is a pretraining run, whose model is {directory / 'final'}"
+    models = sorted(directory.glob("seed-*/model"))
+    if models:
+        return f"; it is a fine-tuning run, whose models are {', '.join(map(str, models))}"
+    if (directory / "state.safetensors").is_file():
+        return ("; it is a resumable training checkpoint, not a model directory: a pretraining run writes its model "
+                "to final/ when it ends")
+    return ""
+
+
+def check_model_directory(directory: Path) -> None:
+    """A FileNotFoundError unless `directory` holds a config.json and weights; given a litebert run directory or
+    checkpoint instead, the error says where the model is."""
+    read_config(directory)
+    find_weights(directory)
+
+
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint directory, sharded or not; never executes code from the files."""
-    for name in WEIGHT_FILES:
-        path = directory / name
-        if path.is_file():
-            return _read_sharded(path) if name.endswith(".index.json") else _read_weights_file(path)
-    raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin (nor a sharded index)")
+    path = find_weights(directory)
+    return _read_sharded(path) if path.name.endswith(".index.json") else _read_weights_file(path)
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
@@ -205,7 +231,7 @@ def read_config(directory: Path) -> tuple[AlbertConfig, str]:
         raise FileNotFoundError(f"{directory}: not a checkpoint directory")
     cfg_path = directory / "config.json"
     if not cfg_path.exists():
-        raise FileNotFoundError(f"{directory}: no config.json")
+        raise FileNotFoundError(f"{directory}: no config.json{_run_directory_hint(directory)}")
     data = json.loads(cfg_path.read_text())
     layout = _layout_of(data)
     if layout == "albert" and "project_embeddings" not in data:

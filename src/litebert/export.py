@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from litebert.config import AlbertConfig
+from litebert.convert import check_model_directory
 from litebert.model import HEADS
 
 log = logging.getLogger("litebert")
@@ -381,6 +382,7 @@ def load_for_export(model_dir: str | Path, head: str = "base") -> nn.Module:
     """The model in `model_dir` as the class `head` names: "base" (AlbertModel: encoder + pooler), "auto"
     (config.json's `architectures`), or a class name such as AlbertForSequenceClassification."""
     if head == "auto":
+        check_model_directory(Path(model_dir))
         data = json.loads((Path(model_dir) / "config.json").read_text())
         head = (data.get("architectures") or ["AlbertModel"])[0]
     elif head == "base":

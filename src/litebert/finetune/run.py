@@ -36,6 +36,7 @@ from litebert import calibrate
 from litebert import distributed as D
 from litebert.config import AlbertConfig, fields
 from litebert.config.pretrain import ParallelConfig
+from litebert.convert import check_model_directory
 from litebert.export import BACKENDS, backend_model, check_backend
 from litebert.files import write_json_atomic, write_text_atomic
 from litebert.finetune.evaluate import glue_submission, glue_submission_files, score_predictions, \
@@ -379,6 +380,8 @@ def _finetune_command(args: argparse.Namespace) -> int:
     is_dir = os.path.isdir(args.model)
     if not is_dir and args.tokenizer is None:
         raise ValueError(f"--model {args.model!r} is not a directory: a preset needs --tokenizer DIR")
+    if is_dir:
+        check_model_directory(Path(args.model))  # before its tokenizer: given a run, the error says where the model is
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     if is_dir and args.tokenizer:
         _warn_if_not_the_models_tokenizer(tokenizer, Path(args.model))
