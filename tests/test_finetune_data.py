@@ -1,4 +1,5 @@
 """Task table, readers of the official formats, GLUE/RACE encoders, SQuAD windows/decoding, offline scoring."""
+import csv
 import json
 import os
 import re
@@ -497,6 +498,11 @@ def test_own_texts_saved_by_windows_tools_read_alike_and_other_encodings_are_nam
         got, expected = (readers.read_examples(task, str(d / name))[0] for d in (tmp_path, tmp_path / "plain"))
         assert got == expected and got[0].text_a == TABLE_ROWS[0][1], name
     assert readers.read_examples(task, str(tmp_path / "array.json"))[0][0].text_a == "a"
+    # Excel where the comma is the decimal mark separates with ';'
+    with open(tmp_path / "semicolons.csv", "w", newline="", encoding="utf-8-sig") as f:
+        csv.writer(f, delimiter=";").writerows([["id", "sentence1", "sentence2", "label"], *TABLE_ROWS])
+    semicolons = readers.read_examples(task, str(tmp_path / "semicolons.csv"))[0]
+    assert semicolons == [readers.TextExample(*row) for row in TABLE_ROWS]
     (tmp_path / "latin1.csv").write_bytes("text,label\nein Film,gut\nGr\u00fc\u00dfe,gut\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1.csv:3: byte 0xfc at column 3 is not UTF-8: save the file as UTF-8"):
         readers.read_examples(task, str(tmp_path / "latin1.csv"))

@@ -450,7 +450,7 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
             yield from _json_rows(f, path, report)
             return
         quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
-        reader = csv.reader(f, delimiter="," if suffix == ".csv" else "\t", quoting=quoting)
+        reader = csv.reader(f, delimiter=_csv_delimiter(f, fmt) if suffix == ".csv" else "\t", quoting=quoting)
         header = next(reader, None)
         if not header:
             raise ValueError(f"{path}:1: expected a header row naming the columns")
@@ -463,6 +463,15 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
                 raise ValueError(f"{where}: expected {len(header)} fields {header}, found {len(row)}")
             else:
                 yield where, dict(zip(header, row))
+
+
+def _csv_delimiter(f, fmt: TableFormat) -> str:
+    """',', or ';' when only a split at ';' finds a text column in the header: Excel writes CSV with ';' where
+    the comma is the decimal mark (most of Europe)."""
+    header = f.readline()
+    f.seek(0)
+    names = {d: next(csv.reader([header], delimiter=d), []) for d in ",;"}
+    return ";" if not set(fmt.text_a) & set(names[","]) and set(fmt.text_a) & set(names[";"]) else ","
 
 
 def _json_rows(f, path: str, report: ReadReport) -> Iterator:
