@@ -103,10 +103,11 @@ def test_compressed_corpora_are_read_as_their_text(corpus, tmp_path):
     for suffix, compress in ((".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)):
         (tmp_path / suffix[1:]).mkdir()
         (tmp_path / suffix[1:] / f"corpus.txt{suffix}").write_bytes(compress(text))
+    (tmp_path / "gz/wiki_00").write_bytes(text)  # WikiExtractor's names: no suffix, plain text
     assert create(corpus, [tmp_path / "gz", tmp_path / "bz2", tmp_path / "xz"], tmp_path / "packed") == 0
-    assert create(corpus, [corpus / "corpus.txt"] * 3, tmp_path / "plain") == 0
+    assert create(corpus, [corpus / "corpus.txt"] * 4, tmp_path / "plain") == 0
     packed, plain = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("packed", "plain"))
-    assert packed["splits"] == plain["splits"] and packed["splits"]["train"]["documents"] == 3 * 80
+    assert packed["splits"] == plain["splits"] and packed["splits"]["train"]["documents"] == 4 * 80
     assert (tmp_path / "packed/train-00000.bin").read_bytes() == (tmp_path / "plain/train-00000.bin").read_bytes()
     for source, out in ((tmp_path / "xz", "tok-xz"), (corpus / "corpus.txt", "tok-plain")):
         assert main(["tokenizer", "train", "--input", str(source), "--output", str(tmp_path / out),

@@ -138,8 +138,8 @@ def corpus_lines(path: Path) -> Iterator[bytes]:
 
 
 def _check_readable(path: Path) -> None:
-    suffixes = [s.lower() for s in path.suffixes[-2:]]
-    kind = "a tar archive" if suffixes[:1] == [".tar"] else UNREADABLE.get(path.suffix.lower())
+    inner, outer = (["", ""] + [s.lower() for s in path.suffixes])[-2:]
+    kind = "a tar archive" if inner == ".tar" and outer in DECOMPRESSORS else UNREADABLE.get(outer)
     if kind:
         raise ValueError(f"input file {path} is {kind}, not text: unpack it first (text files, or text compressed "
                          f"as {', '.join(DECOMPRESSORS)}, are read as they are)")
