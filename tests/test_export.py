@@ -115,6 +115,13 @@ def test_cli_exports_saved_classifier_with_int8(tmp_path, capsys):
     change = np.abs(logits - ref).max()
     # int8 weights move the logits a little, never by as much as the logits themselves.
     assert 0 < change < 0.5 * np.abs(ref).max()
+    # The default head is the encoder's: a fine-tuned model's head left out is said, a pretrained one's is not
+    assert cli(["export", "onnx", str(tmp_path / "ckpt"), str(tmp_path / "encoder.onnx")]) == 0
+    assert ("the graph leaves out the AlbertForSequenceClassification head saved with the model; --head auto "
+            "exports it") in capsys.readouterr().err
+    _random_model(litebert.AlbertForPreTraining, seed=1).save_pretrained(tmp_path / "pretrained")
+    assert cli(["export", "onnx", str(tmp_path / "pretrained"), str(tmp_path / "encoder.onnx")]) == 0
+    assert "note:" not in capsys.readouterr().err
 
 
 def test_cli_rejects_unknown_head(tmp_path, capsys):

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -423,8 +424,16 @@ def _cmd_export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+PRETRAINING_HEADS = ("AlbertModel", "AlbertForPreTraining", "AlbertForMaskedLM")
+"""Heads `--head base` drops without a word: a pretrained model is exported for its encoder."""
+
+
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     report = export_onnx(load_for_export(args.model_dir, args.head), args.out, args.opset, args.quantize)
+    saved = (json.loads((Path(args.model_dir) / "config.json").read_text()).get("architectures") or [""])[0]
+    if args.head == "base" and saved in HEADS and saved not in PRETRAINING_HEADS:  # a fine-tuned model
+        print(f"litebert export: note: the graph leaves out the {saved} head saved with the model; --head auto "
+              f"exports it", file=sys.stderr)
     mb = lambda n: f"{n / 1e6:.1f} MB"  # noqa: E731
     print(f"{report.head} -> {report.path}: outputs {', '.join(report.outputs)}; opset {report.opset}")
     print(f"  fp32: {mb(report.onnx_bytes)} for {mb(report.parameter_bytes)} of parameters "
