@@ -515,7 +515,12 @@ def test_own_texts_files_are_found_or_named(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\na,x\n")
     with pytest.raises(FileNotFoundError, match="no dev file"):
         readers.locate_files(row, tmp_path)
+    (tmp_path / "validation.csv").write_text("text,label\na,x\n")  # as Hugging Face datasets name it
+    assert readers.locate_files(row, tmp_path).dev_files == ("validation.csv",)
     (tmp_path / "dev.csv").write_text("text,label\na,x\n")
+    with pytest.raises(ValueError, match="dev.csv and validation.csv both exist; keep one dev file"):
+        readers.locate_files(row, tmp_path)
+    (tmp_path / "validation.csv").unlink()
     (tmp_path / "dev.jsonl").write_text('{"text": "a", "label": "x"}\n')
     with pytest.raises(ValueError, match="dev.csv and dev.jsonl both exist"):
         readers.locate_files(row, tmp_path)

@@ -403,16 +403,19 @@ def locate_files(task: Task, data_dir: str | os.PathLike) -> Task:
     if not isinstance(fmt, TableFormat):
         return task
 
-    def find(stem: str, required: bool) -> str | None:
-        found = [stem + s for s in fmt.suffixes if os.path.isfile(os.path.join(data_dir, stem + s))]
+    def find(stem: str, required: bool, *aliases: str) -> str | None:
+        names = [name + s for name in (stem, *aliases) for s in fmt.suffixes]
+        found = [name for name in names if os.path.isfile(os.path.join(data_dir, name))]
         if len(found) > 1:
             raise ValueError(f"{data_dir}: {' and '.join(found)} both exist; keep one {stem} file")
         if not found and required:
             raise FileNotFoundError(f"{data_dir}: no {stem} file for {task.name} (expected one of "
-                                    f"{', '.join(stem + s for s in fmt.suffixes)})")
+                                    f"{', '.join(names)})")
         return found[0] if found else None
 
-    train, dev, test = find(task.train_file, True), find(task.dev_files[0], True), find(task.test_files[0].path, False)
+    # Hugging Face datasets name the dev split "validation"
+    train, dev = find(task.train_file, True), find(task.dev_files[0], True, "validation")
+    test = find(task.test_files[0].path, False)
     labelled = test is not None and _table_has_labels(os.path.join(data_dir, test), fmt)
     return dataclasses.replace(task, train_file=train, dev_files=(dev,),
                                test_files=(TestFile(test),) if test else (), test_labelled=labelled)
