@@ -142,6 +142,11 @@ def test_tag_reads_each_word_and_says_what_it_could_not_tag(models, caplog):
     with caplog.at_level("WARNING", logger="litebert"):
         tagged = ner([SENTENCES[0], long])
     assert "text 2: its last" in caplog.text and "were not tagged" in caplog.text
+    caplog.clear()  # classify and features cut a text to the model's length too, and say so
+    cls = pipeline("text-classification", models / "cls", device="cpu", bf16=False)
+    with caplog.at_level("WARNING", logger="litebert"):
+        cls([SENTENCES[0], long, SENTENCES[1]])
+    assert "1 of 3 text(s) are longer than the model's 64 pieces and were cut to fit (text 2)" in caplog.text
     assert tagged[0] == ner(SENTENCES[0]) and max(g["end"] for g in tagged[1]) < len(long) // 2
     with pytest.raises(ValueError, match="aggregation must be 'first' or 'none'"):
         ner(text, aggregation="max")

@@ -110,9 +110,17 @@ class Pipeline:
         return results
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> list[Row]:
-        """(input_ids, token_type_ids) of each text (or pair), cut to the model's length (longest first)."""
-        enc = self.tokenizer(texts, pairs, max_length=self.model.config.max_position_embeddings, padding=False,
-                             return_tensors=None)
+        """(input_ids, token_type_ids) of each text (or pair), cut to the model's length (longest first); a
+        warning counts the texts that were cut."""
+        limit = self.model.config.max_position_embeddings
+        enc = self.tokenizer(texts, pairs, max_length=limit, padding=False, return_tensors=None)
+        full = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) == limit]  # cut, or an exact fit
+        if full:
+            whole = self.tokenizer([texts[i] for i in full], [pairs[i] for i in full] if pairs else None,
+                                   padding=False, truncation=False, return_tensors=None)["input_ids"]
+            if cut := [i + 1 for i, ids in zip(full, whole) if len(ids) > limit]:
+                log.warning("%d of %d text(s) are longer than the model's %d pieces and were cut to fit (text %s)",
+                            len(cut), len(texts), limit, ", ".join(map(str, cut[:5])) + (", ..." if cut[5:] else ""))
         return list(zip(enc["input_ids"], enc["token_type_ids"]))
 
 
