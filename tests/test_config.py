@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from litebert.cli import build_parser, main
 from litebert.config import DemoConfig, FinetuneConfig, PretrainConfig, fields, plan
@@ -76,6 +77,18 @@ def test_unknown_keys_name_the_nearest_valid_one(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--output", "o", "--train.max_steps=many"])
     assert "argument --train.max_steps/--train.max-steps: expected an integer, got 'many'" in capsys.readouterr().err
+
+
+def test_version_names_what_a_bug_report_needs(capsys):
+    import platform
+
+    import litebert
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == (f"litebert {litebert.__version__} (torch {torch.__version__}, "
+                                               f"Python {platform.python_version()})")
 
 
 def test_finetune_and_demo_take_the_same_syntax(tmp_path):

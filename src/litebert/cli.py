@@ -30,14 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog="litebert",
         description="ALBERT in PyTorch: model, tokenizer, pretraining data, pretraining, fine-tuning.",
         epilog="environment: LITEBERT_MALLOC=system leaves glibc's allocator as it is (by default freed memory is "
-               "kept for reuse, so steps do not fault their activations in again); LITEBERT_CALIBRATION_DIR and "
-               "LITEBERT_ONNX_DIR move the caches of precision measurements and ONNX exports from "
-               "~/.cache/litebert.",
+               "kept for reuse, so steps do not fault their activations in again); LITEBERT_CALIBRATION_DIR, "
+               "LITEBERT_ONNX_DIR and LITEBERT_TOKENIZER_DIR move the caches of precision measurements, ONNX "
+               "exports and tokenizers rebuilt from a tokenizer.json from ~/.cache/litebert.",
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
     return parser
+
+
+def version_line() -> str:
+    """litebert's version and what it runs on, as a bug report needs them."""
+    import platform
+
+    import torch
+
+    from litebert import __version__
+
+    return f"litebert {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
 
 
 def main(argv: list[str] | None = None) -> int:
