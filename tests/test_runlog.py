@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from litebert.runlog import RunLog, scalars
 
@@ -35,3 +36,18 @@ def test_a_fresh_log_replaces_an_old_file(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"step": 9}\n')
     RunLog(tmp_path / "m.jsonl", append=False).write({"step": 1})
     assert (tmp_path / "m.jsonl").read_text() == '{"step": 1}\n'
+
+
+def test_tensorboard_missing_is_said_once(tmp_path, monkeypatch, capsys):
+    """Without the optional tensorboard package the run goes on, its records intact, and says so once."""
+    from litebert import runlog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    runlog._say_tensorboard_is_missing.cache_clear()
+    for seed in (1, 2):
+        log = RunLog(tmp_path / f"seed-{seed}.jsonl", tensorboard=tmp_path / f"tb-{seed}")
+        log.write({"step": 1, "loss": 0.5})
+        log.close()
+    err = capsys.readouterr().err
+    assert err.count("TensorBoard logs are off: the tensorboard package is not installed") == 1
+    assert not (tmp_path / "tb-1").exists() and (tmp_path / "seed-2.jsonl").read_text().count("loss") == 1

@@ -11,6 +11,7 @@ Only the process that owns the run's files logs: other ranks get a disabled RunL
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -43,7 +44,7 @@ class RunLog:
 
                 self.writer = SummaryWriter(str(tensorboard))
             except ImportError:  # TensorBoard is an optional extra
-                pass
+                _say_tensorboard_is_missing()
         if progress:
             from tqdm import tqdm
 
@@ -87,6 +88,12 @@ class RunLog:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
+
+@functools.cache  # once per process: a fine-tuning run opens a log per seed
+def _say_tensorboard_is_missing() -> None:
+    print("TensorBoard logs are off: the tensorboard package is not installed (pip install 'litebert[tensorboard]'); "
+          "the JSON-lines records and `litebert plot` do without it", file=sys.stderr)
 
 
 def scalars(record: dict[str, Any]) -> list[tuple[str, float]]:
