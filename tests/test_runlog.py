@@ -51,3 +51,20 @@ def test_tensorboard_missing_is_said_once(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("TensorBoard logs are off: the tensorboard package is not installed") == 1
     assert not (tmp_path / "tb-1").exists() and (tmp_path / "seed-2.jsonl").read_text().count("loss") == 1
+
+
+def test_the_bar_moves_inside_a_step_of_many_micro_batches(tmp_path):
+    """A step of hundreds of accumulated micro-batches takes minutes on a CPU: the bar shows its fraction
+    (never a whole step before the step ends), drawn at most once per mininterval."""
+    log = RunLog(None, total=3, progress=True)
+    log.bar.mininterval = 0
+    log.advance(0.999)
+    assert log.bar.n == 0.99
+    log.advance(1, "loss 1.0")
+    assert log.bar.n == 1
+    log.bar.mininterval = 3600  # just drawn: a fraction waits, a whole step does not
+    log.advance(1.5)
+    assert log.bar.n == 1
+    log.advance(2)
+    assert log.bar.n == 2
+    log.close()

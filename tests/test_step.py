@@ -35,8 +35,10 @@ def test_micro_batches_accumulate_to_the_global_batch_gradient():
     expected = grads(model)
     model.zero_grad(set_to_none=True)
     quarters = [{"x": x[i:i + 2], "y": y[i:i + 2]} for i in range(0, 8, 2)]
+    done = []  # the progress bar's view inside the step: after each micro-batch but the last
     split = S.take_step(model, list(model.parameters()), quarters, mse_forward, WORLD, nullcontext(),
-                        clip_norm=None, stop=False)
+                        clip_norm=None, stop=False, micro_batch_done=done.append)
+    assert done == [0.25, 0.5, 0.75]
     for got, want in zip(grads(model), expected):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
     assert split.loss == pytest.approx(whole.loss, rel=1e-6)  # the mean of equal-size micro-batch means

@@ -731,7 +731,8 @@ def take_step(r: Run, forward: S.Forward) -> S.StepResult:
         r.world, r.autocast, clip_norm=r.config.optim.clip_norm, stop=bool(r.stop_requested),
         clock=lambda: r.elapsed_before + r.hooks.clock() - r.started, budget_s=r.config.schedule.budget_s,
         tokens_at=STATS.index("tokens"),
-        after_backward=(lambda: r.hooks.after_backward(step, r.model)) if r.hooks.after_backward else None)
+        after_backward=(lambda: r.hooks.after_backward(step, r.model)) if r.hooks.after_backward else None,
+        micro_batch_done=lambda fraction: r.log.advance(step - 1 + fraction))
     r.progress.elapsed_s = result.decision.elapsed_s  # the clock runs for every step, skipped or not
     return result
 

@@ -32,6 +32,7 @@ class RunLog:
         self.path = Path(path) if path is not None and enabled else None
         self.timestamps = timestamps
         self.writer = self.bar = None
+        self._drawn = 0.0  # time.monotonic() of the bar's last refresh
         if not enabled:
             return
         if self.path is not None:
@@ -75,13 +76,19 @@ class RunLog:
         if self.enabled:
             (self.bar.write if self.bar is not None else print)(text, file=sys.stderr)
 
-    def advance(self, step: int, postfix: str | None = None) -> None:
+    def advance(self, step: float, postfix: str | None = None) -> None:
+        """Move the bar to `step`: a whole step when it ends; a fraction inside one (accumulated micro-batches),
+        drawn at most once per `bar.mininterval`, so a step of hundreds of micro-batches still shows it moves."""
         if self.bar is None:
             return
-        self.bar.n = step
+        within = step != int(step)
+        if within and time.monotonic() - self._drawn < self.bar.mininterval:
+            return
+        self.bar.n = math.floor(step * 100) / 100 if within else step  # never a whole step before it ends
         if postfix is not None:
             self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.refresh()
+        self._drawn = time.monotonic()
 
     def close(self) -> None:
         if self.bar is not None:

@@ -38,8 +38,10 @@ class StepResult:
     decision: D.Decision
 
 
-def accumulate(model: nn.Module, batches: Sequence[dict], forward: Forward, autocast) -> tuple[Tensor, Tensor]:
-    """Forward/backward over the micro-batches; gradients accumulate in `.grad`. (mean loss, summed stats)."""
+def accumulate(model: nn.Module, batches: Sequence[dict], forward: Forward, autocast,
+               done: Callable[[float], None] | None = None) -> tuple[Tensor, Tensor]:
+    """Forward/backward over the micro-batches; gradients accumulate in `.grad`. (mean loss, summed stats).
+    `done(fraction)` after each micro-batch but the last: a progress bar's view inside a long step."""
     loss = stats = None
     for i, batch in enumerate(batches):
         with D.gradient_sync(model, enabled=i == len(batches) - 1):
@@ -48,6 +50,8 @@ def accumulate(model: nn.Module, batches: Sequence[dict], forward: Forward, auto
             (micro_loss / len(batches)).backward()
         loss = micro_loss.detach() if loss is None else loss + micro_loss.detach()
         stats = micro_stats if stats is None else stats + micro_stats
+        if done is not None and i < len(batches) - 1:
+            done((i + 1) / len(batches))
     return loss / len(batches), stats
 
 
@@ -60,14 +64,15 @@ def clip(params: Sequence[nn.Parameter], max_norm: float | None) -> float:
 def take_step(model: nn.Module, params: Sequence[nn.Parameter], batches: Sequence[dict], forward: Forward,
               world: D.World, autocast, *, clip_norm: float | None, stop: bool,
               clock: Callable[[], float] | None = None, budget_s: float | None = None, tokens_at: int | None = None,
-              after_backward: Callable[[], None] | None = None) -> StepResult:
+              after_backward: Callable[[], None] | None = None,
+              micro_batch_done: Callable[[float], None] | None = None) -> StepResult:
     """accumulate -> clip -> agree. The update itself is `update(optimizer, result.decision)`.
 
     `clock` reads this rank's training clock once the gradients are ready (rank 0's reading is the one agreed,
     and the one `budget_s` is checked against); `tokens_at` indexes the statistics' token count, summed over
-    ranks into the decision.
+    ranks into the decision; `micro_batch_done` is `accumulate`'s `done`.
     """
-    loss_t, stats = accumulate(model, batches, forward, autocast)
+    loss_t, stats = accumulate(model, batches, forward, autocast, micro_batch_done)
     if after_backward is not None:
         after_backward()
     grad_norm = clip(params, clip_norm)

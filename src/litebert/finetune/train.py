@@ -715,7 +715,8 @@ def _train_step(r: FinetuneRun, step: int, batches, params, forward: S.Forward, 
                                       r.sizes.max_seq_length, r.train.pad_token_id))
         loop.seen, loop.batches_drawn = loop.seen + len(index), loop.batches_drawn + 1
     result = S.take_step(r.model_for_step, params, micro, forward, world, r.autocast,
-                         clip_norm=r.config.clip_norm, stop=bool(stop))
+                         clip_norm=r.config.clip_norm, stop=bool(stop),
+                         micro_batch_done=lambda fraction: r.log.advance(step - 1 + fraction))
     S.update(r.optimizer, result.decision)
     skips.record(result.decision.skip, step)
     if result.decision.skip:
