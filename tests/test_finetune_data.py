@@ -503,6 +503,10 @@ def test_own_texts_saved_by_windows_tools_read_alike_and_other_encodings_are_nam
         csv.writer(f, delimiter=";").writerows([["id", "sentence1", "sentence2", "label"], *TABLE_ROWS])
     semicolons = readers.read_examples(task, str(tmp_path / "semicolons.csv"))[0]
     assert semicolons == [readers.TextExample(*row) for row in TABLE_ROWS]
+    # written by hand, with a space after each comma: the header and the labels read as meant
+    (tmp_path / "by_hand.csv").write_text("text, label\na fine film, pos\na dull film, neg \n")
+    by_hand = readers.read_examples(task, str(tmp_path / "by_hand.csv"))[0]
+    assert [(e.text_a, e.label) for e in by_hand] == [("a fine film", "pos"), ("a dull film", "neg")]
     (tmp_path / "latin1.csv").write_bytes("text,label\nein Film,gut\nGr\u00fc\u00dfe,gut\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1.csv:3: byte 0xfc at column 3 is not UTF-8: save the file as UTF-8"):
         readers.read_examples(task, str(tmp_path / "latin1.csv"))

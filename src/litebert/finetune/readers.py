@@ -457,6 +457,7 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
         header = next(reader, None)
         if not header:
             raise ValueError(f"{path}:1: expected a header row naming the columns")
+        header = [name.strip() for name in header]  # "text, label", as written by hand
         yield header
         for row in reader:
             where = f"{path}:{reader.line_num}"
@@ -573,8 +574,8 @@ def _table_label(raw: object, task: Task, where: str) -> str | float | tuple[str
         labels = tuple(dict.fromkeys(n if isinstance(n, str) else json.dumps(n) for n in names if n != ""))
         if any("," in label for label in labels):  # predictions files separate a set's names by commas
             raise ValueError(f"{where}: a multi-label name cannot contain a comma, found {labels}")
-    else:
-        labels = (raw if isinstance(raw, str) else json.dumps(raw),)
+    else:  # a label's surrounding spaces ("pos " from "text, label" rows) would make it another class
+        labels = (raw.strip() if isinstance(raw, str) else json.dumps(raw),)
     unknown = [label for label in labels if task.labels and label not in task.labels]
     if unknown:
         raise ValueError(f"{where}: label {unknown[0]!r} is not one of the training file's {list(task.labels)}")
