@@ -2,7 +2,9 @@
 and the fill-mask / classify / tag / answer commands."""
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -290,6 +292,13 @@ def test_commands_stream_a_file_in_chunks_and_name_bad_lines(models, tmp_path, c
     assert main(["fill-mask", str(models / "mlm"), "--file", str(tmp_path / "masks.txt")]) == 2
     captured = capsys.readouterr()
     assert "masks.txt:2: 0 [MASK] in the line, expected 1" in captured.err and captured.out == ""
+    # --file - reads a pipe; errors name its line
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a great film\n\ndull\n")))
+    assert main(["classify", str(models / "cls"), "--file", "-"]) == 0
+    assert [json.loads(x)["text"] for x in capsys.readouterr().out.splitlines()] == ["a great film", "dull"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"the film was [MASK] .\nno mask\n")))
+    assert main(["fill-mask", str(models / "mlm"), "--file", "-"]) == 2
+    assert "stdin:2: 0 [MASK] in the line, expected 1" in capsys.readouterr().err
     # A Windows editor's byte-order mark is not part of the first text; another encoding is named by line
     (tmp_path / "bom.txt").write_text("a great film\ndull\n", encoding="utf-8-sig")
     assert main(["classify", str(models / "cls"), "--file", str(tmp_path / "bom.txt")]) == 0

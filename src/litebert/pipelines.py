@@ -32,7 +32,9 @@ import bisect
 import itertools
 import json
 import logging
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -411,7 +413,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--question", required=True)
             p.add_argument("--context", required=True)
         if name != "answer":
-            p.add_argument("--file", help="one text per line (classify pairs: text<TAB>pair); JSON lines out")
+            p.add_argument("--file", help="one text per line (classify pairs: text<TAB>pair), - for standard "
+                                          "input; JSON lines out")
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                        help="bf16 autocast (default: where it measures faster here, see litebert.calibrate)")
@@ -437,6 +440,11 @@ def _command(args: argparse.Namespace) -> int:
         p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
         print(json.dumps(p(args.question, args.context)))
         return 0
+    if args.file == "-":  # a pipe: kept in a temporary file named "stdin" for the two passes below
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(Path(tmp) / "stdin", "wb") as f:
+                shutil.copyfileobj(sys.stdin.buffer, f)
+            return _command(argparse.Namespace(**{**vars(args), "file": str(Path(tmp) / "stdin")}))
     if args.file:
         count, paired = _scan(Path(args.file), args.pipeline_task)
         chunks = _file_chunks(Path(args.file), paired and args.pipeline_task == "text-classification")
