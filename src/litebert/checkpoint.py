@@ -134,8 +134,9 @@ def save_checkpoint(directory: Path, step: int, model: dict[str, torch.Tensor], 
             f.write(json.dumps(meta) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        for name in files:  # safetensors >= 0.8 writes 0o600 whatever the umask: give them state.json's mode
-            os.chmod(tmp / name, stat.S_IMODE((tmp / "state.json").stat().st_mode))
+        mode = stat.S_IMODE((tmp / "state.json").stat().st_mode)  # as `open` made it: 0o666 less the umask
+        for name in files:  # safetensors >= 0.8 writes 0o600 whatever the umask
+            os.chmod(tmp / name, mode)
         if final.exists():  # the same step saved again (after a rollback): replace it
             old = directory / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)

@@ -379,13 +379,18 @@ def _count_initializers(path: Path) -> int:
     return len(onnx.load(str(path), load_external_data=False).graph.initializer)
 
 
+def saved_architecture(model_dir: str | Path) -> str | None:
+    """The class config.json's `architectures` names first, if any."""
+    data = json.loads((Path(model_dir) / "config.json").read_text())
+    return (data.get("architectures") or [None])[0]
+
+
 def load_for_export(model_dir: str | Path, head: str = "base") -> nn.Module:
     """The model in `model_dir` as the class `head` names: "base" (AlbertModel: encoder + pooler), "auto"
     (config.json's `architectures`), or a class name such as AlbertForSequenceClassification."""
     if head == "auto":
         check_model_directory(Path(model_dir))
-        data = json.loads((Path(model_dir) / "config.json").read_text())
-        head = (data.get("architectures") or ["AlbertModel"])[0]
+        head = saved_architecture(model_dir) or "AlbertModel"
     elif head == "base":
         head = "AlbertModel"
     if head not in HEADS:
@@ -430,7 +435,7 @@ PRETRAINING_HEADS = ("AlbertModel", "AlbertForPreTraining", "AlbertForMaskedLM")
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     report = export_onnx(load_for_export(args.model_dir, args.head), args.out, args.opset, args.quantize)
-    saved = (json.loads((Path(args.model_dir) / "config.json").read_text()).get("architectures") or [""])[0]
+    saved = saved_architecture(args.model_dir)
     if args.head == "base" and saved in HEADS and saved not in PRETRAINING_HEADS:  # a fine-tuned model
         print(f"litebert export: note: the graph leaves out the {saved} head saved with the model; --head auto "
               f"exports it", file=sys.stderr)

@@ -841,7 +841,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "documents separated by blank lines.",
     )
     S = argparse.SUPPRESS  # flags not given leave TokenizerTrainConfig's value (or --config FILE's)
-    train.add_argument("--input", nargs="+", required=True, type=Path, help="text files (UTF-8; .gz, .bz2 and .xz read as they are) or directories")
+    train.add_argument("--input", nargs="+", required=True, type=Path,
+                       help="text files (UTF-8; .gz, .bz2 and .xz read as they are) or directories")
     train.add_argument("--output", required=True, type=Path, help="directory for spiece.model and configs")
     train.add_argument("--vocab-size", dest="vocab_size", type=int, default=S, help="default 30000")
     train.add_argument("--character-coverage", dest="character_coverage", type=float, default=S)
