@@ -21,6 +21,7 @@ from litebert.cli import main
 from litebert.config import AlbertConfig
 from litebert.finetune import batching
 from litebert.finetune.readers import read_examples, read_squad
+from litebert.pipelines import pipeline
 from litebert.finetune.run import predict_files
 from litebert.finetune.squad import SquadConfig, build_features, decode_beam_predictions
 from litebert.finetune.tasks import TASKS, TsvFormat
@@ -180,6 +181,38 @@ def test_squad_end_to_end(name, head, data_root, model_dir, tokenizer_dir, tmp_p
                  "--n-best-size", "2", "--max-answer-length", "1"]) == 0
     short = json.loads(capsys.readouterr().out)[f"dev-v{version}"]
     assert 0 <= short["f1"] <= 100
+    answers_as_predicted(out / "model", data_root / "squad", dev, version, tmp_path / "pred", capsys)
+
+
+def answers_as_predicted(model: Path, data_dir: Path, dev: Path, version: str, pred: Path, capsys) -> None:
+    """`litebert answer` (the question-answering pipeline) on a model fine-tuned on SQuAD gives the answers
+    `litebert predict` gives, abstaining where it abstains after SQuAD 2.0 (it crashed on the answerability head,
+    and never abstained); --null-threshold moves the abstentions."""
+    assert main(["predict", "--model", str(model), "--data-dir", str(data_dir), "--output", str(pred),
+                 "--split", f"dev-v{version}", "--no-bf16"]) == 0
+    predicted = json.loads((pred / "predictions.json").read_text())
+    examples = read_squad(str(dev))[0]
+    qa = pipeline("question-answering", model, device="cpu", bf16=False, batch_size=3)
+    got = qa([e.question for e in examples], [e.context for e in examples])
+    assert [g["answer"] for g in got] == [predicted[e.qid] for e in examples]
+    for g, e in zip(got, examples):
+        assert e.context[g["start"]:g["end"]] == g["answer"] if g["answer"] else (g["start"], g["end"]) == (-1, -1)
+        assert 0 <= g["score"] <= 1
+    if version == "1.1":
+        assert all("null_odds" not in g for g in got)
+        return
+    odds = json.loads((pred / "null_odds.json").read_text())
+    assert [g["null_odds"] for g in got] == pytest.approx([odds[e.qid] for e in examples], rel=1e-4, abs=1e-4)
+    always = qa([e.question for e in examples], [e.context for e in examples], null_threshold=float("inf"))
+    assert all(g["answer"] for g in always)
+    capsys.readouterr()
+    e = examples[0]
+    assert main(["answer", str(model), "--question", e.question, "--context", e.context, "--no-bf16",
+                 "--null-threshold=-1e9"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == ""
+    assert main(["answer", str(model), "--question", e.question, "--context", e.context, "--no-bf16",
+                 "--null-threshold", "1e9"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"]
 
 
 def test_race_end_to_end(data_root, model_dir, tokenizer_dir, tmp_path, capsys):

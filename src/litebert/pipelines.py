@@ -4,7 +4,9 @@
                                                          sequence (as transformers' FillMaskPipeline)
     text-classification  "a gripping film" (or pairs) -> label and score (softmax; the raw score for regression)
     question-answering   question + context            -> answer, score, start, end (character offsets), decoded
-                                                         as transformers' QuestionAnsweringPipeline (whole words)
+                                                         as transformers' QuestionAnsweringPipeline (whole words);
+                                                         a model fine-tuned here on SQuAD as its evaluation decoded
+                                                         (after SQuAD 2.0: "" where it abstains, and null_odds)
     token-classification "Ada Lovelace met Babbage ."  -> entities: entity_group, score, word, start, end (as
                                                          transformers' aggregation_strategy="first"), or with
                                                          aggregation="none" each word not tagged O
@@ -29,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import dataclasses
 import itertools
 import json
 import logging
+import math
 import shutil
 import sys
 import tempfile
@@ -70,6 +74,8 @@ class Pipeline:
     batch_size: int
     run: Callable[..., list]
     backend: str = "torch"
+    finetuned: dict | None = None
+    """The model directory's finetune.json (what `litebert finetune` trained it for, and how it decodes), else None."""
 
     def __call__(self, *args, **kwargs):
         return self.run(self, *args, **kwargs)
@@ -283,20 +289,38 @@ def features(p: Pipeline, texts: str | Sequence[str], progress: bool = False):
     return out[0] if single else out
 
 
-def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[str], max_answer_length: int = 15,
-           progress: bool = False):
-    """For each (question, context): {"answer", "score", "start", "end"}, decoded as transformers'
-    question-answering pipeline does: windows over long contexts, in each the start and end probabilities (softmax
-    over the context's pieces and [CLS]), a span of at most `max_answer_length` pieces scores p_start * p_end, the
-    best span of all windows is widened to whole words; context[start:end] == answer."""
+def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[str],
+           max_answer_length: int | None = None, progress: bool = False, null_threshold: float | None = None):
+    """For each (question, context): {"answer", "score", "start", "end"}, with context[start:end] == answer.
+
+    A model `litebert finetune` trained on SQuAD (its finetune.json says so), or one with the answerability head,
+    answers as its evaluation decoded it: the fine-tuning's windows, decoder and `max_answer_length`
+    (`finetune.squad`), so `answer` agrees with `litebert predict`. After SQuAD 2.0 it may abstain: answer "",
+    start and end -1, when the question's null odds (added as "null_odds") exceed the threshold chosen at
+    fine-tuning, or `null_threshold`; "score" is then the no-answer probability.
+    Any other QA model decodes as transformers' question-answering pipeline (`max_answer_length` 15 by default).
+    """
     from litebert.finetune.readers import SquadExample
-    from litebert.finetune.squad import SquadConfig, build_features, split_words
 
     single = isinstance(question, str)
     questions, contexts = ([question], [context]) if single else (list(question), list(context))
     if len(questions) != len(contexts):
         raise ValueError(f"answer: {len(questions)} questions but {len(contexts)} contexts")
     examples = [SquadExample(str(i), q, c, []) for i, (q, c) in enumerate(zip(questions, contexts))]
+    settings = p.finetuned or {}
+    if str(settings.get("task", "")).startswith("squad") or p.model.config.qa_answerability:
+        out = _answers_as_finetuned(p, examples, settings, max_answer_length, null_threshold, progress)
+    else:
+        out = _answers_as_transformers(p, examples, max_answer_length or 15, progress)
+    return out[0] if single else out
+
+
+def _answers_as_transformers(p: Pipeline, examples: list, max_answer_length: int, progress: bool) -> list[dict]:
+    """Decoded as transformers' question-answering pipeline: windows over long contexts, in each the start and end
+    probabilities (softmax over the context's pieces and [CLS]), a span of at most `max_answer_length` pieces
+    scores p_start * p_end, the best span of all windows is widened to whole words."""
+    from litebert.finetune.squad import SquadConfig, build_features, split_words
+
     length = min(384, p.model.config.max_position_embeddings)  # transformers' defaults, within the model
     config = SquadConfig(max_seq_length=length, doc_stride=min(length // 2, 128), max_answer_length=max_answer_length)
     feats = build_features(examples, p.tokenizer, config)  # windows padded to `length`: run without the padding
@@ -316,17 +340,82 @@ def answer(p: Pipeline, question: str | Sequence[str], context: str | Sequence[s
             last = max(f.token_offsets[j][1] - 1, f.token_offsets[j][0])  # a character of the last piece's word
             best[f.example_index] = (score, f.token_offsets[i][0], last)
     out = []
-    for index, text in enumerate(contexts):
+    for index, example in enumerate(examples):
         if index not in best:
             out.append({"answer": "", "score": 0.0, "start": -1, "end": -1})
             continue
         score, first, last = best[index]
-        words = split_words(text)
+        words = split_words(example.context)
         word_starts = [s for s, _ in words]
         start = words[bisect.bisect_right(word_starts, first) - 1][0]
         end = words[bisect.bisect_right(word_starts, last) - 1][1]
-        out.append({"answer": text[start:end], "score": score, "start": start, "end": end})
-    return out[0] if single else out
+        out.append({"answer": example.context[start:end], "score": score, "start": start, "end": end})
+    return out
+
+
+def _answers_as_finetuned(p: Pipeline, examples: list, settings: dict, max_answer_length: int | None,
+                          null_threshold: float | None, progress: bool) -> list[dict]:
+    """Decoded by `finetune.squad` with the settings of the model's finetune.json (see `answer`)."""
+    from litebert.finetune import squad
+
+    known = {f.name for f in dataclasses.fields(squad.SquadConfig)}
+    config = squad.SquadConfig(**{k: v for k, v in settings.items() if k in known})
+    config = dataclasses.replace(config, max_seq_length=min(config.max_seq_length,
+                                                            p.model.config.max_position_embeddings),
+                                 max_answer_length=max_answer_length or config.max_answer_length)
+    beam = p.model.config.qa_answerability
+    version_2 = beam or settings.get("task") == "squad2.0"
+    threshold = null_threshold if null_threshold is not None else settings.get("null_threshold") or 0.0
+    feats = squad.build_features(examples, p.tokenizer, config)
+    rows = [(f.input_ids[:n], f.token_type_ids[:n]) for f in feats for n in [sum(f.attention_mask)]]
+    names = (("start_top_log_probs", "start_top_index", "end_top_log_probs", "end_top_index", "cls_logits") if beam
+             else ("start_logits", "end_logits"))
+
+    def results_of(inputs: dict[str, np.ndarray], outputs) -> list:
+        values = [getattr(outputs, name).float().cpu().numpy() for name in names]
+        if not beam:  # (B, T) logits padded back to the window's length: the padding is never a context piece
+            values = [np.pad(v, ((0, 0), (0, config.max_seq_length - v.shape[1])), constant_values=-1e30)
+                      for v in values]
+        return list(zip(*values))
+
+    outputs = [np.stack(column) for column in zip(*p.map_batches(rows, results_of, progress,
+                                                                 _answer_mask if beam else None))]
+    if beam:
+        decoded = squad.decode_beam_predictions(examples, feats, outputs[0], outputs[1].astype(np.int64), outputs[2],
+                                                outputs[3].astype(np.int64), outputs[4], config, threshold)
+    else:
+        decoded = squad.decode_predictions(examples, feats, *outputs, config, version_2, threshold)
+    return [_finetuned_answer(decoded, example.qid, beam, version_2) for example in examples]
+
+
+def _answer_mask(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The answerability head's p_mask (B, T) for padded `[CLS] question [SEP] context [SEP]` rows: 0 where an
+    answer may start or end ([CLS] and the context, token type 1 before the last [SEP]), 1 elsewhere; as
+    `squad.answerability_tensors` builds it in fine-tuning."""
+    mask = (inputs["token_type_ids"] == 0) | (inputs["attention_mask"] == 0)
+    mask[np.arange(len(mask)), inputs["attention_mask"].sum(1) - 1] = True  # the closing [SEP]
+    mask[:, 0] = False
+    return {"p_mask": mask.astype(np.int64)}
+
+
+def _finetuned_answer(decoded, qid: str, beam: bool, version_2: bool) -> dict:
+    """One question's result from decoded SQuAD predictions: the submitted answer with its character offsets and
+    its probability among the n-best (the null answer counted in by the plain SQuAD 2.0 head), or ""."""
+    text, nbest = decoded.predictions[qid], decoded.nbest[qid]
+    result = {"answer": "", "score": 0.0, "start": -1, "end": -1}
+    spans = [c for c in nbest if c.start >= 0]
+    if text and spans:
+        best = next(c for c in spans if c.text == text)
+        result.update(answer=text, score=best.probability, start=best.start, end=best.end)
+    elif version_2 and spans:  # abstained
+        null = decoded.null_odds[qid]
+        no_answer = (0.5 * (1 + math.tanh(null / 2)) if beam else  # the sigmoid of the answerability logit
+                     next(c.probability for c in nbest if c.start < 0))
+        result.update(score=no_answer)
+    if version_2:
+        odds = decoded.null_odds[qid]
+        result["null_odds"] = odds if math.isfinite(odds) else None
+    return result
 
 
 def _best_span(feature, start_logits: np.ndarray, end_logits: np.ndarray, special_ids: frozenset[int],
@@ -371,6 +460,7 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
     is made on first use and cached, `litebert.export.cached_onnx`). bf16 applies to "torch" only."""
     from litebert import calibrate
     from litebert.export import backend_model, check_backend
+    from litebert.finetune.run import FINETUNE_FILE
     from litebert.tokenizer import AlbertTokenizer
 
     if task not in TASKS:
@@ -380,12 +470,14 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"))
     model = head.from_pretrained(Path(model_dir)).to(dev).eval()
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
+    settings = Path(model_dir) / FINETUNE_FILE
+    finetuned = json.loads(settings.read_text()) if settings.is_file() else None
     if backend != "torch":
-        return Pipeline(task, backend_model(model, backend), tokenizer, dev, False, batch_size, run, backend)
+        return Pipeline(task, backend_model(model, backend), tokenizer, dev, False, batch_size, run, backend, finetuned)
     choice = calibrate.precision_choice(dev, bf16, model.config, batch_size,
                                         min(128, model.config.max_position_embeddings), "infer")
     calibrate.apply_choice(choice)
-    return Pipeline(task, model, tokenizer, dev, choice["bf16"], batch_size, run)
+    return Pipeline(task, model, tokenizer, dev, choice["bf16"], batch_size, run, finetuned=finetuned)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -412,6 +504,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         elif name == "answer":
             p.add_argument("--question", required=True)
             p.add_argument("--context", required=True)
+            p.add_argument("--null-threshold", type=float, default=None,
+                           help="a SQuAD 2.0 model abstains where the question's null odds exceed this (default: the "
+                                "threshold chosen at fine-tuning, in the model's finetune.json)")
         if name != "answer":
             p.add_argument("--file", help="one text per line (classify pairs: text<TAB>pair), - for standard "
                                           "input; JSON lines out")
@@ -438,7 +533,7 @@ def _command(args: argparse.Namespace) -> int:
     log.setLevel(logging.INFO)
     if args.pipeline_task == "question-answering":
         p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
-        print(json.dumps(p(args.question, args.context)))
+        print(json.dumps(p(args.question, args.context, null_threshold=args.null_threshold), ensure_ascii=False))
         return 0
     if args.file == "-":  # a pipe: kept in a temporary file named "stdin" for the two passes below
         with tempfile.TemporaryDirectory() as tmp:
