@@ -146,6 +146,34 @@ def test_examples_decode_to_consecutive_source_text(corpus_and_tokenizer, tmp_pa
     assert decoded and decoded.replace(" ", "") in corpus.read_text().lower().replace(" ", "")
 
 
+def test_a_held_out_split_that_came_out_empty_is_explained(corpus_and_tokenizer, tmp_path, capsys):
+    """The eval split draws whole documents: files of one sentence per line without blank lines are one document
+    each, so --eval-fraction can hold out nothing. data create says why, and so does pretraining (it used to
+    tell the user to pass the --eval-fraction they had passed)."""
+    corpus, tokenizer = corpus_and_tokenizer
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    lines = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line]
+    for n in range(3):
+        (inputs / f"{n}.txt").write_text("\n".join(lines[n::3]) + "\n", encoding="utf-8")
+    args = ["data", "create", "--input", str(inputs), "--tokenizer", str(tokenizer), "--max-seq-length", "64",
+            "--max-predictions-per-seq", "10", "--dupe-factor", "1", "--no-progress"]
+    assert main([*args, "--output", str(tmp_path / "data"), "--eval-fraction", "0.05"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: --eval-fraction 0.05 held out none of the 3 documents: the split takes whole documents; a blank " \
+           "line ends one" in printed
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["splits"]["eval"]["examples"] == 0 and manifest["splits"]["train"]["documents"] == 3
+    assert main(["pretrain", "--preset", "albert-tiny", "--data", str(tmp_path / "data"), "--output",
+                 str(tmp_path / "run"), "--max-steps", "1", "--global-batch", "2", "--batch-size", "2",
+                 "--model.overrides", "num_hidden_layers=1", "--no-progress", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "evaluation is off (--eval-fraction 0.05 held out none of the 3 documents" in err
+    # without --eval-fraction there is nothing to explain
+    assert main([*args, "--output", str(tmp_path / "plain")]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_undecodable_bytes_and_empty_documents_are_counted(corpus_and_tokenizer, tmp_path):
     _, tokenizer = corpus_and_tokenizer
     inputs = tmp_path / "in"

@@ -677,8 +677,11 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> RunLog:
     if saved is not None:
         log.message(f"resumed from {saved.path} at step {r.progress.step}")
     if not has_eval and config.train.eval_every:
+        from litebert.data.create import empty_eval_reason
+
+        why = empty_eval_reason(r.manifest) if r.manifest is not None else None
         log.message(f"no eval split in {config.data.path or 'the data'}: evaluation is off "
-                    "(make the data with `litebert data create --eval-fraction F`)")
+                    f"({why or 'make the data with `litebert data create --eval-fraction F`'})")
     if world.is_main and saved is not None and len(saved.state["rng"]) != world.world_size:
         log.message(f"checkpoint saved by {len(saved.state['rng'])} ranks, running {world.world_size}: "
                     "RNG streams re-seeded and the data position mapped by examples consumed")

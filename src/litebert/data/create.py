@@ -372,7 +372,20 @@ def summary(manifest: dict) -> str:
     share = skipped["truncated_pieces"] / max(1, text["text_pieces"])
     lines.append(f"truncated: {skipped['truncated_pieces']:,} of {text['text_pieces']:,} text pieces ({share:.1%}) "
                  f"cut to fit max_seq_length; {text['split_lines']:,} lines longer than an example split")
+    if reason := empty_eval_reason(manifest):
+        lines.append(f"warning: {reason}; pretraining will run without held-out evaluation")
     return "\n".join(lines)
+
+
+def empty_eval_reason(manifest: dict) -> str | None:
+    """Why a held-out split that was asked for came out empty, or None. The split draws whole documents, so a
+    corpus without blank lines (one document per file) has too few to hold any out."""
+    fraction = manifest["settings"]["eval_fraction"]
+    documents = sum(split["documents"] for split in manifest["splits"].values())
+    if not fraction or manifest["splits"]["eval"]["examples"]:
+        return None
+    return (f"--eval-fraction {fraction:g} held out none of the {documents:,} documents: the split takes whole "
+            f"documents; a blank line ends one, and a file without blank lines is one document")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
