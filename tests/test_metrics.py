@@ -227,3 +227,12 @@ def test_entities_read_iob1_and_iob2_alike():
     assert perfect == {"f1": 1.0, "precision": 1.0, "recall": 1.0, "accuracy": 1.0}
     with pytest.raises(ValueError, match="differ"):
         metrics.evaluate_entities([["O"]], [["O", "O"]])
+
+
+def test_scores_read_in_a_log_line():
+    """Fine-tuning's step and seed lines print scores at 4 significant digits, counts whole (they were Python
+    reprs: {'accuracy': 0.6458333333333334})."""
+    assert metrics.describe({"accuracy": 0.6458333333333334, "f1": 0.7}) == "accuracy 0.6458, f1 0.7"
+    assert metrics.describe({"exact": 88.33333333333333, "total": 1200}) == "exact 88.33, total 1,200"
+    assert metrics.describe({"dev_matched": {"accuracy": 0.81234}, "dev_mismatched": {"accuracy": 0.8}}) == \
+        "dev_matched: accuracy 0.8123; dev_mismatched: accuracy 0.8"

@@ -34,6 +34,7 @@ import torch
 
 from litebert import calibrate
 from litebert import distributed as D
+from litebert import metrics
 from litebert.config import AlbertConfig, fields
 from litebert.config.pretrain import ParallelConfig
 from litebert.convert import check_model_directory
@@ -99,8 +100,9 @@ def _run_seeds(task: Task, model_source, tokenizer, data_dir, output: Path, conf
                 save_model(result, tokenizer, seed_dir / "model", config)
                 write_predictions(task, result.predictions, seed_dir)
                 write_json_atomic(seed_dir / RESULT_FILE, runs[str(seed)])  # last: marks the seed as done
-                print(f"seed {seed}: best step {result.best_step}/{result.steps}, selection {result.selection}, "
-                      f"reported {result.reported}", file=sys.stderr)
+                print(f"seed {seed}: best step {result.best_step}/{result.steps}, selection "
+                      f"{metrics.describe(result.selection)}; reported {metrics.describe(result.reported)}",
+                      file=sys.stderr)
         if best_score is None or main_metric(task, runs[str(seed)]["selection"]) > best_score:
             best_seed, best_score = seed, main_metric(task, runs[str(seed)]["selection"])
     summary = {

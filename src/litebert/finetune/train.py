@@ -750,7 +750,7 @@ def _select(r: FinetuneRun, step: int) -> None:
     scored = score(r.task, r.selection, outputs, r.config)
     loop.history.append({"step": step, **scored.metrics})
     r.log.write({"step": step, "selection": scored.metrics})
-    r.log.message(f"step {step}: selection {scored.metrics}")
+    r.log.message(f"step {step}: selection {metrics.describe(scored.metrics)}")
     if loop.best_state is None or main_metric(r.task, scored.metrics) > loop.best_score:
         # Copied to the CPU: the best state must survive later optimizer steps.
         loop.best_score, loop.best_step = main_metric(r.task, scored.metrics), step
