@@ -456,6 +456,23 @@ def test_run_shape_shows_what_a_small_micro_batch_means_for_a_paper_preset():
     assert "a 9-min budget (at most 125,000 steps); " in P.run_shape(config, 2, None)
 
 
+def test_a_warmup_longer_than_half_the_schedule_is_pointed_out():
+    """The paper's 3125 warmup steps clamped to a short --max-steps leave a rate that only ever rises."""
+    config = P.PretrainConfig()
+    assert P.warmup_warning(config, 1) is None  # the paper's 3125 of 125k
+    config.train.max_steps = 1000
+    assert P.warmup_warning(config, 1) == ("warning: warmup takes 1,000 of the schedule's 1,000 steps (100%; the "
+                                           "paper's: 2.5%), so the learning rate never decays: set --warmup-steps "
+                                           "(2.5% is 25)")
+    config.train.max_steps = 5000
+    assert "3,125 of the schedule's 5,000 steps (62%" in P.warmup_warning(config, 1)
+    config.schedule.warmup_steps = 125
+    assert P.warmup_warning(config, 1) is None
+    config.schedule.budget_s = 60.0  # a budget warms up for warmup_fraction of the time
+    config.schedule.warmup_steps = 3125
+    assert P.warmup_warning(config, 1) is None
+
+
 def test_vocab_size_comes_from_the_data_unless_given(made_data, tmp_path, capsys):
     """A preset (V=30000) trains on 40-piece data: the vocabulary is the data's; an explicit other one is refused."""
     flags = ["pretrain", "--preset", "albert-tiny", "--data", str(made_data / "data"), "--max-steps", "1",

@@ -661,6 +661,8 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> RunLog:
                  progress=config.train.progress, initial=r.progress.step, enabled=world.is_main)
     log.truncate_after(r.progress.step)
     log.message(run_shape(config, world.world_size, r.manifest))
+    if warning := warmup_warning(config, world.world_size):
+        log.message(warning)
     log.message(f"precision: {'bf16 autocast' if r.precision['bf16'] else 'fp32'} ({r.precision['how']}"
                 + (f"; {r.precision['description']})" if r.precision["description"] else ")"))
     log.message(f"memory: {hardware.ALLOCATOR}")
@@ -712,6 +714,18 @@ def run_shape(config: PretrainConfig, world_size: int, manifest: dict | None) ->
     return (f"run: global batch {p.global_batch:,} = micro-batch {config.batch.micro_batch} x accumulation "
             f"{p.accumulate} x {world_size} rank(s); {length}; {optim.name.upper()} peak lr {optim.lr:g}, {lr} "
             f"(power {sched.power:g}){tokens}")
+
+
+def warmup_warning(config: PretrainConfig, world_size: int) -> str | None:
+    """A warning when warmup takes over half of a step schedule: the paper's 3125 steps under `--max-steps 1000`
+    warm up for the whole run, and the learning rate never decays."""
+    p = plan(config, world_size)
+    if p.horizon is None or p.warmup_steps * 2 <= p.horizon:
+        return None
+    return (f"warning: warmup takes {p.warmup_steps:,} of the schedule's {p.horizon:,} steps "
+            f"({p.warmup_steps / p.horizon:.0%}; the paper's: 2.5%), so the learning rate "
+            + ("never decays" if p.warmup_steps == p.horizon else "spends little time decaying")
+            + f": set --warmup-steps (2.5% is {max(1, round(0.025 * p.horizon)):,})")
 
 
 # ------------------------------------------------------------------------------------------------ one step
