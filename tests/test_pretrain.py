@@ -373,7 +373,7 @@ def test_cli_pretrain_end_to_end(made_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "trained 4 steps" in err
     assert ("run: global batch 8 = micro-batch 4 x accumulation 2 x 1 rank(s); 4 steps; LAMB peak lr 0.00176, "
-            "warmup 1 steps, then decay to 0 at step 4 (power 1); up to 256 tokens per step (32 per sequence)"
+            "warmup 1 step, then decay to 0 at step 4 (power 1); up to 256 tokens per step (32 per sequence)"
             in err.splitlines())
     # rerun into the same directory with more steps: resumes (--decay-steps keeps the schedule it had)
     assert cli(*flags, "--max-steps", "6", "--decay-steps", "4") == 0
@@ -383,7 +383,8 @@ def test_cli_pretrain_end_to_end(made_data, tmp_path, capsys):
     assert "optim.lr: 0.00176 -> 0.01" in capsys.readouterr().err
     # more steps without --decay-steps: the horizon is derived from --max-steps, so the run extends, and says so
     assert cli(*flags, "--max-steps", "7") == 0
-    assert "the decay horizon moves from step 4 to 7" in capsys.readouterr().err
+    assert "the decay horizon moves from step 4 to 7 (it follows --max-steps): the learning rate continues on the " \
+        "longer schedule" in capsys.readouterr().err
     assert [r["step"] for r in records(out)] == list(range(1, 8)) and records(out)[-1]["lr"] > 0
     assert cli("plot", str(out)) == 0
     assert (out / "plots/curves_step.png").stat().st_size > 1000 and (out / "plots/curves_time.png").is_file()

@@ -675,7 +675,8 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> RunLog:
     horizon_before = _saved_horizon(saved, world.world_size)
     if horizon_before is not None and r.plan.horizon is not None and horizon_before != r.plan.horizon:
         log.message(f"the decay horizon moves from step {horizon_before:,} to {r.plan.horizon:,} "
-                    f"(it follows --max-steps): the learning rate continues on the longer schedule")
+                    f"(it follows --max-steps): the learning rate continues on the "
+                    f"{'longer' if r.plan.horizon > horizon_before else 'shorter'} schedule")
     if saved is not None:
         log.message(f"resumed from {saved.path} at step {r.progress.step}")
     if not has_eval and config.train.eval_every:
@@ -708,7 +709,7 @@ def run_shape(config: PretrainConfig, world_size: int, manifest: dict | None) ->
         lr = f"warmup {sched.warmup_fraction:.1%} of the budget, then decay over time"
     else:
         length = f"{p.max_steps:,} steps"
-        lr = f"warmup {p.warmup_steps:,} steps, then decay to 0 at step {p.horizon:,}"
+        lr = f"warmup {p.warmup_steps:,} step{'s' * (p.warmup_steps != 1)}, then decay to 0 at step {p.horizon:,}"
     seq = manifest["settings"]["max_seq_length"] if manifest else None
     tokens = f"; up to {p.global_batch * seq:,} tokens per step ({seq} per sequence)" if seq else ""
     return (f"run: global batch {p.global_batch:,} = micro-batch {config.batch.micro_batch} x accumulation "
