@@ -146,6 +146,29 @@ def test_dev_and_test_text_never_reaches_the_tokenizer_or_the_shards(demo_run):
     assert len(found) > len(data.train) / 2
 
 
+def test_a_corpus_without_blank_lines_is_cut_so_that_documents_can_be_held_out(tmp_path):
+    """A --corpus of one sentence per line and no blank line is one document: the 2% held-out split, which draws
+    whole documents, held out nothing and the report read "MLM accuracy nan%". Long documents are now cut into
+    20-line ones (every line kept, in order); short ones and the fetched sources are left alone."""
+    from litebert.demo import write_pretraining_text
+    from litebert.report import _held_out_sentence
+
+    lines = [f"Sentence number {i} of the long file." for i in range(450)]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "long.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (corpus / "short.txt").write_text("One short document.\nOf two lines.\n", encoding="utf-8")
+    text_dir, stats = write_pretraining_text({"corpus": corpus}, ["a train sentence"], [], tmp_path / "out")
+    assert stats["long_documents_cut"] == 1
+    documents = [d.splitlines() for d in (text_dir / "corpus.txt").read_text(encoding="utf-8").strip().split("\n\n")]
+    assert [len(d) for d in documents] == [20] * 22 + [10, 2]
+    assert [line for d in documents[:23] for line in d] == lines
+    assert _held_out_sentence({}, None) == "No held-out evaluation ran: the data held out no document."
+    assert _held_out_sentence({"mlm_acc": 0.171, "sop_acc": 0.784, "loss": 6.4421}, 0.054) == (
+        "Last held-out evaluation: MLM accuracy 17.1% (always guessing the most frequent piece: 5.4%), SOP accuracy "
+        "78.4%, loss 6.442.")
+
+
 def test_pretraining_budget_is_what_the_total_leaves():
     from litebert.demo import pretraining_budget
 

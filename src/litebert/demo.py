@@ -117,7 +117,11 @@ def review_data(labelled: Path, workdir: Path):
     return load_task_data(REVIEWS_TASK, data_dir, FinetuneConfig())
 
 
-def source_documents(name: str, path: Path, sentences_per_doc: int = 20, stats=None) -> list[list[str]]:
+SENTENCES_PER_DOC = 20
+"""Lines per document made from text without document boundaries (the rated snippets, cut long documents)."""
+
+
+def source_documents(name: str, path: Path, sentences_per_doc: int = SENTENCES_PER_DOC, stats=None) -> list[list[str]]:
     """A source's text as documents (lists of lines), in the `data create` sense.
 
     Shakespeare's plays separate every speech by a blank line, which would make each speech a document too
@@ -141,17 +145,37 @@ def source_documents(name: str, path: Path, sentences_per_doc: int = 20, stats=N
     return list(read_documents(find_text_files([path]), stats if stats is not None else ReadStats()))
 
 
+LONG_DOCUMENT_LINES = 200
+"""A user's corpus document longer than this is cut (`cut_long_documents`)."""
+
+
+def cut_long_documents(documents: list[list[str]], sentences_per_doc: int) -> tuple[list[list[str]], int]:
+    """(documents, how many were cut): each of more than LONG_DOCUMENT_LINES lines (a file without blank lines, a
+    book) becomes documents of `sentences_per_doc` lines. The held-out split draws whole documents, so a corpus of
+    a few huge ones would hold out nothing, or a whole file; SOP pairs are made within a document, so the cut loses
+    only the pairs that would span two pieces."""
+    out, cut = [], 0
+    for document in documents:
+        if len(document) > LONG_DOCUMENT_LINES:
+            cut += 1
+            out += [document[i:i + sentences_per_doc] for i in range(0, len(document), sentences_per_doc)]
+        else:
+            out.append(document)
+    return out, cut
+
+
 def text_key(line: str) -> str:
     """How lines are compared to the held-out sentences: case and spacing ignored."""
     return " ".join(line.lower().split())
 
 
 def write_pretraining_text(sources: dict[str, Path], train_sentences: list[str], held_out: list[str],
-                           directory: Path, sentences_per_doc: int = 20, task_repeats: int = 1) -> tuple[Path, dict]:
+                           directory: Path, sentences_per_doc: int = SENTENCES_PER_DOC, task_repeats: int = 1) -> tuple[Path, dict]:
     """The tokenizer's and pretraining's text: every source plus `task_repeats` copies of the train split's
     review sentences (documents of `sentences_per_doc` consecutive sentences, the copies cut at different
-    places), one file each. Lines equal to a held-out (dev/test) sentence are dropped and counted. Returns
-    (text directory, {"files": lines per file, "dropped_held_out": count, "undecodable_bytes": count})."""
+    places), one file each. Lines equal to a held-out (dev/test) sentence are dropped and counted; a user's corpus
+    has its long documents cut (`cut_long_documents`). Returns (text directory, {"files": lines per file,
+    "dropped_held_out": count, "long_documents_cut": count, "undecodable_bytes": count})."""
     from litebert.data.documents import ReadStats
 
     text_dir = directory / "text"
@@ -162,10 +186,12 @@ def write_pretraining_text(sources: dict[str, Path], train_sentences: list[str],
     reviews = [(train_sentences[shift:] + train_sentences[:shift])[i:i + sentences_per_doc]
                for shift in (r * sentences_per_doc // max(task_repeats, 1) for r in range(task_repeats))
                for i in range(0, len(train_sentences), sentences_per_doc)]
-    stats: dict[str, Any] = {"files": {}, "dropped_held_out": 0}
+    stats: dict[str, Any] = {"files": {}, "dropped_held_out": 0, "long_documents_cut": 0}
     read = ReadStats()  # invalid UTF-8 in a user's --corpus, replaced by U+FFFD
     for name, documents in [*((n, source_documents(n, p, stats=read)) for n, p in sources.items()),
                             ("reviews_train", reviews)]:
+        if name == "corpus":
+            documents, stats["long_documents_cut"] = cut_long_documents(documents, sentences_per_doc)
         kept = [[ln for ln in doc if text_key(ln) not in banned] for doc in documents]
         stats["dropped_held_out"] += sum(len(d) for d in documents) - sum(len(d) for d in kept)
         kept = [doc for doc in kept if doc]
@@ -424,6 +450,10 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
                                                   cfg.output / "corpus", task_repeats=cfg.task_repeats)
     if text_stats["dropped_held_out"]:
         log(f"[corpora] dropped {text_stats['dropped_held_out']} line(s) equal to a dev/test sentence")
+    if text_stats["long_documents_cut"]:
+        log(f"[corpora] cut {text_stats['long_documents_cut']} document(s) of the corpus longer than "
+            f"{LONG_DOCUMENT_LINES} lines into documents of {SENTENCES_PER_DOC} lines, so that the held-out split has "
+            f"documents to draw (a blank line ends a document)")
     if text_stats["undecodable_bytes"]:
         log(f"[corpora] replaced {text_stats['undecodable_bytes']} byte sequence(s) of the corpus that are not "
             f"UTF-8 by U+FFFD")
@@ -477,7 +507,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", dest="cache", type=Path, default=S,
                    help="cache of fetched corpora (default ~/.cache/litebert)")
     p.add_argument("--corpus", dest="corpus", type=Path, default=S,
-                   help="your own pretraining text: a file or a directory of .txt files")
+                   help="your own pretraining text: a file or a directory of .txt files, a blank line between "
+                        "documents (one over 200 lines is cut into 20-line documents)")
     p.add_argument("--sources", dest="sources", type=fields.flag_type(tuple[str, ...], "sources"),
                    default=S, help=f"fetched pretraining text, comma-separated from {', '.join(SOURCES)} "
                                    f"(default {','.join(d.sources)}; ignored with --corpus)")

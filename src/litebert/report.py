@@ -299,9 +299,22 @@ def _task_lines(base: dict, arms: list[dict], by_name: dict[str, dict], majority
     ]
 
 
+def _held_out_sentence(final_eval: dict, unigram: float | None) -> str:
+    """The last held-out evaluation in words, or why there was none."""
+    if "mlm_acc" not in final_eval:
+        return "No held-out evaluation ran: the data held out no document."
+    sop = final_eval.get("sop_acc")
+    return (f"Last held-out evaluation: MLM accuracy {100 * final_eval['mlm_acc']:.1f}%"
+            + (f" (always guessing the most frequent piece: {100 * unigram:.1f}%)" if unigram is not None else "")
+            + (f", SOP accuracy {100 * sop:.1f}%" if sop is not None else "")
+            + f", loss {final_eval['loss']:.3f}.")
+
+
 def _pretraining_lines(stages: dict[str, tuple[Path, dict]], facts: dict[str, Any], final_eval: dict,
                        unigram: float | None) -> list[str]:
     """The recipe, the text, the steps and speed reached, the last held-out evaluation, budget and precision."""
+    from litebert.demo import LONG_DOCUMENT_LINES, SENTENCES_PER_DOC
+
     summary = stages["pretrain"][1]["summary"]
     manifest = stages["data"][1]["manifest"]
     corpus = facts.get("corpus", {})
@@ -317,15 +330,13 @@ def _pretraining_lines(stages: dict[str, tuple[Path, dict]], facts: dict[str, An
         f"({sum(corpus.get('files', {}).values()):,} lines; {corpus.get('dropped_held_out', 0)} line(s) equal to "
         f"a dev/test sentence dropped"
         + (f"; {n:,} byte sequence(s) that are not UTF-8 replaced" if (n := corpus.get("undecodable_bytes")) else "")
+        + (f"; {n:,} document(s) longer than {LONG_DOCUMENT_LINES} lines cut into documents of {SENTENCES_PER_DOC} "
+           f"lines" if (n := corpus.get("long_documents_cut")) else "")
         + ").",
         "",
         f"{summary['steps']:,} steps in {summary['time_s'] / 60:.1f} min, {int(summary['tokens']):,} tokens: "
         f"{tokens_per_s:,.0f} tokens/s and {60 * summary['steps'] / max(summary['time_s'], 1e-9):,.0f} steps/min "
-        f"on this machine; {summary['skipped_steps']} skipped steps. "
-        f"Last held-out evaluation: MLM accuracy {100 * final_eval.get('mlm_acc', float('nan')):.1f}% "
-        + (f"(always guessing the most frequent piece: {100 * unigram:.1f}%)" if unigram is not None else "")
-        + f", SOP accuracy {100 * (final_eval.get('sop_acc') or float('nan')):.1f}%, "
-          f"loss {final_eval.get('loss', float('nan')):.3f}.",
+        f"on this machine; {summary['skipped_steps']} skipped steps. " + _held_out_sentence(final_eval, unigram),
         "",
         budget_line(facts),
         "",

@@ -24,7 +24,8 @@ class DemoConfig:
     cache: Path = DEFAULT_CACHE
     """Where fetched corpora and MiniLM are kept between runs."""
     corpus: Path | None = None
-    """The user's own pretraining text (a file or a directory of .txt files) instead of `sources`."""
+    """The user's own pretraining text (a file or a directory of .txt files, a blank line between documents) instead
+    of `sources`; a document over 200 lines is cut into 20-line ones, so that some can be held out."""
     labelled: Path | None = None
     """The user's own labelled file in the movie-review format (`id<TAB>rating<TAB>sentence`)."""
     sources: tuple[str, ...] = ("wikipedia",)
