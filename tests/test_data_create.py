@@ -296,3 +296,24 @@ def test_whole_word_masking_in_a_script_without_spaces(tmp_path):
     assert predictions.min() > 0 and abs(predictions.mean() / targets.mean() - 1) < 0.1
     one_run = np.mean([np.all(np.diff(e.masked_lm_positions) == 1) for e in examples])
     assert one_run < 0.2, one_run
+
+
+def test_ctrl_c_ends_in_one_line_and_leaves_nothing(corpus_and_tokenizer, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a command without a clean stop of its own: exit status 130 and one line, not a traceback; data
+    create leaves no output directory behind."""
+    corpus, tokenizer = corpus_and_tokenizer
+    calls = {"n": 0}
+    real = create_module.process_chunk
+
+    def interrupted(chunk, ctx):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(chunk, ctx)
+
+    monkeypatch.setattr(create_module, "process_chunk", interrupted)
+    out = tmp_path / "data"
+    assert main(["data", "create", "--input", str(corpus), "--tokenizer", str(tokenizer), "--output", str(out),
+                 "--max-seq-length", "64", "--workers", "1", "--chunk-documents", "32", "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["litebert data: interrupted"]
+    assert calls["n"] == 3 and not out.exists()

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input is reported in one line, without a traceback.
         print(f"litebert {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C where no clean stop is set up (pretrain and finetune have their own)
+        print(f"litebert {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
