@@ -267,7 +267,32 @@ def test_commands_print_json_lines(models, tmp_path, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert SENTENCES[2][answer["start"]:answer["end"]] == answer["answer"]
     assert main(["classify", str(models / "cls")]) == 2
-    assert "give texts to classify" in capsys.readouterr().err
+    assert capsys.readouterr().err == "litebert classify: error: give texts to classify (arguments, --text or --file)\n"
+    assert main(["answer", str(models / "qa"), "--question", "where ?"]) == 2
+    assert capsys.readouterr().err == "litebert answer: error: give --question and --context, or --file\n"
+
+
+def test_answer_reads_questions_and_contexts_from_json_lines(models, tmp_path, capsys, monkeypatch):
+    """answer --file: one JSON object per line with question and context, each answered as --question/--context
+    would be, in order; a bad line is named before anything runs."""
+    pairs = [("where did she walk ?", SENTENCES[2]), ("what was lovely ?", SENTENCES[4]),
+             ("what opens ?", " ".join(SENTENCES * 3))]
+    lines = [json.dumps({"question": q, "context": c, "id": n}) for n, (q, c) in enumerate(pairs)]
+    (tmp_path / "qa.jsonl").write_text(lines[0] + "\n\n" + "\n".join(lines[1:]) + "\n", encoding="utf-8")
+    assert main(["answer", str(models / "qa"), "--file", str(tmp_path / "qa.jsonl"), "--no-bf16"]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [o["question"] for o in out] == [q for q, _ in pairs]
+    for (question, context), o in zip(pairs, out):
+        assert main(["answer", str(models / "qa"), "--question", question, "--context", context, "--no-bf16"]) == 0
+        alone = json.loads(capsys.readouterr().out)
+        assert (o["result"]["answer"], o["result"]["start"]) == (alone["answer"], alone["start"])
+        assert o["result"]["score"] == pytest.approx(alone["score"], rel=1e-5)
+    for bad, message in (('{"question": "q"}', "expected a JSON object with string fields question and context"),
+                         ("where ?\tcontext", "not JSON (Expecting value); expected")):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(f"{lines[0]}\n{bad}\n".encode())))
+        assert main(["answer", str(models / "qa"), "--file", "-"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith(f"litebert answer: error: stdin:2: {message}") and captured.out == ""
 
 
 def test_commands_stream_a_file_in_chunks_and_name_bad_lines(models, tmp_path, capsys, caplog, monkeypatch):
@@ -298,7 +323,7 @@ def test_commands_stream_a_file_in_chunks_and_name_bad_lines(models, tmp_path, c
     assert [json.loads(x)["text"] for x in capsys.readouterr().out.splitlines()] == ["a great film", "dull"]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"the film was [MASK] .\nno mask\n")))
     assert main(["fill-mask", str(models / "mlm"), "--file", "-"]) == 2
-    assert "stdin:2: 0 [MASK] in the line, expected 1" in capsys.readouterr().err
+    assert capsys.readouterr().err == "litebert fill-mask: error: stdin:2: 0 [MASK] in the line, expected 1\n"
     # A Windows editor's byte-order mark is not part of the first text; another encoding is named by line
     (tmp_path / "bom.txt").write_text("a great film\ndull\n", encoding="utf-8-sig")
     assert main(["classify", str(models / "cls"), "--file", str(tmp_path / "bom.txt")]) == 0

@@ -502,14 +502,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--aggregation", choices=("first", "none"), default="first",
                            help="first: entities of consecutive words (default); none: each word not tagged O")
         elif name == "answer":
-            p.add_argument("--question", required=True)
-            p.add_argument("--context", required=True)
+            p.add_argument("--question")
+            p.add_argument("--context")
             p.add_argument("--null-threshold", type=float, default=None,
                            help="a SQuAD 2.0 model abstains where the question's null odds exceed this (default: the "
                                 "threshold chosen at fine-tuning, in the model's finetune.json)")
-        if name != "answer":
-            p.add_argument("--file", help="one text per line (classify pairs: text<TAB>pair), - for standard "
-                                          "input; JSON lines out")
+        p.add_argument("--file", help="one text per line (classify pairs: text<TAB>pair; answer: a JSON object "
+                                      "with question and context), - for standard input; JSON lines out")
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                        help="bf16 autocast (default: where it measures faster here, see litebert.calibrate)")
@@ -531,23 +530,30 @@ def _command(args: argparse.Namespace) -> int:
     # litebert's own notes (an ONNX export made on first use, weights a head does not use) on stderr
     logging.basicConfig(format="litebert: %(message)s")
     log.setLevel(logging.INFO)
-    if args.pipeline_task == "question-answering":
+    if args.pipeline_task == "question-answering" and not args.file:
+        if args.question is None or args.context is None:
+            raise ValueError("give --question and --context, or --file")
         p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
         print(json.dumps(p(args.question, args.context, null_threshold=args.null_threshold), ensure_ascii=False))
         return 0
     if args.file == "-":  # a pipe: kept in a temporary file named "stdin" for the two passes below
         with tempfile.TemporaryDirectory() as tmp:
-            with open(Path(tmp) / "stdin", "wb") as f:
+            kept = Path(tmp) / "stdin"
+            with open(kept, "wb") as f:
                 shutil.copyfileobj(sys.stdin.buffer, f)
-            return _command(argparse.Namespace(**{**vars(args), "file": str(Path(tmp) / "stdin")}))
+            try:
+                return _command(argparse.Namespace(**{**vars(args), "file": str(kept)}))
+            except ValueError as err:  # named as the user knows it: stdin:LINE
+                raise ValueError(str(err).replace(str(kept), "stdin")) from None
     if args.file:
         count, paired = _scan(Path(args.file), args.pipeline_task)
-        chunks = _file_chunks(Path(args.file), paired and args.pipeline_task == "text-classification")
+        chunks = _file_chunks(Path(args.file), paired and args.pipeline_task == "text-classification",
+                              args.pipeline_task == "question-answering")
     else:
         count = len(args.text or [])
         chunks = [(list(args.text), getattr(args, "text_pair", None))]
     if not count:
-        raise ValueError(f"litebert: give texts to {args.command} (arguments, --text or --file)")
+        raise ValueError(f"give texts to {args.command} (arguments, --text or --file)")
     p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
     bar = None
     if args.file:
@@ -559,10 +565,13 @@ def _command(args: argparse.Namespace) -> int:
             results = fill_mask(p, texts, args.top_k)
         elif args.pipeline_task == "token-classification":
             results = tag(p, texts, args.aggregation)
+        elif args.pipeline_task == "question-answering":
+            results = answer(p, texts, text_pairs, null_threshold=args.null_threshold)
         else:
             results = classify(p, texts, text_pairs, top_k=args.top_k or None)
+        key = "question" if args.pipeline_task == "question-answering" else "text"
         for text, result in zip(texts, results):
-            print(json.dumps({"text": text, "result": result}, ensure_ascii=False))
+            print(json.dumps({key: text, "result": result}, ensure_ascii=False))
         sys.stdout.flush()
         if bar is not None:
             bar.update(len(texts))
@@ -574,7 +583,7 @@ def _command(args: argparse.Namespace) -> int:
 def _scan(path: Path, task: str) -> tuple[int, bool]:
     """A first pass over --file before anything runs: the number of texts (blank lines are skipped, and counted
     in a warning), whether any line holds a tab (classify: text<TAB>pair), and, for fill-mask, one [MASK] per
-    line (an error names the line)."""
+    line, for answer a question and a context per line (an error names the line)."""
     count = blank = 0
     first_of = {}  # True / False -> the first line with / without a tab
     with open_text(path) as f:
@@ -586,6 +595,8 @@ def _scan(path: Path, task: str) -> tuple[int, bool]:
             first_of.setdefault("\t" in line, number)
             if task == "fill-mask" and (masks := line.count("[MASK]")) != 1:
                 raise ValueError(f"{path}:{number}: {masks} [MASK] in the line, expected 1")
+            if task == "question-answering":
+                _question_and_context(line, f"{path}:{number}")
     if task == "text-classification" and len(first_of) == 2:
         raise ValueError(f"{path}:{first_of[False]}: no tab, but line {first_of[True]} is a pair (text<TAB>pair): "
                          f"give every line as a pair, or none")
@@ -594,12 +605,27 @@ def _scan(path: Path, task: str) -> tuple[int, bool]:
     return count, True in first_of
 
 
-def _file_chunks(path: Path, paired: bool):
-    """(texts, pairs or None) of up to CHUNK non-blank lines at a time, in file order."""
+def _file_chunks(path: Path, paired: bool, questions: bool = False):
+    """(texts, pairs or None) of up to CHUNK non-blank lines at a time, in file order; with `questions`,
+    (questions, contexts) of JSON lines."""
     with open_text(path) as f:
         lines = (line.rstrip("\n") for line in f if line.strip())
         while chunk := list(itertools.islice(lines, CHUNK)):
-            if paired:
+            if questions:
+                pairs = [_question_and_context(line, str(path)) for line in chunk]
+                yield [q for q, _ in pairs], [c for _, c in pairs]
+            elif paired:
                 yield [ln.split("\t", 1)[0] for ln in chunk], [ln.split("\t", 1)[-1] for ln in chunk]
             else:
                 yield chunk, None
+
+
+def _question_and_context(line: str, where: str) -> tuple[str, str]:
+    """(question, context) of a line of `answer --file`: a JSON object with string fields question and context."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not JSON ({err.msg}); expected {{\"question\": ..., \"context\": ...}}") from None
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("question", "context")):
+        raise ValueError(f"{where}: expected a JSON object with string fields question and context")
+    return row["question"], row["context"]
