@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -270,6 +271,27 @@ def test_commands_print_json_lines(models, tmp_path, capsys):
     assert capsys.readouterr().err == "litebert classify: error: give texts to classify (arguments, --text or --file)\n"
     assert main(["answer", str(models / "qa"), "--question", "where ?"]) == 2
     assert capsys.readouterr().err == "litebert answer: error: give --question and --context, or --file\n"
+
+
+def test_a_model_saved_with_another_head_is_refused(models, tmp_path, capsys):
+    """classify on a pretraining checkpoint answered from a random classifier, and tag on a sentence classifier
+    read its `classifier` weights as a token classifier's ("entity_group": "ntailment"): both are refused, naming
+    the saved class; feature extraction takes any model; a config.json without architectures still loads."""
+    for command, model, wanted in (("classify", "mlm", "needs a classifier fine-tuned on texts"),
+                                   ("tag", "cls", "needs a token classifier"),
+                                   ("answer", "cls", "needs a QA head")):
+        extra = ["--question", "q", "--context", "c"] if command == "answer" else ["--text", "a film"]
+        assert main([command, str(models / model), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"litebert {command}: error: {models / model}: its config.json names Albert") and wanted in err
+    assert main(["fill-mask", str(models / "cls"), "a [MASK] film"]) == 2
+    assert "names AlbertForSequenceClassification, and fill-mask needs a masked-LM head" in capsys.readouterr().err
+    assert len(pipeline("feature-extraction", models / "cls", device="cpu", bf16=False)("a film")) > 0
+    shutil.copytree(models / "cls", tmp_path / "cls")
+    config = json.loads((tmp_path / "cls" / "config.json").read_text())
+    del config["architectures"]
+    (tmp_path / "cls" / "config.json").write_text(json.dumps(config))
+    assert pipeline("text-classification", tmp_path / "cls", device="cpu", bf16=False)("a film")["label"]
 
 
 def test_answer_reads_questions_and_contexts_from_json_lines(models, tmp_path, capsys, monkeypatch):

@@ -13,7 +13,7 @@
     feature-extraction   "any text"                    -> the last hidden states (T, H) of each text
 
 The model directory is what `save_pretrained` / `litebert finetune` / `litebert export hf` write (its tokenizer
-alongside). The commands `litebert fill-mask | classify | tag | answer` wrap this: JSON lines out, and a --file
+alongside); one whose config.json names another head than the task runs on is refused (`check_head`). The commands `litebert fill-mask | classify | tag | answer` wrap this: JSON lines out, and a --file
 is read in chunks of CHUNK texts, each printed before the next is read, behind a progress bar (bad lines are
 named before anything runs; blank ones are skipped and counted).
 
@@ -440,6 +440,32 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+NEEDED_HEADS: dict[str, tuple[tuple[str, ...], str]] = {
+    "fill-mask": (("ForMaskedLM", "ForPreTraining"), "a masked-LM head, as pretraining leaves it (run/final)"),
+    "text-classification": (("ForSequenceClassification",), "a classifier fine-tuned on texts (litebert finetune "
+                            "--task text-classification, a GLUE task, ...)"),
+    "token-classification": (("ForTokenClassification",), "a token classifier (litebert finetune --task "
+                             "token-classification or conll2003-ner)"),
+    "question-answering": (("ForQuestionAnswering",), "a QA head (litebert finetune --task squad1.1 or squad2.0)"),
+}
+"""Per pipeline task (feature-extraction takes any model): the class-name endings of config.json's `architectures`
+that carry its head (ALBERT's and BERT's), and what that head is, for the error that names the mismatch."""
+
+
+def check_head(task: str, model_dir: str | Path) -> None:
+    """Refuse a model saved with another head than `task` runs on: a pretraining checkpoint given to classify
+    would answer from a random classifier, and a sentence classifier given to tag reads as a token classifier
+    with the same weight names. A config.json without `architectures` is loaded as it is (a new head is warned of)."""
+    from litebert.export import saved_architecture
+
+    if task not in NEEDED_HEADS or not (Path(model_dir) / "config.json").is_file():
+        return  # what is not a model directory is named by the loader
+    architecture = saved_architecture(model_dir)
+    endings, needed = NEEDED_HEADS[task]
+    if architecture is not None and not architecture.endswith(endings):
+        raise ValueError(f"{model_dir}: its config.json names {architecture}, and {task} needs {needed}")
+
+
 TASKS: dict[str, tuple[type, Callable]] = {
     "fill-mask": (AlbertForMaskedLM, fill_mask),
     "text-classification": (AlbertForSequenceClassification, classify),
@@ -466,6 +492,7 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
     if task not in TASKS:
         raise ValueError(f"unknown pipeline task {task!r}; known: {', '.join(TASKS)}")
     check_backend(backend, device, bf16)
+    check_head(task, model_dir)
     head, run = TASKS[task]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"))
     model = head.from_pretrained(Path(model_dir)).to(dev).eval()
