@@ -503,6 +503,13 @@ def test_own_texts_saved_by_windows_tools_read_alike_and_other_encodings_are_nam
         csv.writer(f, delimiter=";").writerows([["id", "sentence1", "sentence2", "label"], *TABLE_ROWS])
     semicolons = readers.read_examples(task, str(tmp_path / "semicolons.csv"))[0]
     assert semicolons == [readers.TextExample(*row) for row in TABLE_ROWS]
+    # ... and writes its numbers with a decimal comma: regression labels read as numbers there, and only there
+    (tmp_path / "scores.csv").write_text("text;label\na fine film;0,25\na dull film;-1,5\nok;3\n", encoding="utf-8")
+    scores = readers.read_examples(TASKS["text-regression"], str(tmp_path / "scores.csv"))[0]
+    assert [e.label for e in scores] == [0.25, -1.5, 3.0]
+    (tmp_path / "quoted.csv").write_text('text,label\na fine film,"0,25"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"quoted.csv:2: expected a number as text-regression's label, found '0,25'"):
+        readers.read_examples(TASKS["text-regression"], str(tmp_path / "quoted.csv"))
     # written by hand, with a space after each comma: the header and the labels read as meant
     (tmp_path / "by_hand.csv").write_text("text, label\na fine film, pos\na dull film, neg \n")
     by_hand = readers.read_examples(task, str(tmp_path / "by_hand.csv"))[0]

@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Iterator, Protocol
@@ -435,7 +436,9 @@ def read_table(path: str, task: Task) -> tuple[list[TextExample], ReadReport]:
     rows = _table_rows(path, fmt, report)
     header = next(rows)
     columns = _table_columns(header, fmt, path)
-    examples = [_table_example(row, columns, number, task, where) for number, (where, row) in enumerate(rows)]
+    decimal_comma = _decimal_comma(path, fmt)
+    examples = [_table_example(row, columns, number, task, where, decimal_comma)
+                for number, (where, row) in enumerate(rows)]
     if not examples:
         raise ValueError(f"{path}: no examples")
     _check_unique([e.guid for e in examples], path)
@@ -476,6 +479,15 @@ def _csv_delimiter(f, fmt: TableFormat) -> str:
     f.seek(0)
     names = {d: next(csv.reader([header], delimiter=d), []) for d in ",;"}
     return ";" if not set(fmt.text_a) & set(names[","]) and set(fmt.text_a) & set(names[";"]) else ","
+
+
+def _decimal_comma(path: str, fmt: TableFormat) -> bool:
+    """Whether the file is a ';'-separated CSV: written where the comma is the decimal mark, so its regression
+    labels read "0,25"."""
+    if os.path.splitext(path)[1] != ".csv":
+        return False
+    with open_text(path, newline="") as f:
+        return _csv_delimiter(f, fmt) == ";"
 
 
 def _json_rows(f, path: str, report: ReadReport) -> Iterator:
@@ -539,7 +551,8 @@ def _table_has_labels(path: str, fmt: TableFormat) -> bool:
     return fmt.label in header
 
 
-def _table_example(row: dict, columns: dict[str, str | None], number: int, task: Task, where: str) -> TextExample:
+def _table_example(row: dict, columns: dict[str, str | None], number: int, task: Task, where: str,
+                   decimal_comma: bool = False) -> TextExample:
     def text(role: str) -> str | None:
         if columns[role] is None:
             return None
@@ -553,15 +566,17 @@ def _table_example(row: dict, columns: dict[str, str | None], number: int, task:
         raw = row.get(columns["label"])
         if raw is None or (raw == "" and task.kind != "multi_label"):  # a multi-label example may have none
             raise ValueError(f"{where}: no {columns['label']!r} in a labelled file")
-        label = _table_label(raw, task, where)
+        label = _table_label(raw, task, where, decimal_comma)
     guid = str(row.get(columns["id"], number)) if columns["id"] is not None else str(number)
     return TextExample(guid=guid, text_a=text("text_a"), text_b=text("text_b"), label=label)
 
 
-def _table_label(raw: object, task: Task, where: str) -> str | float | tuple[str, ...]:
-    """A float (regression), a label string, or for multi-label a tuple of them: from a JSON list, or from a
-    cell of names separated by commas ("" is no label)."""
+def _table_label(raw: object, task: Task, where: str, decimal_comma: bool = False) -> str | float | tuple[str, ...]:
+    """A float (regression; with `decimal_comma` also written "0,25"), a label string, or for multi-label a tuple
+    of them: from a JSON list, or from a cell of names separated by commas ("" is no label)."""
     if task.kind == "regression":
+        if decimal_comma and isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d*,\d+\s*", raw):
+            raw = raw.replace(",", ".")
         try:
             return float(raw)
         except (TypeError, ValueError):
