@@ -52,10 +52,10 @@ def create(corpus: Path, inputs: list[Path], out: Path) -> int:
 
 
 def test_damaged_text_is_repaired_and_counted(corpus, tmp_path, capsys):
-    """Binary noise and latin-1 bytes become U+FFFD, counted; NUL bytes and CRLF line ends are plain text."""
+    """Stray latin-1 bytes in text become U+FFFD, counted; NUL bytes and CRLF line ends are plain text. (A file that
+    is mostly not UTF-8, such as binary noise, is refused: test_unusable_inputs_are_named_and_nothing_is_written.)"""
     inputs = tmp_path / "in"
     inputs.mkdir()
-    (inputs / "noise.bin").write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
     (inputs / "latin1.txt").write_bytes("café crème brûlée was good\n".encode("latin-1") * 20)
     (inputs / "nul.txt").write_bytes(b"the film\x00was good\nthe music\x00stayed\n" * 20)
     (inputs / "crlf.txt").write_bytes(b"the film was good\r\nthe acting bad\r\n\r\nthe river ran\r\n" * 20)
@@ -63,7 +63,7 @@ def test_damaged_text_is_repaired_and_counted(corpus, tmp_path, capsys):
     assert create(corpus, [inputs], tmp_path / "out") == 0
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     skipped = manifest["skipped"]
-    assert skipped["undecodable_bytes"] >= 60  # 3 latin-1 bytes x 20 lines, plus the noise
+    assert skipped["undecodable_bytes"] == 80  # 4 latin-1 bytes (é è û é) x 20 lines
     assert manifest["splits"]["train"]["examples"] > 0
     assert "undecodable" in capsys.readouterr().out
 
@@ -72,7 +72,13 @@ UNUSABLE = {"empty file": ("empty.txt", "is empty"), "empty directory": ("nothin
             "missing path": ("nope.txt", "does not exist"),
             "archive": ("corpus.tar.gz", "is a tar archive, not text: unpack it first"),
             "zstd": ("corpus.txt.zst", "is zstd-compressed, not text: unpack it first"),
-            "damaged gzip": ("corpus.txt.gz", "not readable as .gz compressed text")}
+            "damaged gzip": ("corpus.txt.gz", "not readable as .gz compressed text"),
+            "binary file": ("figure.png", "is not UTF-8 text: 4"),
+            "UTF-16": ("notepad.txt", "is UTF-16 text (it starts with UTF-16's byte-order mark): save it as UTF-8"),
+            "UTF-16 without a byte-order mark": ("utf16le.txt", "is not UTF-8 text: 50% of its first"),
+            "legacy encoding": ("cp1251.txt", "bytes are not UTF-8 (a binary file, or text in another encoding: "
+                                              "save text as UTF-8)"),
+            "binary in gzip": ("noise.bin.gz", "is not UTF-8 text")}
 
 
 @pytest.mark.parametrize("case", UNUSABLE)
@@ -88,6 +94,14 @@ def test_unusable_inputs_are_named_and_nothing_is_written(corpus, tmp_path, caps
     elif case == "damaged gzip":  # the first half of a real one: the stream ends early
         whole = gzip.compress((corpus / "corpus.txt").read_bytes())
         target.write_bytes(whole[:len(whole) // 2])
+    elif case in ("binary file", "binary in gzip"):
+        noise = np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+        target.write_bytes(gzip.compress(noise) if case == "binary in gzip" else noise)
+    elif case.startswith("UTF-16"):
+        text = (corpus / "corpus.txt").read_text(encoding="utf-8")
+        target.write_bytes(text.encode("utf-16" if case == "UTF-16" else "utf-16-le"))
+    elif case == "legacy encoding":
+        target.write_bytes("Привет, это текст на русском языке.\n".encode("cp1251") * 50)
     for command in (["data", "create", "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "o")],
                     ["tokenizer", "train", "--output", str(tmp_path / "t"), "--vocab-size", "40"]):
         assert main([*command, "--input", str(target)]) == 2

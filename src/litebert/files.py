@@ -137,12 +137,33 @@ def corpus_lines(path: Path) -> Iterator[bytes]:
         raise ValueError(f"{path}: not readable as {path.suffix} compressed text ({err})") from None
 
 
+SNIFF_BYTES = 8192
+"""How much of each corpus file (decompressed) is looked at before any work starts."""
+
+
 def _check_readable(path: Path) -> None:
+    """Refuse, before any work, an archive and a file whose first SNIFF_BYTES are not UTF-8 text: a binary file
+    (an image, a PDF) or text in another encoding (UTF-16, or a legacy 8-bit one) would be read as U+FFFD noise
+    into the tokenizer and the data. Stray bad bytes in text stay `corpus_lines`' to repair and count."""
     inner, outer = (["", ""] + [s.lower() for s in path.suffixes])[-2:]
     kind = "a tar archive" if inner == ".tar" and outer in DECOMPRESSORS else UNREADABLE.get(outer)
     if kind:
         raise ValueError(f"input file {path} is {kind}, not text: unpack it first (text files, or text compressed "
                          f"as {', '.join(DECOMPRESSORS)}, are read as they are)")
+    try:
+        with DECOMPRESSORS.get(path.suffix.lower(), open)(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except (OSError, EOFError, lzma.LZMAError):
+        return  # a damaged compressed file is named when it is read
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"input file {path} is UTF-16 text (it starts with UTF-16's byte-order mark): save it as "
+                         f"UTF-8")
+    nul = head.count(b"\x00") / max(len(head), 1)
+    bad = decode_utf8(head)[1] / max(len(head), 1)
+    if nul > 0.1 or bad > 0.3:
+        raise ValueError(f"input file {path} is not UTF-8 text: {max(nul, bad):.0%} of its first "
+                         f"{len(head):,} bytes are {'NUL' if nul > 0.1 else 'not UTF-8'} (a binary file, or text in "
+                         f"another encoding: save text as UTF-8)")
 
 
 def find_text_files(inputs: Sequence[str | Path]) -> list[Path]:
