@@ -129,6 +129,37 @@ def test_compressed_corpora_are_read_as_their_text(corpus, tmp_path):
     assert (tmp_path / "tok-xz/spiece.model").read_bytes() == (tmp_path / "tok-plain/spiece.model").read_bytes()
 
 
+def test_json_lines_corpora_are_read_as_their_records_text(corpus, tmp_path, capsys):
+    """C4 (.json.gz), OSCAR (.jsonl, "content") and datasets' to_json (.jsonl): each record's text is a document,
+    giving the same tokenizer and shards as the plain text; the JSON syntax never reaches them. A bad record is
+    named by line before anything is written."""
+    documents = (corpus / "corpus.txt").read_text(encoding="utf-8").strip().split("\n\n")
+    records = [json.dumps({"text": d, "url": f"https://example.org/{i}"}) for i, d in enumerate(documents)]
+    (tmp_path / "c4").mkdir()
+    (tmp_path / "c4/c4-train.00000-of-00002.json.gz").write_bytes(gzip.compress("\n".join(records[:40]).encode()))
+    (tmp_path / "c4/part-2.jsonl").write_text("\n".join(json.dumps({"content": d}) for d in documents[40:]) + "\n\n")
+    assert create(corpus, [tmp_path / "c4"], tmp_path / "from-json") == 0
+    assert create(corpus, [corpus / "corpus.txt"], tmp_path / "plain") == 0
+    got, want = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("from-json", "plain"))
+    assert got["splits"] == want["splits"] and got["splits"]["train"]["documents"] == 80
+    assert (tmp_path / "from-json/train-00000.bin").read_bytes() == (tmp_path / "plain/train-00000.bin").read_bytes()
+    for source, out in ((tmp_path / "c4", "tok-json"), (corpus / "corpus.txt", "tok-plain")):
+        assert main(["tokenizer", "train", "--input", str(source), "--output", str(tmp_path / out),
+                     "--vocab-size", "50"]) == 0
+    assert (tmp_path / "tok-json/spiece.model").read_bytes() == (tmp_path / "tok-plain/spiece.model").read_bytes()
+    capsys.readouterr()
+    for bad, message in (('{"title": "no text"}', "expected a JSON object with a string field text or content, "
+                                                  "found fields ['title']"),
+                         ("plain words", "not a JSON object (Expecting value)")):
+        (tmp_path / "bad.jsonl").write_text(records[0] + "\n" + bad + "\n", encoding="utf-8")
+        for command in (["data", "create", "--tokenizer", str(corpus / "tok"), "--output", str(tmp_path / "o")],
+                        ["tokenizer", "train", "--output", str(tmp_path / "t"), "--vocab-size", "40"]):
+            assert main([*command, "--input", str(tmp_path / "bad.jsonl")]) == 2
+            line = error_line(capsys)
+            assert f"{tmp_path / 'bad.jsonl'}:2: {message}" in line, line
+        assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
+
+
 def test_tokenizer_train_failure_leaves_no_directory(corpus, tmp_path, capsys):
     (tmp_path / "blank.txt").write_text("\n\n\n")
     assert main(["tokenizer", "train", "--input", str(tmp_path / "blank.txt"), "--output", str(tmp_path / "t"),

@@ -122,9 +122,49 @@ UNREADABLE = {".zip": "a zip archive", ".7z": "a 7-Zip archive", ".tar": "a tar 
               ".zst": "zstd-compressed", ".lz4": "lz4-compressed", ".rar": "a RAR archive"}
 
 
+JSON_TEXT_FIELDS = ("text", "content")
+"""The field of a JSON-lines corpus record that holds its text: C4's, Hugging Face datasets' and OSCAR's names."""
+
+
 def corpus_lines(path: Path) -> Iterator[bytes]:
     """A corpus file's lines as bytes, decompressed when its name ends in .gz, .bz2, .xz or .lzma; a damaged
-    compressed file raises a ValueError naming it."""
+    compressed file raises a ValueError naming it.
+
+    A JSON-lines file (.jsonl or .json, compressed or not, as C4, OSCAR and `datasets.Dataset.to_json` write
+    corpora) gives each record's text (JSON_TEXT_FIELDS) as one document: its non-blank lines, then a blank line.
+    """
+    lines = _file_lines(path)
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] and suffixes[-1] in DECOMPRESSORS:
+        suffixes.pop()
+    yield from _json_record_lines(lines, path) if suffixes[-1:] in ([".jsonl"], [".json"]) else lines
+
+
+def _json_record_lines(lines: Iterator[bytes], path: Path) -> Iterator[bytes]:
+    """The text of each JSON-lines record as document lines (see `corpus_lines`); a bad record names its line."""
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}:{number}: not UTF-8 (JSON text is UTF-8)") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not a JSON object ({err.msg}): a .jsonl / .json corpus holds one "
+                             f"object per line with its text in {' or '.join(JSON_TEXT_FIELDS)}") from None
+        field = next((f for f in JSON_TEXT_FIELDS if isinstance(record, dict) and f in record), None)
+        if field is None or not isinstance(record[field], str):
+            found = f"fields {sorted(record)}" if isinstance(record, dict) else f"a {type(record).__name__}"
+            raise ValueError(f"{path}:{number}: expected a JSON object with a string field "
+                             f"{' or '.join(JSON_TEXT_FIELDS)}, found {found}")
+        for line in record[field].splitlines():
+            if line.strip():
+                yield line.encode("utf-8") + b"\n"
+        yield b"\n"
+
+
+def _file_lines(path: Path) -> Iterator[bytes]:
+    """The raw lines of a file, decompressed by its suffix (see `corpus_lines`)."""
     decompress = DECOMPRESSORS.get(path.suffix.lower())
     if decompress is None:
         with open(path, "rb") as f:
