@@ -124,3 +124,16 @@ def test_agree_single_process():
 
 if __name__ == "__main__":
     worker(sys.argv[1], Path(sys.argv[2]))
+
+
+def test_each_rank_names_itself_when_a_signal_reaches_it(monkeypatch, capsys):
+    """torchrun hands SIGTERM to every rank: each one's line says which rank it is, not the same line twice."""
+    import signal
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with D.stop_on_signals([], "litebert pretrain") as flag:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert flag == ["SIGTERM"]
+    assert capsys.readouterr().err.strip() == ("litebert pretrain (rank 1): SIGTERM: stopping after this step with a "
+                                               "checkpoint (send it again to exit at once)")

@@ -138,6 +138,9 @@ def stop_on_signals(flag: list, prog: str):
     """Within it, SIGTERM / SIGINT (a cluster's pre-emption, Ctrl-C) append their name to `flag`: the loop passes
     `stop=bool(flag)` to `agree` and stops cleanly after the current step (a checkpoint, exit status 0). A
     second signal exits at once (status 128 + its number); checkpoints on disk are intact, being atomic."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun hands the signal to every rank: say which speaks
+        prog = f"{prog} (rank {os.environ.get('RANK', '?')})"
+
     def handler(signum: int, _frame) -> None:
         name = signal.Signals(signum).name
         if flag:
