@@ -56,7 +56,7 @@ def test_tensorboard_missing_is_said_once(tmp_path, monkeypatch, capsys):
 def test_the_bar_moves_inside_a_step_of_many_micro_batches(tmp_path):
     """A step of hundreds of accumulated micro-batches takes minutes on a CPU: the bar shows its fraction
     (never a whole step before the step ends), drawn at most once per mininterval."""
-    log = RunLog(None, total=3, progress=True)
+    log = RunLog(None, total=3, progress=True, interactive=True)
     log.bar.mininterval = 0
     log.advance(0.999)
     assert log.bar.n == 0.99
@@ -68,3 +68,26 @@ def test_the_bar_moves_inside_a_step_of_many_micro_batches(tmp_path):
     log.advance(2)
     assert log.bar.n == 2
     log.close()
+
+
+def test_without_a_terminal_progress_is_a_line_now_and_then(monkeypatch, capsys):
+    """A cluster job's log file is not a terminal: a redrawn bar would keep every redraw (carriage returns, megabytes
+    over a long run). There the progress is a plain line at most every PROGRESS_LINE_S seconds."""
+    import litebert.runlog as R
+
+    clock = [100.0]
+    monkeypatch.setattr(R.time, "monotonic", lambda: clock[0])
+    log = RunLog(None, total=1000, progress=True, initial=100, interactive=False)
+    assert log.bar is None
+    for step in range(101, 121):
+        clock[0] += 2.0
+        log.advance(step, "loss 6.530")
+    log.advance(120.5)  # inside a step: not yet time
+    assert capsys.readouterr().err.splitlines() == ["step 115/1,000 (12%), 2.00 s/step: loss 6.530"]
+    clock[0] += R.PROGRESS_LINE_S
+    log.advance(120.5)
+    assert capsys.readouterr().err == "step 120.50/1,000 (12%), 3.41 s/step\n"  # 70 s over 20.5 steps
+    log.message("step 121: selection accuracy 0.5")
+    assert capsys.readouterr().err == "step 121: selection accuracy 0.5\n"
+    log.close()
+    assert RunLog(None, progress=True).bar is None  # pytest's stderr is no terminal: lines by default

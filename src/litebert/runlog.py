@@ -4,7 +4,8 @@
               `litebert plot` and the reports read them back
     scalars   every finite number of a record goes to TensorBoard (when installed) as SPLIT/NAME, where SPLIT is
               the record's "split" ("train" when absent); a nested dict's numbers as NAME/KEY, e.g. selection/accuracy
-    progress  a tqdm bar at the run's step, with a one-line postfix the caller formats
+    progress  a tqdm bar at the run's step, with a one-line postfix the caller formats; without a terminal (a
+              cluster job's log file, a pipe) a plain line every PROGRESS_LINE_S seconds instead of a redrawn bar
     messages  lines for the user, printed above the bar (on stderr)
 
 Only the process that owns the run's files logs: other ranks get a disabled RunLog whose methods do nothing.
@@ -21,17 +22,21 @@ from typing import Any
 
 import numpy as np
 
+PROGRESS_LINE_S = 30.0
+"""Seconds between progress lines when stderr is not a terminal."""
+
 
 class RunLog:
     """A run's record; see the module docstring."""
 
     def __init__(self, path: Path | None, *, tensorboard: Path | None = None, total: int | None = None,
                  progress: bool = False, initial: int = 0, append: bool = True, timestamps: bool = False,
-                 enabled: bool = True):
+                 enabled: bool = True, interactive: bool | None = None):
+        """interactive: draw a bar (a terminal) or print progress lines (a log file); None: stderr decides."""
         self.enabled = enabled
         self.path = Path(path) if path is not None and enabled else None
         self.timestamps = timestamps
-        self.writer = self.bar = None
+        self.writer = self.bar = self.lines = None
         self._drawn = 0.0  # time.monotonic() of the bar's last refresh
         if not enabled:
             return
@@ -46,10 +51,12 @@ class RunLog:
                 self.writer = SummaryWriter(str(tensorboard))
             except ImportError:  # TensorBoard is an optional extra
                 _say_tensorboard_is_missing()
-        if progress:
+        if progress and (interactive if interactive is not None else sys.stderr.isatty()):
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+        elif progress:
+            self.lines = ProgressLines(total, initial)
 
     def truncate_after(self, step: int) -> None:
         """Drop records past `step` (a resume or rollback repeats those steps)."""
@@ -79,6 +86,8 @@ class RunLog:
     def advance(self, step: float, postfix: str | None = None) -> None:
         """Move the bar to `step`: a whole step when it ends; a fraction inside one (accumulated micro-batches),
         drawn at most once per `bar.mininterval`, so a step of hundreds of micro-batches still shows it moves."""
+        if self.lines is not None:
+            self.lines.advance(step, postfix)
         if self.bar is None:
             return
         within = step != int(step)
@@ -95,6 +104,28 @@ class RunLog:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
+
+class ProgressLines:
+    """Progress for a log file: at most every PROGRESS_LINE_S seconds a line such as
+    "step 120/1,000 (12%), 1.23 s/step: loss 6.530 ...", where a terminal would redraw a bar in place (in a file
+    each redraw is kept, and a long run's log becomes megabytes of carriage returns)."""
+
+    def __init__(self, total: int | None, initial: int = 0):
+        self.total, self.first_step = total, initial
+        self.started = self.printed = time.monotonic()
+
+    def advance(self, step: float, postfix: str | None = None) -> None:
+        now = time.monotonic()
+        if now - self.printed < PROGRESS_LINE_S:
+            return
+        self.printed = now
+        text = f"step {step:,.2f}" if step != int(step) else f"step {int(step):,}"
+        if self.total:
+            text += f"/{self.total:,} ({step / self.total:.0%})"
+        if step > self.first_step:
+            text += f", {(now - self.started) / (step - self.first_step):.2f} s/step"
+        print(text + (f": {postfix}" if postfix else ""), file=sys.stderr, flush=True)
 
 
 @functools.cache  # once per process: a fine-tuning run opens a log per seed
