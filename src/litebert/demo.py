@@ -170,7 +170,8 @@ def text_key(line: str) -> str:
 
 
 def write_pretraining_text(sources: dict[str, Path], train_sentences: list[str], held_out: list[str],
-                           directory: Path, sentences_per_doc: int = SENTENCES_PER_DOC, task_repeats: int = 1) -> tuple[Path, dict]:
+                           directory: Path, sentences_per_doc: int = SENTENCES_PER_DOC,
+                           task_repeats: int = 1) -> tuple[Path, dict]:
     """The tokenizer's and pretraining's text: every source plus `task_repeats` copies of the train split's
     review sentences (documents of `sentences_per_doc` consecutive sentences, the copies cut at different
     places), one file each. Lines equal to a held-out (dev/test) sentence are dropped and counted; a user's corpus

@@ -13,9 +13,10 @@
     feature-extraction   "any text"                    -> the last hidden states (T, H) of each text
 
 The model directory is what `save_pretrained` / `litebert finetune` / `litebert export hf` write (its tokenizer
-alongside); one whose config.json names another head than the task runs on is refused (`check_head`). The commands `litebert fill-mask | classify | tag | answer` wrap this: JSON lines out, and a --file
-is read in chunks of CHUNK texts, each printed before the next is read, behind a progress bar (bad lines are
-named before anything runs; blank ones are skipped and counted).
+alongside); one whose config.json names another head than the task runs on is refused (`check_head`). The
+commands `litebert fill-mask | classify | tag | answer` wrap this: JSON lines out, and a --file is read in chunks
+of CHUNK texts, each printed before the next is read, behind a progress bar (bad lines are named before anything
+runs; blank ones are skipped and counted).
 
 How the texts run:
 - All texts of a call are encoded first, then cut into batches **in order of length**, each padded only to its
