@@ -91,3 +91,22 @@ def test_without_a_terminal_progress_is_a_line_now_and_then(monkeypatch, capsys)
     assert capsys.readouterr().err == "step 121: selection accuracy 0.5\n"
     log.close()
     assert RunLog(None, progress=True).bar is None  # pytest's stderr is no terminal: lines by default
+
+
+def test_a_command_counts_in_lines_without_a_terminal(monkeypatch, capsys):
+    """data create's documents and classify --file's texts: a tqdm bar on a terminal, a line now and then in a log."""
+    import litebert.runlog as R
+
+    clock = [0.0]
+    monkeypatch.setattr(R.time, "monotonic", lambda: clock[0])
+    with R.counter(None, "doc", "data create") as docs:
+        for _ in range(40):
+            clock[0] += 1.0
+            docs.update(100)
+    assert capsys.readouterr().err.splitlines() == ["data create: 3,000 docs, 100.0 docs/s"]
+    texts = R.counter(200, "text")
+    clock[0] += R.PROGRESS_LINE_S
+    texts.update(50)
+    texts.close()
+    assert capsys.readouterr().err == "50/200 texts (25%), 1.7 texts/s\n"
+    assert R.counter(10, "text", disable=True).disable  # --no-progress: tqdm's disabled bar, silent

@@ -585,9 +585,9 @@ def _command(args: argparse.Namespace) -> int:
     p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
     bar = None
     if args.file:
-        from tqdm import tqdm
+        from litebert.runlog import counter
 
-        bar = tqdm(total=count, unit="text", dynamic_ncols=True, file=sys.stderr)
+        bar = counter(count, "text")
     for texts, text_pairs in chunks:
         if args.pipeline_task == "fill-mask":
             results = fill_mask(p, texts, args.top_k)

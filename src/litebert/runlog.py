@@ -128,6 +128,45 @@ class ProgressLines:
         print(text + (f": {postfix}" if postfix else ""), file=sys.stderr, flush=True)
 
 
+def counter(total: int | None, unit: str, desc: str | None = None, disable: bool = False):
+    """A progress count for a long loop of a command (texts classified, documents read): `update(n)`, `close()`,
+    usable in `with`. A tqdm bar on a terminal; elsewhere `CountLines`, as RunLog does for steps."""
+    if disable or sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=f" {unit}s", dynamic_ncols=True, file=sys.stderr, disable=disable)
+    return CountLines(total, unit, desc)
+
+
+class CountLines:
+    """`counter`'s form for a log file: at most every PROGRESS_LINE_S seconds a line such as
+    "data create: 1,234 docs, 85.3 docs/s" or "1,234/10,000 texts (12%), 85.3 texts/s"."""
+
+    def __init__(self, total: int | None, unit: str, desc: str | None = None):
+        self.total, self.unit, self.desc, self.n = total, unit, desc, 0
+        self.started = self.printed = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.printed < PROGRESS_LINE_S:
+            return
+        self.printed = now
+        count = f"{self.n:,}/{self.total:,} {self.unit}s ({self.n / self.total:.0%})" if self.total else \
+            f"{self.n:,} {self.unit}s"
+        rate = self.n / max(now - self.started, 1e-9)
+        print(f"{self.desc + ': ' if self.desc else ''}{count}, {rate:,.1f} {self.unit}s/s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "CountLines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @functools.cache  # once per process: a fine-tuning run opens a log per seed
 def _say_tensorboard_is_missing() -> None:
     print("TensorBoard logs are off: the tensorboard package is not installed (pip install 'litebert[tensorboard]'); "

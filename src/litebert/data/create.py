@@ -23,7 +23,6 @@ import contextlib
 import multiprocessing
 import os
 import shutil
-import sys
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -272,7 +271,7 @@ def _check_existing(output_dir: Path, fingerprint: str) -> None:
 
 def _create(files: list[Path], tokenizer, tokenizer_dir: Path, tmp: Path, options: CreateOptions, progress: bool) -> dict:
     """Run the pipeline into `tmp`; return the manifest (without the tokenizer entry)."""
-    from tqdm import tqdm
+    from litebert.runlog import counter
 
     static = options.masking == "static"
     writers = {split: ShardWriter(tmp, split, tokenizer.vocab_size, static, options.shard_size) for split in SPLITS}
@@ -282,7 +281,7 @@ def _create(files: list[Path], tokenizer, tokenizer_dir: Path, tmp: Path, option
               "split_lines": 0, "text_pieces": 0, "truncated_pieces": 0}
     try:
         with _chunk_results(chunks, tokenizer, tokenizer_dir, options) as results, \
-                tqdm(desc="data create", unit=" docs", disable=not progress, file=sys.stderr) as bar:
+                counter(None, "doc", "data create", disable=not progress) as bar:
             for result in results:
                 for split in SPLITS:
                     writers[split].add(result.examples[split])
