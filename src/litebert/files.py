@@ -116,7 +116,7 @@ def decode_utf8(raw: bytes) -> tuple[str, int]:
 
 # Corpora are often shipped compressed (CC-100 as .xz, OSCAR and Wikipedia extracts as .gz or .bz2): those are
 # read as they are; archives, and compressors the standard library lacks, are refused before any work starts.
-DECOMPRESSORS: dict[str, Callable[[Path], BinaryIO]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open,
+DECOMPRESSORS: dict[str, Callable[..., BinaryIO]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open,
                                                         ".lzma": lzma.open}
 UNREADABLE = {".zip": "a zip archive", ".7z": "a 7-Zip archive", ".tar": "a tar archive", ".tgz": "a tar archive",
               ".zst": "zstd-compressed", ".lz4": "lz4-compressed", ".rar": "a RAR archive"}
@@ -134,10 +134,20 @@ def corpus_lines(path: Path) -> Iterator[bytes]:
     corpora) gives each record's text (JSON_TEXT_FIELDS) as one document: its non-blank lines, then a blank line.
     """
     lines = _file_lines(path)
+    yield from _json_record_lines(lines, path) if _content_suffix(path) in (".jsonl", ".json") else lines
+
+
+def _content_suffix(path: Path) -> str:
+    """The suffix of what a file holds, under any compression: ".jsonl" for a.jsonl.gz, ".tar" for a.tar.xz."""
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes[-1:] and suffixes[-1] in DECOMPRESSORS:
+    if suffixes and suffixes[-1] in DECOMPRESSORS:
         suffixes.pop()
-    yield from _json_record_lines(lines, path) if suffixes[-1:] in ([".jsonl"], [".json"]) else lines
+    return suffixes[-1] if suffixes else ""
+
+
+def _open_corpus(path: Path) -> BinaryIO:
+    """A corpus file opened for its bytes, decompressed by its suffix (DECOMPRESSORS)."""
+    return DECOMPRESSORS.get(path.suffix.lower(), open)(path, "rb")
 
 
 def _json_record_lines(lines: Iterator[bytes], path: Path) -> Iterator[bytes]:
@@ -165,15 +175,12 @@ def _json_record_lines(lines: Iterator[bytes], path: Path) -> Iterator[bytes]:
 
 def _file_lines(path: Path) -> Iterator[bytes]:
     """The raw lines of a file, decompressed by its suffix (see `corpus_lines`)."""
-    decompress = DECOMPRESSORS.get(path.suffix.lower())
-    if decompress is None:
-        with open(path, "rb") as f:
-            yield from f
-        return
     try:
-        with decompress(path) as f:
+        with _open_corpus(path) as f:
             yield from f
     except (OSError, EOFError, lzma.LZMAError) as err:
+        if path.suffix.lower() not in DECOMPRESSORS:
+            raise
         raise ValueError(f"{path}: not readable as {path.suffix} compressed text ({err})") from None
 
 
@@ -185,13 +192,13 @@ def _check_readable(path: Path) -> None:
     """Refuse, before any work, an archive and a file whose first SNIFF_BYTES are not UTF-8 text: a binary file
     (an image, a PDF) or text in another encoding (UTF-16, or a legacy 8-bit one) would be read as U+FFFD noise
     into the tokenizer and the data. Stray bad bytes in text stay `corpus_lines`' to repair and count."""
-    inner, outer = (["", ""] + [s.lower() for s in path.suffixes])[-2:]
-    kind = "a tar archive" if inner == ".tar" and outer in DECOMPRESSORS else UNREADABLE.get(outer)
+    outer = path.suffix.lower()
+    kind = "a tar archive" if outer in DECOMPRESSORS and _content_suffix(path) == ".tar" else UNREADABLE.get(outer)
     if kind:
         raise ValueError(f"input file {path} is {kind}, not text: unpack it first (text files, or text compressed "
                          f"as {', '.join(DECOMPRESSORS)}, are read as they are)")
     try:
-        with DECOMPRESSORS.get(path.suffix.lower(), open)(path, "rb") as f:
+        with _open_corpus(path) as f:
             head = f.read(SNIFF_BYTES)
     except (OSError, EOFError, lzma.LZMAError):
         return  # a damaged compressed file is named when it is read

@@ -358,12 +358,13 @@ def _answers_as_finetuned(p: Pipeline, examples: list, settings: dict, max_answe
                           null_threshold: float | None, progress: bool) -> list[dict]:
     """Decoded by `finetune.squad` with the settings of the model's finetune.json (see `answer`)."""
     from litebert.finetune import squad
+    from litebert.finetune.run import saved_config
+    from litebert.finetune.train import squad_config
 
-    known = {f.name for f in dataclasses.fields(squad.SquadConfig)}
-    config = squad.SquadConfig(**{k: v for k, v in settings.items() if k in known})
-    config = dataclasses.replace(config, max_seq_length=min(config.max_seq_length,
-                                                            p.model.config.max_position_embeddings),
-                                 max_answer_length=max_answer_length or config.max_answer_length)
+    saved = saved_config(settings)
+    length = min(saved.max_seq_length or squad.SquadConfig.max_seq_length, p.model.config.max_position_embeddings)
+    config = squad_config(dataclasses.replace(saved, max_answer_length=max_answer_length or saved.max_answer_length),
+                          length)
     beam = p.model.config.qa_answerability
     version_2 = beam or settings.get("task") == "squad2.0"
     threshold = null_threshold if null_threshold is not None else settings.get("null_threshold") or 0.0
@@ -487,7 +488,7 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
     is made on first use and cached, `litebert.export.cached_onnx`). bf16 applies to "torch" only."""
     from litebert import calibrate
     from litebert.export import backend_model, check_backend
-    from litebert.finetune.run import FINETUNE_FILE
+    from litebert.finetune.run import finetune_settings
     from litebert.tokenizer import AlbertTokenizer
 
     if task not in TASKS:
@@ -498,8 +499,7 @@ def pipeline(task: str, model_dir: str | Path, device: str | None = None, bf16: 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"))
     model = head.from_pretrained(Path(model_dir)).to(dev).eval()
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
-    settings = Path(model_dir) / FINETUNE_FILE
-    finetuned = json.loads(settings.read_text()) if settings.is_file() else None
+    finetuned = finetune_settings(model_dir)
     if backend != "torch":
         return Pipeline(task, backend_model(model, backend), tokenizer, dev, False, batch_size, run, backend, finetuned)
     choice = calibrate.precision_choice(dev, bf16, model.config, batch_size,

@@ -433,12 +433,10 @@ def read_table(path: str, task: Task) -> tuple[list[TextExample], ReadReport]:
     if not isinstance(fmt, TableFormat):
         raise ValueError(f"{task.name} is not a table task")
     report = ReadReport(path)
-    rows = _table_rows(path, fmt, report)
+    rows = _table_rows(path, fmt, report, numeric_labels=task.kind == "regression")
     header = next(rows)
     columns = _table_columns(header, fmt, path)
-    decimal_comma = _decimal_comma(path, fmt)
-    examples = [_table_example(row, columns, number, task, where, decimal_comma)
-                for number, (where, row) in enumerate(rows)]
+    examples = [_table_example(row, columns, number, task, where) for number, (where, row) in enumerate(rows)]
     if not examples:
         raise ValueError(f"{path}: no examples")
     _check_unique([e.guid for e in examples], path)
@@ -446,8 +444,10 @@ def read_table(path: str, task: Task) -> tuple[list[TextExample], ReadReport]:
     return examples, report
 
 
-def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
-    """The file's column names, then (file:line, {column: value}) per row; blank rows are counted in `report`."""
+def _table_rows(path: str, fmt: TableFormat, report: ReadReport, numeric_labels: bool = False) -> Iterator:
+    """The file's column names, then (file:line, {column: value}) per row; blank rows are counted in `report`.
+    With `numeric_labels`, a ';'-separated CSV's labels written with a decimal comma ("0,25": Excel where the
+    comma is the decimal mark) come with a decimal point."""
     suffix = os.path.splitext(path)[1]
     if suffix not in fmt.suffixes:
         raise ValueError(f"{path}: expected a {', '.join(fmt.suffixes)} file")
@@ -456,7 +456,9 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
             yield from _json_rows(f, path, report)
             return
         quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
-        reader = csv.reader(f, delimiter=_csv_delimiter(f, fmt) if suffix == ".csv" else "\t", quoting=quoting)
+        delimiter = _csv_delimiter(f, fmt) if suffix == ".csv" else "\t"
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+        decimal_comma = numeric_labels and delimiter == ";"
         header = next(reader, None)
         if not header:
             raise ValueError(f"{path}:1: expected a header row naming the columns")
@@ -469,7 +471,11 @@ def _table_rows(path: str, fmt: TableFormat, report: ReadReport) -> Iterator:
             elif len(row) != len(header):
                 raise ValueError(f"{where}: expected {len(header)} fields {header}, found {len(row)}")
             else:
-                yield where, dict(zip(header, row))
+                values = dict(zip(header, row))
+                label = values.get(fmt.label)
+                if decimal_comma and label and re.fullmatch(r"\s*[+-]?\d*,\d+\s*", label):
+                    values[fmt.label] = label.replace(",", ".")
+                yield where, values
 
 
 def _csv_delimiter(f, fmt: TableFormat) -> str:
@@ -479,15 +485,6 @@ def _csv_delimiter(f, fmt: TableFormat) -> str:
     f.seek(0)
     names = {d: next(csv.reader([header], delimiter=d), []) for d in ",;"}
     return ";" if not set(fmt.text_a) & set(names[","]) and set(fmt.text_a) & set(names[";"]) else ","
-
-
-def _decimal_comma(path: str, fmt: TableFormat) -> bool:
-    """Whether the file is a ';'-separated CSV: written where the comma is the decimal mark, so its regression
-    labels read "0,25"."""
-    if os.path.splitext(path)[1] != ".csv":
-        return False
-    with open_text(path, newline="") as f:
-        return _csv_delimiter(f, fmt) == ";"
 
 
 def _json_rows(f, path: str, report: ReadReport) -> Iterator:
@@ -551,8 +548,7 @@ def _table_has_labels(path: str, fmt: TableFormat) -> bool:
     return fmt.label in header
 
 
-def _table_example(row: dict, columns: dict[str, str | None], number: int, task: Task, where: str,
-                   decimal_comma: bool = False) -> TextExample:
+def _table_example(row: dict, columns: dict[str, str | None], number: int, task: Task, where: str) -> TextExample:
     def text(role: str) -> str | None:
         if columns[role] is None:
             return None
@@ -566,17 +562,15 @@ def _table_example(row: dict, columns: dict[str, str | None], number: int, task:
         raw = row.get(columns["label"])
         if raw is None or (raw == "" and task.kind != "multi_label"):  # a multi-label example may have none
             raise ValueError(f"{where}: no {columns['label']!r} in a labelled file")
-        label = _table_label(raw, task, where, decimal_comma)
+        label = _table_label(raw, task, where)
     guid = str(row.get(columns["id"], number)) if columns["id"] is not None else str(number)
     return TextExample(guid=guid, text_a=text("text_a"), text_b=text("text_b"), label=label)
 
 
-def _table_label(raw: object, task: Task, where: str, decimal_comma: bool = False) -> str | float | tuple[str, ...]:
-    """A float (regression; with `decimal_comma` also written "0,25"), a label string, or for multi-label a tuple
-    of them: from a JSON list, or from a cell of names separated by commas ("" is no label)."""
+def _table_label(raw: object, task: Task, where: str) -> str | float | tuple[str, ...]:
+    """A float (regression), a label string, or for multi-label a tuple of them: from a JSON list, or from a
+    cell of names separated by commas ("" is no label)."""
     if task.kind == "regression":
-        if decimal_comma and isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d*,\d+\s*", raw):
-            raw = raw.replace(",", ".")
         try:
             return float(raw)
         except (TypeError, ValueError):

@@ -193,20 +193,35 @@ def _write_json(path: Path, data: dict) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- saved models
+SAVED_CONFIG_FIELDS = ("max_seq_length", "squad2_head", "doc_stride", "max_query_length", "n_best_size",
+                       "max_answer_length")
+"""The FinetuneConfig fields `save_model` keeps in finetune.json: how the model reads and decodes its inputs."""
+
+
+def finetune_settings(model_dir: str | Path) -> dict | None:
+    """The finetune.json `save_model` wrote into a model directory, or None for a model not fine-tuned here."""
+    path = Path(model_dir) / FINETUNE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def saved_config(settings: dict) -> FinetuneConfig:
+    """The FinetuneConfig of finetune.json's settings (SAVED_CONFIG_FIELDS; the defaults for those absent)."""
+    return FinetuneConfig(**{k: settings[k] for k in SAVED_CONFIG_FIELDS if k in settings})
+
+
 def load_finetuned(model_dir: str | Path) -> tuple[Task, Any, Any, FinetuneConfig, float | None]:
     """(task, model, tokenizer, config, null threshold) of a directory written by `save_model`."""
     model_dir = Path(model_dir)
-    settings_path = model_dir / FINETUNE_FILE
-    if not settings_path.is_file():
-        raise FileNotFoundError(f"{settings_path}: not found; pass a seed's model/ directory written by finetune")
-    settings = json.loads(settings_path.read_text())
+    settings = finetune_settings(model_dir)
+    if settings is None:
+        raise FileNotFoundError(f"{model_dir / FINETUNE_FILE}: not found; pass a seed's model/ directory written by "
+                                f"finetune")
     task = get_task(settings["task"])
     if "label_column" in settings:  # a tagging model: its own tag column
         task = dataclasses.replace(task, format=ConllFormat(settings["label_column"]))
     if "labels" in settings:  # a generic row: the labels it was trained on
         task = dataclasses.replace(task, labels=tuple(settings["labels"]))
-    config = FinetuneConfig(**{k: settings[k] for k in ("max_seq_length", "squad2_head", "doc_stride",
-                                                         "max_query_length", "n_best_size", "max_answer_length")})
+    config = saved_config(settings)
     model = HEADS[task.kind].from_pretrained(model_dir)
     return task, model, load_tokenizer(model_dir), config, settings["null_threshold"]
 
