@@ -21,6 +21,8 @@ The levers (all in litebert/model.py), and how this script switches each off for
   - attention backward in blocks of heads (training only): `CPU_FAST_PATHS.attention_block_heads` 0, all heads
     at once
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
+  - the last layer at the heads' positions only (training only: inference times `AlbertModel`, which returns every
+    position): `AlbertModel.forward` runs without `output_positions` and gathers them after the last layer
 The current model runs the fast paths `litebert.calibrate` measures for each shape and mode, as runs do.
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
@@ -60,12 +62,31 @@ from litebert import AlbertConfig, calibrate  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- levers off
-def three_projection_forward(self, x, mask, projections=None):
+def three_projection_forward(self, x, mask, projections=None, rows=None):
     """AlbertAttention.forward without the fused QKV: three (H, H) projections, their outputs concatenated as the
     attention takes them (a copy the fused one does not make); `projections` is ignored."""
     qkv = torch.cat([lin(x) for lin in (self.query, self.key, self.value)], -1)  # (B, T, 3H)
-    ctx = lm.attention(qkv, self.num_heads, mask, self.attn_dropout if self.training else 0.0)  # (B, T, H)
+    dropout_p = self.attn_dropout if self.training else 0.0
+    if rows is None:
+        ctx = lm.attention(qkv, self.num_heads, mask, dropout_p)  # (B, T, H)
+    else:
+        ctx, x = lm.attention_at(qkv, rows, self.num_heads, mask, dropout_p), lm.gather_positions(x, rows)  # (B, R, H)
     return self.layer_norm(x + self.dropout(self.dense(ctx)))
+
+
+def every_position(model):
+    """The last layer computed at every position, the heads' positions gathered after it (as before
+    `output_positions`): `AlbertModel.forward` called without them."""
+    forward = lm.AlbertModel.forward
+
+    def full_forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False,
+                     output_positions=None):
+        out = forward(self, input_ids, attention_mask, token_type_ids, output_hidden_states)
+        if output_positions is not None:
+            out.last_hidden_state = lm.gather_positions(out.last_hidden_state, output_positions)  # (B, P, H)
+        return out
+
+    return mock.patch.object(lm.AlbertModel, "forward", full_forward)
 
 
 def additive_mask(attention_mask, dtype):
@@ -107,8 +128,9 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "attention backward on all heads at once":
         lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_block_heads", 0),
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
+    "last layer at every position": every_position,
 }
-TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
+TRAINING_ONLY = {"last layer at every position", "fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
                  "per-layer shared gradients", "autograd's weight gradients", "attention backward on all heads at once"}
 INFERENCE_ONLY = {"GELU after the matmul"}
 

@@ -448,3 +448,51 @@ def test_a_frozen_weight_still_trains_its_bias_through_the_fast_paths():
     assert {"encoder.attention.0.dense.bias", "encoder.ffn.0.intermediate.bias", "encoder.ffn.0.output.bias"} <= set(plain)
     for name in plain:
         assert _same(plain[name], planned[name]), name
+
+
+@pytest.mark.parametrize("overrides", [{}, dict(norm_position="pre"), dict(share="none"), dict(inner_group_num=2)],
+                         ids=["post", "pre", "unshared", "inner2"])
+def test_the_last_layer_at_the_heads_positions_is_the_whole_last_layer_gathered(overrides):
+    torch.manual_seed(0)
+    model = model_module.AlbertForPreTraining(AlbertConfig(**TINY, **overrides)).eval()  # no SOP dropout
+    ids = torch.randint(5, 50, (3, 16))
+    mask = torch.ones(3, 16, dtype=torch.long)
+    mask[2, 11:] = 0  # padded: the keys there must stay masked for the gathered queries too
+    positions = torch.tensor([[1, 4, 9, 0], [2, 3, 14, 15], [5, 6, 10, 0]])  # (B, P), 0 = a padding prediction
+    labels = torch.tensor([[7, 8, 9, -100], [10, 11, 12, 13], [14, 15, 16, -100]])
+    sop = torch.tensor([0, 1, 0])
+    rows_seen = []
+    last_ffn = model.albert.encoder.ffn[model.albert.encoder.layout[-1][1]]
+    hook = last_ffn.register_forward_hook(lambda module, args, out: rows_seen.append(out.shape[1]))
+    out = model(ids, mask, labels=labels, sentence_order_label=sop, masked_lm_positions=positions)
+    hook.remove()
+    assert rows_seen[-1] == 1 + positions.shape[1]  # the last layer ran on [CLS] and the 4 positions only
+    grads = torch.autograd.grad(out.loss, list(model.parameters()), allow_unused=True)
+
+    whole = model.albert(ids, mask)  # every position through the last layer, then gathered
+    h = model_module.gather_positions(whole.last_hidden_state, positions)  # (B, P, H)
+    logits = model.predictions(h, model.albert.embeddings.word_embeddings.weight)
+    sop_logits = model.sop_classifier(whole.pooler_output)
+    loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100) + F.cross_entropy(sop_logits, sop)
+    expected = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+
+    torch.testing.assert_close(out.prediction_logits, logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.sop_logits, sop_logits, atol=1e-5, rtol=1e-5)
+    for (name, _), g, e in zip(model.named_parameters(), grads, expected):
+        if e is None:
+            assert g is None or not g.any(), name
+        else:
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_classification_runs_its_last_layer_at_cls_only_to_the_same_logits():
+    torch.manual_seed(0)
+    model = model_module.AlbertForSequenceClassification(AlbertConfig(**TINY, num_labels=3)).eval()
+    ids, mask = torch.randint(5, 50, (2, 12)), torch.ones(2, 12, dtype=torch.long)
+    mask[1, 7:] = 0
+    whole = model.albert(ids, mask)
+    torch.testing.assert_close(model(ids, mask).logits, model.classifier(whole.pooler_output), atol=1e-6, rtol=1e-5)
+    at_cls = model.albert(ids, mask, output_positions=ids.new_zeros(2, 0))
+    assert at_cls.last_hidden_state.shape == (2, 0, 32)
+    with pytest.raises(ValueError, match="output_hidden_states"):
+        model.albert(ids, mask, output_hidden_states=True, output_positions=ids.new_zeros(2, 0))

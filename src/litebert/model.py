@@ -236,6 +236,19 @@ def attention(qkv: Tensor, num_heads: int, mask: Tensor | None, dropout_p: float
     return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
 
 
+def attention_at(qkv: Tensor, rows: Tensor, num_heads: int, mask: Tensor | None, dropout_p: float) -> Tensor:
+    """Attention of the queries at `rows` (B, R) only, over all T keys and values: qkv (B, T, 3H) → context
+    (B, R, H); `mask` additive (B, 1, 1, T).
+
+    The last layer of a model whose heads read a few positions (pretraining's masked ones and [CLS]) needs no
+    other queries (see AlbertEncoder.forward). With R small, SDPA's own kernels serve in any dtype.
+    """
+    q, k, v = split_heads(qkv, num_heads)  # (B, nh, T, hs) each
+    B, nh, _, hs = q.shape
+    q = torch.gather(q, 2, rows[:, None, :, None].expand(B, nh, rows.shape[1], hs))  # (B, nh, R, hs)
+    return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
+
+
 class MatmulBackwardAttention(torch.autograd.Function):
     """Attention of qkv (B, T, 3H) → (B, T, H) with a backward of batched matmuls and one softmax and its gradient,
     all in the inputs' dtype (aten's softmax kernels compute in fp32 inside, so only their outputs are rounded).
@@ -584,10 +597,17 @@ class AlbertAttention(nn.Module):
         qkv = self.qkv_projection if self.qkv_projection is not None else Projection(*self.fused_qkv(), uses)
         return qkv, projection(self.dense, uses)
 
-    def forward(self, x: Tensor, mask: Tensor | None, projections: tuple[Callable, Callable] | None = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None, projections: tuple[Callable, Callable] | None = None,
+                rows: Tensor | None = None) -> Tensor:
+        """x (B, T, H) → (B, T, H), or (B, R, H) at the positions `rows` (B, R) only (keys and values from all T)."""
         qkv, dense = projections or self.projections()
         projected = qkv(self.layer_norm(x) if self.pre_norm else x)  # (B, T, 3H)
-        ctx = attention(projected, self.num_heads, mask, self.attn_dropout if self.training else 0.0)  # (B, T, H)
+        dropout_p = self.attn_dropout if self.training else 0.0
+        if rows is None:
+            ctx = attention(projected, self.num_heads, mask, dropout_p)  # (B, T, H)
+        else:
+            ctx = attention_at(projected, rows, self.num_heads, mask, dropout_p)  # (B, R, H)
+            x = gather_positions(x, rows)  # (B, R, H)
         out = x + self.dropout(dense(ctx))
         return out if self.pre_norm else self.layer_norm(out)
 
@@ -648,14 +668,22 @@ class AlbertEncoder(nn.Module):
         self.final_layer_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
                                  if config.norm_position == "pre" else None)
 
-    def forward(self, x: Tensor, mask: Tensor | None, output_hidden_states: bool = False):
+    def forward(self, x: Tensor, mask: Tensor | None, output_hidden_states: bool = False,
+                rows: Tensor | None = None):
+        """x (B, T, H) → (B, T, H); with `rows` (B, R), the last layer computes those positions only → (B, R, H).
+
+        Why rows: a head that reads R of T positions (pretraining's masked ones and [CLS]) needs nothing else
+        from the last layer but its keys and values, so its queries, output projection and FFN run on R rows
+        (R/T = 21/128 at ALBERT's 20 predictions): a twelfth of ALBERT-base's layer work shrinks to a sixth.
+        """
         states = [x] if output_hidden_states else None
         # once per forward, however many layers share a block
         uses_a, uses_f = Counter(a for a, _ in self.layout), Counter(f for _, f in self.layout)
         attn = [block.projections(uses_a[i]) for i, block in enumerate(self.attention)]
         ffn = [block.projections(uses_f[i]) for i, block in enumerate(self.ffn)]
-        for a, f in self.layout:
-            x = self.ffn[f](self.attention[a](x, mask, attn[a]), ffn[f])  # (B, T, H)
+        last = len(self.layout) - 1
+        for i, (a, f) in enumerate(self.layout):
+            x = self.ffn[f](self.attention[a](x, mask, attn[a], rows if i == last else None), ffn[f])  # (B, T, H)
             if states is not None:
                 states.append(x)
         if self.final_layer_norm is not None:
@@ -742,8 +770,13 @@ class AlbertModel(AlbertPreTrainedModel):
         self.init_weights()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, output_hidden_states: bool = False) -> BaseModelOutput:
+                token_type_ids: Tensor | None = None, output_hidden_states: bool = False,
+                output_positions: Tensor | None = None) -> BaseModelOutput:
+        """With `output_positions` (B, P), last_hidden_state is (B, P, H), the states at those positions, and the
+        last layer computes only them and [CLS] for the pooler (see AlbertEncoder.forward)."""
         B, T = input_ids.shape
+        if output_positions is not None and output_hidden_states:
+            raise ValueError("output_hidden_states needs every position's states; pass no output_positions")
         if T > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {T} exceeds max_position_embeddings "
                              f"({self.config.max_position_embeddings})")
@@ -753,8 +786,14 @@ class AlbertModel(AlbertPreTrainedModel):
         # Autocast runs the attention in the matmul dtype; the mask must match it.
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         mask = extended_attention_mask(attention_mask, dtype)
-        x, states = self.encoder(x, mask, output_hidden_states)
-        pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None  # (B, H)
+        rows = output_positions
+        if rows is not None and self.pooler is not None:
+            rows = torch.cat([rows.new_zeros(B, 1), rows], 1)  # (B, 1 + P): [CLS] first
+        x, states = self.encoder(x, mask, output_hidden_states, rows)  # (B, T or R, H)
+        cls = x[:, 0]  # (B, H)
+        if rows is not None and self.pooler is not None:
+            x = x[:, 1:]  # (B, P, H)
+        pooled = torch.tanh(self.pooler(cls)) if self.pooler is not None else None  # (B, H)
         return BaseModelOutput(last_hidden_state=x, pooler_output=pooled, hidden_states=states)
 
 
@@ -811,10 +850,8 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
                 token_type_ids: Tensor | None = None, labels: Tensor | None = None,
                 sentence_order_label: Tensor | None = None,
                 masked_lm_positions: Tensor | None = None) -> PreTrainingOutput:
-        out = self.albert(input_ids, attention_mask, token_type_ids)
-        h = out.last_hidden_state
-        if masked_lm_positions is not None:
-            h = gather_positions(h, masked_lm_positions)  # (B, P, H)
+        out = self.albert(input_ids, attention_mask, token_type_ids, output_positions=masked_lm_positions)
+        h = out.last_hidden_state  # (B, P or T, H)
         mlm_logits = self.predictions(h, self.albert.embeddings.word_embeddings.weight)  # (B, P or T, V)
         sop_logits = self.sop_classifier(self.sop_dropout(out.pooler_output))  # (B, 2)
         mlm_loss = sop_loss = loss = None
@@ -843,9 +880,8 @@ class AlbertForMaskedLM(AlbertPreTrainedModel):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, labels: Tensor | None = None,
                 masked_lm_positions: Tensor | None = None) -> MaskedLMOutput:
-        h = self.albert(input_ids, attention_mask, token_type_ids).last_hidden_state  # (B, T, H)
-        if masked_lm_positions is not None:
-            h = gather_positions(h, masked_lm_positions)  # (B, P, H)
+        h = self.albert(input_ids, attention_mask, token_type_ids,
+                        output_positions=masked_lm_positions).last_hidden_state  # (B, P or T, H)
         logits = self.predictions(h, self.albert.embeddings.word_embeddings.weight)  # (B, P or T, V)
         loss = None
         if labels is not None:
@@ -865,7 +901,8 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, labels: Tensor | None = None) -> SequenceClassifierOutput:
-        pooled = self.albert(input_ids, attention_mask, token_type_ids).pooler_output
+        no_positions = input_ids.new_zeros(input_ids.shape[0], 0)  # the last layer at [CLS] only
+        pooled = self.albert(input_ids, attention_mask, token_type_ids, output_positions=no_positions).pooler_output
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = classification_loss(self.config, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss, logits)
@@ -905,7 +942,9 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
                 token_type_ids: Tensor | None = None, labels: Tensor | None = None) -> SequenceClassifierOutput:
         B, C, T = input_ids.shape
         flat = lambda t: t.reshape(B * C, T) if t is not None else None  # noqa: E731
-        pooled = self.albert(flat(input_ids), flat(attention_mask), flat(token_type_ids)).pooler_output
+        no_positions = input_ids.new_zeros(B * C, 0)  # the last layer at [CLS] only
+        pooled = self.albert(flat(input_ids), flat(attention_mask), flat(token_type_ids),
+                             output_positions=no_positions).pooler_output  # (B * C, H)
         logits = self.classifier(self.dropout(pooled)).view(B, C)  # (B, C)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss, logits)
