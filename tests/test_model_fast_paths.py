@@ -496,3 +496,24 @@ def test_classification_runs_its_last_layer_at_cls_only_to_the_same_logits():
     assert at_cls.last_hidden_state.shape == (2, 0, 32)
     with pytest.raises(ValueError, match="output_hidden_states"):
         model.albert(ids, mask, output_hidden_states=True, output_positions=ids.new_zeros(2, 0))
+
+
+def test_attention_of_batched_matmuls_without_a_gradient_is_sdpas_to_bf16_rounding(monkeypatch):
+    torch.manual_seed(0)
+    qkv = torch.randn(3, 24, 3 * 32)
+    mask = model_module.extended_attention_mask(torch.tensor([[1] * 24, [1] * 17 + [0] * 7, [1] * 5 + [0] * 19]),
+                                                torch.float32)
+    exact = model_module.attention(qkv.double(), 4, mask.double(), 0.0)  # fp64 SDPA: the reference
+    monkeypatch.setattr(model_module.CPU_FAST_PATHS, "attention_forward", "matmul")
+    fp32 = model_module.matmul_attention(qkv, mask, 4)[0]
+    torch.testing.assert_close(fp32.double(), exact, atol=1e-6, rtol=1e-5)
+    with torch.inference_mode():
+        sdpa = model_module.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
+        monkeypatch.setattr(model_module.CPU_FAST_PATHS, "attention_forward", "sdpa")
+        sdpa = model_module.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
+        monkeypatch.setattr(model_module.CPU_FAST_PATHS, "attention_forward", "matmul")
+        ours = model_module.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
+    assert torch.equal(ours, model_module.matmul_attention(qkv.bfloat16(), mask.bfloat16(), 4)[0])  # dispatched
+    # No further from fp64 than SDPA's own bf16 is, give or take a bf16 step of the outputs (|x| < 4 here).
+    err_ours, err_sdpa = (ours.double() - exact).abs().max(), (sdpa.double() - exact).abs().max()
+    assert err_ours <= err_sdpa + 2 ** -6, (err_ours, err_sdpa)

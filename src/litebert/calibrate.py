@@ -9,7 +9,8 @@ benchmark mode does, `calibrate` times the candidates once and keeps the fastest
             with 20 masked positions per row: fp32; and bf16 autocast with each combination of the attention
             backward (bf16 matmuls after SDPA's forward, or after a matmul forward that keeps its (T, T)
             probabilities; SDPA in fp32; SDPA's own in bf16) and the erf or the tanh GELU
-    infer   forward under inference_mode: fp32; bf16 autocast with the erf or the tanh GELU
+    infer   forward under inference_mode: fp32; bf16 autocast with the erf or the tanh GELU, each with SDPA's
+            attention or attention of batched matmuls
 
 Before those, each bf16 matmul shape of the model's projections at the run's B*T rows (forward, and in training
 the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`model.matmul`): oneDNN runs some
@@ -69,7 +70,7 @@ MATMUL_MARGIN = 0.9
 backward must take at most this fraction of the plain way's time to be kept."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 6
+VERSION = 7
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -82,6 +83,9 @@ class Calibration:
     attention_backward: str
     """model.ATTENTION_BACKWARDS: "matmul", "fp32" or "sdpa" (inference: "sdpa", there is no backward)."""
     length: int
+    attention_forward: str = "sdpa"
+    """How attention without a gradient runs (model.CpuFastPaths.attention_forward): "sdpa" or "matmul"; measured
+    in inference only (a training run's evaluation passes keep SDPA)."""
     row_chunks: dict[str, int] = field(default_factory=dict)
     """model.matmul_key -> rows per block (0: whole) of every bf16 projection matmul measured at this shape."""
     weight_grads: dict[str, str] = field(default_factory=dict)
@@ -105,6 +109,7 @@ class Calibration:
         lm.CPU_FAST_PATHS.erf_gelu_bf16 = self.erf_gelu_bf16
         lm.CPU_FAST_PATHS.attention_backward = self.attention_backward
         lm.CPU_FAST_PATHS.attention_backward_max_len = self.length
+        lm.CPU_FAST_PATHS.attention_forward = self.attention_forward
         lm.CPU_FAST_PATHS.row_chunks = {**lm.CPU_FAST_PATHS.row_chunks, **self.row_chunks}
         lm.CPU_FAST_PATHS.weight_grads = {**lm.CPU_FAST_PATHS.weight_grads, **self.weight_grads}
         lm.CPU_FAST_PATHS.attention_block_heads = self.attention_block_heads
@@ -120,6 +125,7 @@ class Calibration:
         gelus = ", ".join(" ".join(k.split()[i] for i in (1, 0, 3)) for k, on in self.gelu_epilogues.items() if on)
         heads = self.attention_block_heads
         heads = f"; attention backward {heads} heads at a time" if heads else ""
+        heads += "; attention of batched matmuls" if self.attention_forward == "matmul" else ""
         return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
                 f"({'cached' if self.cached else 'measured'}: {times}{'; matmuls ' + blocks if blocks else ''}"
                 f"{'; bias added by oneDNN in ' + biases if biases else ''}"
@@ -197,15 +203,20 @@ BF16_VARIANTS = {"bf16": (True, "matmul"), "bf16, attention probabilities kept":
                  "bf16, tanh GELU": (False, "matmul"), "bf16, tanh GELU, attention probabilities kept": (False, "kept"),
                  "bf16, tanh GELU, fp32 attention backward": (False, "fp32"),
                  "bf16, tanh GELU, SDPA attention backward": (False, "sdpa")}
-"""name -> (erf GELU in bf16, attention backward) of each bf16 variant; "bf16" is the model's default."""
+"""name -> (erf GELU in bf16, attention backward) of each bf16 training variant; "bf16" is the model's default."""
+BF16_INFER_VARIANTS = {"bf16": (True, "sdpa"), "bf16, matmul attention": (True, "matmul"),
+                       "bf16, tanh GELU": (False, "sdpa"), "bf16, tanh GELU, matmul attention": (False, "matmul")}
+"""name -> (erf GELU in bf16, attention forward) of each bf16 inference variant."""
 
 
 def decide(seconds: dict[str, float], mode: str, length: int, key: dict[str, Any]) -> Calibration:
     """The fastest timed bf16 variant's switches (bf16 itself only with its 5% margin over fp32)."""
-    best = min((name for name in seconds if name in BF16_VARIANTS), key=seconds.__getitem__)
-    erf, backward = BF16_VARIANTS[best]
+    table = BF16_VARIANTS if mode == "train" else BF16_INFER_VARIANTS
+    best = min((name for name in seconds if name in table), key=seconds.__getitem__)
+    erf, attention = table[best]
     return Calibration(mode=mode, bf16=seconds[best] <= BF16_MARGIN * seconds["fp32"], erf_gelu_bf16=erf,
-                       attention_backward=backward if mode == "train" else "sdpa", length=length,
+                       attention_backward=attention if mode == "train" else "sdpa", length=length,
+                       attention_forward=attention if mode == "infer" else "sdpa",
                        timings_ms={k: round(v * 1e3, 3) for k, v in seconds.items()}, key=key)
 
 
@@ -404,12 +415,13 @@ def _training_step(config: AlbertConfig, batch: int, length: int) -> Callable[[b
 
 def _with_bf16_variants(run: Callable[[bool], None], mode: str, length: int,
                         gelu_switch: bool) -> dict[str, Callable[[], None]]:
-    """fp32 and the BF16_VARIANTS that apply: the tanh GELU only where the model's GELU has that form, and the
-    attention backward switch only in training."""
+    """fp32 and the BF16_VARIANTS (training) or BF16_INFER_VARIANTS that apply: the tanh GELU only where the
+    model's GELU has that form."""
     out = {"fp32": lambda: run(False)}
-    for name, (erf, backward) in BF16_VARIANTS.items():
-        if (erf or gelu_switch) and (mode == "train" or backward == "matmul"):
-            out[name] = _switched(lambda: run(True), erf_gelu_bf16=erf, attention_backward=backward,
+    attention = "attention_backward" if mode == "train" else "attention_forward"
+    for name, (erf, how) in (BF16_VARIANTS if mode == "train" else BF16_INFER_VARIANTS).items():
+        if erf or gelu_switch:
+            out[name] = _switched(lambda: run(True), erf_gelu_bf16=erf, **{attention: how},
                                   attention_backward_max_len=length)
     return out
 
