@@ -70,7 +70,8 @@ def three_projection_forward(self, x, mask, projections=None, rows=None):
     if rows is None:
         ctx = lm.attention(qkv, self.num_heads, mask, dropout_p)  # (B, T, H)
     else:
-        ctx, x = lm.attention_at(qkv, rows, self.num_heads, mask, dropout_p), lm.gather_positions(x, rows)  # (B, R, H)
+        ctx = lm.attention_at(qkv, rows, self.num_heads, mask, dropout_p)  # (B, R, H)
+        x = lm.gather_positions(x, rows)  # (B, R, H)
     return self.layer_norm(x + self.dropout(self.dense(ctx)))
 
 
@@ -130,8 +131,9 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
     "last layer at every position": every_position,
 }
-TRAINING_ONLY = {"last layer at every position", "fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
-                 "per-layer shared gradients", "autograd's weight gradients", "attention backward on all heads at once"}
+TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
+                 "last layer at every position", "per-layer shared gradients", "autograd's weight gradients",
+                 "attention backward on all heads at once"}
 INFERENCE_ONLY = {"GELU after the matmul"}
 
 
