@@ -6,8 +6,8 @@ Contenders, all on the same weights (a random model of each preset, saved by lit
   fp32 and dynamically quantised to int8 | litebert int8 in PyTorch (`litebert.quantize.quantize_dynamic_int8`)
   (the two int8 contenders' outputs differ from fp32: a speed reference, not a like-for-like; their accuracy
   cost is measured by bench_int8_accuracy.py);
-  with --compile also litebert fp32 under torch.compile (inductor, weights frozen into the graph), its first
-  call at each shape (the compile) timed apart and its outputs checked against eager.
+  with --compile also litebert fp32 and litebert bf16 weights under torch.compile (inductor, weights frozen into
+  the graph), the first call at each shape (the compile) timed apart and the outputs checked against eager's.
 HF's graph comes from torch's TorchScript exporter (what `optimum-cli export onnx` runs); litebert's from
 `litebert.export.export_onnx`; the sessions run from a thread of their own (see common.on_onnxruntime_thread), so
 that their allocations do not make the PyTorch contenders fault in fresh pages. Each shape's contenders are timed
@@ -110,7 +110,7 @@ def compiled_runner(model, inputs) -> tuple[callable, float, float]:
     out = run().last_hidden_state
     compile_s = time.perf_counter() - start
     with torch.no_grad():
-        diff = float((out - model(**inputs).last_hidden_state).abs().max())
+        diff = float((out.float() - model(**inputs).last_hidden_state.float()).abs().max())
     return run, compile_s, diff
 
 
@@ -156,9 +156,10 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
                "HF fp32": torch_runner(hf, inputs, False),
                "HF bf16 autocast": torch_runner(hf, inputs, True),
                **{name: ort_runner(s, inputs) for name, s in sessions.items()}}
-        if compile:
-            fns["litebert fp32 compiled"], compile_s, diff = compiled_runner(copy.deepcopy(ours), inputs)
-            compiled[f"{batch}x{seq}"] = {"compile_s": compile_s, "max_abs_diff": diff}
+        if compile:  # fp32, and bf16 (what calibration picks on a CPU with fast bf16 matmuls)
+            for name, model in (("litebert fp32", ours), ("litebert bf16 weights", ours_bf16)):
+                fns[f"{name} compiled"], compile_s, diff = compiled_runner(copy.deepcopy(model), inputs)
+                compiled.setdefault(f"{batch}x{seq}", {})[name] = {"compile_s": compile_s, "max_abs_diff": diff}
         seconds = interleaved_medians(fns, warmup=1, repeats=repeats)
         tokens = {name: batch * seq / s for name, s in seconds.items()}
         reference = max(tokens[r] for r in REFERENCES)
@@ -192,9 +193,10 @@ def print_tables(by_preset: dict[str, dict], shapes) -> None:
               f"{o['litebert_max_abs_diff']:.1e}, HF {o['hf_max_abs_diff']:.1e}")
         print(f"litebert int8 in PyTorch: max |int8 - fp32| of the last hidden state "
               f"{data['torch_int8_max_abs_diff']:.1e}")
-        for shape, c in data.get("compiled", {}).items():
-            print(f"torch.compile at {shape}: first call (compile) {c['compile_s']:.0f} s, "
-                  f"max |compiled - eager| {c['max_abs_diff']:.1e}")
+        for shape, by_name in data.get("compiled", {}).items():
+            for name, c in by_name.items():
+                print(f"torch.compile of {name} at {shape}: first call (compile) {c['compile_s']:.0f} s, "
+                      f"max |compiled - eager| {c['max_abs_diff']:.1e}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["albert-base-v2", "albert-tiny"])
     parser.add_argument("--output", default="inference.json", help="file name under benchmarks/results/")
     parser.add_argument("--compile", action="store_true",
-                        help="also litebert fp32 under torch.compile (each shape compiles: ~20 s for base)")
+                        help="also litebert fp32 and bf16 weights under torch.compile (each compiles per shape: ~20 s for base)")
     args = parser.parse_args(argv)
     use_run_allocator()
     threads = set_threads(args.threads)

@@ -7,6 +7,10 @@
     keeping its probabilities for that backward), "fp32" (SDPA with the inputs cast up) and "sdpa" (SDPA's own
     bf16 backward), with and without an additive padding mask, at
     B x T = 8x128, 32x128, 8x256, 8x512: where the default ("matmul" up to T = 512) comes from.
+  - bf16 attention of the last layer at the heads' positions only (`litebert.model.attention_at`, R = 21 rows:
+    20 masked positions and [CLS]; the demo's model 11), forward + backward and forward alone, masked, as SDPA
+    and as batched matmuls (the switches set as calibration sets them where `attention` takes matmuls), at
+    ALBERT-base 8x128, 32x128, 8x512 and the demo's model (2 heads of 64) at 64x64.
   - bf16 matmul rate of x (M, 768) @ W^T for output widths 768 (Q, K, V apart), 2304 (fused Q/K/V) and 3072
     (FFN in), at M = 1024 rows (8 x 128 tokens) and 4096 (8 x 512).
   - bf16 rate of every albert-base projection matmul (N, K) @ (K, M) (forward and input gradient) at N = 512 to
@@ -85,6 +89,37 @@ def attention_rows(repeats: int) -> list[dict]:
                for how in lm.ATTENTION_BACKWARDS for masked in (True, False)}
         seconds = interleaved_medians(fns, warmup=2, repeats=repeats)
         rows += [{"kernel": f"attention fwd+bwd {B}x{T}", "variant": k, "ms": s * 1e3} for k, s in seconds.items()]
+    return rows
+
+
+def attention_at_step(B: int, T: int, H: int, heads: int, R: int, path: str, grad: bool):
+    """model.attention_at on a (B, T, 3H) bf16 input at R rows per sequence (one padded sequence), forward and,
+    with `grad`, backward; `path` "sdpa" or "matmul" (the matmul backward / matmul forward switched on)."""
+    qkv = torch.randn(B, T, 3 * H).to(BF16).requires_grad_(grad)
+    keep = torch.ones(B, T)
+    keep[0, T // 2:] = 0
+    mask = ((1 - keep) * torch.finfo(BF16).min)[:, None, None, :].to(BF16)
+    rows = torch.stack([torch.randperm(T)[:R] for _ in range(B)])
+    out_grad = torch.randn(B, R, H).to(BF16)
+    fast = lm.CpuFastPaths(attention_backward=path, attention_forward=path, attention_backward_max_len=T)
+
+    def run():
+        with mock.patch.object(lm, "CPU_FAST_PATHS", fast), torch.set_grad_enabled(grad):
+            out = lm.attention_at(qkv, rows, heads, mask, 0.0)
+            if grad:
+                out.backward(out_grad)
+    return run
+
+
+def attention_at_rows(repeats: int) -> list[dict]:
+    rows = []
+    for B, T, H, heads, R in ((8, 128, 768, 12, 21), (32, 128, 768, 12, 21), (8, 512, 768, 12, 21),
+                              (64, 64, 128, 2, 11)):
+        for grad in (True, False):
+            fns = {path: attention_at_step(B, T, H, heads, R, path, grad) for path in ("sdpa", "matmul")}
+            seconds = interleaved_medians(fns, warmup=2, repeats=repeats)
+            kernel = f"attention at {R} rows {'fwd+bwd' if grad else 'fwd'} {B}x{T} H={H}"
+            rows += [{"kernel": kernel, "variant": k, "ms": s * 1e3} for k, s in seconds.items()]
     return rows
 
 
@@ -189,7 +224,8 @@ def weight_grad_rows(repeats: int) -> list[dict]:
     return rows
 
 
-GROUPS = {"gelu": gelu_rows, "attention": attention_rows, "matmul": matmul_rows, "row-blocks": row_block_rows,
+GROUPS = {"gelu": gelu_rows, "attention": attention_rows, "attention-at-rows": attention_at_rows,
+          "matmul": matmul_rows, "row-blocks": row_block_rows,
           "bias": bias_rows, "gelu-epilogue": gelu_epilogue_rows, "weight-grads": weight_grad_rows}
 """--only's names -> the function measuring that group of kernels."""
 

@@ -23,6 +23,8 @@ The levers (all in litebert/model.py), and how this script switches each off for
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
   - the last layer at the heads' positions only (training only: inference times `AlbertModel`, which returns every
     position): `AlbertModel.forward` runs without `output_positions` and gathers them after the last layer
+  - that layer's attention at those positions of batched matmuls (training only), where the switches send
+    `attention` to matmuls: `attention_at` runs SDPA
 The current model runs the fast paths `litebert.calibrate` measures for each shape and mode, as runs do.
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
@@ -90,6 +92,18 @@ def every_position(model):
     return mock.patch.object(lm.AlbertModel, "forward", full_forward)
 
 
+def sdpa_at_rows(model):
+    """The last layer's attention at the heads' positions (`attention_at`) by SDPA, whatever the switches say."""
+    at_rows = lm.attention_at
+
+    def sdpa_at(*args):
+        with mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"), \
+                mock.patch.object(lm.CPU_FAST_PATHS, "attention_forward", "sdpa"):
+            return at_rows(*args)
+
+    return mock.patch.object(lm, "attention_at", sdpa_at)
+
+
 def additive_mask(attention_mask, dtype):
     """`extended_attention_mask` without the all-ones shortcut: always the additive (B, 1, 1, T) mask."""
     if attention_mask is None:
@@ -130,10 +144,11 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
         lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_block_heads", 0),
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
     "last layer at every position": every_position,
+    "last layer's attention by SDPA": sdpa_at_rows,
 }
 TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
-                 "last layer at every position", "per-layer shared gradients", "autograd's weight gradients",
-                 "attention backward on all heads at once"}
+                 "last layer at every position", "last layer's attention by SDPA", "per-layer shared gradients",
+                 "autograd's weight gradients", "attention backward on all heads at once"}
 INFERENCE_ONLY = {"GELU after the matmul"}
 
 

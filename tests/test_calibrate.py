@@ -134,6 +134,20 @@ def test_the_real_measurement_times_every_variant_on_a_one_layer_copy():
     assert len(C.variants(AlbertConfig(**{**TINY.__dict__, "hidden_act": "gelu", "extra": {}}), 2, 16, "train")) == 5
 
 
+@pytest.mark.parametrize("mode", C.MODES)
+def test_the_timed_layer_runs_at_every_position_so_the_attention_switch_shows(mode, monkeypatch):
+    """A run's last layer computes the heads' positions only, every other layer all of them: the one-layer copy
+    must be timed as the others run, or a switch of the full attention would change nothing it times."""
+    rows, paths = [], []
+    ffn, path = lm.AlbertFFN.forward, lm.cpu_attention_path
+    monkeypatch.setattr(lm.AlbertFFN, "forward", lambda self, x, *a: rows.append(x.shape[1]) or ffn(self, x, *a))
+    monkeypatch.setattr(lm, "cpu_attention_path", lambda qkv, p: paths.append(qkv.shape) or path(qkv, p))
+    name = "bf16, SDPA attention backward" if mode == "train" else "bf16, matmul attention"
+    C.variants(TINY, 2, 32, mode)[name]()  # 20 masked positions and [CLS] of 32
+    assert rows == [32]  # the FFN at every position of each row
+    assert paths == [(2, 32, 3 * 32)]  # the full attention, not one at 21 rows
+
+
 def test_timing_rounds_rotate_so_no_variant_always_follows_the_same_one():
     order: list[str] = []
     C.interleaved_medians({name: (lambda n=name: order.append(n)) for name in "abc"}, budget_s=0.0)

@@ -508,7 +508,6 @@ def test_attention_of_batched_matmuls_without_a_gradient_is_sdpas_to_bf16_roundi
     fp32 = model_module.matmul_attention(qkv, mask, 4)[0]
     torch.testing.assert_close(fp32.double(), exact, atol=1e-6, rtol=1e-5)
     with torch.inference_mode():
-        sdpa = model_module.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
         monkeypatch.setattr(model_module.CPU_FAST_PATHS, "attention_forward", "sdpa")
         sdpa = model_module.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
         monkeypatch.setattr(model_module.CPU_FAST_PATHS, "attention_forward", "matmul")
@@ -517,3 +516,43 @@ def test_attention_of_batched_matmuls_without_a_gradient_is_sdpas_to_bf16_roundi
     # No further from fp64 than SDPA's own bf16 is, give or take a bf16 step of the outputs (|x| < 4 here).
     err_ours, err_sdpa = (ours.double() - exact).abs().max(), (sdpa.double() - exact).abs().max()
     assert err_ours <= err_sdpa + 2 ** -6, (err_ours, err_sdpa)
+
+
+def _attention_at_and_grads(qkv: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor, grad: bool):
+    qkv = qkv.clone().requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        out = model_module.attention_at(qkv, rows, 4, mask, 0.0)  # (B, R, H)
+    if not grad:
+        return [out]
+    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out).to(out.dtype))
+    return [out.detach(), qkv.grad]
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["train", "infer"])
+def test_the_last_layers_attention_of_batched_matmuls_is_sdpas_to_bf16_rounding(grad, monkeypatch):
+    """attention_at takes batched bf16 matmuls where the calibrated switches send `attention` there, SDPA
+    elsewhere: outputs and gradients as close to fp64 SDPA as bf16 SDPA's, give or take a bf16 step, and padded
+    keys still masked."""
+    torch.manual_seed(0)
+    qkv = torch.randn(3, 24, 3 * 32)
+    mask = model_module.extended_attention_mask(torch.tensor([[1] * 24, [1] * 17 + [0] * 7, [1] * 5 + [0] * 19]),
+                                                torch.float32)
+    rows = torch.tensor([[0, 3, 23], [0, 16, 2], [0, 4, 1]])  # (B, R): [CLS] and two positions
+    exact = _attention_at_and_grads(qkv.double(), rows, mask.double(), grad)
+    runs = {}
+    for path in ("sdpa", "matmul"):
+        switch = dict(attention_backward=path) if grad else dict(attention_forward=path)
+        for name, value in switch.items():
+            monkeypatch.setattr(model_module.CPU_FAST_PATHS, name, value)
+        calls = []
+        monkeypatch.setattr(model_module, "probabilities", lambda *a, f=model_module.probabilities: calls.append(1)
+                            or f(*a))
+        runs[path] = _attention_at_and_grads(qkv.bfloat16(), rows, mask.bfloat16(), grad)
+        assert bool(calls) == (path == "matmul"), path  # the switch decides which form runs
+        monkeypatch.undo()
+    for name, r, ours, sdpa in zip(["out", "dqkv"], exact, runs["matmul"], runs["sdpa"]):
+        err_ours, err_sdpa = ((x.double() - r).abs().max().item() for x in (ours, sdpa))
+        assert err_ours <= err_sdpa + 2 ** -6 * r.abs().max().item(), (name, err_ours, err_sdpa)
+    if grad:
+        dkeys = runs["matmul"][1].view(3, 24, 3, 32)[:, :, 1]  # the keys' gradient (B, T, H)
+        assert dkeys[1, 17:].abs().max() == 0 and dkeys[2, 5:].abs().max() == 0  # padded keys get none

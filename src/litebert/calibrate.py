@@ -5,8 +5,8 @@ AVX512-BF16 EPYC, but at 0.55x on a Xeon that has AVX512-BF16 and no AMX (141 vs
 threads, torch 2.13, measured 2026-12-02): there bf16 autocast makes every step slower. So, as cuDNN's
 benchmark mode does, `calibrate` times the candidates once and keeps the fastest:
 
-    train   forward + backward of a one-layer copy of the model (same H, I, heads, E, V) on a (B, T) batch
-            with 20 masked positions per row: fp32; and bf16 autocast with each combination of the attention
+    train   forward + backward of a one-layer copy of the model (same H, I, heads, E, V) on a (B, T) batch,
+            the layer at every position and the MLM head at 20 masked positions per row: fp32; and bf16 autocast with each combination of the attention
             backward (bf16 matmuls after SDPA's forward, or after a matmul forward that keeps its (T, T)
             probabilities; SDPA in fp32; SDPA's own in bf16) and the erf or the tanh GELU
     infer   forward under inference_mode: fp32; bf16 autocast with the erf or the tanh GELU, each with SDPA's
@@ -70,7 +70,7 @@ MATMUL_MARGIN = 0.9
 backward must take at most this fraction of the plain way's time to be kept."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 7
+VERSION = 8
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -358,7 +358,7 @@ def variants(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[s
     """name -> one call of that variant on a one-layer copy of the model (random weights and tokens)."""
     gelu_switch = config.hidden_act in ("gelu_new", "gelu_fast")
     run = (_inference(_copy(config, length, 1), batch, length) if mode == "infer"
-           else _training_step(_copy(config, length, 1), batch, length))
+           else _training_step(_copy(config, length, 1), batch, length, every_position=True))
     return _with_bf16_variants(run, mode, length, gelu_switch)
 
 
@@ -393,8 +393,15 @@ def _inference(config: AlbertConfig, batch: int, length: int) -> Callable[[bool]
     return run
 
 
-def _training_step(config: AlbertConfig, batch: int, length: int) -> Callable[[bool], None]:
-    """Forward + backward of a random `config` AlbertForPreTraining with 20 masked positions per row."""
+def _training_step(config: AlbertConfig, batch: int, length: int, every_position: bool = False
+                   ) -> Callable[[bool], None]:
+    """Forward + backward of a random `config` AlbertForPreTraining with 20 masked positions per row.
+
+    With `every_position` the last layer runs at every position and the MLM head reads the masked ones after it,
+    as every layer but the last does in a run: a one-layer copy run as pretraining runs its last layer (at the
+    heads' positions only, `AlbertModel(output_positions=...)`) would time the attention and FFN of 21 rows,
+    and no switch measured on it would show what it is worth to the other layers.
+    """
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, config.vocab_size, (batch, length), generator=g)
     ones, zeros = torch.ones_like(ids), torch.zeros_like(ids)
@@ -404,11 +411,18 @@ def _training_step(config: AlbertConfig, batch: int, length: int) -> Callable[[b
     targets = torch.gather(ids, 1, positions)
     sop = torch.randint(0, 2, (batch,), generator=g)
 
+    def loss() -> torch.Tensor:
+        if not every_position:
+            return model(ids, ones, zeros, labels=targets, sentence_order_label=sop,
+                         masked_lm_positions=positions).loss
+        h = lm.gather_positions(model.albert(ids, ones, zeros).last_hidden_state, positions)  # (B, P, H)
+        logits = model.predictions(h, model.albert.embeddings.word_embeddings.weight)  # (B, P, V)
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
     def step(bf16: bool) -> None:
         with _autocast(bf16):
-            loss = model(ids, ones, zeros, labels=targets, sentence_order_label=sop,
-                         masked_lm_positions=positions).loss
-        loss.backward()
+            out = loss()
+        out.backward()
         model.zero_grad(set_to_none=True)
     return step
 

@@ -225,14 +225,9 @@ def attention(qkv: Tensor, num_heads: int, mask: Tensor | None, dropout_p: float
     SDPA's bf16 forward runs at a sixth of the matmul rate on an AMD EPYC without AMX (ALBERT-base 8x512, 48 ms
     a layer; batched matmuls 29 ms, 2x faster at 8x128 too); CPU_FAST_PATHS.attention_forward says which runs.
     """
-    how = "sdpa"
-    if (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16
-            and qkv.shape[1] <= CPU_FAST_PATHS.attention_backward_max_len):
-        if qkv.requires_grad:
-            how = CPU_FAST_PATHS.attention_backward
-            how = "fp32" if how in ("matmul", "kept") and dropout_p > 0 else how
-        elif dropout_p == 0 and CPU_FAST_PATHS.attention_forward == "matmul":
-            return matmul_attention(qkv, mask, num_heads)[0]
+    how = cpu_attention_path(qkv, dropout_p)
+    if how == "forward":
+        return matmul_attention(qkv, mask, num_heads)[0]
     if how in ("matmul", "kept"):
         return MatmulBackwardAttention.apply(qkv, mask, num_heads, how == "kept")
     q, k, v = split_heads(qkv, num_heads)  # (B, nh, T, hs) each
@@ -250,12 +245,36 @@ def attention_at(qkv: Tensor, rows: Tensor, num_heads: int, mask: Tensor | None,
     (B, R, H); `mask` additive (B, 1, 1, T).
 
     The last layer of a model whose heads read a few positions (pretraining's masked ones and [CLS]) needs no
-    other queries (see AlbertEncoder.forward). With R small, SDPA's own kernels serve in any dtype.
+    other queries (see AlbertEncoder.forward). It runs as SDPA, except where `attention` would take batched bf16
+    matmuls on a CPU (cpu_attention_path: "matmul", "kept" or "forward"): there plain autograd through batched
+    matmuls and a softmax, whose (R, T) tensors are small, beats SDPA's bf16 kernels. AMD EPYC, forward +
+    backward, bf16, R = 21, masked (benchmarks/cpu_kernels.py --only attention-at-rows): ALBERT-base 8x128 4.8
+    against 8.8 ms, 32x128 14.2 against 31.5, 8x512 13.6 against 22.6; the demo's model (64x64, R = 11) 2.4
+    against 6.8. Forward alone 1.3-1.8x faster.
     """
     q, k, v = split_heads(qkv, num_heads)  # (B, nh, T, hs) each
-    B, nh, _, hs = q.shape
+    B, nh, T, hs = q.shape
     q = torch.gather(q, 2, rows[:, None, :, None].expand(B, nh, rows.shape[1], hs))  # (B, nh, R, hs)
-    return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
+    if cpu_attention_path(qkv, dropout_p) not in ("matmul", "kept", "forward"):  # never under dropout
+        return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
+    with torch.autocast(qkv.device.type, enabled=False):
+        p = probabilities(q.reshape(B * nh, -1, hs), k.reshape(B * nh, T, hs), head_masks(mask, nh))  # (B*nh, R, T)
+        ctx = torch.bmm(p, v.reshape(B * nh, T, hs))  # (B*nh, R, hs)
+    return merge_heads(ctx.view(B, nh, -1, hs))
+
+
+def cpu_attention_path(qkv: Tensor, dropout_p: float) -> str:
+    """Which attention CPU_FAST_PATHS give qkv (B, T, 3H) (see attention): "sdpa"; for bf16 on a CPU up to
+    attention_backward_max_len, with a gradient to take, the calibrated backward ("matmul", "kept", "fp32",
+    "sdpa"; "fp32" for the first two under attention dropout, whose mask the matmul backward cannot replay), and
+    without one "forward" (batched matmuls, no dropout) where the calibration says so."""
+    if not (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16
+            and qkv.shape[1] <= CPU_FAST_PATHS.attention_backward_max_len):
+        return "sdpa"
+    if qkv.requires_grad:
+        how = CPU_FAST_PATHS.attention_backward
+        return "fp32" if how in ("matmul", "kept") and dropout_p > 0 else how
+    return "forward" if dropout_p == 0 and CPU_FAST_PATHS.attention_forward == "matmul" else "sdpa"
 
 
 class MatmulBackwardAttention(torch.autograd.Function):
