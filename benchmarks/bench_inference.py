@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["albert-base-v2", "albert-tiny"])
     parser.add_argument("--output", default="inference.json", help="file name under benchmarks/results/")
     parser.add_argument("--compile", action="store_true",
-                        help="also litebert fp32 and bf16 weights under torch.compile (each compiles per shape: ~20 s for base)")
+                        help="also litebert fp32 and bf16 weights under torch.compile (each compiles per shape: "
+                             "~20 s for base)")
     args = parser.parse_args(argv)
     use_run_allocator()
     threads = set_threads(args.threads)

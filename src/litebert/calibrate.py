@@ -6,9 +6,10 @@ threads, torch 2.13, measured 2026-12-02): there bf16 autocast makes every step 
 benchmark mode does, `calibrate` times the candidates once and keeps the fastest:
 
     train   forward + backward of a one-layer copy of the model (same H, I, heads, E, V) on a (B, T) batch,
-            the layer at every position and the MLM head at 20 masked positions per row: fp32; and bf16 autocast with each combination of the attention
-            backward (bf16 matmuls after SDPA's forward, or after a matmul forward that keeps its (T, T)
-            probabilities; SDPA in fp32; SDPA's own in bf16) and the erf or the tanh GELU
+            the layer at every position and the MLM head at 20 masked positions per row: fp32; and bf16
+            autocast with each combination of the attention backward (bf16 matmuls after SDPA's forward, or
+            after a matmul forward that keeps its (T, T) probabilities; SDPA in fp32; SDPA's own in bf16) and the
+            erf or the tanh GELU
     infer   forward under inference_mode: fp32; bf16 autocast with the erf or the tanh GELU, each with SDPA's
             attention or attention of batched matmuls
 

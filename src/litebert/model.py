@@ -257,9 +257,8 @@ def attention_at(qkv: Tensor, rows: Tensor, num_heads: int, mask: Tensor | None,
     q = torch.gather(q, 2, rows[:, None, :, None].expand(B, nh, rows.shape[1], hs))  # (B, nh, R, hs)
     if cpu_attention_path(qkv, dropout_p) not in ("matmul", "kept", "forward"):  # never under dropout
         return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
-    with torch.autocast(qkv.device.type, enabled=False):
-        p = probabilities(q.reshape(B * nh, -1, hs), k.reshape(B * nh, T, hs), head_masks(mask, nh))  # (B*nh, R, T)
-        ctx = torch.bmm(p, v.reshape(B * nh, T, hs))  # (B*nh, R, hs)
+    ctx, _ = attend(q.reshape(B * nh, -1, hs), k.reshape(B * nh, T, hs), v.reshape(B * nh, T, hs),
+                    head_masks(mask, nh))  # (B*nh, R, hs)
     return merge_heads(ctx.view(B, nh, -1, hs))
 
 
@@ -340,11 +339,17 @@ def matmul_attention(qkv: Tensor, mask: Tensor | None, num_heads: int) -> tuple[
     """Attention of qkv (B, T, 3H) as batched matmuls in its dtype → (context (B, T, H), the contiguous heads
     (3, B*nh, T, hs), the probabilities (B*nh, T, T)); no dropout."""
     B, T, _ = qkv.shape
-    heads, masks = contiguous_heads(qkv, num_heads), head_masks(mask, num_heads)
-    with torch.autocast(qkv.device.type, enabled=False):
-        p = probabilities(heads[0], heads[1], masks)  # (B*nh, T, T)
-        out = torch.bmm(p, heads[2])  # (B*nh, T, hs)
+    heads = contiguous_heads(qkv, num_heads)
+    out, p = attend(heads[0], heads[1], heads[2], head_masks(mask, num_heads))  # (B*nh, T, hs), (B*nh, T, T)
     return merge_heads(out.view(B, num_heads, T, -1)), heads, p
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, masks: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Batched matmul attention in the inputs' dtype (autocast off), no dropout: q (n, R, hs), k and v (n, T, hs),
+    masks (n, 1 or R, T) → (context (n, R, hs), probabilities (n, R, T))."""
+    with torch.autocast(q.device.type, enabled=False):
+        p = probabilities(q, k, masks)
+        return torch.bmm(p, v), p
 
 
 def contiguous_heads(qkv: Tensor, num_heads: int) -> Tensor:
