@@ -23,21 +23,28 @@ The levers (all in litebert/model.py), and how this script switches each off for
   - no mask for an all-ones attention_mask: `extended_attention_mask` always builds the additive mask
   - the last layer at the heads' positions only (training only: inference times `AlbertModel`, which returns every
     position): `AlbertModel.forward` runs without `output_positions` and gathers them after the last layer
-  - that layer's attention at those positions of batched matmuls (training only), where the switches send
-    `attention` to matmuls: `attention_at` runs SDPA
+  - that layer's attention at those positions of batched matmuls (training and evaluation), where the switches
+    send `attention` to matmuls: `attention_at` runs SDPA
+  - attention without a gradient of batched matmuls (inference and evaluation): `CPU_FAST_PATHS.attention_forward`
+    set to "sdpa" (no change where calibration did not choose "matmul")
 The current model runs the fast paths `litebert.calibrate` measures for each shape and mode, as runs do.
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
-(bench_train.ours_step). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones attention_mask
-passed explicitly; also on 1 thread and, with --compile, under torch.compile (compile time reported apart).
+(bench_train.ours_step). Evaluation = a training run's evaluation pass: the same model and loss in eval mode under
+torch.no_grad and bf16 autocast, with the training calibration's fast paths (as pretraining's held-out evaluation
+and fine-tuning's dev passes run). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones
+attention_mask passed explicitly; also on 1 thread and, with --compile, under torch.compile (compile time reported
+apart).
 `--precision fp32` runs both in fp32 instead (no autocast, fp32 weights), as runs do where calibration picks fp32;
 most levers are bf16's and change nothing there.
 Each mode and shape times its variants round-robin (common.interleaved_medians); "x current" is a variant's
 time over the current model's, so 1.25 means switching that lever off costs 25%.
 
     .venv/bin/python benchmarks/levers.py [--shapes 8x128 8x512] [--repeats 7] [--threads N] [--compile]
-                                          [--precision bf16|fp32] [--modes training inference] [--output F]
+                                          [--precision bf16|fp32] [--modes training evaluation inference]
+                                          [--output F]
                                           [--preset albert-base-v2|demo|...]
-Writes benchmarks/results/levers.json (levers_fp32.json with --precision fp32). About 4 min on 2 quiet cores with the defaults (--compile adds minutes).
+Writes benchmarks/results/levers.json (levers_fp32.json with --precision fp32). About 4 min on 2 quiet cores with
+the defaults (--compile adds minutes).
 """
 from __future__ import annotations
 
@@ -145,11 +152,15 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
     "last layer at every position": every_position,
     "last layer's attention by SDPA": sdpa_at_rows,
+    "SDPA attention forward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_forward", "sdpa"),
 }
-TRAINING_ONLY = {"fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
-                 "last layer at every position", "last layer's attention by SDPA", "per-layer shared gradients",
-                 "autograd's weight gradients", "attention backward on all heads at once"}
-INFERENCE_ONLY = {"GELU after the matmul"}
+BACKWARD_ONLY = {"fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
+                 "per-layer shared gradients", "autograd's weight gradients", "attention backward on all heads at once"}
+HEADS_ONLY = {"last layer at every position", "last layer's attention by SDPA"}
+"""Levers of AlbertForPreTraining's last layer at the heads' positions (inference times AlbertModel)."""
+NO_GRADIENT_ONLY = {"GELU after the matmul", "SDPA attention forward"}
+SKIPPED = {"training": NO_GRADIENT_ONLY, "evaluation": BACKWARD_ONLY, "inference": BACKWARD_ONLY | HEADS_ONLY}
+"""mode -> the levers that change nothing in it."""
 
 
 def use_calibration(config: AlbertConfig, batch: int, length: int, mode: str) -> None:
@@ -186,10 +197,9 @@ def under(context: Callable[[], contextlib.AbstractContextManager], fn: Callable
     return run
 
 
-def variants(model, fn: Callable[[], object], training: bool) -> dict[str, Callable[[], object]]:
-    """"current", each lever off alone, then "all off"; the training-only levers only when `training`, the
-    inference-only ones only when not."""
-    names = [n for n in LEVERS_OFF if n not in (INFERENCE_ONLY if training else TRAINING_ONLY)]
+def variants(model, fn: Callable[[], object], mode: str) -> dict[str, Callable[[], object]]:
+    """"current", each lever off alone, then "all off": the levers that act in `mode` (SKIPPED)."""
+    names = [n for n in LEVERS_OFF if n not in SKIPPED[mode]]
     table = {"current": fn}
     table.update({name: under(lambda name=name: LEVERS_OFF[name](model), fn) for name in names})
     table["all off"] = under(lambda: all_off(model, names), fn)
@@ -204,14 +214,26 @@ def training_variants(model, optimizer, batch: dict, bf16: bool = True) -> dict[
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return variants(model, step, training=True)
+    return variants(model, step, "training")
+
+
+def evaluation_variants(model, batch: dict, bf16: bool = True) -> dict[str, Callable[[], object]]:
+    """A training run's evaluation pass: `model` (AlbertForPreTraining) in eval mode, its loss without a gradient."""
+    def evaluate():
+        model.eval()
+        try:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return ours_step(model, batch)
+        finally:
+            model.train()
+    return variants(model, evaluate, "evaluation")
 
 
 def inference_variants(model, compiled, inputs: dict) -> dict[str, Callable[[], object]]:
     def infer(m=model):
         with torch.inference_mode():
             return m(**inputs)
-    table = variants(model, infer, training=False)
+    table = variants(model, infer, "inference")
     table["1 thread"] = under(lambda: threads(1), infer)
     if compiled is not None:
         table["torch.compile"] = lambda: infer(compiled)
@@ -250,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile for inference (slow)")
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
-    parser.add_argument("--modes", nargs="+", choices=["training", "inference"], default=["training", "inference"])
+    parser.add_argument("--modes", nargs="+", choices=["training", "evaluation", "inference"],
+                        default=["training", "inference"])
     parser.add_argument("--output", help="file name under benchmarks/results (default: levers.json, or "
                                          "levers_fp32.json with --precision fp32)")
     args = parser.parse_args(argv)
@@ -272,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
             use_calibration(trainee.config, batch, length, "train")
             fns = training_variants(trainee, optimizer, make_batch(trainee.config, batch, length), bf16)
             results += measure("training step", shape, fns, args.repeats)
+        if "evaluation" in args.modes:
+            use_calibration(trainee.config, batch, length, "train")  # as a training run's evaluations take it
+            fns = evaluation_variants(trainee, make_batch(trainee.config, batch, length), bf16)
+            results += measure("evaluation", shape, fns, args.repeats)
         if "inference" not in args.modes:
             continue
         inputs = inputs_for(encoder.config, batch, length)
@@ -280,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             compile_s[shape] = compile_seconds(compiled, inputs)
         results += measure("inference", shape, inference_variants(encoder, compiled, inputs), args.repeats)
 
-    for mode in ("training step", "inference"):
+    for mode in ("training step", "evaluation", "inference"):
         if any(r["mode"] == mode for r in results):
             print_table(mode, results, args.shapes, args.preset)
     if compile_s:

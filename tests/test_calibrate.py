@@ -71,29 +71,54 @@ def test_inference_takes_the_attention_forward_it_timed_fastest():
     assert C.decide({"fp32": 1.0, "bf16": 0.5, "bf16, matmul attention": 0.6}, "infer", 64, KEY).attention_forward \
         == "sdpa"
     training = C.decide({"fp32": 1.0, "bf16": 0.5, "bf16, attention probabilities kept": 0.4}, "train", 64, KEY)
-    assert training.attention_forward == "sdpa"  # measured in inference only
+    assert training.attention_forward == "sdpa"  # the evaluation passes' choice is timed apart (decide_evaluation)
+
+
+def test_a_bf16_training_choice_times_the_attention_of_its_evaluation_passes():
+    """A training run's evaluation passes take no gradient: their attention forward is timed (SDPA against batched
+    matmuls, 8-11% of a demo-model evaluation pass on the EPYC) rather than left at SDPA."""
+    base = {"fp32": 1.0, **{name: 0.5 for name in C.BF16_VARIANTS}, **dict(zip(C.SHARED_VARIANTS, (0.5, 0.6)))}
+    for sdpa, matmul, chosen in ((0.3, 0.2, "matmul"), (0.2, 0.3, "sdpa")):
+        calls: list = []
+        seconds = {**base, "evaluation, SDPA attention": sdpa, "evaluation, matmul attention": matmul}
+        result = C.calibrate(TINY, 4, 16, "train", timer=fake_timer(seconds, calls), force=True)
+        assert calls[-1] == sorted(C.EVALUATION_VARIANTS) and len(calls) == 3
+        assert result.attention_forward == chosen and result.timings_ms["evaluation, matmul attention"] == matmul * 1e3
+        assert ("evaluations' attention of matmuls" in result.describe()) == (chosen == "matmul")
+    calls = []
+    slow_bf16 = {**base, **{name: 2.0 for name in C.BF16_VARIANTS}}
+    fp32 = C.calibrate(TINY, 4, 16, "train", timer=fake_timer(slow_bf16, calls), force=True)
+    assert not fp32.bf16 and fp32.attention_forward == "sdpa" and len(calls) == 2  # no bf16: nothing to time
+    paths = []
+    real = lm.cpu_attention_path
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lm, "cpu_attention_path", lambda qkv, p: paths.append(real(qkv, p)) or paths[-1])
+        for name, run in C.evaluation_variants(TINY, 2, 16).items():
+            run()
+    assert paths == ["sdpa", "forward"]  # each variant reaches the attention it names, without a gradient
 
 
 def test_a_measurement_is_cached_per_machine_and_shape(tmp_path):
     calls: list = []
     timer = fake_timer({"fp32": 1.0, **{name: 0.5 + i / 10 for i, name in enumerate(C.BF16_VARIANTS)},
                         **{name: 0.5 + i / 10 for i, name in enumerate(C.BF16_INFER_VARIANTS)},
-                        **dict(zip(C.SHARED_VARIANTS, (0.5, 0.4)))}, calls)
+                        **dict(zip(C.SHARED_VARIANTS, (0.5, 0.4))), **dict(zip(C.EVALUATION_VARIANTS, (0.3, 0.2)))},
+                       calls)
     first = C.calibrate(TINY, 4, 16, "train", timer=timer)
-    assert not first.cached and first.bf16 and len(calls) == 2  # the variants, then the shared gradient pair
-    assert calls == [sorted(["fp32", *C.BF16_VARIANTS]), sorted(C.SHARED_VARIANTS)]
+    assert not first.cached and first.bf16 and len(calls) == 3  # the variants, the shared pair, evaluation's pair
+    assert calls == [sorted(["fp32", *C.BF16_VARIANTS]), sorted(C.SHARED_VARIANTS), sorted(C.EVALUATION_VARIANTS)]
     assert not first.shared_weight_grad  # per-layer gradients timed faster here
     again = C.calibrate(TINY, 4, 16, "train", timer=timer)
-    assert again.cached and len(calls) == 2 and again.timings_ms == first.timings_ms
+    assert again.cached and len(calls) == 3 and again.timings_ms == first.timings_ms
     assert again.key["torch"] == torch.__version__ and again.key["threads"] == torch.get_num_threads()
     C.calibrate(TINY, 4, 32, "train", timer=timer)  # another length: measured again
     C.calibrate(TINY, 4, 16, "infer", timer=timer)  # inference: its own variants (no attention backward)
-    assert len(calls) == 5 and calls[4] == sorted(["fp32", *C.BF16_INFER_VARIANTS])
+    assert len(calls) == 7 and calls[6] == sorted(["fp32", *C.BF16_INFER_VARIANTS])
     C.calibrate(TINY, 4, 16, "train", timer=timer, force=True)
-    assert len(calls) == 7
+    assert len(calls) == 10
     unshared = AlbertConfig(**{**TINY.__dict__, "share": "none", "extra": {}})
     C.calibrate(unshared, 4, 16, "train", timer=timer)  # nothing shared: no pair to time
-    assert len(calls) == 8 and C.shares_blocks(TINY) and not C.shares_blocks(unshared)
+    assert len(calls) == 12 and C.shares_blocks(TINY) and not C.shares_blocks(unshared)
     for path in (tmp_path / "calibration").glob("*.json"):
         path.write_text("{not json")
     assert not C.calibrate(TINY, 4, 16, "train", timer=timer).cached  # unreadable cache: measured again
@@ -219,13 +244,13 @@ def test_a_calibration_measures_and_records_its_matmul_plan_and_applies_it(monke
         {r: (0.5 if r == 256 else 1.0) for r in fns} if 0 in fns else {k: ways[k] for k in fns}))
     seen: list = []
 
-    def timer(fns):  # the variants (and the shared-gradient pair) are timed under the plans just measured
+    def timer(fns):  # the variants, the shared-gradient pair and evaluation's pair: under the plans just measured
         seen.append((dict(lm.CPU_FAST_PATHS.row_chunks), dict(lm.CPU_FAST_PATHS.weight_grads)))
         return {name: seconds.get(name, 0.5) for name in fns}
     result = C.calibrate(TINY, 8, 64, "train", timer=timer)  # 512 rows
     key = lm.matmul_key(torch.bfloat16, 512, TINY.hidden_size, TINY.hidden_size)
     assert result.row_chunks[key] == 256 and result.weight_grads[key] == "input"
-    assert seen == [(result.row_chunks, result.weight_grads)] * 2
+    assert seen == [(result.row_chunks, result.weight_grads)] * 3
     assert lm.CPU_FAST_PATHS.row_chunks == {} and lm.CPU_FAST_PATHS.weight_grads == {}  # the process's plans: untouched
     assert "matmuls 512x32x32 in 256-row blocks" in result.describe()
     assert "; weight gradients 512x32x32 with input transposed, 512x32x64" in result.describe()

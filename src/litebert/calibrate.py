@@ -26,7 +26,9 @@ latter kept where it is no slower. In training each projection's weight gradient
 on all heads at once and in blocks of 4 to 32 heads, each kept likewise at 90%. The variants above are then
 timed with those plans. In training a model that shares blocks across layers, the chosen variant (bf16 or fp32)
 is then timed on a copy of up to four layers sharing its blocks (SHARED_LAYERS), with the shared blocks' weight
-gradients summed in place (`model.Linear`) and as autograd sums them; the faster is kept.
+gradients summed in place (`model.Linear`) and as autograd sums them; the faster is kept. A bf16 training choice
+then times the one-layer copy's forward without a gradient with SDPA's attention and with batched matmuls, for the
+run's evaluation passes, and keeps the faster.
 
 Variants are timed round-robin (medians), each round starting one variant later, so load on the machine and
 what one variant leaves behind for the next hit them alike. The fastest bf16 variant is kept as it was timed
@@ -71,7 +73,7 @@ MATMUL_MARGIN = 0.9
 backward must take at most this fraction of the plain way's time to be kept."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 8
+VERSION = 9
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -86,7 +88,7 @@ class Calibration:
     length: int
     attention_forward: str = "sdpa"
     """How attention without a gradient runs (model.CpuFastPaths.attention_forward): "sdpa" or "matmul"; measured
-    in inference only (a training run's evaluation passes keep SDPA)."""
+    in inference, and in bf16 training for the run's evaluation passes."""
     row_chunks: dict[str, int] = field(default_factory=dict)
     """model.matmul_key -> rows per block (0: whole) of every bf16 projection matmul measured at this shape."""
     weight_grads: dict[str, str] = field(default_factory=dict)
@@ -126,7 +128,8 @@ class Calibration:
         gelus = ", ".join(" ".join(k.split()[i] for i in (1, 0, 3)) for k, on in self.gelu_epilogues.items() if on)
         heads = self.attention_block_heads
         heads = f"; attention backward {heads} heads at a time" if heads else ""
-        heads += "; attention of batched matmuls" if self.attention_forward == "matmul" else ""
+        if self.attention_forward == "matmul":
+            heads += "; attention of batched matmuls" if self.mode == "infer" else "; evaluations' attention of matmuls"
         return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
                 f"({'cached' if self.cached else 'measured'}: {times}{'; matmuls ' + blocks if blocks else ''}"
                 f"{'; bias added by oneDNN in ' + biases if biases else ''}"
@@ -180,10 +183,14 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
         with fast_paths(**plans):
             seconds = timer(variants(config, batch, length, mode))
             result = dataclasses.replace(decide(seconds, mode, length, key), **plans)
+            chosen = dict(erf_gelu_bf16=result.erf_gelu_bf16, attention_backward=result.attention_backward,
+                          attention_backward_max_len=length)
             if train and shares_blocks(config):
-                with fast_paths(erf_gelu_bf16=result.erf_gelu_bf16, attention_backward=result.attention_backward,
-                                attention_backward_max_len=length):
+                with fast_paths(**chosen):
                     result = decide_shared(result, timer(shared_variants(config, batch, length, result.bf16)))
+            if train and result.bf16:  # the run's evaluation passes: attention without a gradient
+                with fast_paths(**chosen):
+                    result = decide_evaluation(result, timer(evaluation_variants(config, batch, length)))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"})
@@ -227,6 +234,26 @@ def decide_shared(result: Calibration, seconds: dict[str, float]) -> Calibration
     per_layer = seconds[next(n for n, on in SHARED_VARIANTS.items() if not on)]
     timings = {**result.timings_ms, **{k: round(v * 1e3, 3) for k, v in seconds.items()}}
     return dataclasses.replace(result, shared_weight_grad=summed <= per_layer, timings_ms=timings)
+
+
+EVALUATION_VARIANTS = {"evaluation, SDPA attention": "sdpa", "evaluation, matmul attention": "matmul"}
+"""name -> CPU_FAST_PATHS.attention_forward, timed in bf16 training for the run's evaluation passes (no gradient)."""
+
+
+def evaluation_variants(config: AlbertConfig, batch: int, length: int) -> dict[str, Callable[[], None]]:
+    """EVALUATION_VARIANTS: a bf16 forward without a gradient of the one-layer copy (as the run's evaluation
+    passes take it, under the training choice's other switches)."""
+    run = _inference(_copy(config, length, 1), batch, length)
+    return {name: _switched(lambda: run(True), attention_forward=how, attention_backward_max_len=length)
+            for name, how in EVALUATION_VARIANTS.items()}
+
+
+def decide_evaluation(result: Calibration, seconds: dict[str, float]) -> Calibration:
+    """`result` with the attention forward its evaluation passes timed fastest (no margin: both are bf16, and
+    inference takes its attention forward the same way), and those timings added."""
+    fastest = min(EVALUATION_VARIANTS, key=seconds.__getitem__)
+    timings = {**result.timings_ms, **{k: round(v * 1e3, 3) for k, v in seconds.items()}}
+    return dataclasses.replace(result, attention_forward=EVALUATION_VARIANTS[fastest], timings_ms=timings)
 
 
 def projection_matmuls(config: AlbertConfig, rows: int, mode: str) -> list[tuple[int, int, int]]:
