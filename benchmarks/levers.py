@@ -291,14 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     results, compile_s = [], {}
     for shape in args.shapes:
         batch, length = map(int, shape.split("x"))
-        if "training" in args.modes:
+        if {"training", "evaluation"} & set(args.modes):  # a training run's evaluations take its calibration
             use_calibration(trainee.config, batch, length, "train")
-            fns = training_variants(trainee, optimizer, make_batch(trainee.config, batch, length), bf16)
-            results += measure("training step", shape, fns, args.repeats)
+            data = make_batch(trainee.config, batch, length)
+        if "training" in args.modes:
+            results += measure("training step", shape, training_variants(trainee, optimizer, data, bf16), args.repeats)
         if "evaluation" in args.modes:
-            use_calibration(trainee.config, batch, length, "train")  # as a training run's evaluations take it
-            fns = evaluation_variants(trainee, make_batch(trainee.config, batch, length), bf16)
-            results += measure("evaluation", shape, fns, args.repeats)
+            results += measure("evaluation", shape, evaluation_variants(trainee, data, bf16), args.repeats)
         if "inference" not in args.modes:
             continue
         inputs = inputs_for(encoder.config, batch, length)
