@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from litebert.data.masking import MaskingOptions, MaskingVocab, mask_ngrams, word_boundaries
+from litebert.data.masking import MaskingOptions, MaskingVocab, choose_spans, mask_ngrams, word_boundaries
 
 VOCAB_SIZE = 1000
 PAD, UNK, CLS, SEP, MASK = range(5)
@@ -129,7 +129,26 @@ def test_words_do_not_cross_sep():
     # A continuation piece right after [SEP] (B truncated from the front) starts its own word.
     ids = np.array([CLS, 10, 700, SEP, 701, 11, SEP])
     starts, ends, segment = word_boundaries(WORD_START[ids], np.isin(ids, SPECIALS))
-    assert starts.tolist() == [1, 4, 5] and ends.tolist() == [3, 5, 6] and segment.tolist() == [1, 2, 2]
+    assert (starts, ends, segment) == ([1, 4, 5], [3, 5, 6], [1, 2, 2])
+
+
+def test_spans_are_placed_uniformly_among_the_free_windows_of_one_segment():
+    # Ten one-piece words, segments A = words 0-4 and B = 5-9. A first span of 2 words has 8 windows
+    # that stay in one segment (never at word 4 or 9, which would cross [SEP]), each equally likely.
+    starts, ends, segment = list(range(10)), list(range(1, 11)), [1] * 5 + [2] * 5
+    rng = np.random.default_rng(0)
+    firsts = np.zeros(10, dtype=np.int64)
+    for _ in range(16_000):
+        spans, _ = choose_spans(starts, ends, segment, target=4, cap=4, ngram=2, rng=rng)
+        covered = [w for first, n in spans for w in range(first, first + n)]
+        assert len(covered) == len(set(covered)) <= 4
+        assert all(segment[first] == segment[first + n - 1] for first, n in spans)
+        if spans[0][1] == 2:
+            firsts[spans[0][0]] += 1
+    assert firsts[4] == firsts[9] == 0
+    shares = firsts[[0, 1, 2, 3, 5, 6, 7, 8]] / firsts.sum()
+    # p(n=2) = 1/3: ~5,300 spans, so each share's standard error is ~0.45 point around 12.5%.
+    assert np.abs(shares - 1 / 8).max() < 0.02
 
 
 def test_zero_probability_masks_nothing():

@@ -16,6 +16,8 @@ a given seed, epoch and example whatever the rank, batch size or resume point, a
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +129,8 @@ class PretrainingDataset(IterableDataset):
         self.split, self.seed, self.shuffle = split, seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.shards = [open_shard(self.directory, info, verify) for info in shard_infos(self.manifest, split)]
-        self._shard_starts = np.cumsum([0] + [s.num_examples for s in self.shards])
-        self.num_examples = int(self._shard_starts[-1])
+        self._shard_starts = list(itertools.accumulate((s.num_examples for s in self.shards), initial=0))
+        self.num_examples = self._shard_starts[-1]
         settings = self.manifest["settings"]
         self.static_masks = settings["masking"] == "static"
         self.max_seq_length = settings["max_seq_length"]
@@ -168,8 +170,8 @@ class PretrainingDataset(IterableDataset):
 
     def example(self, index: int, epoch: int = 0) -> Example:
         """Example `index` (0..num_examples-1, stored order), masked as in `epoch`."""
-        shard_id = int(np.searchsorted(self._shard_starts, index, side="right")) - 1
-        shard, local = self.shards[shard_id], index - int(self._shard_starts[shard_id])
+        shard_id = bisect.bisect_right(self._shard_starts, index) - 1
+        shard, local = self.shards[shard_id], index - self._shard_starts[shard_id]
         arrays = shard.arrays
         start, end = int(arrays["offsets"][local]), int(arrays["offsets"][local + 1])
         ids = np.asarray(arrays["input_ids"][start:end], dtype=np.int64)
@@ -184,7 +186,8 @@ class PretrainingDataset(IterableDataset):
             positions, shown = spans.positions, spans.replacement_ids
         inputs = ids.copy()
         inputs[positions] = shown
-        token_type_ids = (np.arange(len(ids)) >= int(arrays["a_lengths"][local])).astype(np.int64)
+        token_type_ids = np.zeros(len(ids), dtype=np.int64)
+        token_type_ids[int(arrays["a_lengths"][local]):] = 1
         return Example(inputs, token_type_ids, positions, ids[positions], int(arrays["labels"][local]))
 
     def __iter__(self):

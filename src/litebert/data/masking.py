@@ -38,6 +38,10 @@ How this differs from google-research/albert's `create_masked_lm_predictions`, a
 """
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,33 +87,42 @@ class MaskedSpans:
     ngram_lengths: np.ndarray
 
 
-def word_boundaries(is_word_start: np.ndarray, is_special: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def word_boundaries(is_word_start: np.ndarray, is_special: np.ndarray) -> tuple[list[int], list[int], list[int]]:
     """Group the non-special pieces of a sequence into words.
 
     is_word_start: (T,) bool, True where the piece begins a word (the tokenizer's "▁" rule).
     is_special: (T,) bool, True at [CLS]/[SEP]: never masked, and they end the current word.
-    Returns (starts, ends, segment), each (W,): word w covers pieces [starts[w], ends[w]), and
+    Returns (starts, ends, segment), each W ints: word w covers pieces [starts[w], ends[w]), and
     segment[w] counts the specials before it, so words of A and B never share a span.
+    The masks are numpy's (a few calls whatever T); the words come back as lists, which the span drawing
+    indexes one at a time (numpy's per-call cost outweighs its speed on single elements).
     """
     is_word_start = np.asarray(is_word_start, dtype=bool)
     is_special = np.asarray(is_special, dtype=bool)
     # The first piece after a special starts a word even when it continues one in the source text
     # (segment B truncated from the front); otherwise it would join the word before [SEP].
     after_special = np.concatenate(([True], is_special[:-1]))
-    starts_mask = ~is_special & (is_word_start | after_special)
-    starts = np.flatnonzero(starts_mask)
-    # A word runs to the next word start or special piece, whichever comes first.
-    breaks = np.flatnonzero(starts_mask | is_special)
-    following = np.searchsorted(breaks, starts, side="right")
-    ends = np.append(breaks, len(is_special))[following]
-    segment = np.cumsum(is_special)[starts]
-    return starts, ends, segment
+    opens = ~is_special & (is_word_start | after_special)
+    # A word runs to the next break: a word start or a special piece, whichever comes first.
+    is_break = opens | is_special
+    breaks = np.flatnonzero(is_break).tolist() + [len(is_special)]
+    opens_at_break = opens[is_break].tolist()
+    starts = [b for b, o in zip(breaks, opens_at_break) if o]
+    ends = [breaks[i + 1] for i, o in enumerate(opens_at_break) if o]
+    return starts, ends, np.cumsum(is_special)[opens].tolist()
+
+
+@functools.lru_cache(maxsize=None)
+def _span_law(ngram: int) -> tuple[tuple[float, ...], float]:
+    """p(n) ∝ 1/n for n = 1..ngram, as (cumulative sums, not normalised to exactly 1; E[n])."""
+    p = 1.0 / np.arange(1, ngram + 1)
+    return tuple(np.cumsum(p / p.sum()).tolist()), float((p / p.sum()) @ np.arange(1, ngram + 1))
 
 
 def choose_spans(
-    starts: np.ndarray,
-    ends: np.ndarray,
-    segment: np.ndarray,
+    starts: list[int],
+    ends: list[int],
+    segment: list[int],
     target: int,
     cap: int,
     ngram: int,
@@ -117,16 +130,15 @@ def choose_spans(
 ) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Pick non-overlapping spans of whole words: about `target` pieces in expectation, never over `cap`.
 
-    starts, ends, segment: (W,) from `word_boundaries`.
+    starts, ends, segment: W ints each, from `word_boundaries`.
     target: round(T * masked_lm_prob); cap: max_predictions_per_seq.
     Returns (spans, ngram_lengths): spans as (first_word, n) pairs, and the n of each span, (S,).
     """
-    windows = _Windows(segment, np.concatenate(([0], np.cumsum(ends - starts))))
-    p = 1.0 / np.arange(1, ngram + 1)
-    cdf = np.cumsum(p / p.sum())
+    windows = _Windows(segment, list(itertools.accumulate(map(operator.sub, ends, starts), initial=0)), ngram)
+    cdf, mean_n = _span_law(ngram)
     budget = min(target, cap)
     # Mean pieces of a span in this sequence: E[n] words times the mean word length.
-    mean_span = float((p / p.sum()) @ np.arange(1, ngram + 1)) * windows.pieces[-1] / max(len(starts), 1)
+    mean_span = mean_n * windows.pieces[-1] / max(len(starts), 1)
     spans: list[tuple[int, int]] = []
     used_pieces = 0
     while used_pieces < budget:
@@ -137,7 +149,7 @@ def choose_spans(
             # than short ones (the official rule, shortening the last spans to fit, biases toward n=1).
             # The first span is always placed: every example has a prediction, as in the official code.
             break
-        n = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")) + 1
+        n = bisect.bisect_right(cdf, rng.random() * cdf[-1]) + 1
         # Draw n first, then place it among windows of n free words of one segment: placing first and
         # rejecting collisions (the official order) rejects long spans more often.
         room = cap - used_pieces if target <= cap else left
@@ -156,36 +168,38 @@ def choose_spans(
 
 
 class _Windows:
-    """The windows of n consecutive words within one segment, and which of them are still free.
+    """The free windows of n consecutive words within one segment, for n = 1..ngram.
 
-    segment: (W,) segment of each word; pieces: (W+1,) prefix sums of word lengths in pieces.
+    segment: W ints, the segment of each word; pieces: W+1 prefix sums of word lengths in pieces.
+    free[n]: ascending first words of the n-word windows that lie in one segment and hold no masked word.
+    Covering a span deletes the windows it overlaps from each list, so a placement costs a list pick, not a
+    scan of all W words (W reaches ~350 at length 512).
     """
 
-    def __init__(self, segment: np.ndarray, pieces: np.ndarray):
-        self.segment, self.pieces = segment, pieces
-        self.covered = np.zeros(len(segment) + 1, dtype=np.int64)  # prefix counts of covered words
-        self._by_n: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def _candidates(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """First words of the n-word windows inside one segment, and their sizes in pieces."""
-        if n not in self._by_n:
-            first = np.arange(max(len(self.segment) - n + 1, 0))
-            first = first[self.segment[first] == self.segment[first + n - 1]]
-            self._by_n[n] = first, self.pieces[first + n] - self.pieces[first]
-        return self._by_n[n]
+    def __init__(self, segment: list[int], pieces: list[int], ngram: int):
+        self.pieces = pieces
+        # Words [a, b) of each segment (segment counts never decrease along the sequence).
+        bounds = [(bisect.bisect_left(segment, s), bisect.bisect_right(segment, s)) for s in sorted(set(segment))]
+        self.free = {n: list(itertools.chain.from_iterable(range(a, b - n + 1) for a, b in bounds))
+                     for n in range(1, ngram + 1)}
+        # Every n-word window fits a room of n times the longest word: no size check is needed then.
+        self.longest_word = max(map(operator.sub, pieces[1:], pieces[:-1]), default=0)
 
     def place(self, n: int, room: int, rng: np.random.Generator) -> tuple[int, int]:
         """A uniformly drawn free window of n words with at most `room` pieces: (first_word, n), or (-1, n)."""
-        first, size = self._candidates(n)
-        valid = first[(self.covered[first + n] == self.covered[first]) & (size <= room)]
-        if not valid.size:
+        valid, pieces = self.free[n], self.pieces
+        if room < n * self.longest_word:
+            valid = [w for w in valid if pieces[w + n] - pieces[w] <= room]
+        if not valid:
             return -1, n
-        return int(valid[rng.integers(valid.size)]), n
+        return valid[rng.integers(len(valid))], n
 
-    def cover(self, first: int, n: int) -> int:
-        """Mark words first..first+n-1 as masked; return their number of pieces."""
-        self.covered[first + 1:] += np.minimum(np.arange(1, len(self.covered) - first), n)
-        return int(self.pieces[first + n] - self.pieces[first])
+    def cover(self, first: int, m: int) -> int:
+        """Mark words first..first+m-1 as masked; return their number of pieces."""
+        for n, windows in self.free.items():
+            # The n-word windows starting at first-n+1..first+m-1 overlap the span.
+            del windows[bisect.bisect_left(windows, first - n + 1):bisect.bisect_left(windows, first + m)]
+        return self.pieces[first + m] - self.pieces[first]
 
 
 def mask_ngrams(
@@ -209,12 +223,11 @@ def mask_ngrams(
     spans, ngram_lengths = choose_spans(
         starts, ends, segment, options.target(len(input_ids)), options.max_predictions_per_seq, options.ngram, rng
     )
-    if spans:
-        positions = np.sort(np.concatenate([np.arange(starts[w], ends[w + n - 1]) for w, n in spans]))
-    else:
-        positions = np.zeros(0, dtype=np.int64)
+    # Spans never overlap, so the sorted pieces are unique.
+    positions = np.array(sorted(t for w, n in spans for t in range(starts[w], ends[w + n - 1])), dtype=np.int64)
     # 80% [MASK], 10% a random piece, 10% the original piece, decided per piece as in BERT.
     decide = rng.random(len(positions))
     random_pieces = vocab.replacement_ids[rng.integers(len(vocab.replacement_ids), size=len(positions))]
-    replacement = np.where(decide < 0.8, vocab.mask_token_id, np.where(decide < 0.9, random_pieces, input_ids[positions]))
+    replacement = np.where(decide < 0.8, vocab.mask_token_id,
+                           np.where(decide < 0.9, random_pieces, input_ids[positions]))
     return MaskedSpans(positions.astype(np.int64), replacement.astype(np.int64), ngram_lengths)

@@ -226,7 +226,10 @@ def open_shard(directory: Path, info: ShardInfo, verify: bool = True) -> Shard:
         if spec["length"] == 0:
             arrays[name] = np.zeros(0, dtype=dtype)
         else:
-            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=spec["offset"], shape=(spec["length"],))
+            mapped = np.memmap(path, dtype=dtype, mode="r", offset=spec["offset"], shape=(spec["length"],))
+            # A plain-ndarray view of the map (which it keeps open): slicing a np.memmap costs a subclass
+            # round trip per slice, several per example read.
+            arrays[name] = mapped.view(np.ndarray)
     return Shard(path, info, arrays)
 
 
