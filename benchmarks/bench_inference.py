@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds per shape, after one warm-up")
     parser.add_argument("--threads", type=int, help="intra-op threads for torch and onnxruntime (default: all)")
     parser.add_argument("--presets", nargs="+", default=["albert-base-v2", "albert-tiny"])
-    parser.add_argument("--output", default="inference.json", help="file name under benchmarks/results/")
+    parser.add_argument("--output", default="inference.json", help="file name under benchmarks/results/, or a path")
     parser.add_argument("--compile", action="store_true",
                         help="also litebert fp32 and bf16 weights under torch.compile (each compiles per shape: "
                              "~20 s for base)")

@@ -235,7 +235,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the test split per runtime")
     parser.add_argument("--threads", type=int, help="intra-op threads for torch and onnxruntime (default: all)")
-    parser.add_argument("--output", default="int8_accuracy.json", help="file name under benchmarks/results/")
+    parser.add_argument("--output", default="int8_accuracy.json", help="file name under benchmarks/results/, or a path")
     args = parser.parse_args(argv)
     args.bf16 = bf16_supported() if args.bf16 is None else args.bf16
     return args

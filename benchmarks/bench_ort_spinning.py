@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="albert-base-v2")
     parser.add_argument("--shape", default="8x128", help="BATCHxLENGTH")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", default="ort_spinning.json", help="file name under benchmarks/results/")
+    parser.add_argument("--output", default="ort_spinning.json", help="file name under benchmarks/results/, or a path")
     args = parser.parse_args(argv)
     threads = set_threads(None)
     batch, seq = map(int, args.shape.split("x"))

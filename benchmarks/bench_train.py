@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(litebert)")
     parser.add_argument("--threads", type=int, help="torch threads (default: every core)")
-    parser.add_argument("--output", default="train.json", help="file name under benchmarks/results/")
+    parser.add_argument("--output", default="train.json", help="file name under benchmarks/results/, or a path")
     args = parser.parse_args(argv)
     use_run_allocator()
     set_threads(args.threads)

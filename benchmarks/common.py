@@ -128,9 +128,13 @@ def machine_info(**extra: object) -> dict[str, object]:
 
 
 def write_json(data: dict, name: str) -> Path:
-    """Write `data` to benchmarks/results/NAME (indented, keys sorted); returns the path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
+    """Write `data` (indented, keys sorted) to benchmarks/results/NAME when NAME is a bare file name, else to the
+    path NAME as given (relative to the current directory): `--output benchmarks/results/x.json` from the
+    repository root lands where it says, not in a results/ folder nested inside results/. Returns the path."""
+    path = Path(name)
+    if path.parent == Path("."):
+        path = RESULTS / path
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 

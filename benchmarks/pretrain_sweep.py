@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="fine-tune each arm at every rate of the demo's search (DemoConfig.finetune_lrs) and "
                              "compare each arm at its own best dev rate, as the demo does (default: the first rate)")
     parser.add_argument("--workdir", type=Path, default=Path("runs/pretrain_sweep"))
-    parser.add_argument("--output", default="pretrain_sweep.json", help="file name under benchmarks/results/")
+    parser.add_argument("--output", default="pretrain_sweep.json", help="file name under benchmarks/results/, or a path")
     parser.add_argument("--protocol", action="store_true",
                         help="instead of probes: the fine-tuning grid (--protocol-lrs x --protocol-epochs) for the "
                              "first probe's pretrained model and its random init, into results/finetune_protocol.json")
