@@ -87,7 +87,7 @@ def test_a_bf16_training_choice_times_the_attention_of_its_evaluation_passes():
         assert result.attention_forward == chosen and result.timings_ms["evaluation, matmul attention"] == matmul * 1e3
         assert ("evaluations' attention of matmuls" in result.describe()) == (chosen == "matmul")
     calls = []
-    slow_bf16 = {**base, **{name: 2.0 + i / 10 for i, name in enumerate(C.BF16_VARIANTS)}}
+    slow_bf16 = {**base, **{name: 2.0 + i / 5 for i, name in enumerate(C.BF16_VARIANTS)}}
     fp32 = C.calibrate(TINY, 4, 16, "train", timer=fake_timer(slow_bf16, calls), force=True)
     assert not fp32.bf16 and fp32.attention_forward == "sdpa" and len(calls) == 2  # no bf16: nothing to time
     paths = []
@@ -100,11 +100,11 @@ def test_a_bf16_training_choice_times_the_attention_of_its_evaluation_passes():
 
 
 def test_close_variants_go_to_a_runoff_whose_longer_timing_decides():
-    """bf16 variants within 3% of the fastest are timed again, alone and for longer: on the EPYC the one-layer
+    """bf16 variants within 5% of the fastest are timed again, alone and for longer: on the EPYC the one-layer
     copy's MLM head diluted an attention backward 8-10% faster per layer to 1-4% of the copy, and 4 of 22
     calibrations picked the slower one. bf16 against fp32 stays judged on the first pass, timed in the same rounds."""
-    first = {"fp32": 1.0, **{name: 0.9 for name in C.BF16_VARIANTS},
-             "bf16": 0.50, "bf16, attention probabilities kept": 0.51, "bf16, tanh GELU": 0.512}
+    first = {"fp32": 1.0, **{name: 0.9 for name in C.BF16_VARIANTS}, "bf16, fp32 attention backward": 0.53,
+             "bf16": 0.50, "bf16, attention probabilities kept": 0.51, "bf16, tanh GELU": 0.512}  # 0.53: 6% behind
     again = {"bf16": 0.50, "bf16, attention probabilities kept": 0.46, "bf16, tanh GELU": 0.52}
     calls: list = []
 

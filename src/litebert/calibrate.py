@@ -31,7 +31,7 @@ then times the one-layer copy's forward without a gradient with SDPA's attention
 run's evaluation passes, and keeps the faster.
 
 Variants are timed round-robin (medians), each round starting one variant later, so load on the machine and
-what one variant leaves behind for the next hit them alike. bf16 variants timed within 3% of the fastest are then
+what one variant leaves behind for the next hit them alike. bf16 variants timed within 5% of the fastest are then
 timed again, alone and for four times as long (`runoff`), and those timings pick among them. The fastest bf16
 variant is kept as it was timed (two switches that each pay alone need not pay together), and bf16 only when it is
 at least 5% faster than fp32 in the first pass (it costs precision). The result is cached under
@@ -232,8 +232,10 @@ def decide(seconds: dict[str, float], mode: str, length: int, key: dict[str, Any
                        timings_ms={k: round(v * 1e3, 3) for k, v in seconds.items()}, key=key)
 
 
-RUNOFF_WITHIN = 1.03
-"""bf16 variants timed within 3% of the fastest go to a runoff (see runoff)."""
+RUNOFF_WITHIN = 1.05
+"""bf16 variants timed within 5% of the fastest go to a runoff (see runoff): the margin bf16 itself must clear
+over fp32. 3% was too narrow: the fresh demo run at ea00307 timed the kept probabilities 3.1% behind the
+default (73.4 against 71.2 ms, on a noisy stretch: fp32 128 ms against the usual ~105), and kept the slower one."""
 RUNOFF_BUDGET_S = 2.0
 """About how long the runoff times each of its variants (interleaved_medians' budget; 0.5 s in the first pass)."""
 FIRST_TIMING = ", first timing"
