@@ -155,7 +155,7 @@ def calibration_key(config: AlbertConfig, batch: int, length: int, mode: str) ->
 
 
 def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train", *, force: bool = False,
-              timer: Callable[[dict[str, Callable[[], None]]], dict[str, float]] | None = None) -> Calibration:
+              timer: Callable[..., dict[str, float]] | None = None) -> Calibration:
     """The measured choice for `mode` at (batch, length), from the cache unless `force`; cached when measured.
     `timer(fns, budget_s=...)`, (variant -> run) -> variant -> median seconds, replaces the clock (tests)."""
     if mode not in MODES:
@@ -219,9 +219,19 @@ BF16_INFER_VARIANTS = {"bf16": (True, "sdpa"), "bf16, matmul attention": (True, 
 """name -> (erf GELU in bf16, attention forward) of each bf16 inference variant."""
 
 
+def bf16_table(mode: str) -> dict[str, tuple[bool, str]]:
+    """The bf16 variants timed in `mode`: BF16_VARIANTS in training, BF16_INFER_VARIANTS in inference."""
+    return BF16_VARIANTS if mode == "train" else BF16_INFER_VARIANTS
+
+
+def in_ms(seconds: dict[str, float]) -> dict[str, float]:
+    """Timings as a calibration records them: milliseconds, to the microsecond."""
+    return {k: round(v * 1e3, 3) for k, v in seconds.items()}
+
+
 def decide(seconds: dict[str, float], mode: str, length: int, key: dict[str, Any]) -> Calibration:
     """The fastest timed bf16 variant's switches (bf16 itself only with its 5% margin over fp32)."""
-    table = BF16_VARIANTS if mode == "train" else BF16_INFER_VARIANTS
+    table = bf16_table(mode)
     best = min((name for name in seconds if name in table), key=seconds.__getitem__)
     erf, attention = table[best]
     # bf16 against fp32 as both were timed in the same rounds (a runoff times the close bf16 variants later).
@@ -229,7 +239,7 @@ def decide(seconds: dict[str, float], mode: str, length: int, key: dict[str, Any
     return Calibration(mode=mode, bf16=first <= BF16_MARGIN * seconds["fp32"], erf_gelu_bf16=erf,
                        attention_backward=attention if mode == "train" else "sdpa", length=length,
                        attention_forward=attention if mode == "infer" else "sdpa",
-                       timings_ms={k: round(v * 1e3, 3) for k, v in seconds.items()}, key=key)
+                       timings_ms=in_ms(seconds), key=key)
 
 
 RUNOFF_WITHIN = 1.05
@@ -251,7 +261,7 @@ def runoff(fns: dict[str, Callable[[], None]], seconds: dict[str, float], mode: 
     EPYC picked the slower attention backward in 4 of 22 calibrations, and a cached pick stays
     (benchmarks/README.md, the EPYC's fourth session). More rounds of the close variants alone narrow it.
     """
-    table = BF16_VARIANTS if mode == "train" else BF16_INFER_VARIANTS
+    table = bf16_table(mode)
     timed = {name: s for name, s in seconds.items() if name in table}
     fastest = min(timed.values(), default=0.0)
     close = [name for name, s in timed.items() if s <= RUNOFF_WITHIN * fastest]
@@ -265,7 +275,7 @@ def decide_shared(result: Calibration, seconds: dict[str, float]) -> Calibration
     """`result` with the summed shared gradient on only if it timed no slower, and its timings added."""
     summed = seconds[next(n for n, on in SHARED_VARIANTS.items() if on)]
     per_layer = seconds[next(n for n, on in SHARED_VARIANTS.items() if not on)]
-    timings = {**result.timings_ms, **{k: round(v * 1e3, 3) for k, v in seconds.items()}}
+    timings = {**result.timings_ms, **in_ms(seconds)}
     return dataclasses.replace(result, shared_weight_grad=summed <= per_layer, timings_ms=timings)
 
 
@@ -285,7 +295,7 @@ def decide_evaluation(result: Calibration, seconds: dict[str, float]) -> Calibra
     """`result` with the attention forward its evaluation passes timed fastest (no margin: both are bf16, and
     inference takes its attention forward the same way), and those timings added."""
     fastest = min(EVALUATION_VARIANTS, key=seconds.__getitem__)
-    timings = {**result.timings_ms, **{k: round(v * 1e3, 3) for k, v in seconds.items()}}
+    timings = {**result.timings_ms, **in_ms(seconds)}
     return dataclasses.replace(result, attention_forward=EVALUATION_VARIANTS[fastest], timings_ms=timings)
 
 
@@ -494,7 +504,7 @@ def _with_bf16_variants(run: Callable[[bool], None], mode: str, length: int,
     model's GELU has that form."""
     out = {"fp32": lambda: run(False)}
     attention = "attention_backward" if mode == "train" else "attention_forward"
-    for name, (erf, how) in (BF16_VARIANTS if mode == "train" else BF16_INFER_VARIANTS).items():
+    for name, (erf, how) in bf16_table(mode).items():
         if erf or gelu_switch:
             out[name] = _switched(lambda: run(True), erf_gelu_bf16=erf, **{attention: how},
                                   attention_backward_max_len=length)
