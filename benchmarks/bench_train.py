@@ -1,4 +1,5 @@
-"""Training throughput: litebert's AlbertForPreTraining vs transformers' in the same process.
+"""Training throughput: litebert's AlbertForPreTraining vs transformers' in the same process (with --head
+classification, their AlbertForSequenceClassification: a fine-tuning step).
 
 One training step = forward + backward + AdamW update, same config, batch, sequence length and dtype (fp32, or
 bf16 autocast over fp32 weights). The losses differ by design: Hugging Face's model takes labels over all T
@@ -23,10 +24,14 @@ only; the embedding projection 2*B*T*E*H when E != H; and the MLM head over the 
 positions and its last layer at every position do work the loss does not need, and that extra work is not
 counted (so its MFU is lower where it wastes time there). (Before 2026-12-05 the last layer was counted at all T
 positions, which litebert then also computed: MFUs of that count read ~5% higher at ALBERT-base 8x128.)
-Elementwise ops, layer norms, softmax, the SOP head and the optimizer are not counted.
+Elementwise ops, layer norms, softmax, the SOP head and the optimizer are not counted. A classification step
+(--head classification: 2 labels, a random label per sequence, the classifier's dropout as configured) counts the
+last layer at [CLS] only, where litebert computes it (its queries, output projection and FFN on one row; its K
+and V at all T), and the pooler and classifier; HF runs its last layer at all T positions.
 
     python benchmarks/bench_train.py [--presets albert-tiny albert-base-v2] [--shapes 8x128 32x128 8x512]
         [--dtypes fp32 bf16] [--steps 4] [--device cpu|cuda] [--compile] [--threads N] [--output train.json]
+        [--head pretraining|classification]
 ~10 minutes on 2 CPU cores for the defaults (HF's fp32 32x128 step alone is ~15 s).
 """
 from __future__ import annotations
@@ -35,6 +40,7 @@ import argparse
 import dataclasses
 import statistics
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -45,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, matmul_tflops, set_threads, time_once, use_run_allocator, write_json  # noqa: E402
 from litebert import calibrate  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
-from litebert.model import AlbertForPreTraining, CpuFastPaths  # noqa: E402
+from litebert.model import AlbertForPreTraining, AlbertForSequenceClassification, CpuFastPaths  # noqa: E402
 
 PREDICTIONS = 20  # max_predictions_per_seq of the ALBERT recipe
 
@@ -59,7 +65,8 @@ def make_batch(config: AlbertConfig, batch: int, length: int, seed: int = 0) -> 
     full = torch.full_like(ids, -100).scatter(1, positions, targets)  # (B, T): HF's labels
     return dict(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
                 positions=positions, targets=targets, full_labels=full,
-                sop=torch.randint(0, 2, (batch,), generator=g))
+                sop=torch.randint(0, 2, (batch,), generator=g),
+                labels=torch.randint(0, 2, (batch,), generator=g))  # a classification step's (drawn last)
 
 
 def model_config(preset: str) -> AlbertConfig:
@@ -83,47 +90,87 @@ def hf_step(model, b):
                  labels=b["full_labels"], sentence_order_label=b["sop"]).loss
 
 
-def train_flops(config: AlbertConfig, batch: int, length: int, predictions: int = PREDICTIONS) -> float:
-    """Useful model FLOPs of one training step (3 x forward), the same for both implementations."""
-    B, T, P = batch, length, predictions
-    H, I, E, V = config.hidden_size, config.intermediate_size, config.embedding_size, config.vocab_size
+def ours_classify_step(model, b):
+    return model(b["input_ids"], b["attention_mask"], b["token_type_ids"], labels=b["labels"]).loss
+
+
+def hf_classify_step(model, b):
+    return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
+                 labels=b["labels"]).loss
+
+
+def encoder_flops(config: AlbertConfig, batch: int, length: int, last_rows: int) -> float:
+    """Useful forward FLOPs of the embedding projection and the encoder, its last layer at `last_rows` positions
+    (all layers' K and V at every position)."""
+    B, T = batch, length
+    H, I, E = config.hidden_size, config.intermediate_size, config.embedding_size
     kv = 2 * B * T * 2 * H * H  # the K and V projections: every position of every layer
 
     def queries(rows: int) -> int:  # Q and output projections, FFN, scores and context at `rows` positions
         return 2 * B * rows * (2 * H * H + 2 * H * I) + 4 * B * rows * T * H
 
-    # The last layer feeds only the heads: the masked positions and [CLS] (for SOP).
-    forward = config.depth * kv + (config.depth - 1) * queries(T) + queries(min(T, P + 1))
-    if E != H:
-        forward += 2 * B * T * E * H
-    forward += 2 * B * P * (H * E + E * V)  # MLM head on the masked positions only
-    return 3.0 * forward
+    forward = config.depth * kv + (config.depth - 1) * queries(T) + queries(last_rows)
+    return forward + (2 * B * T * E * H if E != H else 0)
+
+
+def train_flops(config: AlbertConfig, batch: int, length: int, predictions: int = PREDICTIONS) -> float:
+    """Useful model FLOPs of one pretraining step (3 x forward), the same for both implementations: the last
+    layer feeds only the heads (the masked positions and [CLS] for SOP), the MLM head runs on the masked ones."""
+    H, E, V, P = config.hidden_size, config.embedding_size, config.vocab_size, predictions
+    head = 2 * batch * P * (H * E + E * V)
+    return 3.0 * (encoder_flops(config, batch, length, min(length, P + 1)) + head)
+
+
+def classify_flops(config: AlbertConfig, batch: int, length: int) -> float:
+    """Useful model FLOPs of one sequence-classification step: the last layer at [CLS] only, the pooler and the
+    classifier."""
+    H = config.hidden_size
+    return 3.0 * (encoder_flops(config, batch, length, 1) + 2 * batch * H * (H + config.num_labels))
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """One training objective as both implementations run it."""
+    ours: type  # litebert's model class
+    hf: str  # transformers' class of the same job
+    ours_step: Callable[[torch.nn.Module, dict], torch.Tensor]
+    hf_step: Callable[[torch.nn.Module, dict], torch.Tensor]
+    flops: Callable[[AlbertConfig, int, int], float]  # (config, batch, length) → useful FLOPs of a step
+
+
+HEADS = {
+    "pretraining": Head(AlbertForPreTraining, "AlbertForPreTraining", ours_step, hf_step, train_flops),
+    "classification": Head(AlbertForSequenceClassification, "AlbertForSequenceClassification", ours_classify_step,
+                           hf_classify_step, classify_flops),
+}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def contenders(config: AlbertConfig, device: str, compile_ours: bool) -> dict:
+def contenders(config: AlbertConfig, device: str, compile_ours: bool, head: str = "pretraining") -> dict:
     """name → (model, step function): litebert, Hugging Face and, with compile_ours, torch.compile(litebert),
-    all with the same random weights."""
-    from transformers import AlbertConfig as HFConfig
-    from transformers import AlbertForPreTraining as HFAlbert
+    each drawn from torch's seeded RNG (their weights differ; the compiled twin has litebert's)."""
+    import transformers
 
+    spec = HEADS[head]
     torch.manual_seed(0)
-    ours = AlbertForPreTraining(config).train().to(device)
-    hf_config = HFConfig(**{k: v for k, v in config.to_dict().items() if k in HFConfig().to_dict()})
-    hf = HFAlbert(hf_config).train().to(device)
-    runs = {"litebert": (ours, ours_step), "transformers": (hf, hf_step)}
+    ours = spec.ours(config).train().to(device)
+    fields = transformers.AlbertConfig().to_dict()
+    hf_config = transformers.AlbertConfig(num_labels=config.num_labels,
+                                          **{k: v for k, v in config.to_dict().items() if k in fields})
+    hf = getattr(transformers, spec.hf)(hf_config).train().to(device)
+    runs = {"litebert": (ours, spec.ours_step), "transformers": (hf, spec.hf_step)}
     if compile_ours:
-        twin = AlbertForPreTraining(config).train().to(device)
+        twin = spec.ours(config).train().to(device)
         twin.load_state_dict(ours.state_dict())
-        runs["litebert compiled"] = (torch.compile(twin), ours_step)
+        runs["litebert compiled"] = (torch.compile(twin), spec.ours_step)
     return runs
 
 
 def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: str = "cpu",
-          compile_ours: bool = False) -> dict:
+          compile_ours: bool = False, head: str = "pretraining") -> dict:
     """Median step time of each contender, timed step by step in turn (warm-up step first, and for the
     compiled model the compile, timed apart)."""
     config = model_config(preset)
@@ -134,17 +181,17 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
     with calibrate.fast_paths(**dataclasses.asdict(CpuFastPaths())):
         if applies:
             chosen.apply()
-        out = timed_steps(config, batch, length, bf16, steps, device, compile_ours)
-    out["preset"] = preset
+        out = timed_steps(config, batch, length, bf16, steps, device, compile_ours, head)
+    out["preset"], out["head"] = preset, head
     out["calibrated"] = None if chosen is None else "bf16-autocast" if chosen.bf16 else "fp32"
     out["fast_paths"] = chosen.describe() if applies else "defaults"
     return out
 
 
 def timed_steps(config: AlbertConfig, batch: int, length: int, bf16: bool, steps: int, device: str,
-                compile_ours: bool) -> dict:
+                compile_ours: bool, head: str = "pretraining") -> dict:
     """Each contender's training steps at (batch, length), interleaved: medians, tokens/s and ratios."""
-    runs = contenders(config, device, compile_ours)
+    runs = contenders(config, device, compile_ours, head)
     b = to_device(make_batch(config, batch, length), device)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, (m, _) in runs.items()}
     autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
@@ -163,7 +210,7 @@ def timed_steps(config: AlbertConfig, batch: int, length: int, bf16: bool, steps
         for name in runs:
             times[name].append(time_once(lambda: step(name)))
     out = {"batch": batch, "seq_length": length, "device": device,
-           "dtype": "bf16-autocast" if bf16 else "fp32", "flops_per_step": train_flops(config, batch, length)}
+           "dtype": "bf16-autocast" if bf16 else "fp32", "flops_per_step": HEADS[head].flops(config, batch, length)}
     for name, ts in times.items():
         key = name.replace(" ", "_")
         out[f"{key}_step_s"] = statistics.median(ts)
@@ -203,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(litebert)")
     parser.add_argument("--threads", type=int, help="torch threads (default: every core)")
     parser.add_argument("--output", default="train.json", help="file name under benchmarks/results/, or a path")
+    parser.add_argument("--head", choices=list(HEADS), default="pretraining",
+                        help="the step: pretraining (MLM + SOP) or classification (a fine-tuning step, 2 labels)")
     args = parser.parse_args(argv)
     use_run_allocator()
     set_threads(args.threads)
@@ -217,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         for shape in args.shapes:
             batch, length = map(int, shape.split("x"))
             for bf16 in [d == "bf16" for d in args.dtypes]:
-                r = bench(preset, batch, length, bf16, args.steps, args.device, args.compile)
+                r = bench(preset, batch, length, bf16, args.steps, args.device, args.compile, args.head)
                 for name in ("litebert", "transformers", "litebert_compiled"):
                     if f"{name}_step_s" in r:
                         r[f"{name}_mfu"] = r["flops_per_step"] / r[f"{name}_step_s"] / (peak[r["dtype"]] * 1e12)
@@ -226,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     what = ("training step (forward + backward + AdamW), median s and tokens/s; HF loss over (B, T) labels, "
             f"litebert over (B, P={PREDICTIONS}) masked positions; mfu = useful model FLOPs per step (3 x analytic "
             "forward, MLM head over the masked positions for both) / step time / matmul rate of the step's dtype")
+    if args.head == "classification":
+        what = ("sequence-classification training step (forward + backward + AdamW; 2 labels), median s and "
+                "tokens/s; mfu = useful model FLOPs per step (3 x analytic forward, the last layer at [CLS] only, "
+                "for both) / step time / matmul rate of the step's dtype")
     path = write_json({"what": what, "matmul_tflops": peak, "steps": args.steps,
                        "machine": machine_info(device=_device_name(args.device)), "rows": rows}, args.output)
     print(f"wrote {path}")
