@@ -112,6 +112,45 @@ def test_build_adamw_keeps_the_groups():
         OptimConfig(name="sgd")
 
 
+def test_adamw_on_a_cpu_runs_the_fused_kernel_with_the_loops_update_and_an_exact_resume():
+    """On a CPU `build_optimizer` gives torch's fused AdamW (one pass per tensor instead of a Python loop of
+    element-wise ops): the same update as the loop to rounding, and a state dict that resumes bit for bit."""
+    def fresh():
+        torch.manual_seed(0)
+        return Tiny()
+
+    grads = [[torch.randn_like(p) for p in fresh().parameters()] for _ in range(12)]
+
+    def run(model, optimizer, steps):
+        for step_grads in steps:
+            for p, g in zip(model.parameters(), step_grads):
+                p.grad = g.clone()
+            optimizer.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    config = OptimConfig(name="adamw", lr=1e-2)
+    fused_model = fresh()
+    fused = build_optimizer(fused_model, config)
+    assert fused.defaults["fused"] is True
+    loop_model = fresh()
+    loop = torch.optim.AdamW(param_groups(loop_model, config.weight_decay, config.exclude), lr=config.lr,
+                             betas=(config.beta1, config.beta2), eps=config.eps, foreach=False)
+    after_fused, after_loop = run(fused_model, fused, grads), run(loop_model, loop, grads)
+    for a, b, start in zip(after_fused, after_loop, fresh().parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        assert (a - start).abs().min() > 1e-3  # every weight moved
+
+    halfway_model = fresh()
+    halfway = build_optimizer(halfway_model, config)
+    run(halfway_model, halfway, grads[:5])
+    resumed_model = fresh()
+    resumed_model.load_state_dict(halfway_model.state_dict())
+    resumed = build_optimizer(resumed_model, config)
+    resumed.load_state_dict(halfway.state_dict())
+    for a, b in zip(run(resumed_model, resumed, grads[5:]), after_fused):
+        assert torch.equal(a, b)
+
+
 def test_schedule_is_the_official_one():
     """polynomial_decay(step, 125000, power 1) with linear warmup over 3125 steps, both from step 0."""
     s = ScheduleConfig()

