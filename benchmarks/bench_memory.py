@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import hf_step, make_batch, model_config, ours_step, to_device  # noqa: E402
+from bench_train import hf_albert_config, hf_step, make_batch, model_config, ours_step, to_device  # noqa: E402
 from common import cpu_tag, format_table, interleaved_medians, machine_info, set_threads, time_once, \
     write_json  # noqa: E402
 from litebert import distributed as D  # noqa: E402
@@ -54,11 +54,9 @@ def build(contender: str, preset: str, device: str):
     config = model_config(preset)
     torch.manual_seed(0)
     if contender == "transformers":
-        from transformers import AlbertConfig as HFConfig
         from transformers import AlbertForPreTraining as HFAlbert
 
-        hf_config = HFConfig(**{k: v for k, v in config.to_dict().items() if k in HFConfig().to_dict()})
-        return HFAlbert(hf_config).train().to(device), hf_step
+        return HFAlbert(hf_albert_config(config)).train().to(device), hf_step
     model = AlbertForPreTraining(config).train().to(device)
     if contender == "litebert checkpointed":
         D.checkpoint_activations(model)

@@ -149,6 +149,15 @@ def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Te
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def hf_albert_config(config: AlbertConfig):
+    """transformers' AlbertConfig of the same model (the fields both name, and the label count)."""
+    import transformers
+
+    fields = transformers.AlbertConfig().to_dict()
+    return transformers.AlbertConfig(num_labels=config.num_labels,
+                                     **{k: v for k, v in config.to_dict().items() if k in fields})
+
+
 def contenders(config: AlbertConfig, device: str, compile_ours: bool, head: str = "pretraining") -> dict:
     """name → (model, step function): litebert, Hugging Face and, with compile_ours, torch.compile(litebert),
     each drawn from torch's seeded RNG (their weights differ; the compiled twin has litebert's)."""
@@ -157,10 +166,7 @@ def contenders(config: AlbertConfig, device: str, compile_ours: bool, head: str 
     spec = HEADS[head]
     torch.manual_seed(0)
     ours = spec.ours(config).train().to(device)
-    fields = transformers.AlbertConfig().to_dict()
-    hf_config = transformers.AlbertConfig(num_labels=config.num_labels,
-                                          **{k: v for k, v in config.to_dict().items() if k in fields})
-    hf = getattr(transformers, spec.hf)(hf_config).train().to(device)
+    hf = getattr(transformers, spec.hf)(hf_albert_config(config)).train().to(device)
     runs = {"litebert": (ours, spec.ours_step), "transformers": (hf, spec.hf_step)}
     if compile_ours:
         twin = spec.ours(config).train().to(device)

@@ -116,7 +116,8 @@ def word_boundaries(is_word_start: np.ndarray, is_special: np.ndarray) -> tuple[
 def _span_law(ngram: int) -> tuple[tuple[float, ...], float]:
     """p(n) ∝ 1/n for n = 1..ngram, as (cumulative sums, not normalised to exactly 1; E[n])."""
     p = 1.0 / np.arange(1, ngram + 1)
-    return tuple(np.cumsum(p / p.sum()).tolist()), float((p / p.sum()) @ np.arange(1, ngram + 1))
+    p /= p.sum()
+    return tuple(np.cumsum(p).tolist()), float(p @ np.arange(1, ngram + 1))
 
 
 def choose_spans(
@@ -230,4 +231,4 @@ def mask_ngrams(
     random_pieces = vocab.replacement_ids[rng.integers(len(vocab.replacement_ids), size=len(positions))]
     replacement = np.where(decide < 0.8, vocab.mask_token_id,
                            np.where(decide < 0.9, random_pieces, input_ids[positions]))
-    return MaskedSpans(positions.astype(np.int64), replacement.astype(np.int64), ngram_lengths)
+    return MaskedSpans(positions, replacement.astype(np.int64), ngram_lengths)
