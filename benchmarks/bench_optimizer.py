@@ -9,7 +9,8 @@ with freed memory kept as litebert's commands keep it:
     adamw (for-loop)               torch's default on a CPU: a Python loop of element-wise ops per parameter
     adamw (foreach)                torch's multi-tensor ops (CUDA's default; on a CPU they loop over the tensors)
     lamb                           litebert's LAMB (the official update)
-    adamweightdecay                litebert's AdamWeightDecay (LAMB without the trust ratio)
+    adamweightdecay                litebert's AdamWeightDecay: torch's AdamW (fused on a CPU), bias correction off
+    adamweightdecay (loop)         the same update as `Lamb` without the trust ratio (what it ran before)
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_optimizer.py [--presets demo albert-base-v2] [--steps 30]
 Writes benchmarks/results/optimizer_<cpu kind>.json.
@@ -29,7 +30,7 @@ from common import cpu_tag, format_table, interleaved_medians, machine_info, set
 
 from bench_train import model_config  # noqa: E402
 from litebert.model import AlbertForPreTraining  # noqa: E402
-from litebert.optim import OptimConfig, build_optimizer, param_groups  # noqa: E402
+from litebert.optim import Lamb, OptimConfig, build_optimizer, param_groups  # noqa: E402
 
 
 def contenders(preset: str) -> dict[str, torch.optim.Optimizer]:
@@ -41,6 +42,11 @@ def contenders(preset: str) -> dict[str, torch.optim.Optimizer]:
             p.grad = 1e-3 * torch.randn_like(p)
         return m
 
+    def lamb_loop(m: torch.nn.Module, adapt: bool) -> torch.optim.Optimizer:
+        config = OptimConfig(name="lamb")
+        groups = param_groups(m, config.weight_decay, config.exclude)
+        return Lamb([{**g, "adapt": g["adapt"] and adapt} for g in groups], lr=config.lr, eps=config.eps)
+
     def torch_adamw(**kind) -> torch.optim.Optimizer:
         config = OptimConfig(name="adamw")
         return torch.optim.AdamW(param_groups(model(), config.weight_decay, config.exclude), lr=config.lr,
@@ -50,7 +56,8 @@ def contenders(preset: str) -> dict[str, torch.optim.Optimizer]:
             "adamw (for-loop)": torch_adamw(foreach=False),
             "adamw (foreach)": torch_adamw(foreach=True),
             "lamb": build_optimizer(model(), OptimConfig(name="lamb")),
-            "adamweightdecay": build_optimizer(model(), OptimConfig(name="adamweightdecay"))}
+            "adamweightdecay": build_optimizer(model(), OptimConfig(name="adamweightdecay")),
+            "adamweightdecay (loop)": lamb_loop(model(), adapt=False)}
 
 
 def main(argv: list[str] | None = None) -> int:

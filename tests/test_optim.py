@@ -18,6 +18,7 @@ from litebert.optim import (
     build_optimizer,
     learning_rate,
     param_groups,
+    without_bias_correction,
 )
 
 EXCLUDE = ["LayerNorm", "layer_norm", "bias"]
@@ -112,9 +113,12 @@ def test_build_adamw_keeps_the_groups():
         OptimConfig(name="sgd")
 
 
-def test_adamw_on_a_cpu_runs_the_fused_kernel_with_the_loops_update_and_an_exact_resume():
+@pytest.mark.parametrize("name", ["adamw", "adamweightdecay"])
+def test_adam_on_a_cpu_runs_the_fused_kernel_with_the_loops_update_and_an_exact_resume(name):
     """On a CPU `build_optimizer` gives torch's fused AdamW (one pass per tensor instead of a Python loop of
-    element-wise ops): the same update as the loop to rounding, and a state dict that resumes bit for bit."""
+    element-wise ops), for AdamWeightDecay with its bias correction off: the same update as the loop (torch's
+    for AdamW, `Lamb` without the trust ratio for AdamWeightDecay) to rounding, and a state dict that resumes bit
+    for bit."""
     def fresh():
         torch.manual_seed(0)
         return Tiny()
@@ -128,13 +132,17 @@ def test_adamw_on_a_cpu_runs_the_fused_kernel_with_the_loops_update_and_an_exact
             optimizer.step()
         return [p.detach().clone() for p in model.parameters()]
 
-    config = OptimConfig(name="adamw", lr=1e-2)
+    config = OptimConfig(name=name, lr=1e-2)
     fused_model = fresh()
     fused = build_optimizer(fused_model, config)
     assert fused.defaults["fused"] is True
     loop_model = fresh()
-    loop = torch.optim.AdamW(param_groups(loop_model, config.weight_decay, config.exclude), lr=config.lr,
-                             betas=(config.beta1, config.beta2), eps=config.eps, foreach=False)
+    groups, betas = param_groups(loop_model, config.weight_decay, config.exclude), (config.beta1, config.beta2)
+    if name == "adamweightdecay":
+        loop = Lamb([{**g, "adapt": False} for g in groups], lr=config.lr, betas=betas, eps=config.eps)
+    else:
+        loop = torch.optim.AdamW([{k: v for k, v in g.items() if k != "adapt"} for g in groups], lr=config.lr,
+                                 betas=betas, eps=config.eps, foreach=False)
     after_fused, after_loop = run(fused_model, fused, grads), run(loop_model, loop, grads)
     for a, b, start in zip(after_fused, after_loop, fresh().parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
@@ -194,13 +202,21 @@ def test_adam_weight_decay_is_the_official_fine_tuning_optimizer():
     optimizer = build_optimizer(model, OptimConfig(name="adamweightdecay", lr=0.01, weight_decay=0.01, exclude=[]))
     rng = np.random.default_rng(0)
     grads = [{k: rng.normal(size=p.shape) for k, p in model.named_parameters()} for _ in range(5)]
-    for step_grads in grads:
-        for k, p in model.named_parameters():
-            p.grad = torch.tensor(step_grads[k], dtype=torch.float32)
-        optimizer.step()
+    assert optimizer.defaults["fused"] is True  # a CPU's: torch's fused kernel, its bias correction switched off
     expected = bert_adam_weight_decay(start, grads, lr=0.01, steps=5)
-    for k, p in model.named_parameters():
-        np.testing.assert_allclose(p.detach().numpy(), expected[k], rtol=1e-5, atol=1e-6)
+    # the same trick holds in torch's other two AdamW implementations (a GPU's foreach, the for-loop)
+    for implementation in (optimizer, "foreach", "for-loop"):
+        if isinstance(implementation, str):
+            model.load_state_dict({k: torch.tensor(v) for k, v in start.items()})
+            implementation = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01, eps=1e-6,
+                                               foreach=implementation == "foreach")
+            without_bias_correction(implementation)
+        for step_grads in grads:
+            for k, p in model.named_parameters():
+                p.grad = torch.tensor(step_grads[k], dtype=torch.float32)
+            implementation.step()
+        for k, p in model.named_parameters():
+            np.testing.assert_allclose(p.detach().numpy(), expected[k], rtol=1e-5, atol=1e-6)
     # and it is not torch's AdamW, whose bias correction makes the first update ~1/3 of this one
     adamw = nn.Linear(4, 3)
     adamw.load_state_dict({k: torch.tensor(v) for k, v in start.items()})
