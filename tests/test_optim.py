@@ -217,6 +217,19 @@ def test_adam_weight_decay_is_the_official_fine_tuning_optimizer():
             implementation.step()
         for k, p in model.named_parameters():
             np.testing.assert_allclose(p.detach().numpy(), expected[k], rtol=1e-5, atol=1e-6)
+    # a state saved by the loop it replaced (`Lamb` without the trust ratio: m and v, no step count) resumes
+    model.load_state_dict({k: torch.tensor(v) for k, v in start.items()})
+    loop = Lamb([{**g, "adapt": False} for g in param_groups(model, 0.01, [])], lr=0.01, eps=1e-6)
+    resumed = build_optimizer(model, OptimConfig(name="adamweightdecay", lr=0.01, weight_decay=0.01, exclude=[]))
+    for step, step_grads in enumerate(grads):
+        if step == 2:
+            resumed.load_state_dict(loop.state_dict())
+            assert all(g["fused"] and "adapt" not in g for g in resumed.param_groups)
+        for k, p in model.named_parameters():
+            p.grad = torch.tensor(step_grads[k], dtype=torch.float32)
+        (loop if step < 2 else resumed).step()
+    for k, p in model.named_parameters():
+        np.testing.assert_allclose(p.detach().numpy(), expected[k], rtol=1e-5, atol=1e-6)
     # and it is not torch's AdamW, whose bias correction makes the first update ~1/3 of this one
     adamw = nn.Linear(4, 3)
     adamw.load_state_dict({k: torch.tensor(v) for k, v in start.items()})

@@ -138,15 +138,34 @@ def without_bias_correction(adamw: torch.optim.AdamW) -> None:
     Its state starts here, each parameter's step count at NO_BIAS_CORRECTION_STEP (on the device and in the dtype
     torch's own first step would put it), so a CPU run takes the fused kernel: a step of the demo's model 1.2
     against 2.7 ms for `Lamb`'s loop, of ALBERT-base 4.7 against 13.6 (bench_optimizer.py, AMD EPYC). The state
-    saves and loads as AdamW's; a resume restores the count with it."""
+    saves and loads as AdamW's; a resume restores the count with it, and a state `Lamb`'s loop saved (litebert
+    before 2026-12-05: m and v alone) is given the count as it loads."""
     for group in adamw.param_groups:
-        on_device = group["fused"] or group["capturable"]
         for p in group["params"]:
-            adamw.state[p] = {
-                "step": torch.tensor(NO_BIAS_CORRECTION_STEP, dtype=torch.float32 if on_device else None,
-                                     device=p.device if on_device else "cpu"),
-                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+            adamw.state[p] = {"step": _uncorrected_step(group, p),
+                              "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                              "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+    adamw.register_load_state_dict_pre_hook(_from_loop_state)
+
+
+def _uncorrected_step(group: dict, p: torch.Tensor) -> torch.Tensor:
+    """NO_BIAS_CORRECTION_STEP where torch's AdamW keeps its count: on the parameter's device in float32 for the
+    fused and capturable paths, else a CPU scalar of the default dtype."""
+    on_device = group["fused"] or group["capturable"]
+    return torch.tensor(NO_BIAS_CORRECTION_STEP, dtype=torch.float32 if on_device else None,
+                        device=p.device if on_device else "cpu")
+
+
+def _from_loop_state(adamw: torch.optim.AdamW, state_dict: dict) -> dict | None:
+    """A state `Lamb`'s loop saved (m and v with no step count; groups with its `adapt` and none of AdamW's
+    flags, which would load as torch's defaults: not fused) as AdamW's; a state AdamW saved passes unchanged."""
+    if all("step" in state for state in state_dict["state"].values()) or \
+            len(state_dict["param_groups"]) != len(adamw.param_groups):  # AdamW's own, or torch's error to raise
+        return None
+    groups = [{**{k: v for k, v in own.items() if k != "params"}, **{k: v for k, v in saved.items() if k != "adapt"}}
+              for own, saved in zip(adamw.param_groups, state_dict["param_groups"])]
+    state = {k: {"step": torch.tensor(NO_BIAS_CORRECTION_STEP), **v} for k, v in state_dict["state"].items()}
+    return {**state_dict, "state": state, "param_groups": groups}
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
