@@ -1,5 +1,6 @@
-"""The pretraining optimizer: LAMB as google-research/albert wrote it, torch's AdamW as the alternative, the
-parameter groups both use, and the learning-rate schedule (linear warmup, polynomial decay to 0).
+"""The optimizers: LAMB as google-research/albert wrote it, torch's AdamW as the alternative, BERT's
+AdamWeightDecay (the official fine-tuning optimizer) on AdamW's kernels, the parameter groups they use, and the
+learning-rate schedule (linear warmup, polynomial decay to 0).
 
 LAMB (You et al. 2020) is Adam whose update is rescaled per weight matrix by the trust ratio ‖w‖ / ‖update‖,
 so every layer moves by the same fraction of its norm whatever the batch size. The official optimizer
