@@ -5,6 +5,7 @@ import argparse
 import errno
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -246,6 +247,32 @@ def test_time_budget_stops_and_schedules_by_time(tmp_path):
     lrs = [r["lr"] for r in records(tmp_path)]
     assert max(lrs) <= 3e-3 and lrs[-1] < max(lrs)  # decays with elapsed time
     assert ckpt.list_checkpoints(tmp_path / "checkpoints")[-1].name == f"step-{summary['steps']:07d}"
+
+
+def test_a_budget_that_holds_few_steps_is_pointed_out_after_the_first(tmp_path, capsys):
+    """A preset's global batch of 4,096 on a CPU can make a 10-minute budget a handful of steps: the run says so
+    once its first step is timed, and stays quiet where the budget holds enough."""
+    def clock(tick: float):  # a clock that moves `tick` seconds at every reading
+        now = [0.0]
+
+        def read() -> float:
+            now[0] += tick
+            return now[0]
+        return read
+
+    warnings = {}
+    for tick in (1.0, 0.001):
+        config = tiny_config(tmp_path / str(tick), train={"max_steps": 3}, schedule={"budget_s": 60.0})
+        train(config, hooks=P.Hooks(clock=clock(tick)))
+        warnings[tick] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning: the first step")]
+    assert warnings[0.001] == []
+    [line] = warnings[1.0]
+    found = re.fullmatch(r"warning: the first step took (\d+\.\d) s, so the 1-min budget holds about (\d+) "
+                         r"optimizer steps of 8 sequences, too few for warmup and decay to mean much: a smaller "
+                         r"--global-batch \(or a longer --budget\) gives more", line)
+    assert found, line
+    step_s, steps = float(found[1]), int(found[2])
+    assert step_s >= 1 and steps == 1 + int((60 - step_s) // step_s)  # the first step, then the budget left
 
 
 def test_changed_config_is_refused(tmp_path):

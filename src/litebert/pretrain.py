@@ -543,6 +543,8 @@ def train_loop(r: Run) -> None:
         if optimizer_step(r, result) == "rollback":  # step (or skip, or roll back on a spike)
             continue  # back at a checkpoint's step, on data after the spiking batches
         r.window.time_s += time.perf_counter() - t0
+        if progress.step == r.first_step + 1 and (warning := budget_warning(r, decision.elapsed_s)):
+            r.log.message(warning)
         maybe_log(r, decision, lr, result.grad_norm)
         improved = maybe_eval(r, decision)
         maybe_checkpoint(r, decision, improved)
@@ -727,6 +729,25 @@ def warmup_warning(config: PretrainConfig, world_size: int) -> str | None:
             f"({p.warmup_steps / p.horizon:.0%}; the paper's: 2.5%), so the learning rate "
             + ("never decays" if p.warmup_steps == p.horizon else "spends little time decaying")
             + f": set --warmup-steps (2.5% is {max(1, round(0.025 * p.horizon)):,})")
+
+
+FEW_BUDGET_STEPS = 100
+"""Fewer optimizer steps than this in a time budget draw a warning: warmup and decay then span a handful of
+updates (a preset's paper-sized global batch of 4,096 at a few seconds a micro-batch makes minutes of one)."""
+
+
+def budget_warning(r: Run, elapsed_s: float) -> str | None:
+    """After this process's first step: a warning when, at that step's pace, the budget left holds fewer than
+    FEW_BUDGET_STEPS steps. The first step also pays for warm-up, so the count is a floor."""
+    budget_s, step_s = r.config.schedule.budget_s, elapsed_s - r.elapsed_before
+    if budget_s is None or step_s <= 0:
+        return None
+    steps = r.progress.step + int(max(budget_s - elapsed_s, 0.0) / step_s)
+    if steps >= FEW_BUDGET_STEPS:
+        return None
+    return (f"warning: the first step took {step_s:.1f} s, so the {budget_s / 60:g}-min budget holds about "
+            f"{steps:,} optimizer step{'s' * (steps != 1)} of {r.plan.global_batch:,} sequences, too few for "
+            f"warmup and decay to mean much: a smaller --global-batch (or a longer --budget) gives more")
 
 
 # ------------------------------------------------------------------------------------------------ one step
