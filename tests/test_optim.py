@@ -116,9 +116,9 @@ def test_build_adamw_keeps_the_groups():
 @pytest.mark.parametrize("name", ["adamw", "adamweightdecay"])
 def test_adam_on_a_cpu_runs_the_fused_kernel_with_the_loops_update_and_an_exact_resume(name):
     """On a CPU `build_optimizer` gives torch's fused AdamW (one pass per tensor instead of a Python loop of
-    element-wise ops), for AdamWeightDecay with its bias correction off: the same update as the loop (torch's
-    for AdamW, `Lamb` without the trust ratio for AdamWeightDecay) to rounding, and a state dict that resumes bit
-    for bit."""
+    element-wise ops), for AdamWeightDecay with its bias correction off: the same update as the loop it replaces
+    (torch's for-loop AdamW; `Lamb` without the trust ratio for AdamWeightDecay) to rounding, and a state dict
+    that resumes bit for bit."""
     def fresh():
         torch.manual_seed(0)
         return Tiny()

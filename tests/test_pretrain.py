@@ -260,13 +260,13 @@ def test_a_budget_that_holds_few_steps_is_pointed_out_after_the_first(tmp_path, 
             return now[0]
         return read
 
-    warnings = {}
+    said = {}
     for tick in (1.0, 0.001):
         config = tiny_config(tmp_path / str(tick), train={"max_steps": 3}, schedule={"budget_s": 60.0})
         train(config, hooks=P.Hooks(clock=clock(tick)))
-        warnings[tick] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning: the first step")]
-    assert warnings[0.001] == []
-    [line] = warnings[1.0]
+        said[tick] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning: the first step")]
+    assert said[0.001] == []
+    [line] = said[1.0]
     found = re.fullmatch(r"warning: the first step took (\d+\.\d) s, so the 1-min budget holds about (\d+) "
                          r"optimizer steps of 8 sequences, too few for warmup and decay to mean much: a smaller "
                          r"--global-batch \(or a longer --budget\) gives more", line)

@@ -137,8 +137,8 @@ def without_bias_correction(adamw: torch.optim.AdamW) -> None:
     w = w(1 - lr·λ) - lr·m / (√v + ε), which is torch's AdamW with its bias corrections 1 - β^t at 1.
 
     Its state starts here, each parameter's step count at NO_BIAS_CORRECTION_STEP (on the device and in the dtype
-    torch's own first step would put it), so a CPU run takes the fused kernel: a step of the demo's model 1.2
-    against 2.7 ms for `Lamb`'s loop, of ALBERT-base 4.7 against 13.6 (bench_optimizer.py, AMD EPYC). The state
+    torch's own first step would put it), so a CPU run takes the fused kernel: a step of the demo's model 1.20
+    against 2.89 ms for `Lamb`'s loop, of ALBERT-base 6.67 against 18.9 (bench_optimizer.py, AMD EPYC). The state
     saves and loads as AdamW's; a resume restores the count with it, and a state `Lamb`'s loop saved (litebert
     before 2026-12-05: m and v alone) is given the count as it loads."""
     for group in adamw.param_groups:
