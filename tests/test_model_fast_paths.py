@@ -556,3 +556,71 @@ def test_the_last_layers_attention_of_batched_matmuls_is_sdpas_to_bf16_rounding(
     if grad:
         dkeys = runs["matmul"][1].view(3, 24, 3, 32)[:, :, 1]  # the keys' gradient (B, T, H)
         assert dkeys[1, 17:].abs().max() == 0 and dkeys[2, 5:].abs().max() == 0  # padded keys get none
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_a_packed_dropout_mask_drops_each_element_independently_with_probability_p(p):
+    """Four decisions from each 64-bit word: every lane, and every pair of lanes of a word, Bernoulli as asked."""
+    torch.manual_seed(0)
+    keep, scale = model_module.dropout_mask((4096, 1024), p)
+    dropped = ~keep.view(-1, 4)  # the four lanes of each word
+    n, sigma = dropped.shape[0], math.sqrt(p * (1 - p) / dropped.shape[0])
+    assert (dropped.float().mean(0) - p).abs().max() < 5 * sigma  # each lane
+    both = (dropped[:, 0] & dropped[:, 1]).float().mean(), (dropped[:, 2] & dropped[:, 3]).float().mean()
+    assert all(abs(b - p * p) < 5 * math.sqrt(p * p * (1 - p * p) / n) for b in both)  # pairs independent
+    assert scale == pytest.approx(1 / (1 - p), rel=1e-4)
+    torch.manual_seed(0)
+    assert torch.equal(model_module.dropout_mask((4096, 1024), p)[0], keep)  # torch's generator: seeded
+    assert model_module.dropout_mask((3, 5), 0.0)[0].all() and not model_module.dropout_mask((3, 5), 1.0)[0].any()
+
+
+def test_packed_dropout_keeps_the_expectation_and_its_gradient_is_the_mask():
+    x = torch.randn(64, 256, requires_grad=True)
+    drop = model_module.Dropout(0.1)
+    assert drop.eval()(x) is x
+    drop.train()
+    torch.manual_seed(3)
+    y = drop(x)
+    torch.manual_seed(3)
+    keep, scale = model_module.dropout_mask(x.shape, 0.1)
+    assert torch.equal(y, torch.where(keep, x * scale, 0))
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, keep * scale)
+    mean = torch.stack([drop(torch.ones(256, 256)) for _ in range(64)]).mean()
+    assert mean == pytest.approx(1.0, abs=3e-3)  # E = x: 4M draws, sigma ~1.6e-4
+    with fast_paths(packed_dropout=False):  # torch's own dropout: other draws, the same law
+        assert drop(torch.ones(256, 256)).eq(0).float().mean() == pytest.approx(0.1, abs=0.01)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_under_dropout_is_the_attention_of_its_mask(dtype, monkeypatch):
+    """dropout_attention computes softmax(q k^T / sqrt(hs) + mask) with dropout_mask's elements dropped and the
+    rest scaled, then @ v; its gradients are autograd's of that formula; a model in training takes it on a CPU."""
+    torch.manual_seed(0)
+    B, T, H, nh = 2, 7, 16, 2
+    qkv = torch.randn(B, T, 3 * H, dtype=torch.float64).to(dtype).requires_grad_()
+    mask = torch.zeros(B, 1, 1, T, dtype=dtype)
+    mask[1, ..., -2:] = torch.finfo(dtype).min
+    torch.manual_seed(5)
+    out = model_module.dropout_attention(qkv, mask, nh, 0.3)
+    torch.manual_seed(5)
+    keep, scale = model_module.dropout_mask((B * nh, T, T), 0.3)
+    q, k, v = (x.double() for x in model_module.split_heads(qkv, nh))  # (B, nh, T, hs)
+    probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(H // nh) + mask.double(), -1)
+    ref = model_module.merge_heads((probs * keep.view(B, nh, T, T) * scale) @ v)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=3e-2, rtol=3e-2)
+    torch.testing.assert_close(out.double(), ref, **tol)
+    g = torch.randn_like(ref)
+    (grad,) = torch.autograd.grad(out, qkv, g.to(dtype))
+    (grad_ref,) = torch.autograd.grad(ref, qkv, g)
+    torch.testing.assert_close(grad.double(), grad_ref.double(), **tol)
+    # in a model in training: attention dropout runs here, not in SDPA (whose draws would differ)
+    config = AlbertConfig(**{**TINY, "attention_probs_dropout_prob": 0.2})
+    model = AlbertModel(config).train()
+    ids = torch.randint(0, 50, (2, 9))
+    calls, real = [], model_module.dropout_attention
+    monkeypatch.setattr(model_module, "dropout_attention", lambda *a: calls.append(1) or real(*a))
+    model(ids)
+    with fast_paths(packed_dropout=False):
+        model(ids)
+    assert len(calls) == config.num_hidden_layers  # the first pass's layers; none with the switch off
