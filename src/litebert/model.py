@@ -36,7 +36,7 @@ class CpuFastPaths:
     """Switches of the CPU-only bf16 fast paths below. The defaults are what an AMX Xeon measured;
     `litebert.calibrate` sets them from measurements on the machine a run is on (written to the run's log), as
     `torch.backends` flags are set from outside. They change speed only, never what is computed beyond bf16
-    rounding."""
+    rounding (and, with packed_dropout, which elements dropout draws: not their law)."""
 
     erf_gelu_bf16: bool = True
     """bf16 `gelu_new` on CPU runs the exact (erf) GELU (see gelu_tanh)."""
@@ -422,9 +422,10 @@ class Dropout(nn.Dropout):
 
 def dropout_attention(qkv: Tensor, mask: Tensor | None, num_heads: int, dropout_p: float) -> Tensor:
     """Attention of qkv (B, T, 3H) → (B, T, H) with dropout on its probabilities, by plain autograd through batched
-    matmuls in qkv's dtype, the softmax and a dropout_mask: where SDPA would upcast bf16 to fp32 and draw torch's
-    Bernoulli mask (its math kernel, the only one with dropout on a CPU). Saves the (B*nh, T, T) probabilities,
-    the dropped ones and the mask for backward, as that kernel does."""
+    matmuls in qkv's dtype, the softmax and a dropout_mask, where `attention` would otherwise run SDPA in fp32 (the
+    "fp32" fallback): on a CPU SDPA's only kernel with dropout is its math one, which draws torch's Bernoulli mask
+    (torch 2.13, profiled). Saves the (B*nh, T, T) probabilities, the dropped ones and the mask for backward, as
+    that kernel does."""
     B, T, _ = qkv.shape
     q, k, v = (x.reshape(B * num_heads, T, -1) for x in split_heads(qkv, num_heads))  # (B*nh, T, hs) each
     with torch.autocast(qkv.device.type, enabled=False):
