@@ -25,13 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import make_batch, ours_classify_step, ours_step  # noqa: E402
+from bench_train import HEADS, make_batch  # noqa: E402
 from common import cpu_tag, format_table, interleaved_medians, machine_info, set_threads, use_run_allocator, \
     write_json  # noqa: E402
 
 from litebert import calibrate  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
-from litebert.model import AlbertForPreTraining, AlbertForSequenceClassification  # noqa: E402
 from litebert.optim import OptimConfig, build_optimizer  # noqa: E402
 
 MINILM = dict(hidden_size=384, embedding_size=384, num_hidden_layers=6, num_attention_heads=12,
@@ -46,14 +45,13 @@ CASES = {  # name -> (preset, overrides, head, batch, length)
 def step_fn(config: AlbertConfig, head: str, batch: dict, bf16: bool, packed: bool):
     """One training step of a fresh copy of the model (seeded: every copy starts equal), the switch set per call."""
     torch.manual_seed(0)
-    model = (AlbertForPreTraining if head == "pretraining" else AlbertForSequenceClassification)(config).train()
+    model, forward = HEADS[head].ours(config).train(), HEADS[head].ours_step
     optimizer = build_optimizer(model, OptimConfig(name="adamw"))
-    forward = ours_step if head == "pretraining" else ours_classify_step
 
     def step() -> None:
-        with calibrate.fast_paths(packed_dropout=packed), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            loss = forward(model, batch)
-        with calibrate.fast_paths(packed_dropout=packed):
+        with calibrate.fast_paths(packed_dropout=packed):  # the forward draws the masks; backward replays them
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                loss = forward(model, batch)
             loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

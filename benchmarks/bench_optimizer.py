@@ -42,10 +42,10 @@ def contenders(preset: str) -> dict[str, torch.optim.Optimizer]:
             p.grad = 1e-3 * torch.randn_like(p)
         return m
 
-    def lamb_loop(m: torch.nn.Module, adapt: bool) -> torch.optim.Optimizer:
-        config = OptimConfig(name="lamb")
-        groups = param_groups(m, config.weight_decay, config.exclude)
-        return Lamb([{**g, "adapt": g["adapt"] and adapt} for g in groups], lr=config.lr, eps=config.eps)
+    def adamweightdecay_loop() -> torch.optim.Optimizer:  # `Lamb` without the trust ratio: what it ran before
+        config = OptimConfig(name="adamweightdecay")
+        groups = param_groups(model(), config.weight_decay, config.exclude)
+        return Lamb([{**g, "adapt": False} for g in groups], lr=config.lr, eps=config.eps)
 
     def torch_adamw(**kind) -> torch.optim.Optimizer:
         config = OptimConfig(name="adamw")
@@ -57,7 +57,7 @@ def contenders(preset: str) -> dict[str, torch.optim.Optimizer]:
             "adamw (foreach)": torch_adamw(foreach=True),
             "lamb": build_optimizer(model(), OptimConfig(name="lamb")),
             "adamweightdecay": build_optimizer(model(), OptimConfig(name="adamweightdecay")),
-            "adamweightdecay (loop)": lamb_loop(model(), adapt=False)}
+            "adamweightdecay (loop)": adamweightdecay_loop()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -234,7 +234,7 @@ def attention(qkv: Tensor, num_heads: int, mask: Tensor | None, dropout_p: float
     SDPA's bf16 forward runs at a sixth of the matmul rate on an AMD EPYC without AMX (ALBERT-base 8x512, 48 ms
     a layer; batched matmuls 29 ms, 2x faster at 8x128 too); CPU_FAST_PATHS.attention_forward says which runs.
     """
-    if packs_dropout(qkv, dropout_p, True):  # dropout_p > 0: in training
+    if packs_dropout(qkv, dropout_p):
         return dropout_attention(qkv, mask, num_heads, dropout_p)
     how = cpu_attention_path(qkv, dropout_p)
     if how == "forward":
@@ -404,9 +404,10 @@ def dropout_mask(shape: tuple[int, ...] | torch.Size, p: float) -> tuple[Tensor,
     return keep, 65536 / (65536 - threshold)
 
 
-def packs_dropout(x: Tensor, p: float, training: bool) -> bool:
-    """Whether dropout of `x` takes dropout_mask: in training, p > 0, on a CPU, where the switch is on."""
-    return training and p > 0 and x.device.type == "cpu" and CPU_FAST_PATHS.packed_dropout
+def packs_dropout(x: Tensor, p: float) -> bool:
+    """Whether dropout of `x` at rate `p` (0 outside training) takes dropout_mask: on a CPU, where the switch is
+    on."""
+    return p > 0 and x.device.type == "cpu" and CPU_FAST_PATHS.packed_dropout
 
 
 class Dropout(nn.Dropout):
@@ -414,7 +415,7 @@ class Dropout(nn.Dropout):
     elsewhere."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not packs_dropout(x, self.p, self.training):
+        if not packs_dropout(x, self.p if self.training else 0.0):
             return super().forward(x)
         keep, scale = dropout_mask(x.shape, self.p)
         return torch.where(keep, x, 0).mul_(scale)
