@@ -121,6 +121,17 @@ class Calibration:
         lm.CPU_FAST_PATHS.gelu_epilogues = {**lm.CPU_FAST_PATHS.gelu_epilogues, **self.gelu_epilogues}
         lm.CPU_FAST_PATHS.shared_weight_grad = self.shared_weight_grad
 
+    def headline(self) -> str:
+        """The choice in one console line: the fastest bf16 variant's time against fp32's, and where the whole
+        record (every timing and plan, `describe`) lies: the cache file, and a run's summary."""
+        bf16 = {name: ms for name, ms in self.timings_ms.items() if name in bf16_table(self.mode)}
+        best = min(bf16, key=bf16.__getitem__)
+        fp32 = self.timings_ms.get("fp32")
+        against = f" against fp32 {fp32:.1f} ms" if fp32 is not None else ""
+        return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
+                f"({'cached' if self.cached else 'measured'}: '{best}' {bf16[best]:.1f} ms{against}; "
+                f"{len(self.timings_ms)} timings in {cache_path(self.key)})")
+
     def describe(self) -> str:
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items())
         blocks = ", ".join(f"{k.split()[-1]} in {v}-row blocks" for k, v in self.row_chunks.items() if v)
@@ -143,6 +154,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LITEBERT_CALIBRATION_DIR") or DEFAULT_CACHE / "calibration")
 
 
+def cache_path(key: dict[str, Any]) -> Path:
+    """Where the calibration measured under `key` (calibration_key) is cached."""
+    return cache_dir() / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
+
+
 def calibration_key(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[str, Any]:
     """What the measurement depends on: the machine, the software, and the shape."""
     return {"version": VERSION, "cpu": cpu_model(), "flags": cpu_flags(), "torch": torch.__version__,
@@ -161,7 +177,7 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     if mode not in MODES:
         raise ValueError(f"calibration mode must be one of {', '.join(MODES)}, got {mode!r}")
     key = calibration_key(config, batch, length, mode)
-    path = cache_dir() / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
+    path = cache_path(key)
     if not force and path.exists():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
@@ -552,7 +568,8 @@ def precision_choice(device: torch.device | str, bf16: bool | None, config: Albe
     use, result = resolve_bf16(device, bf16, config, batch, length, mode)
     how = "as asked" if bf16 is not None else "calibrated" if result is not None else "by device support"
     return {"bf16": use, "how": how, "calibration": dataclasses.asdict(result) if result is not None else None,
-            "description": result.describe() if result is not None else None}
+            "description": result.describe() if result is not None else None,
+            "headline": result.headline() if result is not None else None}
 
 
 def apply_choice(choice: dict[str, Any]) -> None:

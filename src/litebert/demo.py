@@ -442,8 +442,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     cfg.output.mkdir(parents=True, exist_ok=True)
     precision = demo_precision(cfg)
     use_bf16 = precision["bf16"]
-    if precision["description"]:
-        log(f"[precision] {precision['description']}")
+    if precision["headline"]:
+        log(f"[precision] {precision['headline']}")
     sources, labelled = stage_corpora(cfg)
     data = review_data(labelled, cfg.output)
     held_out = [x.text_a for x in data.selection + data.reported["test"]]

@@ -666,7 +666,7 @@ def open_log(r: Run, saved: ckpt.Checkpoint | None, has_eval: bool) -> RunLog:
     if warning := warmup_warning(config, world.world_size):
         log.message(warning)
     log.message(f"precision: {'bf16 autocast' if r.precision['bf16'] else 'fp32'} ({r.precision['how']}"
-                + (f"; {r.precision['description']})" if r.precision["description"] else ")"))
+                + (f"; {r.precision['headline']})" if r.precision["headline"] else ")"))
     log.message(f"memory: {hardware.ALLOCATOR}")
     if config.model.init_from and saved is None:
         log.message(f"model: initialised from {config.model.init_from} (its architecture and weights; "
