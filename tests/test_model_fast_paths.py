@@ -614,13 +614,28 @@ def test_attention_under_dropout_is_the_attention_of_its_mask(dtype, monkeypatch
     (grad,) = torch.autograd.grad(out, qkv, g.to(dtype))
     (grad_ref,) = torch.autograd.grad(ref, qkv, g)
     torch.testing.assert_close(grad.double(), grad_ref.double(), **tol)
+    # the last layer's queries at a few rows only: the same formula, its own mask of (B*nh, R, T)
+    rows = torch.tensor([[0, 5], [6, 0]])  # (B, R)
+    torch.manual_seed(6)
+    out = model_module.attention_at(qkv, rows, nh, mask, 0.3)
+    torch.manual_seed(6)
+    keep, scale = model_module.dropout_mask((B * nh, 2, T), 0.3)
+    probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(H // nh) + mask.double(), -1)  # a fresh graph
+    at = probs.gather(2, rows[:, None, :, None].expand(B, nh, 2, T))  # (B, nh, R, T)
+    ref = model_module.merge_heads((at * keep.view(B, nh, 2, T) * scale) @ v)
+    torch.testing.assert_close(out.double(), ref, **tol)
+    (grad,) = torch.autograd.grad(out, qkv, g[:, :2].to(dtype))
+    (grad_ref,) = torch.autograd.grad(ref, qkv, g[:, :2])
+    torch.testing.assert_close(grad.double(), grad_ref.double(), **tol)
     # in a model in training: attention dropout runs here, not in SDPA (whose draws would differ)
     config = AlbertConfig(**{**TINY, "attention_probs_dropout_prob": 0.2})
     model = AlbertModel(config).train()
     ids = torch.randint(0, 50, (2, 9))
-    calls, real = [], model_module.dropout_attention
-    monkeypatch.setattr(model_module, "dropout_attention", lambda *a: calls.append(1) or real(*a))
-    model(ids)
+    calls, real = [], model_module.dropout_mask
+    monkeypatch.setattr(model_module, "dropout_mask", lambda shape, p: calls.append(tuple(shape)) or real(shape, p))
+    model(ids, output_positions=torch.tensor([[0, 3], [0, 1]]))
     with fast_paths(packed_dropout=False):
-        model(ids)
-    assert len(calls) == config.num_hidden_layers  # the first pass's layers; none with the switch off
+        model(ids, output_positions=torch.tensor([[0, 3], [0, 1]]))
+    heads = 2 * config.num_attention_heads
+    # every layer but the last at all 9 positions; the last at [CLS] (for the pooler) and the 2 asked
+    assert [c for c in calls if len(c) == 3] == [(heads, 9, 9)] * (config.num_hidden_layers - 1) + [(heads, 3, 9)]

@@ -261,15 +261,17 @@ def attention_at(qkv: Tensor, rows: Tensor, num_heads: int, mask: Tensor | None,
     matmuls and a softmax, whose (R, T) tensors are small, beats SDPA's bf16 kernels. AMD EPYC, forward +
     backward, bf16, R = 21, masked (benchmarks/cpu_kernels.py --only attention-at-rows): ALBERT-base 8x128 4.8
     against 8.8 ms, 32x128 14.2 against 31.5, 8x512 13.6 against 22.6; the demo's model (64x64, R = 11) 2.4
-    against 6.8. Forward alone 1.3-1.8x faster.
+    against 6.8. Forward alone 1.3-1.8x faster. Attention dropout on a CPU takes the same matmuls with a
+    dropout_mask, as `attention` takes dropout_attention, where SDPA would run its fp32 math kernel (the same EPYC,
+    p = 0.1, scratch timing: 6.5 against 11.1 ms at 8x128, 18.5 against 37.2 at 32x128, 16.4 against 33.3 at 8x512).
     """
     q, k, v = split_heads(qkv, num_heads)  # (B, nh, T, hs) each
     B, nh, T, hs = q.shape
     q = torch.gather(q, 2, rows[:, None, :, None].expand(B, nh, rows.shape[1], hs))  # (B, nh, R, hs)
-    if cpu_attention_path(qkv, dropout_p) not in ("matmul", "kept", "forward"):  # never under dropout
+    if not packs_dropout(qkv, dropout_p) and cpu_attention_path(qkv, dropout_p) not in ("matmul", "kept", "forward"):
         return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
     ctx, _ = attend(q.reshape(B * nh, -1, hs), k.reshape(B * nh, T, hs), v.reshape(B * nh, T, hs),
-                    head_masks(mask, nh))  # (B*nh, R, hs)
+                    head_masks(mask, nh), dropout_p)  # (B*nh, R, hs)
     return merge_heads(ctx.view(B, nh, -1, hs))
 
 
@@ -355,12 +357,17 @@ def matmul_attention(qkv: Tensor, mask: Tensor | None, num_heads: int) -> tuple[
     return merge_heads(out.view(B, num_heads, T, -1)), heads, p
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, masks: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Batched matmul attention in the inputs' dtype (autocast off), no dropout: q (n, R, hs), k and v (n, T, hs),
-    masks (n, 1 or R, T) → (context (n, R, hs), probabilities (n, R, T))."""
+def attend(q: Tensor, k: Tensor, v: Tensor, masks: Tensor | None, dropout_p: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Batched matmul attention in the inputs' dtype (autocast off): q (n, R, hs), k and v (n, T, hs), masks (n, 1
+    or R, T) → (context (n, R, hs), probabilities (n, R, T) before dropout). With `dropout_p`, a dropout_mask drops
+    probabilities and the context is scaled to keep its expectation."""
     with torch.autocast(q.device.type, enabled=False):
         p = probabilities(q, k, masks)
-        return torch.bmm(p, v), p
+        if dropout_p == 0:
+            return torch.bmm(p, v), p
+        keep, scale = dropout_mask(p.shape, dropout_p)
+        dropped = torch.where(keep, p, 0)
+        return torch.baddbmm(dropped[:, :, :1], dropped, v, beta=0.0, alpha=scale), p  # scaled on the matmul
 
 
 def contiguous_heads(qkv: Tensor, num_heads: int) -> Tensor:
@@ -429,11 +436,7 @@ def dropout_attention(qkv: Tensor, mask: Tensor | None, num_heads: int, dropout_
     that kernel does."""
     B, T, _ = qkv.shape
     q, k, v = (x.reshape(B * num_heads, T, -1) for x in split_heads(qkv, num_heads))  # (B*nh, T, hs) each
-    with torch.autocast(qkv.device.type, enabled=False):
-        probs = probabilities(q, k, head_masks(mask, num_heads))  # (B*nh, T, T)
-        keep, scale = dropout_mask(probs.shape, dropout_p)
-        dropped = torch.where(keep, probs, 0)
-        ctx = torch.baddbmm(dropped[:, :, :1], dropped, v, beta=0.0, alpha=scale)  # (B*nh, T, hs), scaled
+    ctx, _ = attend(q, k, v, head_masks(mask, num_heads), dropout_p)  # (B*nh, T, hs)
     return merge_heads(ctx.view(B, num_heads, T, -1))
 
 
