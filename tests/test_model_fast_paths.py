@@ -562,16 +562,19 @@ def test_the_last_layers_attention_of_batched_matmuls_is_sdpas_to_bf16_rounding(
 def test_a_packed_dropout_mask_drops_each_element_independently_with_probability_p(p):
     """Four decisions from each 64-bit word: every lane, and every pair of lanes of a word, Bernoulli as asked."""
     torch.manual_seed(0)
-    keep, scale = model_module.dropout_mask((4096, 1024), p)
-    dropped = ~keep.view(-1, 4)  # the four lanes of each word
+    keep, scale = model_module.dropout_mask((4096, 1024), p, torch.float32)
+    assert set(keep.unique().tolist()) <= {0.0, 1.0}
+    dropped = keep.view(-1, 4) == 0  # the four lanes of each word
     n, sigma = dropped.shape[0], math.sqrt(p * (1 - p) / dropped.shape[0])
     assert (dropped.float().mean(0) - p).abs().max() < 5 * sigma  # each lane
     both = (dropped[:, 0] & dropped[:, 1]).float().mean(), (dropped[:, 2] & dropped[:, 3]).float().mean()
     assert all(abs(b - p * p) < 5 * math.sqrt(p * p * (1 - p * p) / n) for b in both)  # pairs independent
     assert scale == pytest.approx(1 / (1 - p), rel=1e-4)
     torch.manual_seed(0)
-    assert torch.equal(model_module.dropout_mask((4096, 1024), p)[0], keep)  # torch's generator: seeded
-    assert model_module.dropout_mask((3, 5), 0.0)[0].all() and not model_module.dropout_mask((3, 5), 1.0)[0].any()
+    again = model_module.dropout_mask((4096, 1024), p, torch.bfloat16)[0]  # torch's generator: seeded; any dtype
+    assert again.dtype == torch.bfloat16 and torch.equal(again.float(), keep)
+    assert model_module.dropout_mask((3, 5), 0.0, torch.float32)[0].eq(1).all()
+    assert model_module.dropout_mask((3, 5), 1.0, torch.float32)[0].eq(0).all()
 
 
 def test_packed_dropout_keeps_the_expectation_and_its_gradient_is_the_mask():
@@ -582,10 +585,15 @@ def test_packed_dropout_keeps_the_expectation_and_its_gradient_is_the_mask():
     torch.manual_seed(3)
     y = drop(x)
     torch.manual_seed(3)
-    keep, scale = model_module.dropout_mask(x.shape, 0.1)
-    assert torch.equal(y, torch.where(keep, x * scale, 0))
+    keep, scale = model_module.dropout_mask(x.shape, 0.1, x.dtype)
+    assert torch.equal(y, torch.where(keep.bool(), x * scale, 0))
     y.backward(torch.ones_like(y))
     assert torch.equal(x.grad, keep * scale)
+    bf16 = torch.randn(64, 256).bfloat16()  # rounded once, with the exact scale: as torch's dropout rounds
+    torch.manual_seed(3)
+    keep, scale = model_module.dropout_mask(bf16.shape, 0.1, torch.bfloat16)
+    torch.manual_seed(3)
+    assert torch.equal(drop(bf16), torch.where(keep.bool(), (bf16.float() * scale).bfloat16(), 0))
     mean = torch.stack([drop(torch.ones(256, 256)) for _ in range(64)]).mean()
     assert mean == pytest.approx(1.0, abs=3e-3)  # E = x: 4M draws, sigma ~1.6e-4
     with fast_paths(packed_dropout=False):  # torch's own dropout: other draws, the same law
@@ -604,7 +612,7 @@ def test_attention_under_dropout_is_the_attention_of_its_mask(dtype, monkeypatch
     torch.manual_seed(5)
     out = model_module.dropout_attention(qkv, mask, nh, 0.3)
     torch.manual_seed(5)
-    keep, scale = model_module.dropout_mask((B * nh, T, T), 0.3)
+    keep, scale = model_module.dropout_mask((B * nh, T, T), 0.3, dtype)
     q, k, v = (x.double() for x in model_module.split_heads(qkv, nh))  # (B, nh, T, hs)
     probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(H // nh) + mask.double(), -1)
     ref = model_module.merge_heads((probs * keep.view(B, nh, T, T) * scale) @ v)
@@ -614,12 +622,16 @@ def test_attention_under_dropout_is_the_attention_of_its_mask(dtype, monkeypatch
     (grad,) = torch.autograd.grad(out, qkv, g.to(dtype))
     (grad_ref,) = torch.autograd.grad(ref, qkv, g)
     torch.testing.assert_close(grad.double(), grad_ref.double(), **tol)
+    torch.manual_seed(5)
+    with fast_paths(attention_block_heads=1):  # the backward a head at a time: the same gradient
+        (blocked,) = torch.autograd.grad(model_module.dropout_attention(qkv, mask, nh, 0.3), qkv, g.to(dtype))
+    torch.testing.assert_close(blocked, grad, **tol)
     # the last layer's queries at a few rows only: the same formula, its own mask of (B*nh, R, T)
     rows = torch.tensor([[0, 5], [6, 0]])  # (B, R)
     torch.manual_seed(6)
     out = model_module.attention_at(qkv, rows, nh, mask, 0.3)
     torch.manual_seed(6)
-    keep, scale = model_module.dropout_mask((B * nh, 2, T), 0.3)
+    keep, scale = model_module.dropout_mask((B * nh, 2, T), 0.3, dtype)
     probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(H // nh) + mask.double(), -1)  # a fresh graph
     at = probs.gather(2, rows[:, None, :, None].expand(B, nh, 2, T))  # (B, nh, R, T)
     ref = model_module.merge_heads((at * keep.view(B, nh, 2, T) * scale) @ v)
@@ -632,7 +644,7 @@ def test_attention_under_dropout_is_the_attention_of_its_mask(dtype, monkeypatch
     model = AlbertModel(config).train()
     ids = torch.randint(0, 50, (2, 9))
     calls, real = [], model_module.dropout_mask
-    monkeypatch.setattr(model_module, "dropout_mask", lambda shape, p: calls.append(tuple(shape)) or real(shape, p))
+    monkeypatch.setattr(model_module, "dropout_mask", lambda shape, *a: calls.append(tuple(shape)) or real(shape, *a))
     model(ids, output_positions=torch.tensor([[0, 3], [0, 1]]))
     with fast_paths(packed_dropout=False):
         model(ids, output_positions=torch.tensor([[0, 3], [0, 1]]))

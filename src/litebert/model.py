@@ -315,37 +315,61 @@ class MatmulBackwardAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, qkv: Tensor, mask: Tensor | None, num_heads: int, keep: bool = False) -> Tensor:
-        ctx.num_heads = num_heads
+    def forward(ctx, qkv: Tensor, mask: Tensor | None, num_heads: int, keep: bool = False,
+                dropout_p: float = 0.0) -> Tensor:
+        ctx.num_heads, ctx.dropout_scale = num_heads, 1.0
+        if dropout_p > 0:  # always keeps the probabilities: the backward needs them and the mask
+            return MatmulBackwardAttention.dropped_forward(ctx, qkv, mask, num_heads, dropout_p)
         if not keep:
-            ctx.save_for_backward(qkv, mask, None)
+            ctx.save_for_backward(qkv, mask, None, None)
             return merge_heads(F.scaled_dot_product_attention(*split_heads(qkv, num_heads), attn_mask=mask))
         out, heads, p = matmul_attention(qkv, mask, num_heads)
-        ctx.save_for_backward(heads, mask, p)
+        ctx.save_for_backward(heads, mask, p, None)
         return out
 
     @staticmethod
+    def dropped_forward(ctx, qkv: Tensor, mask: Tensor | None, num_heads: int, dropout_p: float) -> Tensor:
+        """The forward with dropout on the probabilities (see dropout_attention): saves the heads, the
+        probabilities and the dropout mask (B*nh, T, T) in qkv's dtype."""
+        B, T, _ = qkv.shape
+        heads = contiguous_heads(qkv, num_heads)  # (3, B*nh, T, hs)
+        with torch.autocast(qkv.device.type, enabled=False):
+            p = probabilities(heads[0], heads[1], head_masks(mask, num_heads))  # (B*nh, T, T)
+            drop, ctx.dropout_scale = dropout_mask(p.shape, dropout_p, p.dtype)
+            # the scale rides on the matmul; beta = 0 ignores the bias
+            out = torch.baddbmm(p.new_zeros(()), p * drop, heads[2], beta=0.0, alpha=ctx.dropout_scale)
+        ctx.save_for_backward(heads, mask, p, drop)
+        return merge_heads(out.view(B, num_heads, T, -1))
+
+    @staticmethod
     def backward(ctx, grad_out: Tensor):
-        saved, mask, kept = ctx.saved_tensors
+        saved, mask, kept, drop = ctx.saved_tensors
         heads = contiguous_heads(saved, ctx.num_heads) if kept is None else saved  # (3, B*nh, T, hs)
         q, k, v = heads
         (n, T, hs), B = q.shape, grad_out.shape[0]
         nh = n // B
         go = grad_out.to(q.dtype).view(B, T, nh, hs).transpose(1, 2).reshape(n, T, hs)
-        masks, scale = head_masks(mask, nh), hs ** -0.5
+        # dropout's scale s is linear through the softmax's backward, so it rides on the dQ and dK matmuls too
+        masks, s = head_masks(mask, nh), ctx.dropout_scale
         grads = torch.empty_like(heads)  # dQ, dK, dV
         step = CPU_FAST_PATHS.attention_block_heads or n
         with torch.autocast(q.device.type, enabled=False):  # out= is no autocast op
             for i in range(0, n, step):
                 h = slice(i, i + step)
                 p = kept[h] if kept is not None else probabilities(q[h], k[h], masks[h] if masks is not None else None)
-                torch.bmm(p.transpose(1, 2), go[h], out=grads[2, h])
-                grad_p = torch.bmm(go[h], v[h].transpose(1, 2))  # (heads, T, T)
+                if drop is None:
+                    torch.bmm(p.transpose(1, 2), go[h], out=grads[2, h])
+                else:  # dV = s (P * D)^T dO
+                    torch.baddbmm(grads[2, h], (p * drop[h]).transpose(1, 2), go[h], beta=0, alpha=s, out=grads[2, h])
+                grad_p = torch.bmm(go[h], v[h].transpose(1, 2))  # (heads, T, T); / s under dropout
+                if drop is not None:
+                    grad_p.mul_(drop[h])
                 # dS = P * (dP - rowsum(P * dP)), by the kernel autograd itself runs for softmax
                 grad_s = torch.ops.aten._softmax_backward_data(grad_p, p, -1, p.dtype)
-                torch.baddbmm(grads[0, h], grad_s, k[h], beta=0, alpha=scale, out=grads[0, h])
-                torch.baddbmm(grads[1, h], grad_s.transpose(1, 2), q[h], beta=0, alpha=scale, out=grads[1, h])
-        return grads.view(3, B, nh, T, hs).permute(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs), None, None, None
+                alpha = hs ** -0.5 * s
+                torch.baddbmm(grads[0, h], grad_s, k[h], beta=0, alpha=alpha, out=grads[0, h])
+                torch.baddbmm(grads[1, h], grad_s.transpose(1, 2), q[h], beta=0, alpha=alpha, out=grads[1, h])
+        return grads.view(3, B, nh, T, hs).permute(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs), None, None, None, None
 
 
 def matmul_attention(qkv: Tensor, mask: Tensor | None, num_heads: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -365,9 +389,9 @@ def attend(q: Tensor, k: Tensor, v: Tensor, masks: Tensor | None, dropout_p: flo
         p = probabilities(q, k, masks)
         if dropout_p == 0:
             return torch.bmm(p, v), p
-        keep, scale = dropout_mask(p.shape, dropout_p)
-        dropped = torch.where(keep, p, 0)
-        return torch.baddbmm(dropped[:, :, :1], dropped, v, beta=0.0, alpha=scale), p  # scaled on the matmul
+        keep, scale = dropout_mask(p.shape, dropout_p, p.dtype)
+        # scaled on the matmul; the bias beta = 0 ignores is a constant, so autograd takes no gradient for it
+        return torch.baddbmm(p.new_zeros(()), p * keep, v, beta=0.0, alpha=scale), p
 
 
 def contiguous_heads(qkv: Tensor, num_heads: int) -> Tensor:
@@ -397,17 +421,23 @@ def probabilities(q: Tensor, k: Tensor, masks: Tensor | None) -> Tensor:
     return torch.softmax(scores, -1)
 
 
-def dropout_mask(shape: tuple[int, ...] | torch.Size, p: float) -> tuple[Tensor, float]:
-    """(keep (bool, `shape`), scale): each element dropped with probability t / 65536, t = round(p * 65536), and
-    the scale 1 / (1 - t / 65536) that keeps the expectation. Four decisions come from each 64-bit word of torch's
-    CPU generator (as seeded, saved and restored for every torch op): torch's CPU dropout draws one Bernoulli
-    variable an element, 4x the generator's work (AMD EPYC, 2 threads: 25M decisions, a (8, 12, 512, 512)
-    attention's, 44 against 190 ms)."""
+def dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, dtype: torch.dtype) -> tuple[Tensor, float]:
+    """(keep (`dtype`, `shape`: 1 kept, 0 dropped), scale): each element dropped with probability t / 65536,
+    t = round(p * 65536), and the scale 1 / (1 - t / 65536) that keeps the expectation. Four decisions come from
+    each 64-bit word of torch's CPU generator (as seeded, saved and restored for every torch op): torch's CPU
+    dropout draws one Bernoulli variable an element, 4x the generator's work (AMD EPYC, 2 threads: 25M decisions,
+    a (8, 12, 512, 512) attention's, 44 against 190 ms).
+
+    The mask is a tensor of the data's dtype that the data is multiplied by, not a bool one: torch's CPU kernels
+    read bool tensors slowly (the same EPYC, (96, 128, 128) bf16: torch.where on a bool mask 0.86 ms, a product
+    with a bf16 mask 0.14 ms; the comparison writing bool 0.36 ms, writing bf16 0.13 ms)."""
     n, threshold = math.prod(shape), min(round(p * 65536), 65536)
     if threshold == 65536:
-        return torch.zeros(shape, dtype=torch.bool), 0.0
+        return torch.zeros(shape, dtype=dtype), 0.0
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, 2 ** 63 - 1)  # 64 uniform bits each
-    keep = words.view(torch.int16)[:n].view(shape) >= threshold - 32768  # P(a lane < t - 32768) = t / 65536
+    lanes = words.view(torch.int16)[:n].view(shape)
+    # P(a lane < t - 32768) = t / 65536
+    keep = torch.ge(lanes, threshold - 32768, out=torch.empty(shape, dtype=dtype))
     return keep, 65536 / (65536 - threshold)
 
 
@@ -424,20 +454,19 @@ class Dropout(nn.Dropout):
     def forward(self, x: Tensor) -> Tensor:
         if not packs_dropout(x, self.p if self.training else 0.0):
             return super().forward(x)
-        keep, scale = dropout_mask(x.shape, self.p)
-        return torch.where(keep, x, 0).mul_(scale)
+        keep, scale = dropout_mask(x.shape, self.p, x.dtype)
+        return (x * keep).mul_(scale)  # x exactly or 0, then rounded once with the scale
 
 
 def dropout_attention(qkv: Tensor, mask: Tensor | None, num_heads: int, dropout_p: float) -> Tensor:
-    """Attention of qkv (B, T, 3H) → (B, T, H) with dropout on its probabilities, by plain autograd through batched
-    matmuls in qkv's dtype, the softmax and a dropout_mask, where `attention` would otherwise run SDPA in fp32 (the
-    "fp32" fallback): on a CPU SDPA's only kernel with dropout is its math one, which draws torch's Bernoulli mask
-    (torch 2.13, profiled). Saves the (B*nh, T, T) probabilities, the dropped ones and the mask for backward, as
-    that kernel does."""
-    B, T, _ = qkv.shape
-    q, k, v = (x.reshape(B * num_heads, T, -1) for x in split_heads(qkv, num_heads))  # (B*nh, T, hs) each
-    ctx, _ = attend(q, k, v, head_masks(mask, num_heads), dropout_p)  # (B*nh, T, hs)
-    return merge_heads(ctx.view(B, num_heads, T, -1))
+    """Attention of qkv (B, T, 3H) → (B, T, H) with dropout on its probabilities: batched matmuls in qkv's dtype,
+    the softmax and a dropout_mask, with MatmulBackwardAttention's backward, where `attention` would otherwise run
+    SDPA in fp32 (the "fp32" fallback): on a CPU SDPA's only kernel with dropout is its math one, which draws
+    torch's Bernoulli mask (torch 2.13, profiled). Saves the (B*nh, T, T) probabilities and the mask for backward,
+    as that kernel does. Against plain autograd through the same ops (AMD EPYC, ALBERT-base 8x128, bf16, forward
+    + backward of one layer, profiled): no zero-filled gradient for the matmul's unused bias, no separate scaling
+    passes, one copy for dQKV instead of a concatenation and a copy."""
+    return MatmulBackwardAttention.apply(qkv, mask, num_heads, True, dropout_p)
 
 
 def matmul_key(dtype: torch.dtype, rows: int, inner: int, out: int) -> str:
