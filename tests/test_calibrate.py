@@ -237,8 +237,7 @@ def test_a_pretraining_run_records_its_precision(tmp_path, monkeypatch, capsys):
     # the shared-gradient pair is timed in the chosen precision and applies in fp32 too
     assert summary["precision"]["calibration"]["shared_weight_grad"] is False
     assert not lm.CPU_FAST_PATHS.shared_weight_grad
-    # The console gets one line (the fastest bf16 variant against fp32); the summary and the cache hold every
-    # timing.
+    # The console gets one line (the fastest bf16 variant against fp32); the summary and cache hold all timings.
     line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("precision: "))
     calibration = summary["precision"]["calibration"]
     timed, cache = calibration["timings_ms"], C.cache_path(calibration["key"])

@@ -589,7 +589,7 @@ def test_packed_dropout_keeps_the_expectation_and_its_gradient_is_the_mask():
     assert torch.equal(y, torch.where(keep.bool(), x * scale, 0))
     y.backward(torch.ones_like(y))
     assert torch.equal(x.grad, keep * scale)
-    bf16 = torch.randn(64, 256).bfloat16()  # rounded once, with the exact scale: as torch's dropout rounds
+    bf16 = torch.randn(64, 256).bfloat16()  # x times the scale in full precision, rounded once to bf16
     torch.manual_seed(3)
     keep, scale = model_module.dropout_mask(bf16.shape, 0.1, torch.bfloat16)
     torch.manual_seed(3)
