@@ -577,7 +577,7 @@ def test_a_packed_dropout_mask_drops_each_element_independently_with_probability
     assert model_module.dropout_mask((3, 5), 1.0, torch.float32)[0].eq(0).all()
 
 
-def test_packed_dropout_keeps_the_expectation_and_its_gradient_is_the_mask():
+def test_packed_dropout_keeps_the_expectation_and_its_gradient_is_the_mask(monkeypatch):
     x = torch.randn(64, 256, requires_grad=True)
     drop = model_module.Dropout(0.1)
     assert drop.eval()(x) is x
@@ -596,6 +596,9 @@ def test_packed_dropout_keeps_the_expectation_and_its_gradient_is_the_mask():
     assert torch.equal(drop(bf16), torch.where(keep.bool(), (bf16.float() * scale).bfloat16(), 0))
     mean = torch.stack([drop(torch.ones(256, 256)) for _ in range(64)]).mean()
     assert mean == pytest.approx(1.0, abs=3e-3)  # E = x: 4M draws, sigma ~1.6e-4
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # torch.compile: its own dropout, fused
+    assert not model_module.packs_dropout(x, 0.1)
+    monkeypatch.undo()
     with fast_paths(packed_dropout=False):  # torch's own dropout: other draws, the same law
         assert drop(torch.ones(256, 256)).eq(0).float().mean() == pytest.approx(0.1, abs=0.01)
 

@@ -444,8 +444,9 @@ def dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, dtype: torch.dty
 
 def packs_dropout(x: Tensor, p: float) -> bool:
     """Whether dropout of `x` at rate `p` (0 outside training) takes dropout_mask: on a CPU, where the switch is
-    on."""
-    return p > 0 and x.device.type == "cpu" and CPU_FAST_PATHS.packed_dropout
+    on, never under torch.compile, whose own dropout fuses into its kernels (the mask's draw would break the graph
+    at every dropout and recompile it for every shape: 8 recompilations of a 2-layer albert-base-v1, then eager)."""
+    return p > 0 and x.device.type == "cpu" and CPU_FAST_PATHS.packed_dropout and not torch.compiler.is_compiling()
 
 
 class Dropout(nn.Dropout):
