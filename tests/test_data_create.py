@@ -68,6 +68,17 @@ def test_cli_writes_manifest_and_shards(corpus_and_tokenizer, tmp_path, capsys):
         ["manifest.json"] + [s["file"] for split in manifest["splits"].values() for s in split["shards"]])
 
 
+def test_the_manifest_names_the_tokenizer_from_any_working_directory(corpus_and_tokenizer, tmp_path, monkeypatch):
+    """A tokenizer given as a relative path is recorded absolute: pretraining, run from elsewhere, finds it to
+    put beside its final model."""
+    corpus, tokenizer = corpus_and_tokenizer
+    monkeypatch.chdir(tokenizer.parent)
+    assert main(["data", "create", "--input", str(corpus), "--tokenizer", tokenizer.name, "--output",
+                 str(tmp_path / "data"), "--max-seq-length", "64", "--no-progress"]) == 0
+    recorded = Path(json.loads((tmp_path / "data/manifest.json").read_text())["tokenizer"]["directory"])
+    assert recorded.is_absolute() and recorded == tokenizer.resolve()
+
+
 def test_long_lines_are_split_not_lost_and_truncation_is_counted(corpus_and_tokenizer, tmp_path):
     """A document per line (20-60 sentences each): split at word starts, most of its text reaches the
     examples; with the official truncation most of it is cut. Either way every piece is accounted for.

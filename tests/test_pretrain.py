@@ -389,6 +389,23 @@ def cli(*argv: str) -> int:
     return main(list(argv))
 
 
+def test_a_final_model_without_its_tokenizer_says_why(tmp_path, monkeypatch):
+    """The data's tokenizer directory not found (a relative path recorded by older manifests, another working
+    directory) or holding no tokenizer: the final model is written, and the warning names which."""
+    from litebert.model import AlbertForPreTraining
+
+    model_config = AlbertConfig(**TINY)
+    state = AlbertForPreTraining(model_config).state_dict()
+    config, manifest = tiny_config(tmp_path), {"tokenizer": {"directory": "tok"}}
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=f"tokenizer directory tok not found \\(from {re.escape(str(tmp_path))}\\)"):
+        P.write_final_model(model_config, state, tmp_path / "a", config, manifest)
+    (tmp_path / "tok").mkdir()
+    with pytest.warns(UserWarning, match="tokenizer directory tok holds no spiece.model"):
+        P.write_final_model(model_config, state, tmp_path / "b", config, manifest)
+    assert (tmp_path / "a/model.safetensors").is_file() and (tmp_path / "b/model.safetensors").is_file()
+
+
 def test_cli_pretrain_end_to_end(made_data, tmp_path, capsys):
     out = tmp_path / "run"
     flags = ["pretrain", "--config", str(made_data / "tiny.json"), "--data", str(made_data / "data"),

@@ -244,8 +244,9 @@ def create_pretraining_data(
     tmp.mkdir()
     try:
         manifest = _create(files, tokenizer, tokenizer_dir, tmp, options, progress)
+        # absolute: pretraining copies the tokenizer beside its final model from whatever directory it runs in
         manifest["tokenizer"] = {"fingerprint": fingerprint, "vocab_size": tokenizer.vocab_size,
-                                 "directory": str(tokenizer_dir)}
+                                 "directory": str(tokenizer_dir.resolve())}
         _move_into_place(tmp, output_dir, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
