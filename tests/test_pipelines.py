@@ -264,6 +264,12 @@ def test_commands_print_json_lines(models, tmp_path, capsys):
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [o["text"] for o in out] == SENTENCES[:2] and all({"entity_group", "start"} <= set(e)
                                                               for o in out for e in o["result"])
+    # texts as arguments, as fill-mask takes them: the same lines, arguments first, then --text
+    assert main(["tag", str(models / "ner"), SENTENCES[0], "--text", SENTENCES[1]]) == 0
+    assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == out
+    assert main(["classify", str(models / "cls"), "the music was poor", "a great film", "--no-bf16"]) == 0
+    assert [json.loads(x)["text"] for x in capsys.readouterr().out.splitlines()] == ["the music was poor",
+                                                                                     "a great film"]
     assert main(["answer", str(models / "qa"), "--question", "where ?", "--context", SENTENCES[2]]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert SENTENCES[2][answer["start"]:answer["end"]] == answer["answer"]

@@ -520,8 +520,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         if name == "fill-mask":
             p.add_argument("text", nargs="*", help="texts with one [MASK] each (or --file)")
             p.add_argument("--top-k", type=int, default=5)
-        elif name in ("classify", "tag"):
-            p.add_argument("--text", action="append", default=[], help="a text (repeatable)")
+        elif name in ("classify", "tag"):  # texts as arguments, as fill-mask takes them, or as --text
+            p.add_argument("texts", nargs="*", metavar="text", help="texts (or --text, --file)")
+            p.add_argument("--text", action="append", default=[], help="a text (repeatable; after the arguments)")
         if name == "classify":
             p.add_argument("--text-pair", action="append", default=None, help="its second text, for pair tasks")
             p.add_argument("--top-k", type=int, default=1,
@@ -578,8 +579,9 @@ def _command(args: argparse.Namespace) -> int:
         chunks = _file_chunks(Path(args.file), paired and args.pipeline_task == "text-classification",
                               args.pipeline_task == "question-answering")
     else:
-        count = len(args.text or [])
-        chunks = [(list(args.text), getattr(args, "text_pair", None))]
+        texts = [*getattr(args, "texts", []), *(args.text or [])]
+        count = len(texts)
+        chunks = [(texts, getattr(args, "text_pair", None))]
     if not count:
         raise ValueError(f"give texts to {args.command} (arguments, --text or --file)")
     p = pipeline(args.pipeline_task, args.model, args.device, args.bf16, args.batch_size, args.backend)
