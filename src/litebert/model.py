@@ -270,8 +270,8 @@ def attention_at(qkv: Tensor, rows: Tensor, num_heads: int, mask: Tensor | None,
     q = torch.gather(q, 2, rows[:, None, :, None].expand(B, nh, rows.shape[1], hs))  # (B, nh, R, hs)
     if not packs_dropout(qkv, dropout_p) and cpu_attention_path(qkv, dropout_p) not in ("matmul", "kept", "forward"):
         return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
-    ctx, _ = attend(q.reshape(B * nh, -1, hs), k.reshape(B * nh, T, hs), v.reshape(B * nh, T, hs),
-                    head_masks(mask, nh), dropout_p)  # (B*nh, R, hs)
+    ctx = attend(q.reshape(B * nh, -1, hs), k.reshape(B * nh, T, hs), v.reshape(B * nh, T, hs),
+                 head_masks(mask, nh), dropout_p)[0]  # (B*nh, R, hs)
     return merge_heads(ctx.view(B, nh, -1, hs))
 
 
@@ -318,29 +318,15 @@ class MatmulBackwardAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv: Tensor, mask: Tensor | None, num_heads: int, keep: bool = False,
                 dropout_p: float = 0.0) -> Tensor:
-        ctx.num_heads, ctx.dropout_scale = num_heads, 1.0
-        if dropout_p > 0:  # always keeps the probabilities: the backward needs them and the mask
-            return MatmulBackwardAttention.dropped_forward(ctx, qkv, mask, num_heads, dropout_p)
-        if not keep:
+        ctx.num_heads = num_heads
+        if not keep and not dropout_p:
             ctx.save_for_backward(qkv, mask, None, None)
+            ctx.dropout_scale = 1.0
             return merge_heads(F.scaled_dot_product_attention(*split_heads(qkv, num_heads), attn_mask=mask))
-        out, heads, p = matmul_attention(qkv, mask, num_heads)
-        ctx.save_for_backward(heads, mask, p, None)
-        return out
-
-    @staticmethod
-    def dropped_forward(ctx, qkv: Tensor, mask: Tensor | None, num_heads: int, dropout_p: float) -> Tensor:
-        """The forward with dropout on the probabilities (see dropout_attention): saves the heads, the
-        probabilities and the dropout mask (B*nh, T, T) in qkv's dtype."""
-        B, T, _ = qkv.shape
-        heads = contiguous_heads(qkv, num_heads)  # (3, B*nh, T, hs)
-        with torch.autocast(qkv.device.type, enabled=False):
-            p = probabilities(heads[0], heads[1], head_masks(mask, num_heads))  # (B*nh, T, T)
-            drop, ctx.dropout_scale = dropout_mask(p.shape, dropout_p, p.dtype)
-            # the scale rides on the matmul; beta = 0 ignores the bias
-            out = torch.baddbmm(p.new_zeros(()), p * drop, heads[2], beta=0.0, alpha=ctx.dropout_scale)
+        # under dropout the probabilities are always kept: the backward needs them with the mask
+        out, heads, p, drop, ctx.dropout_scale = matmul_attention(qkv, mask, num_heads, dropout_p)
         ctx.save_for_backward(heads, mask, p, drop)
-        return merge_heads(out.view(B, num_heads, T, -1))
+        return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -352,6 +338,7 @@ class MatmulBackwardAttention(torch.autograd.Function):
         go = grad_out.to(q.dtype).view(B, T, nh, hs).transpose(1, 2).reshape(n, T, hs)
         # dropout's scale s is linear through the softmax's backward, so it rides on the dQ and dK matmuls too
         masks, s = head_masks(mask, nh), ctx.dropout_scale
+        alpha = hs ** -0.5 * s
         grads = torch.empty_like(heads)  # dQ, dK, dV
         step = CPU_FAST_PATHS.attention_block_heads or n
         with torch.autocast(q.device.type, enabled=False):  # out= is no autocast op
@@ -367,32 +354,34 @@ class MatmulBackwardAttention(torch.autograd.Function):
                     grad_p.mul_(drop[h])
                 # dS = P * (dP - rowsum(P * dP)), by the kernel autograd itself runs for softmax
                 grad_s = torch.ops.aten._softmax_backward_data(grad_p, p, -1, p.dtype)
-                alpha = hs ** -0.5 * s
                 torch.baddbmm(grads[0, h], grad_s, k[h], beta=0, alpha=alpha, out=grads[0, h])
                 torch.baddbmm(grads[1, h], grad_s.transpose(1, 2), q[h], beta=0, alpha=alpha, out=grads[1, h])
         return grads.view(3, B, nh, T, hs).permute(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs), None, None, None, None
 
 
-def matmul_attention(qkv: Tensor, mask: Tensor | None, num_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+def matmul_attention(qkv: Tensor, mask: Tensor | None, num_heads: int, dropout_p: float = 0.0
+                     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, float]:
     """Attention of qkv (B, T, 3H) as batched matmuls in its dtype → (context (B, T, H), the contiguous heads
-    (3, B*nh, T, hs), the probabilities (B*nh, T, T)); no dropout."""
+    (3, B*nh, T, hs), the probabilities (B*nh, T, T), the dropout mask (B*nh, T, T) or None, its scale)."""
     B, T, _ = qkv.shape
     heads = contiguous_heads(qkv, num_heads)
-    out, p = attend(heads[0], heads[1], heads[2], head_masks(mask, num_heads))  # (B*nh, T, hs), (B*nh, T, T)
-    return merge_heads(out.view(B, num_heads, T, -1)), heads, p
+    out, p, drop, scale = attend(heads[0], heads[1], heads[2], head_masks(mask, num_heads), dropout_p)
+    return merge_heads(out.view(B, num_heads, T, -1)), heads, p, drop, scale
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, masks: Tensor | None, dropout_p: float = 0.0) -> tuple[Tensor, Tensor]:
+def attend(q: Tensor, k: Tensor, v: Tensor, masks: Tensor | None, dropout_p: float = 0.0
+           ) -> tuple[Tensor, Tensor, Tensor | None, float]:
     """Batched matmul attention in the inputs' dtype (autocast off): q (n, R, hs), k and v (n, T, hs), masks (n, 1
-    or R, T) → (context (n, R, hs), probabilities (n, R, T) before dropout). With `dropout_p`, a dropout_mask drops
-    probabilities and the context is scaled to keep its expectation."""
+    or R, T) → (context (n, R, hs), probabilities (n, R, T) before dropout, the dropout mask (n, R, T) or None, its
+    scale). With `dropout_p`, a dropout_mask drops probabilities and the context is scaled to keep its
+    expectation."""
     with torch.autocast(q.device.type, enabled=False):
         p = probabilities(q, k, masks)
         if dropout_p == 0:
-            return torch.bmm(p, v), p
+            return torch.bmm(p, v), p, None, 1.0
         keep, scale = dropout_mask(p.shape, dropout_p, p.dtype)
         # scaled on the matmul; the bias beta = 0 ignores is a constant, so autograd takes no gradient for it
-        return torch.baddbmm(p.new_zeros(()), p * keep, v, beta=0.0, alpha=scale), p
+        return torch.baddbmm(p.new_zeros(()), p * keep, v, beta=0.0, alpha=scale), p, keep, scale
 
 
 def contiguous_heads(qkv: Tensor, num_heads: int) -> Tensor:
