@@ -234,9 +234,9 @@ def attention(qkv: Tensor, num_heads: int, mask: Tensor | None, dropout_p: float
     SDPA's bf16 forward runs at a sixth of the matmul rate on an AMD EPYC without AMX (ALBERT-base 8x512, 48 ms
     a layer; batched matmuls 29 ms, 2x faster at 8x128 too); CPU_FAST_PATHS.attention_forward says which runs.
     """
-    if packs_dropout(qkv, dropout_p):
-        return dropout_attention(qkv, mask, num_heads, dropout_p)
     how = cpu_attention_path(qkv, dropout_p)
+    if how == "dropout":
+        return dropout_attention(qkv, mask, num_heads, dropout_p)
     if how == "forward":
         return matmul_attention(qkv, mask, num_heads)[0]
     if how in ("matmul", "kept"):
@@ -256,9 +256,9 @@ def attention_at(qkv: Tensor, rows: Tensor, num_heads: int, mask: Tensor | None,
     (B, R, H); `mask` additive (B, 1, 1, T).
 
     The last layer of a model whose heads read a few positions (pretraining's masked ones and [CLS]) needs no
-    other queries (see AlbertEncoder.forward). It runs as SDPA, except where `attention` would take batched bf16
-    matmuls on a CPU (cpu_attention_path: "matmul", "kept" or "forward"): there plain autograd through batched
-    matmuls and a softmax, whose (R, T) tensors are small, beats SDPA's bf16 kernels. AMD EPYC, forward +
+    other queries (see AlbertEncoder.forward). It runs as SDPA, except where `attention` would take batched
+    matmuls on a CPU (cpu_attention_path: "matmul", "kept", "forward" or "dropout"): there plain autograd through
+    batched matmuls and a softmax, whose (R, T) tensors are small, beats SDPA's bf16 kernels. AMD EPYC, forward +
     backward, bf16, R = 21, masked (benchmarks/cpu_kernels.py --only attention-at-rows): ALBERT-base 8x128 4.8
     against 8.8 ms, 32x128 14.2 against 31.5, 8x512 13.6 against 22.6; the demo's model (64x64, R = 11) 2.4
     against 6.8. Forward alone 1.3-1.8x faster. Attention dropout on a CPU takes the same matmuls with a
@@ -268,7 +268,7 @@ def attention_at(qkv: Tensor, rows: Tensor, num_heads: int, mask: Tensor | None,
     q, k, v = split_heads(qkv, num_heads)  # (B, nh, T, hs) each
     B, nh, T, hs = q.shape
     q = torch.gather(q, 2, rows[:, None, :, None].expand(B, nh, rows.shape[1], hs))  # (B, nh, R, hs)
-    if not packs_dropout(qkv, dropout_p) and cpu_attention_path(qkv, dropout_p) not in ("matmul", "kept", "forward"):
+    if cpu_attention_path(qkv, dropout_p) not in ("matmul", "kept", "forward", "dropout"):
         return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p))
     ctx = attend(q.reshape(B * nh, -1, hs), k.reshape(B * nh, T, hs), v.reshape(B * nh, T, hs),
                  head_masks(mask, nh), dropout_p)[0]  # (B*nh, R, hs)
@@ -276,10 +276,13 @@ def attention_at(qkv: Tensor, rows: Tensor, num_heads: int, mask: Tensor | None,
 
 
 def cpu_attention_path(qkv: Tensor, dropout_p: float) -> str:
-    """Which attention CPU_FAST_PATHS give qkv (B, T, 3H) (see attention): "sdpa"; for bf16 on a CPU up to
+    """Which attention CPU_FAST_PATHS give qkv (B, T, 3H) (see attention): "dropout" (dropout_attention) under
+    attention dropout wherever packs_dropout says so, in any dtype and length; else "sdpa"; for bf16 on a CPU up to
     attention_backward_max_len, with a gradient to take, the calibrated backward ("matmul", "kept", "fp32",
     "sdpa"; "fp32" for the first two under attention dropout, whose mask the matmul backward cannot replay), and
     without one "forward" (batched matmuls, no dropout) where the calibration says so."""
+    if packs_dropout(qkv, dropout_p):
+        return "dropout"
     if not (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16
             and qkv.shape[1] <= CPU_FAST_PATHS.attention_backward_max_len):
         return "sdpa"
@@ -347,7 +350,7 @@ class MatmulBackwardAttention(torch.autograd.Function):
                 p = kept[h] if kept is not None else probabilities(q[h], k[h], masks[h] if masks is not None else None)
                 if drop is None:
                     torch.bmm(p.transpose(1, 2), go[h], out=grads[2, h])
-                else:  # dV = s (P * D)^T dO
+                else:  # dV = s (P * D)^T dO; P * D recomputed rather than kept as a third (T, T) tensor
                     torch.baddbmm(grads[2, h], (p * drop[h]).transpose(1, 2), go[h], beta=0, alpha=s, out=grads[2, h])
                 grad_p = torch.bmm(go[h], v[h].transpose(1, 2))  # (heads, T, T); / s under dropout
                 if drop is not None:

@@ -1001,11 +1001,13 @@ def write_final_model(model_config: AlbertConfig, state: dict[str, Tensor], dire
     from litebert.tokenizer import copy_tokenizer_files
 
     if not Path(source).is_dir():  # data made before manifests recorded it absolute, from another directory
-        warnings.warn(f"tokenizer directory {source} not found (from {Path.cwd()}); {directory} has no tokenizer "
-                      f"(pass --tokenizer DIR)", stacklevel=2)
+        why = f"not found (from {Path.cwd()})"
     elif not copy_tokenizer_files(source, directory):
-        warnings.warn(f"tokenizer directory {source} holds no spiece.model, vocab.txt or tokenizer.json; "
-                      f"{directory} has no tokenizer (pass --tokenizer DIR)", stacklevel=2)
+        why = "holds no spiece.model, vocab.txt or tokenizer.json"
+    else:
+        return
+    warnings.warn(f"tokenizer directory {source} {why}; {directory} has no tokenizer (pass --tokenizer DIR)",
+                  stacklevel=2)
 
 
 def format_summary(s: dict) -> str:
