@@ -17,6 +17,7 @@ litebert's bf16 contenders run with the fast paths `litebert.calibrate` measures
 `litebert predict` does).
 
     python benchmarks/bench_inference.py [--quick] [--repeats 2] [--threads N] [--presets albert-tiny] [--compile]
+        [--shapes 1x16 1x64 1x128]   (batch 1: one request's latency, as a served model sees it)
 Writes benchmarks/results/inference.json (--output names another file there).
 """
 from __future__ import annotations
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="intra-op threads for torch and onnxruntime (default: all)")
     parser.add_argument("--presets", nargs="+", default=["albert-base-v2", "albert-tiny"])
     parser.add_argument("--output", default="inference.json", help="file name under benchmarks/results/, or a path")
+    parser.add_argument("--shapes", nargs="+", metavar="BxT",
+                        help="BATCHxLENGTH shapes (default 8x128 32x128 8x512; --quick: 8x128)")
     parser.add_argument("--compile", action="store_true",
                         help="also litebert fp32 and bf16 weights under torch.compile (each compiles per shape: "
                              "~20 s for base)")
@@ -213,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     use_run_allocator()
     threads = set_threads(args.threads)
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(n) for n in shape.lower().split("x")) for shape in args.shapes]
     repeats = 2 if args.quick else args.repeats
     start = time.perf_counter()
     rates = {"bf16_matmul_tflops": matmul_tflops(torch.bfloat16), "fp32_matmul_tflops": matmul_tflops(torch.float32)}

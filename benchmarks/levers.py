@@ -13,6 +13,8 @@ The levers (all in litebert/model.py), and how this script switches each off for
   - bias added by oneDNN as the output is written: `CPU_FAST_PATHS.bias_epilogues` emptied, so addmm adds it
   - the FFN's GELU applied by oneDNN as it writes the input projection's output (inference only):
     `CPU_FAST_PATHS.gelu_epilogues` emptied, so the GELU is a pass of its own after the matmul
+  - projection weights packed once into oneDNN's blocked layout (inference and evaluation):
+    `CPU_FAST_PATHS.packed_weights` emptied, so oneDNN reorders the plain weight in every matmul
   - summed shared gradients (training only): `CPU_FAST_PATHS.shared_weight_grad` off, so autograd sums the
     layers' gradients of a shared projection as separate tensors (model.Linear)
   - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole
@@ -144,6 +146,7 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "SDPA attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"),
     "bias added by addmm": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "bias_epilogues", {}),
     "GELU after the matmul": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "gelu_epilogues", {}),
+    "weights unpacked": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "packed_weights", {}),
     "per-layer shared gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "shared_weight_grad", False),
     "whole matmuls": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {}),
     "autograd's weight gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {}),
@@ -158,7 +161,7 @@ BACKWARD_ONLY = {"fp32 attention backward", "SDPA attention backward", "attentio
                  "per-layer shared gradients", "autograd's weight gradients", "attention backward on all heads at once"}
 HEADS_ONLY = {"last layer at every position", "last layer's attention by SDPA"}
 """Levers of AlbertForPreTraining's last layer at the heads' positions (inference times AlbertModel)."""
-NO_GRADIENT_ONLY = {"GELU after the matmul", "SDPA attention forward"}
+NO_GRADIENT_ONLY = {"GELU after the matmul", "SDPA attention forward", "weights unpacked"}
 SKIPPED = {"training": NO_GRADIENT_ONLY, "evaluation": BACKWARD_ONLY, "inference": BACKWARD_ONLY | HEADS_ONLY}
 """mode -> the levers that change nothing in it."""
 

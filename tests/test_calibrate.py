@@ -362,6 +362,44 @@ def test_the_ffn_gelu_is_applied_by_onednn_where_that_is_no_slower(monkeypatch):
         assert len(C.calibrate(TINY, 4, 16, mode, timer=lambda fns, **_: {n: 1.0 for n in fns}).gelu_epilogues) == 3
 
 
+def test_weights_are_packed_where_that_is_no_slower(monkeypatch):
+    """Each forward projection is timed in fp32 and bf16 without a gradient, as it runs (False) and from a packed
+    copy of its weight (True); packing is kept where no slower, named in the description and merged into the
+    process's plan; both modes measure it (a training run's evaluation passes take no gradient)."""
+    H, I = TINY.hidden_size, TINY.intermediate_size
+    keys = [lm.weight_key(dtype, k, m) for dtype in (torch.float32, torch.bfloat16)
+            for k, m in sorted([(H, 3 * H), (H, H), (H, I), (I, H)])]  # in the order timed
+    times = dict(zip(keys, ((1.0, 0.9), (1.0, 1.0), (1.0, 1.1), (1.0, 0.5), (1.0, 0.8), (1.0, 1.0), (1.0, 1.0),
+                            (1.0, 1.3))))
+    seen, timed, real = [], [], lm.packed_projection
+    monkeypatch.setattr(lm, "packed_projection",
+                        lambda *a: seen.append((dict(lm.CPU_FAST_PATHS.packed_weights), real(*a))) or seen[-1][1])
+
+    def medians(fns, budget_s):  # the unpacked variant runs as it would; the other from a packed copy
+        assert sorted(fns) == [False, True]
+        fns[False]()
+        plan, projection = seen.pop()
+        assert projection is None and not any(plan.values())
+        fns[True]()
+        plan, projection = seen.pop()
+        (key, on), = plan.items()
+        assert on and projection.packed and projection.weight.is_mkldnn
+        timed.append(key)
+        return dict(zip((False, True), times[key]))
+    monkeypatch.setattr(C, "interleaved_medians", medians)
+    plan = C.packed_weights(TINY, 64, {}, {})
+    assert timed == keys and plan == dict(zip(keys, (True, True, False, True, True, True, True, False)))
+    calibration = C.Calibration(mode="infer", bf16=True, erf_gelu_bf16=True, attention_backward="sdpa", length=16,
+                                packed_weights={k: on for k, on in plan.items() if "float32" in k}, key=KEY)
+    assert "; weights packed for oneDNN in 32x32 float32, 32x64 float32, 64x32 float32)" in calibration.describe()
+    lm.CPU_FAST_PATHS.packed_weights = {"float32 7x7": True}
+    calibration.apply()
+    assert lm.CPU_FAST_PATHS.packed_weights == {"float32 7x7": True, **calibration.packed_weights}
+    monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s=0.5: {k: 1.0 for k in fns})
+    for mode in C.MODES:
+        assert len(C.calibrate(TINY, 4, 16, mode, timer=lambda fns, **_: {n: 1.0 for n in fns}).packed_weights) == 8
+
+
 def test_attention_head_blocks_are_kept_only_where_they_are_clearly_faster(monkeypatch):
     """The matmul attention backward is timed on all heads at once (0) and in the head blocks below batch x heads;
     a block size is kept only at <= 90% of the all-at-once time."""

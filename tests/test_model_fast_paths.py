@@ -155,7 +155,8 @@ def test_gelu_pytorch_tanh_keeps_the_tanh_form_in_bf16():
 
 
 # ---------------------------------------------------------------------------------------------- projections
-NO_PLANS = dict(row_chunks={}, weight_grads={}, attention_block_heads=0, bias_epilogues={}, gelu_epilogues={})
+NO_PLANS = dict(row_chunks={}, weight_grads={}, attention_block_heads=0, bias_epilogues={}, gelu_epilogues={},
+                packed_weights={})
 """No measured plan in force (a calibration applied earlier in the process may have left one)."""
 
 
@@ -376,6 +377,77 @@ def test_a_model_with_its_ffn_gelu_applied_by_onednn_infers_the_same_and_trains_
     probe = torch.randn(3, 7, config.hidden_size)
     _assert_same_gradients(model, ids, mask, lambda out: (out.last_hidden_state * probe).sum(), gelu_epilogues=plan)
     assert len(calls) == config.num_hidden_layers  # none while training
+
+
+def _packing_plan(config: AlbertConfig, dtype: torch.dtype) -> dict[str, bool]:
+    """Every projection weight of the encoder packed in `dtype`."""
+    H, I = config.hidden_size, config.intermediate_size
+    return {model_module.weight_key(dtype, k, m): True for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+
+
+def _count_packings(monkeypatch) -> list:
+    packings, real = [], torch.ops.mkldnn._reorder_linear_weight
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight",
+                        lambda w, *a: packings.append(w.shape) or real(w, *a))
+    return packings
+
+
+def test_a_packed_weight_is_packed_once_and_again_only_when_the_weight_changes(monkeypatch):
+    """Without a gradient, a 3-layer model sharing one block applies its projections from packed copies: the same
+    outputs as without (to fp32 rounding; in bf16 autocast the same bf16 numbers), each block's four weights
+    packed once per dtype and kept across passes, packed again when a weight changes in place or is loaded
+    (and the outputs follow it), never in training, where the gradients are as before."""
+    torch.manual_seed(0)
+    config = AlbertConfig(**TINY)
+    model = AlbertModel(config).eval()
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    plan = {**_packing_plan(config, torch.float32), **_packing_plan(config, torch.bfloat16)}
+    packings = _count_packings(monkeypatch)
+
+    def outputs(packed: bool, autocast: bool = False) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            with fast_paths(**{**NO_PLANS, "packed_weights": plan if packed else {}}):
+                return model(ids, mask).last_hidden_state
+    assert _same(outputs(False), outputs(True)) and len(packings) == 4  # Q/K/V fused, output, FFN in and out
+    assert _same(outputs(False), outputs(True)) and len(packings) == 4  # kept
+    assert torch.equal(outputs(False, autocast=True), outputs(True, autocast=True)) and len(packings) == 8
+    assert outputs(True).dtype == torch.float32 and len(packings) == 8  # each dtype's copy kept
+    with torch.no_grad():
+        model.encoder.ffn[0].output.weight.mul_(2.0)
+    assert _same(outputs(False), outputs(True)) and packings[8:] == [(config.hidden_size, config.intermediate_size)]
+    state = {k: v + 0.01 for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    assert _same(outputs(False), outputs(True)) and len(packings) == 13
+    probe = torch.randn(3, 7, config.hidden_size)
+    _assert_same_gradients(model, ids, mask, lambda out: (out.last_hidden_state * probe).sum(), packed_weights=plan)
+    assert len(packings) == 13  # none while training
+
+
+def test_a_packed_projection_keeps_its_oneDNN_gelu_and_skips_what_cannot_pack(monkeypatch):
+    """A packed FFN input projection with oneDNN's GELU plan applies both (the activation's numbers); a weight
+    the plan does not name, a pass with a gradient, and inference tensors (no version counter: packed for that
+    pass only) behave as the plan says."""
+    g = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(8, 24)
+    x = torch.randn(2, 6, 8, generator=g)
+    fn = model_module.ACT_FNS["gelu_new"]
+    packings = _count_packings(monkeypatch)
+    plan = {model_module.weight_key(torch.float32, 8, 24): True}
+    with fast_paths(**{**NO_PLANS, "packed_weights": plan,
+                       "gelu_epilogues": {model_module.gelu_key(torch.float32, 8, 24, "tanh"): True}}):
+        with torch.no_grad():
+            packed = model_module.projection(linear, 1)
+            assert packed.packed and len(packings) == 1
+            assert torch.allclose(model_module.activated(packed, fn, x), fn(linear(x)), atol=1e-5)
+            assert torch.allclose(packed(x[:1, :2]), linear(x[:1, :2]), atol=1e-5)
+            assert model_module.projection(torch.nn.Linear(8, 20), 1) is not None and len(packings) == 1
+            assert not getattr(model_module.projection(torch.nn.Linear(8, 20), 1), "packed", False)
+        assert model_module.projection(linear, 1) is linear  # with a gradient: the module itself
+        with torch.inference_mode():
+            made_here = torch.nn.Linear(8, 24)
+            for _ in range(2):
+                assert torch.allclose(model_module.projection(made_here, 1)(x), made_here(x), atol=1e-5)
+        assert len(packings) == 3
 
 
 def _blocks_of_4_rows(config: AlbertConfig, rows: int) -> dict[str, int]:

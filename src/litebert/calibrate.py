@@ -21,9 +21,12 @@ addmm (a pass copying the bias into the output first) and by oneDNN's linear (ad
 and the latter is kept where it is no slower. The FFN's input projection is also timed in fp32 and bf16 with its
 GELU after the matmul and with bias and GELU applied by oneDNN as it writes the output
 (`model.Projection.activated`, for passes without a gradient: inference, and a training run's evaluations), the
-latter kept where it is no slower. In training each projection's weight gradient gy^T x is timed as autograd computes it
-(gy^T a strided view) and with gy or x transposed first (`model.SharedGrad`), and the matmul attention backward
-on all heads at once and in blocks of 4 to 32 heads, each kept likewise at 90%. The variants above are then
+latter kept where it is no slower. Each forward projection is also timed in fp32 and bf16, without a gradient,
+as it runs under those plans and applied from a copy of its weight packed once into oneDNN's blocked layout
+(`model.packed_projection`), the latter kept where it is no slower. In training each projection's weight
+gradient gy^T x is timed as autograd computes it (gy^T a strided view) and with gy or x transposed first
+(`model.SharedGrad`), and the matmul attention backward on all heads at once and in blocks of 4 to 32 heads,
+each kept likewise at 90%. The variants above are then
 timed with those plans. In training a model that shares blocks across layers, the chosen variant (bf16 or fp32)
 is then timed on a copy of up to four layers sharing its blocks (SHARED_LAYERS), with the shared blocks' weight
 gradients summed in place (`model.Linear`) and as autograd sums them; the faster is kept. A bf16 training choice
@@ -74,7 +77,7 @@ MATMUL_MARGIN = 0.9
 backward must take at most this fraction of the plain way's time to be kept."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 11
+VERSION = 12
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -100,6 +103,9 @@ class Calibration:
     """model.matmul_key -> whether oneDNN's linear adds the bias of each bf16 projection timed whole."""
     gelu_epilogues: dict[str, bool] = field(default_factory=dict)
     """model.gelu_key -> whether oneDNN applies the bias and GELU of the FFN's input projection (inference)."""
+    packed_weights: dict[str, bool] = field(default_factory=dict)
+    """model.weight_key -> whether passes without a gradient apply each projection from a packed copy of its
+    weight (model.packed_projection)."""
     shared_weight_grad: bool = True
     """A shared block sums its weight gradient in place (timed on a copy of up to four layers when the model
     shares)."""
@@ -119,6 +125,7 @@ class Calibration:
         lm.CPU_FAST_PATHS.attention_block_heads = self.attention_block_heads
         lm.CPU_FAST_PATHS.bias_epilogues = {**lm.CPU_FAST_PATHS.bias_epilogues, **self.bias_epilogues}
         lm.CPU_FAST_PATHS.gelu_epilogues = {**lm.CPU_FAST_PATHS.gelu_epilogues, **self.gelu_epilogues}
+        lm.CPU_FAST_PATHS.packed_weights = {**lm.CPU_FAST_PATHS.packed_weights, **self.packed_weights}
         lm.CPU_FAST_PATHS.shared_weight_grad = self.shared_weight_grad
 
     def headline(self) -> str:
@@ -138,6 +145,7 @@ class Calibration:
         grads = ", ".join(f"{k.split()[-1]} with {v} transposed" for k, v in self.weight_grads.items() if v)
         biases = ", ".join(k.split()[-1] for k, on in self.bias_epilogues.items() if on)
         gelus = ", ".join(" ".join(k.split()[i] for i in (1, 0, 3)) for k, on in self.gelu_epilogues.items() if on)
+        packed = ", ".join(" ".join(k.split()[::-1]) for k, on in self.packed_weights.items() if on)
         heads = self.attention_block_heads
         heads = f"; attention backward {heads} heads at a time" if heads else ""
         if self.attention_forward == "matmul":
@@ -146,6 +154,7 @@ class Calibration:
                 f"({'cached' if self.cached else 'measured'}: {times}{'; matmuls ' + blocks if blocks else ''}"
                 f"{'; bias added by oneDNN in ' + biases if biases else ''}"
                 f"{'; FFN GELU applied by oneDNN in ' + gelus if gelus else ''}"
+                f"{'; weights packed for oneDNN in ' + packed if packed else ''}"
                 f"{'; weight gradients ' + grads if grads else ''}{heads})")
 
 
@@ -196,6 +205,7 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
         plans = {"row_chunks": chunks, "bias_epilogues": biases,
                  "weight_grads": weight_grads(config, batch * length, shared_uses(config)) if train else {},
                  "gelu_epilogues": gelu_epilogues(config, batch * length, chunks, biases),
+                 "packed_weights": packed_weights(config, batch * length, chunks, biases),
                  "attention_block_heads": attention_blocks(config, batch, length) if train else 0}
         with fast_paths(**plans):
             fns = variants(config, batch, length, mode)
@@ -382,6 +392,29 @@ def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int],
                 projection = lm.Projection(w, b, 1)  # through model.linear, as in a model with plans
                 seconds = interleaved_medians(
                     {on: _switched(lambda: projection.activated(x, act), **switches, gelu_epilogues={key: on})
+                     for on in (False, True)}, budget_s=0.1)
+            plan[key] = seconds[True] <= seconds[False]
+    return plan
+
+
+def packed_weights(config: AlbertConfig, rows: int, chunks: dict[str, int],
+                   biases: dict[str, bool]) -> dict[str, bool]:
+    """model.weight_key -> whether each forward projection at `rows` rows, in fp32 and in bf16, without a gradient,
+    is no slower applied from a packed copy of its weight (model.packed_projection) than as model.projection applies
+    it under the row plan `chunks` and the bias plan `biases`. No margin, and the answer stands for every row
+    count: packing only drops the reorder oneDNN makes of a plain weight in every call (the copy is made once per
+    weight and kept, so it is made before the timing)."""
+    plan = {}
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
+        return plan
+    for dtype in (torch.float32, torch.bfloat16):
+        for _, k, m in projection_matmuls(config, rows, "infer"):
+            key = lm.weight_key(dtype, k, m)
+            x, linear = torch.randn(rows, k, dtype=dtype), torch.nn.Linear(k, m, dtype=dtype)
+            switches = dict(row_chunks=chunks, bias_epilogues=biases)
+            with torch.no_grad():
+                seconds = interleaved_medians(
+                    {on: _switched(lambda: lm.projection(linear, 1)(x), **switches, packed_weights={key: on})
                      for on in (False, True)}, budget_s=0.1)
             plan[key] = seconds[True] <= seconds[False]
     return plan
