@@ -13,8 +13,8 @@ HF's graph comes from torch's TorchScript exporter (what `optimum-cli export onn
 that their allocations do not make the PyTorch contenders fault in fresh pages. Each shape's contenders are timed
 round-robin (see common.py); the table gives tokens/s and the ratio to the better of HF bf16 autocast and
 onnxruntime-on-HF. The bf16 and fp32 matmul rates of the machine are measured in the same run, for reference.
-litebert's bf16 contenders run with the fast paths `litebert.calibrate` measures for inference at each shape (as
-`litebert predict` does).
+litebert's contenders run with the fast paths `litebert.calibrate` measures for inference at each shape, and keep
+the packed copies of their weights from call to call (`model.keep_packed_weights`), as litebert's pipelines do.
 
     python benchmarks/bench_inference.py [--quick] [--repeats 2] [--threads N] [--presets albert-tiny] [--compile]
         [--shapes 1x16 1x64 1x128]   (batch 1: one request's latency, as a served model sees it)
@@ -40,6 +40,7 @@ from common import format_table, interleaved_medians, machine_info, matmul_tflop
 from bench_train import model_config  # noqa: E402
 from litebert import AlbertConfig, AlbertModel, calibrate  # noqa: E402
 from litebert.export import export_onnx, ort_session, quantize_int8  # noqa: E402
+from litebert.model import keep_packed_weights  # noqa: E402
 from litebert.quantize import quantize_dynamic_int8  # noqa: E402
 
 SHAPES = [(8, 128), (32, 128), (8, 512)]
@@ -88,9 +89,11 @@ def inputs_for(config: AlbertConfig, batch: int, seq: int) -> dict[str, torch.Te
     return dict(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=types)
 
 
-def torch_runner(model, inputs, autocast: bool):
+def torch_runner(model, inputs, autocast: bool, keep: bool = False):
+    """A call of `model` on `inputs` without a gradient; `keep`: inside litebert's keep_packed_weights."""
     def run():
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), \
+                keep_packed_weights() if keep else contextlib.nullcontext():
             return model(**inputs)
     return run
 
@@ -150,10 +153,10 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
         chosen = calibrate.calibrate(ours.config, batch, seq, "infer")  # litebert's bf16 fast paths, as predict's
         chosen.apply()
         print(f"  {preset} {batch}x{seq}: {chosen.describe()}", flush=True)
-        fns = {"litebert fp32": torch_runner(ours, inputs, False),
-               "litebert bf16 autocast": torch_runner(ours, inputs, True),
-               "litebert bf16 weights": torch_runner(ours_bf16, inputs, False),
-               "litebert int8 (PyTorch)": torch_runner(ours_int8, inputs, False),
+        fns = {"litebert fp32": torch_runner(ours, inputs, False, keep=True),
+               "litebert bf16 autocast": torch_runner(ours, inputs, True, keep=True),
+               "litebert bf16 weights": torch_runner(ours_bf16, inputs, False, keep=True),
+               "litebert int8 (PyTorch)": torch_runner(ours_int8, inputs, False, keep=True),
                "HF fp32": torch_runner(hf, inputs, False),
                "HF bf16 autocast": torch_runner(hf, inputs, True),
                **{name: ort_runner(s, inputs) for name, s in sessions.items()}}

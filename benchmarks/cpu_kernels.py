@@ -27,6 +27,10 @@
     `litebert.model.WEIGHT_GRADS` (gy^T a strided view; gy transposed first; x transposed first, the bias riding
     along), one layer's added into a running sum as a shared block's are, and the block transposes themselves:
     where the weight-gradient plan that `litebert.calibrate` measures per run comes from.
+  - every albert-base forward projection with its bias in fp32 and bf16, at 16 to 4096 rows, without a gradient:
+    F.linear (MKL's sgemm in fp32, oneDNN in bf16), oneDNN's linear on the plain weight (which it reorders into
+    its blocked layout in every call), and oneDNN's linear on a copy packed once (`model.packed_projection`),
+    with the packing itself timed apart.
 Variants of one measurement are timed round-robin (common.interleaved_medians).
 
     PYTHONPATH=src .venv/bin/python benchmarks/cpu_kernels.py [--repeats 9] [--threads N] [--only gelu-epilogue ...]
@@ -197,6 +201,31 @@ def gelu_epilogue_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def packed_weight_rows(repeats: int) -> list[dict]:
+    """ms per call of each forward projection, weight plain or packed once, fp32 and bf16; and of the packing."""
+    rows = []
+    linear_pointwise = torch.ops.mkldnn._linear_pointwise
+    for dtype in (torch.float32, BF16):
+        for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
+            w, b = torch.randn(m, k).to(dtype), torch.randn(m).to(dtype)
+            packed = torch.ops.mkldnn._reorder_linear_weight(w)
+            name = str(dtype).removeprefix("torch.")
+            pack_s = interleaved_medians({"pack": lambda w=w: torch.ops.mkldnn._reorder_linear_weight(w)},
+                                         warmup=2, repeats=repeats)["pack"]
+            rows.append({"kernel": f"{name} packing of the ({m}, {k}) weight", "variant": "pack", "ms": pack_s * 1e3})
+            for n in (16, 128, 1024, 4096):
+                x = torch.randn(n, k).to(dtype)
+                fns = {"F.linear": lambda x=x, w=w, b=b: F.linear(x, w, b),
+                       "oneDNN, plain weight": lambda x=x, w=w, b=b: linear_pointwise(x, w, b, "none", [], ""),
+                       "oneDNN, packed weight": lambda x=x, p=packed, b=b: linear_pointwise(x, p, b, "none", [], "")}
+                with torch.inference_mode():
+                    seconds = interleaved_medians(fns, warmup=2, repeats=repeats)
+                for variant, sec in seconds.items():
+                    rows.append({"kernel": f"{name} projection {n}x{k}x{m}", "variant": variant, "ms": sec * 1e3,
+                                 "tflops": 2 * n * k * m / sec / 1e12})
+    return rows
+
+
 def weight_grad_rows(repeats: int) -> list[dict]:
     rows = []
     for n in (1024, 4096):
@@ -226,7 +255,8 @@ def weight_grad_rows(repeats: int) -> list[dict]:
 
 GROUPS = {"gelu": gelu_rows, "attention": attention_rows, "attention-at-rows": attention_at_rows,
           "matmul": matmul_rows, "row-blocks": row_block_rows,
-          "bias": bias_rows, "gelu-epilogue": gelu_epilogue_rows, "weight-grads": weight_grad_rows}
+          "bias": bias_rows, "gelu-epilogue": gelu_epilogue_rows, "weight-grads": weight_grad_rows,
+          "packed-weights": packed_weight_rows}
 """--only's names -> the function measuring that group of kernels."""
 
 

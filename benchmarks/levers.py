@@ -13,8 +13,9 @@ The levers (all in litebert/model.py), and how this script switches each off for
   - bias added by oneDNN as the output is written: `CPU_FAST_PATHS.bias_epilogues` emptied, so addmm adds it
   - the FFN's GELU applied by oneDNN as it writes the input projection's output (inference only):
     `CPU_FAST_PATHS.gelu_epilogues` emptied, so the GELU is a pass of its own after the matmul
-  - projection weights packed once into oneDNN's blocked layout (inference and evaluation):
-    `CPU_FAST_PATHS.packed_weights` emptied, so oneDNN reorders the plain weight in every matmul
+  - projection weights packed into oneDNN's blocked layout (inference and evaluation):
+    `CPU_FAST_PATHS.packed_weights` emptied, so oneDNN reorders the plain weight in every matmul; and (inference,
+    which runs inside `keep_packed_weights` as the pipelines do) the packed copies made anew in every pass
   - summed shared gradients (training only): `CPU_FAST_PATHS.shared_weight_grad` off, so autograd sums the
     layers' gradients of a shared projection as separate tensors (model.Linear)
   - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole
@@ -33,8 +34,8 @@ The current model runs the fast paths `litebert.calibrate` measures for each sha
 Training step = bf16 autocast forward + backward + AdamW step of AlbertForPreTraining on 20 masked positions
 (bench_train.ours_step). Evaluation = a training run's evaluation pass: the same model and loss in eval mode under
 torch.no_grad and bf16 autocast, with the training calibration's fast paths (as pretraining's held-out evaluation
-and fine-tuning's dev passes run). Inference = bf16 weights, torch.inference_mode, AlbertModel, all-ones
-attention_mask passed explicitly; also on 1 thread and, with --compile, under torch.compile (compile time reported
+and fine-tuning's dev passes run). Inference = bf16 weights, torch.inference_mode and keep_packed_weights (as the
+pipelines run), AlbertModel, all-ones attention_mask passed explicitly; also on 1 thread and, with --compile, under torch.compile (compile time reported
 apart).
 `--precision fp32` runs both in fp32 instead (no autocast, fp32 weights), as runs do where calibration picks fp32;
 most levers are bf16's and change nothing there.
@@ -147,6 +148,7 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "bias added by addmm": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "bias_epilogues", {}),
     "GELU after the matmul": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "gelu_epilogues", {}),
     "weights unpacked": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "packed_weights", {}),
+    "packed weights not kept": lambda model: mock.patch.object(lm, "keep_packed_weights", contextlib.nullcontext),
     "per-layer shared gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "shared_weight_grad", False),
     "whole matmuls": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {}),
     "autograd's weight gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {}),
@@ -162,7 +164,8 @@ BACKWARD_ONLY = {"fp32 attention backward", "SDPA attention backward", "attentio
 HEADS_ONLY = {"last layer at every position", "last layer's attention by SDPA"}
 """Levers of AlbertForPreTraining's last layer at the heads' positions (inference times AlbertModel)."""
 NO_GRADIENT_ONLY = {"GELU after the matmul", "SDPA attention forward", "weights unpacked"}
-SKIPPED = {"training": NO_GRADIENT_ONLY, "evaluation": BACKWARD_ONLY, "inference": BACKWARD_ONLY | HEADS_ONLY}
+SKIPPED = {"training": NO_GRADIENT_ONLY | {"packed weights not kept"},
+           "evaluation": BACKWARD_ONLY | {"packed weights not kept"}, "inference": BACKWARD_ONLY | HEADS_ONLY}
 """mode -> the levers that change nothing in it."""
 
 
@@ -234,7 +237,7 @@ def evaluation_variants(model, batch: dict, bf16: bool = True) -> dict[str, Call
 
 def inference_variants(model, compiled, inputs: dict) -> dict[str, Callable[[], object]]:
     def infer(m=model):
-        with torch.inference_mode():
+        with torch.inference_mode(), lm.keep_packed_weights():  # as the pipelines run their models
             return m(**inputs)
     table = variants(model, infer, "inference")
     table["1 thread"] = under(lambda: threads(1), infer)

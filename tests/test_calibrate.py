@@ -376,7 +376,8 @@ def test_weights_are_packed_where_that_is_no_slower(monkeypatch):
                         lambda *a: seen.append((dict(lm.CPU_FAST_PATHS.packed_weights), real(*a))) or seen[-1][1])
 
     def medians(fns, budget_s):  # the unpacked variant runs as it would; the other from a packed copy
-        assert sorted(fns) == [False, True]
+        assert sorted(fns, key=str) == [False, True, "pack"]
+        assert fns["pack"]().is_mkldnn
         fns[False]()
         plan, projection = seen.pop()
         assert projection is None and not any(plan.values())
@@ -385,13 +386,15 @@ def test_weights_are_packed_where_that_is_no_slower(monkeypatch):
         (key, on), = plan.items()
         assert on and projection.packed and projection.weight.is_mkldnn
         timed.append(key)
-        return dict(zip((False, True), times[key]))
+        return {**dict(zip((False, True), times[key])), "pack": 0.3}
     monkeypatch.setattr(C, "interleaved_medians", medians)
-    plan = C.packed_weights(TINY, 64, {}, {})
-    assert timed == keys and plan == dict(zip(keys, (True, True, False, True, True, True, True, False)))
+    plan = C.packed_weights(TINY, 64, {}, {})  # 3 layers sharing a block: a copy per pass serves 3
+    assert timed == keys and plan == dict(zip(keys, (True, False, False, True, True, False, False, False)))
+    unshared = C.packed_weights(dataclasses.replace(TINY, share="none"), 64, {}, {})  # a pipeline's kept copy
+    assert unshared == dict(zip(keys, (True, True, False, True, True, True, True, False)))
     calibration = C.Calibration(mode="infer", bf16=True, erf_gelu_bf16=True, attention_backward="sdpa", length=16,
                                 packed_weights={k: on for k, on in plan.items() if "float32" in k}, key=KEY)
-    assert "; weights packed for oneDNN in 32x32 float32, 32x64 float32, 64x32 float32)" in calibration.describe()
+    assert "; weights packed for oneDNN in 32x32 float32, 64x32 float32)" in calibration.describe()
     lm.CPU_FAST_PATHS.packed_weights = {"float32 7x7": True}
     calibration.apply()
     assert lm.CPU_FAST_PATHS.packed_weights == {"float32 7x7": True, **calibration.packed_weights}

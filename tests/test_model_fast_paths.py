@@ -393,10 +393,10 @@ def _count_packings(monkeypatch) -> list:
 
 
 def test_a_packed_weight_is_packed_once_and_again_only_when_the_weight_changes(monkeypatch):
-    """Without a gradient, a 3-layer model sharing one block applies its projections from packed copies: the same
-    outputs as without (to fp32 rounding; in bf16 autocast the same bf16 numbers), each block's four weights
-    packed once per dtype and kept across passes, packed again when a weight changes in place or is loaded
-    (and the outputs follow it), never in training, where the gradients are as before."""
+    """Without a gradient, inside keep_packed_weights, a 3-layer model sharing one block applies its projections
+    from packed copies: the same outputs as without (to fp32 rounding; in bf16 autocast the same bf16 numbers),
+    each block's four weights packed once per dtype and kept across passes, packed again when a weight changes in
+    place or is loaded (and the outputs follow it), never in training, where the gradients are as before."""
     torch.manual_seed(0)
     config = AlbertConfig(**TINY)
     model = AlbertModel(config).eval()
@@ -407,7 +407,8 @@ def test_a_packed_weight_is_packed_once_and_again_only_when_the_weight_changes(m
     def outputs(packed: bool, autocast: bool = False) -> torch.Tensor:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             with fast_paths(**{**NO_PLANS, "packed_weights": plan if packed else {}}):
-                return model(ids, mask).last_hidden_state
+                with model_module.keep_packed_weights():
+                    return model(ids, mask).last_hidden_state
     assert _same(outputs(False), outputs(True)) and len(packings) == 4  # Q/K/V fused, output, FFN in and out
     assert _same(outputs(False), outputs(True)) and len(packings) == 4  # kept
     assert torch.equal(outputs(False, autocast=True), outputs(True, autocast=True)) and len(packings) == 8
@@ -415,18 +416,37 @@ def test_a_packed_weight_is_packed_once_and_again_only_when_the_weight_changes(m
     with torch.no_grad():
         model.encoder.ffn[0].output.weight.mul_(2.0)
     assert _same(outputs(False), outputs(True)) and packings[8:] == [(config.hidden_size, config.intermediate_size)]
-    state = {k: v + 0.01 for k, v in model.state_dict().items()}
-    model.load_state_dict(state)
+    model.load_state_dict({k: v + 0.01 for k, v in model.state_dict().items()})
     assert _same(outputs(False), outputs(True)) and len(packings) == 13
     probe = torch.randn(3, 7, config.hidden_size)
     _assert_same_gradients(model, ids, mask, lambda out: (out.last_hidden_state * probe).sum(), packed_weights=plan)
     assert len(packings) == 13  # none while training
 
 
+@pytest.mark.parametrize("share", ["all", "none"])
+def test_outside_keep_packed_weights_each_pass_packs_its_own_copies_of_shared_blocks_only(share, monkeypatch):
+    """Outside keep_packed_weights nothing is kept: a pass packs each block it applies more than once (so a weight
+    changed where its version counter cannot show it, through `.data`, is seen by the next pass) and applies a block
+    used once as it is."""
+    torch.manual_seed(0)
+    config = AlbertConfig(**TINY, share=share)
+    model = AlbertModel(config).eval()
+    ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
+    packings = _count_packings(monkeypatch)
+    with torch.no_grad(), fast_paths(**{**NO_PLANS, "packed_weights": _packing_plan(config, torch.float32)}):
+        before = model(ids, mask).last_hidden_state
+        model.encoder.ffn[0].output.weight.data.mul_(2.0)
+        after = model(ids, mask).last_hidden_state
+        with fast_paths(packed_weights={}):
+            expected = model(ids, mask).last_hidden_state
+    assert len(packings) == (8 if share == "all" else 0)
+    assert _same(after, expected) and not _same(before, after)
+
+
 def test_a_packed_projection_keeps_its_oneDNN_gelu_and_skips_what_cannot_pack(monkeypatch):
-    """A packed FFN input projection with oneDNN's GELU plan applies both (the activation's numbers); a weight
-    the plan does not name, a pass with a gradient, and inference tensors (no version counter: packed for that
-    pass only) behave as the plan says."""
+    """A kept packed FFN input projection with oneDNN's GELU plan applies both (the activation's numbers); a weight
+    the plan does not name and a pass with a gradient run unpacked; inference tensors (no version counter) are
+    packed per pass where shared, and not at all where not."""
     g = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(8, 24)
     x = torch.randn(2, 6, 8, generator=g)
@@ -435,18 +455,19 @@ def test_a_packed_projection_keeps_its_oneDNN_gelu_and_skips_what_cannot_pack(mo
     plan = {model_module.weight_key(torch.float32, 8, 24): True}
     with fast_paths(**{**NO_PLANS, "packed_weights": plan,
                        "gelu_epilogues": {model_module.gelu_key(torch.float32, 8, 24, "tanh"): True}}):
-        with torch.no_grad():
+        with torch.no_grad(), model_module.keep_packed_weights():
             packed = model_module.projection(linear, 1)
             assert packed.packed and len(packings) == 1
             assert torch.allclose(model_module.activated(packed, fn, x), fn(linear(x)), atol=1e-5)
             assert torch.allclose(packed(x[:1, :2]), linear(x[:1, :2]), atol=1e-5)
-            assert model_module.projection(torch.nn.Linear(8, 20), 1) is not None and len(packings) == 1
             assert not getattr(model_module.projection(torch.nn.Linear(8, 20), 1), "packed", False)
-        assert model_module.projection(linear, 1) is linear  # with a gradient: the module itself
-        with torch.inference_mode():
+        with model_module.keep_packed_weights():
+            assert model_module.projection(linear, 1) is linear  # with a gradient: the module itself
+        with torch.inference_mode(), model_module.keep_packed_weights():
             made_here = torch.nn.Linear(8, 24)
+            assert not model_module.projection(made_here, 1).packed  # the GELU plan's Projection, unpacked
             for _ in range(2):
-                assert torch.allclose(model_module.projection(made_here, 1)(x), made_here(x), atol=1e-5)
+                assert torch.allclose(model_module.projection(made_here, 2)(x), made_here(x), atol=1e-5)
         assert len(packings) == 3
 
 

@@ -155,6 +155,26 @@ def test_tag_reads_each_word_and_says_what_it_could_not_tag(models, caplog):
         ner(text, aggregation="max")
 
 
+def test_a_pipeline_keeps_its_packed_weights_from_call_to_call(models, monkeypatch):
+    """Where calibration packs the projection weights, a pipeline (which owns its model) packs each once, keeps the
+    copies from call to call, and scores as transformers does (fp32, to 1e-5)."""
+    from litebert import model as lm
+    from litebert.calibrate import fast_paths
+
+    ours = pipeline("text-classification", models / "cls", device="cpu", bf16=False, batch_size=2)
+    theirs = hf_pipeline("text-classification", models / "cls", "AlbertForSequenceClassification")
+    H, I = ours.model.config.hidden_size, ours.model.config.intermediate_size
+    plan = {lm.weight_key(torch.float32, k, m): True for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    packings, real = [], torch.ops.mkldnn._reorder_linear_weight
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", lambda w, *a: packings.append(w.shape) or real(w))
+    with fast_paths(packed_weights=plan):
+        first, again = ours(SENTENCES), ours(SENTENCES[:2])
+    assert len(packings) == 4  # the shared block's fused Q/K/V, output, FFN in and out, once for both calls
+    assert [g["score"] for g in first] == pytest.approx([w["score"] for w in theirs(SENTENCES)], abs=1e-5)
+    assert [g["label"] for g in again] == [g["label"] for g in first[:2]]
+    assert [g["score"] for g in again] == pytest.approx([g["score"] for g in first[:2]], abs=1e-6)
+
+
 def test_question_answering_returns_a_span_of_the_context(models):
     qa = pipeline("question-answering", models / "qa", device="cpu", bf16=False)
     context = " ".join(SENTENCES * 8)  # longer than the model: several windows

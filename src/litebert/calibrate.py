@@ -401,22 +401,26 @@ def packed_weights(config: AlbertConfig, rows: int, chunks: dict[str, int],
                    biases: dict[str, bool]) -> dict[str, bool]:
     """model.weight_key -> whether each forward projection at `rows` rows, in fp32 and in bf16, without a gradient,
     is no slower applied from a packed copy of its weight (model.packed_projection) than as model.projection applies
-    it under the row plan `chunks` and the bias plan `biases`. No margin, and the answer stands for every row
-    count: packing only drops the reorder oneDNN makes of a plain weight in every call (the copy is made once per
-    weight and kept, so it is made before the timing)."""
+    it under the row plan `chunks` and the bias plan `biases`: with the copy made once per pass for the fewest
+    layers that share a block (a pass outside model.keep_packed_weights), or, in a model that shares none, made
+    once and kept (a pipeline's passes). No margin, and the answer stands for every row count: packing only drops
+    the reorder oneDNN makes of a plain weight in every call."""
     plan = {}
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
         return plan
+    uses = shared_uses(config)
     for dtype in (torch.float32, torch.bfloat16):
         for _, k, m in projection_matmuls(config, rows, "infer"):
             key = lm.weight_key(dtype, k, m)
             x, linear = torch.randn(rows, k, dtype=dtype), torch.nn.Linear(k, m, dtype=dtype)
             switches = dict(row_chunks=chunks, bias_epilogues=biases)
-            with torch.no_grad():
+            with torch.no_grad(), lm.keep_packed_weights():
                 seconds = interleaved_medians(
-                    {on: _switched(lambda: lm.projection(linear, 1)(x), **switches, packed_weights={key: on})
-                     for on in (False, True)}, budget_s=0.1)
-            plan[key] = seconds[True] <= seconds[False]
+                    {**{on: _switched(lambda: lm.projection(linear, 1)(x), **switches, packed_weights={key: on})
+                        for on in (False, True)},
+                     "pack": lambda: torch.ops.mkldnn._reorder_linear_weight(linear.weight)}, budget_s=0.1)
+            pack = seconds["pack"] if uses > 1 else 0.0
+            plan[key] = pack + uses * seconds[True] <= uses * seconds[False]
     return plan
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -79,8 +81,8 @@ class CpuFastPaths:
     run's shapes."""
     packed_weights: dict[str, bool] = field(default_factory=dict)
     """Projection weights, by weight_key (at any row count), that passes without a gradient apply from a copy
-    reordered once into oneDNN's blocked layout and kept while the weight is unchanged (see packed_projection);
-    empty until `litebert.calibrate` measures the run's shapes."""
+    reordered into oneDNN's blocked layout once per pass, or once for many inside keep_packed_weights (see
+    packed_projection); empty until `litebert.calibrate` measures the run's shapes."""
 
 
 ATTENTION_BACKWARDS = ("matmul", "kept", "fp32", "sdpa")
@@ -705,24 +707,43 @@ def projection(linear: nn.Module, uses: int) -> Callable[[Tensor], Tensor]:
 
 
 PACKED = WeakIdKeyDictionary()
-"""A projection's first weight source -> dtype applied -> (stamp, packed weight, bias) of the copies
-packed_projection keeps; an entry goes with its parameter."""
+"""A projection's first weight source -> dtype applied -> (stamp, packed weight, bias) of the copies that
+packed_projection keeps inside keep_packed_weights; an entry goes with its parameter."""
+KEEP_PACKED: ContextVar[bool] = ContextVar("litebert_keep_packed_weights", default=False)
+
+
+@contextmanager
+def keep_packed_weights() -> Iterator[None]:
+    """Inside this block, passes without a gradient keep the packed copies of their projection weights (see
+    packed_projection) for later passes inside such a block, while the sources keep their storage and version
+    counter: for a caller that owns a model for a series of passes (the pipelines).
+
+    Why only inside: a weight changed in place through `.data`, or FSDP gathering new values into memory it
+    reuses, leaves the version counter as it was, so a copy kept across passes could go stale; outside, each pass
+    packs its own copies, and only of blocks it applies more than once."""
+    token = KEEP_PACKED.set(True)
+    try:
+        yield
+    finally:
+        KEEP_PACKED.reset(token)
 
 
 def packed_projection(weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], uses: int) -> Projection | None:
     """The projection of the weights (out_i, in) and biases (out_i,), concatenated (the fused Q/K/V) and cast to
     the autocast dtype, applied from a copy of the weight in oneDNN's blocked layout, for a pass without a gradient
-    where CPU_FAST_PATHS.packed_weights says so; None where it does not (and on GPUs, under torch.compile, or
-    with a gradient: the copy has no autograd).
+    where CPU_FAST_PATHS.packed_weights says so, by the `uses` layers of the pass that share it; None where it
+    does not, where the copy would serve one layer of one pass (outside keep_packed_weights), and on GPUs, under
+    torch.compile or with a gradient (the copy has no autograd).
 
     Why: oneDNN reorders a plain weight into its blocked layout inside every matmul, and the shared block of
-    ALBERT-base is applied 12 times per forward. The copy is kept (PACKED) while its sources keep their storage
-    and version counter and the autocast dtype stays, so repeated inference passes make the reorder, autocast's
-    cast and the Q/K/V concatenation once. bf16, AMD EPYC (AVX512-BF16, no AMX), 2 threads, torch 2.13: (16,
-    768) @ (768, 3072) 369 -> 196 us, (1024, 768) @ (768, 3072) 12.5 -> 10.9 ms, and in fp32, whose default goes
-    through MKL, 696 -> 358 us and 26.0 -> 22.0 ms (benchmarks/cpu_kernels.py --only packed-weights).
-    `litebert.calibrate` times both ways at a run's shape; the plan holds at any row count, since packing only
-    drops the per-call reorder. The copy costs memory: half the fp32 weights in bf16, as much in fp32.
+    ALBERT-base is applied 12 times per forward; kept across passes (keep_packed_weights), the reorder, autocast's
+    cast and the Q/K/V concatenation are made once. AMD EPYC (AVX512-BF16, no AMX), 2 threads, torch 2.13, with
+    the bias: bf16 (16, 768) @ (768, 3072) 0.288 ms by F.linear, 0.197 packed; at 1,024 rows 12.1 and 11.0 ms; in
+    fp32, where F.linear goes through MKL, 1.19 and 0.69 ms, 26.7 and 21.7 ms; packing that weight takes 0.32 ms
+    in bf16, and the FFN output's (768, 3072) 1.3 ms (benchmarks/cpu_kernels.py --only packed-weights).
+    `litebert.calibrate` times both ways at a run's shape, with the packing; the plan holds at any row count, since
+    packing only drops the per-call reorder. A kept copy costs memory: half the fp32 weights in bf16, as much in
+    fp32.
     """
     w = weights[0]
     if torch.is_grad_enabled() or w.device.type != "cpu" or torch.compiler.is_compiling():
@@ -730,18 +751,26 @@ def packed_projection(weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], u
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else w.dtype
     if not CPU_FAST_PATHS.packed_weights.get(weight_key(dtype, w.shape[1], sum(t.shape[0] for t in weights))):
         return None
-    try:
-        stamp = tuple((t.data_ptr(), t._version) for t in (*weights, *biases))
-    except RuntimeError:  # inference tensors keep no version counter: pack for this pass only
-        stamp = None
-    kept = PACKED.get(w, {}).get(dtype)
-    if stamp is None or kept is None or kept[0] != stamp:
+    stamp = version_stamp(*weights, *biases) if KEEP_PACKED.get() else None
+    if stamp is None and uses < 2:
+        return None
+    kept = PACKED.get(w, {}).get(dtype) if stamp is not None else None
+    if kept is None or kept[0] != stamp:
         weight, bias = autocast_cast(torch.cat(weights) if len(weights) > 1 else w,
                                      torch.cat(biases) if len(biases) > 1 else biases[0])
         kept = (stamp, torch.ops.mkldnn._reorder_linear_weight(weight), bias)
         if stamp is not None:
             PACKED.setdefault(w, {})[dtype] = kept
     return Projection(kept[1], kept[2], uses, packed=True)
+
+
+def version_stamp(*tensors: Tensor) -> tuple[tuple[int, int], ...] | None:
+    """Each tensor's (storage address, version counter): what changes when a tensor is replaced or changed in
+    place through autograd's view of it; None for inference tensors, which keep no version counter."""
+    try:
+        return tuple((t.data_ptr(), t._version) for t in tensors)
+    except RuntimeError:
+        return None
 
 
 def activated(projection: Callable[[Tensor], Tensor], act: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

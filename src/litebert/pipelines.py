@@ -53,7 +53,7 @@ from litebert import pairs
 from litebert.export import BACKENDS
 from litebert.files import open_text
 from litebert.model import AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
-    AlbertForTokenClassification, AlbertModel
+    AlbertForTokenClassification, AlbertModel, keep_packed_weights
 
 
 log = logging.getLogger("litebert")
@@ -91,7 +91,7 @@ class Pipeline:
         if self.onnx:
             return self.model(**inputs)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast, keep_packed_weights():  # the pipeline owns the model: weights stay
             return self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
 
     def map_batches(self, rows: Sequence[Row], results_of: Callable[[dict[str, np.ndarray], Any], list],
