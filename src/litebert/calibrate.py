@@ -77,7 +77,7 @@ MATMUL_MARGIN = 0.9
 backward must take at most this fraction of the plain way's time to be kept."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 12
+VERSION = 13
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
