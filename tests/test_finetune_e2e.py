@@ -28,6 +28,7 @@ from litebert.finetune.tasks import TASKS, TsvFormat
 from litebert.finetune.train import FinetuneConfig, build_model, encode_split, held_out_slice, load_task_data, \
     predict
 from litebert.model import AlbertForPreTraining
+from litebert.quantize import activation_levels
 from litebert.tokenizer import AlbertTokenizer, train_sentencepiece
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -247,8 +248,9 @@ def test_predict_in_int8_stays_close_to_fp32(data_root, model_dir, tokenizer_dir
     a, b = (np.array(list(r["dev"].predictions.values())) for r in (fp32, int8))
     assert list(fp32["dev"].predictions) == list(int8["dev"].predictions)
     assert not np.array_equal(a, b)  # the int8 kernels ran
-    # a 3-step model's scores barely vary (spread ~1e-5); int8 keeps their differences to a tenth of it
-    assert np.abs(a - b).max() < 0.1 * np.ptp(a)
+    # a 3-step model's scores barely vary (spread ~1e-5); int8 keeps their differences to a tenth of it, a fifth
+    # where the kernel takes 7-bit activations (their steps twice as coarse: quantize.activation_levels)
+    assert np.abs(a - b).max() < 0.1 * np.ptp(a) * 255 / activation_levels()
     args = ["predict", "--model", str(model), "--data-dir", str(data_root / "glue"), "--output", str(tmp_path / "p"),
             "--backend", "torch-int8"]
     assert main(args) == 0 and (tmp_path / "p" / "submission" / "STS-B.tsv").is_file()

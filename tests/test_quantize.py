@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from litebert import AlbertConfig, AlbertForSequenceClassification, AlbertModel
-from litebert.quantize import Int8Linear, quantize_dynamic_int8, quantize_uint8
+from litebert.quantize import Int8Linear, activation_levels, quantize_dynamic_int8, quantize_uint8
 
 if not hasattr(torch.ops.onednn, "qlinear_pointwise"):
     pytest.skip("this torch build has no oneDNN int8 kernels", allow_module_level=True)
@@ -29,6 +29,20 @@ def test_uint8_quantisation_keeps_zero_exact_and_errs_by_half_a_step():
     assert int(x8.min()) == 0 and int(x8.max()) == 255  # the range is used whole
     positive, *_ = quantize_uint8(torch.rand(10, 8) + 1)  # all positive: the range still holds 0
     assert int(positive.min()) > 0
+
+
+def test_activation_codes_stay_where_the_int8_kernel_is_exact():
+    """The widest codes the kernel is fed multiply exactly, on a CPU with VNNI (8 bits) or without (7 bits: oneDNN's
+    AVX2 kernel sums pairs of u8 x s8 products in a saturating int16)."""
+    levels = activation_levels()
+    assert levels in (127, 255)
+    weight = torch.ops.onednn.qlinear_prepack(torch.full((3, 64), 127, dtype=torch.int8), None)
+    x8 = torch.full((2, 64), levels, dtype=torch.uint8)
+    y = torch.ops.onednn.qlinear_pointwise(x8, 1.0, 0, weight, torch.ones(3), torch.zeros(3, dtype=torch.int64),
+                                           None, 1.0, 0, torch.float32, "none", [], "")
+    assert (y == 64 * levels * 127).all()
+    codes, *_ = quantize_uint8(torch.randn(50, 8), levels)
+    assert int(codes.min()) == 0 and int(codes.max()) == levels
 
 
 @pytest.mark.parametrize("activation,reference", [(("none", ""), lambda y: y),

@@ -4,7 +4,7 @@
 Q/K/V, the attention output, the FFN's two) with `Int8Linear`:
 - weights: int8, one symmetric scale per output channel, quantised once;
 - activations: uint8 with one scale and zero point per call, from the input's min and max (as onnxruntime's
-  dynamic quantisation);
+  dynamic quantisation), on 7 bits where the CPU's int8 kernel would saturate on 8 (`activation_levels`);
 - the product: one oneDNN kernel (`torch.ops.onednn.qlinear_pointwise`, the op inductor's x86 int8 path uses)
   that multiplies in int8 (VNNI, or AMX where present), rescales to fp32 and adds the bias, and for the FFN's
   first matmul applies its GELU too.
@@ -22,6 +22,8 @@ benchmarks/bench_inference.py times it; benchmarks/bench_int8_accuracy.py measur
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -37,6 +39,24 @@ def _require_onednn_int8() -> None:
     if not hasattr(torch.ops.onednn, "qlinear_pointwise"):
         raise RuntimeError(f"int8 inference needs PyTorch's oneDNN int8 kernels (torch.ops.onednn."
                            f"qlinear_pointwise, x86 CPU builds); torch {torch.__version__} here has none")
+
+
+@functools.cache
+def activation_levels() -> int:
+    """The largest uint8 activation code: 255, or 127 where oneDNN's int8 kernel saturates at 8 bits.
+
+    Why: without VNNI (an AVX2-only CPU such as a first-generation EPYC, or AVX512 without VNNI) oneDNN multiplies
+    u8 x s8 with vpmaddubsw, which sums each pair of products into a saturating int16: 2 x 255 x 127 = 64,770
+    overflows it, 2 x 127 x 127 = 32,258 does not (fbgemm's `reduce_range` answers the same). Measured on the
+    kernel itself, not read off CPU flags: 64 products of 255 x 127 come back exact or not. On a first-generation
+    EPYC (AVX2, 2026-12-05) 8-bit activations put a linear layer's output 25-34% off fp32; 7-bit ones, as below.
+    """
+    _require_onednn_int8()
+    weight = torch.ops.onednn.qlinear_prepack(torch.full((1, 64), 127, dtype=torch.int8), None)
+    y = torch.ops.onednn.qlinear_pointwise(torch.full((1, 64), 255, dtype=torch.uint8), 1.0, 0, weight,
+                                           torch.ones(1), torch.zeros(1, dtype=torch.int64), None, 1.0, 0,
+                                           torch.float32, "none", [], "")
+    return 255 if y.item() == 64 * 255 * 127 else 127
 
 
 class Int8Linear(nn.Module):
@@ -63,7 +83,7 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape  # (..., K)
-        x8, scale, zero_point = quantize_uint8(x.reshape(-1, shape[-1]))
+        x8, scale, zero_point = quantize_uint8(x.reshape(-1, shape[-1]), activation_levels())
         y = torch.ops.onednn.qlinear_pointwise(x8, scale, zero_point, self.weight_packed, self.weight_scale,
                                                self.weight_zero_point, self.bias, 1.0, 0, torch.float32,
                                                self.activation[0], [], self.activation[1])  # (M, N) fp32
@@ -74,14 +94,15 @@ class Int8Linear(nn.Module):
                 f"activation={self.activation[0]}")
 
 
-def quantize_uint8(x: Tensor) -> tuple[Tensor, float, int]:
-    """x (M, K) fp32 as uint8 with one scale and zero point: x ~ scale * (x8 - zero_point), the range widened to
-    hold 0 (so zero padding stays exact). Two passes: min/max, then scale-shift-truncate (the +0.5 rounds)."""
+def quantize_uint8(x: Tensor, levels: int = 255) -> tuple[Tensor, float, int]:
+    """x (M, K) fp32 as uint8 codes 0..levels with one scale and zero point: x ~ scale * (x8 - zero_point), the
+    range widened to hold 0 (so zero padding stays exact). Two passes: min/max, then scale-shift-truncate (the
+    +0.5 rounds)."""
     lo, hi = (v.item() for v in torch.aminmax(x))
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = max((hi - lo) / 255, 1e-12)
+    scale = max((hi - lo) / levels, 1e-12)
     zero_point = round(-lo / scale)
-    return (x * (1 / scale)).add_(zero_point + 0.5).clamp_(0, 255).to(torch.uint8), scale, zero_point
+    return (x * (1 / scale)).add_(zero_point + 0.5).clamp_(0, levels).to(torch.uint8), scale, zero_point
 
 
 @torch.no_grad()
