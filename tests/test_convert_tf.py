@@ -119,14 +119,16 @@ def test_converted_model_equals_hugging_faces_tf_loader(name, tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     theirs = _outputs(hf, inputs, heads)
     assert sorted(theirs) == sorted(k for k in ref if k not in inputs)
-    for key, value in theirs.items():  # the reference was computed on another CPU: its kernels round otherwise
-        assert (value - ref[key]).abs().max() <= 1e-6 * ref[key].abs().max().clamp(min=1), key
+    # The reference was computed on another CPU, whose kernels round otherwise: up to 6.2e-6 of the largest logit
+    # on an AVX2-only EPYC (2026-12-05), the reference's own distance from float64 (below); wrong weights are O(1).
+    for key, value in theirs.items():
+        assert (value - ref[key]).abs().max() <= 1e-5 * ref[key].abs().max().clamp(min=1), key
 
     # litebert's forward is another fp32 implementation: equal up to rounding. The reference itself is ~5e-6
     # from the float64 result on these logits (|logit| up to ~10), so the bound is relative to their size.
     ours = (AlbertForPreTraining if heads else AlbertModel).from_pretrained(tmp_path / "out")
     for key, value in _outputs(ours, inputs, heads).items():
-        assert (value - ref[key]).abs().max() <= 1e-6 * ref[key].abs().max().clamp(min=1), key
+        assert (value - ref[key]).abs().max() <= 1e-5 * ref[key].abs().max().clamp(min=1), key
 
 
 def test_tokenizer_travels_with_the_model(tmp_path):
