@@ -164,7 +164,7 @@ def test_a_pipeline_keeps_its_packed_weights_from_call_to_call(models, monkeypat
     ours = pipeline("text-classification", models / "cls", device="cpu", bf16=False, batch_size=2)
     theirs = hf_pipeline("text-classification", models / "cls", "AlbertForSequenceClassification")
     H, I = ours.model.config.hidden_size, ours.model.config.intermediate_size
-    plan = {lm.weight_key(torch.float32, k, m): True for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    plan = {lm.weight_key(torch.float32, k, m): 5 for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}  # > 2 layers
     packings, real = [], torch.ops.mkldnn._reorder_linear_weight
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", lambda w, *a: packings.append(w.shape) or real(w))
     with fast_paths(packed_weights=plan):

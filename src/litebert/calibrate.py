@@ -16,8 +16,8 @@ benchmark mode does, `calibrate` times the candidates once and keeps the fastest
 Before those, each bf16 matmul shape of the model's projections at the run's B*T rows (forward, and in training
 the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`model.matmul`): oneDNN runs some
 shapes at half its rate whole and at the full one in blocks. A block size is kept where it takes at most 90% of
-the whole matmul's time. Each projection's forward matmul that runs whole is also timed with its bias added by
-addmm (a pass copying the bias into the output first) and by oneDNN's linear (added as the output is written),
+the whole matmul's time. Each projection's forward matmul that runs whole is also timed, in fp32 and bf16, with its
+bias added by addmm (a pass copying the bias into the output first) and by oneDNN's linear (added as it writes),
 and the latter is kept where it is no slower. The FFN's input projection is also timed in fp32 and bf16 with its
 GELU after the matmul and with bias and GELU applied by oneDNN as it writes the output
 (`model.Projection.activated`, for passes without a gradient: inference, and a training run's evaluations), the
@@ -32,6 +32,11 @@ is then timed on a copy of up to four layers sharing its blocks (SHARED_LAYERS),
 gradients summed in place (`model.Linear`) and as autograd sums them; the faster is kept. A bf16 training choice
 then times the one-layer copy's forward without a gradient with SDPA's attention and with batched matmuls, for the
 run's evaluation passes, and keeps the faster.
+
+On a CPU without native bf16 (neither AMX nor AVX512-BF16, e.g. an AVX2-only EPYC, where torch emulates bf16
+matmuls ~80x slower than fp32) bf16 is no candidate: nothing bf16 is timed, the run is fp32, and only the fp32
+plans are measured (oneDNN's bias and GELU epilogues and packed weights against MKL's fp32 matmuls, and the summed
+shared gradient), since oneDNN's fp32 linear may beat MKL's there (1.0-1.5x on that EPYC, more packed).
 
 Variants are timed round-robin (medians), each round starting one variant later, so load on the machine and
 what one variant leaves behind for the next hit them alike. bf16 variants timed within 5% of the fastest are then
@@ -48,6 +53,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import statistics
 import time
@@ -77,8 +83,12 @@ MATMUL_MARGIN = 0.9
 backward must take at most this fraction of the plain way's time to be kept."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 13
+VERSION = 14
 """Bumped when what is measured changes: older cached results are then measured again."""
+
+
+NO_BF16 = "bf16 not timed (not native here), fp32's plans measured"
+"""What a calibration without bf16 as a candidate says in place of the bf16 variants' timings."""
 
 
 @dataclass
@@ -103,9 +113,9 @@ class Calibration:
     """model.matmul_key -> whether oneDNN's linear adds the bias of each bf16 projection timed whole."""
     gelu_epilogues: dict[str, bool] = field(default_factory=dict)
     """model.gelu_key -> whether oneDNN applies the bias and GELU of the FFN's input projection (inference)."""
-    packed_weights: dict[str, bool] = field(default_factory=dict)
-    """model.weight_key -> whether passes without a gradient apply each projection from a packed copy of its
-    weight (model.packed_projection)."""
+    packed_weights: dict[str, int] = field(default_factory=dict)
+    """model.weight_key -> the fewest layers a copy of each projection's weight packed for one pass must serve to
+    pay for its packing (0: a packed copy is no faster; model.packed_projection)."""
     shared_weight_grad: bool = True
     """A shared block sums its weight gradient in place (timed on a copy of up to four layers when the model
     shares)."""
@@ -132,20 +142,23 @@ class Calibration:
         """The choice in one console line: the fastest bf16 variant's time against fp32's, and where the whole
         record (every timing and plan, `describe`) lies: the cache file, and a run's summary."""
         bf16 = {name: ms for name, ms in self.timings_ms.items() if name in bf16_table(self.mode)}
-        best = min(bf16, key=bf16.__getitem__)
         fp32 = self.timings_ms.get("fp32")
         against = f" against fp32 {fp32:.1f} ms" if fp32 is not None else ""
+        best = min(bf16, key=bf16.__getitem__, default=None)
+        timed = f"'{best}' {bf16[best]:.1f} ms{against}" if best else NO_BF16
         return (f"{'bf16' if self.bf16 else 'fp32'} for {self.mode} at {self.key.get('batch')}x{self.length} "
-                f"({'cached' if self.cached else 'measured'}: '{best}' {bf16[best]:.1f} ms{against}; "
+                f"({'cached' if self.cached else 'measured'}: {timed}; "
                 f"{len(self.timings_ms)} timings in {cache_path(self.key)})")
 
     def describe(self) -> str:
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in self.timings_ms.items())
+        times = times if self.key.get("bf16", True) else ", ".join(filter(None, (NO_BF16, times)))
         blocks = ", ".join(f"{k.split()[-1]} in {v}-row blocks" for k, v in self.row_chunks.items() if v)
         grads = ", ".join(f"{k.split()[-1]} with {v} transposed" for k, v in self.weight_grads.items() if v)
-        biases = ", ".join(k.split()[-1] for k, on in self.bias_epilogues.items() if on)
+        biases = ", ".join(" ".join(k.split()[::-1]) for k, on in self.bias_epilogues.items() if on)
         gelus = ", ".join(" ".join(k.split()[i] for i in (1, 0, 3)) for k, on in self.gelu_epilogues.items() if on)
-        packed = ", ".join(" ".join(k.split()[::-1]) for k, on in self.packed_weights.items() if on)
+        packed = ", ".join(f"{' '.join(k.split()[::-1])} (from {n} a pass)" for k, n in self.packed_weights.items()
+                           if n)
         heads = self.attention_block_heads
         heads = f"; attention backward {heads} heads at a time" if heads else ""
         if self.attention_forward == "matmul":
@@ -168,24 +181,29 @@ def cache_path(key: dict[str, Any]) -> Path:
     return cache_dir() / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
 
 
-def calibration_key(config: AlbertConfig, batch: int, length: int, mode: str) -> dict[str, Any]:
-    """What the measurement depends on: the machine, the software, and the shape."""
+def calibration_key(config: AlbertConfig, batch: int, length: int, mode: str, bf16: bool = True
+                    ) -> dict[str, Any]:
+    """What the measurement depends on: the machine, the software, the shape, and whether bf16 is a candidate."""
     return {"version": VERSION, "cpu": cpu_model(), "flags": cpu_flags(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "dispatch": dispatch_caps(), "mode": mode, "batch": batch,
-            "length": length,
+            "threads": torch.get_num_threads(), "dispatch": dispatch_caps(), "mode": mode, "bf16": bf16,
+            "batch": batch, "length": length,
             "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
             "heads": config.num_attention_heads, "embedding_size": config.embedding_size,
             "vocab_size": config.vocab_size, "hidden_act": config.hidden_act, "norm_position": config.norm_position,
             "share": config.share if shares_blocks(config) else "none"}
 
 
-def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train", *, force: bool = False,
-              timer: Callable[..., dict[str, float]] | None = None) -> Calibration:
+def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train", *, bf16: bool | None = None,
+              force: bool = False, timer: Callable[..., dict[str, float]] | None = None) -> Calibration:
     """The measured choice for `mode` at (batch, length), from the cache unless `force`; cached when measured.
+    `bf16`: whether bf16 is a candidate (default: where the CPU runs it natively, hardware.bf16_supported); where
+    it is not, only the fp32 plans are measured (oneDNN's bias and GELU epilogues and packed weights: on an
+    AVX2-only EPYC its fp32 linear beat MKL's by up to 1.5x) and the run is fp32.
     `timer(fns, budget_s=...)`, (variant -> run) -> variant -> median seconds, replaces the clock (tests)."""
     if mode not in MODES:
         raise ValueError(f"calibration mode must be one of {', '.join(MODES)}, got {mode!r}")
-    key = calibration_key(config, batch, length, mode)
+    bf16 = bf16_supported("cpu") if bf16 is None else bf16
+    key = calibration_key(config, batch, length, mode, bf16)
     path = cache_path(key)
     if not force and path.exists():
         try:
@@ -198,19 +216,24 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     # calibrates would draw other dropout masks than the same run with the choice already cached.
     timer = timer or interleaved_medians
     with torch.random.fork_rng(devices=[]):
-        train = mode == "train"
-        chunks = row_chunks(config, batch * length, mode)
-        biases = bias_epilogues(config, batch * length, chunks)
+        train, rows, dtypes = mode == "train", batch * length, onednn_dtypes(bf16)
+        chunks = row_chunks(config, rows, mode) if bf16 else {}  # bf16's plans
+        biases = bias_epilogues(config, rows, chunks, dtypes)
         # The GELU plan in both modes: a training run's evaluation passes take no gradient either.
         plans = {"row_chunks": chunks, "bias_epilogues": biases,
-                 "weight_grads": weight_grads(config, batch * length, shared_uses(config)) if train else {},
-                 "gelu_epilogues": gelu_epilogues(config, batch * length, chunks, biases),
-                 "packed_weights": packed_weights(config, batch * length, chunks, biases),
-                 "attention_block_heads": attention_blocks(config, batch, length) if train else 0}
+                 "weight_grads": weight_grads(config, rows, shared_uses(config)) if train and bf16 else {},
+                 "gelu_epilogues": gelu_epilogues(config, rows, chunks, biases, dtypes),
+                 "packed_weights": packed_weights(config, rows, chunks, biases, dtypes),
+                 "attention_block_heads": attention_blocks(config, batch, length) if train and bf16 else 0}
         with fast_paths(**plans):
-            fns = variants(config, batch, length, mode)
-            seconds = runoff(fns, timer(fns), mode, timer)
-            result = dataclasses.replace(decide(seconds, mode, length, key), **plans)
+            if bf16:
+                fns = variants(config, batch, length, mode)
+                result = decide(runoff(fns, timer(fns), mode, timer), mode, length, key)
+            else:  # nothing to choose between: the attention and GELU switches act in bf16 only
+                defaults = lm.CpuFastPaths()
+                result = Calibration(mode=mode, bf16=False, erf_gelu_bf16=defaults.erf_gelu_bf16,
+                                     attention_backward=defaults.attention_backward, length=length, key=key)
+            result = dataclasses.replace(result, **plans)
             chosen = dict(erf_gelu_bf16=result.erf_gelu_bf16, attention_backward=result.attention_backward,
                           attention_backward_max_len=length)
             if train and shares_blocks(config):
@@ -349,37 +372,44 @@ def row_chunks(config: AlbertConfig, rows: int, mode: str) -> dict[str, int]:
     return plan
 
 
-def bias_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int]) -> dict[str, bool]:
-    """model.matmul_key -> whether each forward projection matmul in bf16 that runs whole (no row blocks in
-    `chunks`) is no slower with its bias added by oneDNN's linear than by addmm. No margin: the fused way only
-    drops a pass over the output, so where the two time alike either choice costs nothing."""
-    plan = {}
+def onednn_dtypes(bf16: bool) -> tuple[torch.dtype, ...]:
+    """The dtypes whose oneDNN plans (biases, GELU, packed weights) a calibration measures: fp32, and bf16 where
+    it is a candidate and oneDNN has bf16 kernels here (its bf16 linear needs AVX512 at least: on an AVX2-only CPU
+    it raises, and torch's own bf16 matmul there runs ~80x slower than fp32)."""
     if not torch.backends.mkldnn.is_available():
-        return plan
-    for n, k, m in projection_matmuls(config, rows, "infer"):
-        key = lm.matmul_key(torch.bfloat16, n, k, m)
-        if chunks.get(key):
-            continue
-        a, w = torch.randn(n, k, dtype=torch.bfloat16), torch.randn(m, k, dtype=torch.bfloat16)
-        bias = torch.randn(m, dtype=torch.bfloat16)
-        seconds = interleaved_medians({on: _switched(lambda: lm.matmul(a, w.t(), bias), bias_epilogues={key: on})
-                                       for on in (False, True)}, budget_s=0.1)
-        plan[key] = seconds[True] <= seconds[False]
+        return ()
+    return (torch.float32, torch.bfloat16) if bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
+        else (torch.float32,)
+
+
+def bias_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int],
+                   dtypes: tuple[torch.dtype, ...]) -> dict[str, bool]:
+    """model.matmul_key -> whether each forward projection matmul in `dtypes` that runs whole (no row blocks in
+    `chunks`) is no slower with its bias added by oneDNN's linear than by addmm (fp32: MKL's). No margin: the
+    fused way only drops a pass over the output, so where the two time alike either choice costs nothing."""
+    plan = {}
+    for dtype in dtypes:
+        for n, k, m in projection_matmuls(config, rows, "infer"):
+            key = lm.matmul_key(dtype, n, k, m)
+            if chunks.get(key):
+                continue
+            a, w, bias = torch.randn(n, k, dtype=dtype), torch.randn(m, k, dtype=dtype), torch.randn(m, dtype=dtype)
+            seconds = interleaved_medians({on: _switched(lambda: lm.matmul(a, w.t(), bias), bias_epilogues={key: on})
+                                           for on in (False, True)}, budget_s=0.1)
+            plan[key] = seconds[True] <= seconds[False]
     return plan
 
 
-def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int],
-                   biases: dict[str, bool]) -> dict[str, bool]:
-    """model.gelu_key -> whether the FFN's input projection at `rows` rows, in fp32 and in bf16 with each GELU form
-    the model may take there, is no slower with its bias and GELU applied by oneDNN than as `model.matmul` (under
+def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int], biases: dict[str, bool],
+                   dtypes: tuple[torch.dtype, ...]) -> dict[str, bool]:
+    """model.gelu_key -> whether the FFN's input projection at `rows` rows, in each of `dtypes` (bf16 with each GELU
+    form the model may take there), is no slower with its bias and GELU applied by oneDNN than as `model.matmul` (under
     the row plan `chunks` and the bias plan `biases`) and then the GELU. No margin: the fused way only drops passes
     over the output, so the answer at the run's rows stands for every row count (see model.Projection.activated)."""
     plan = {}
-    if not torch.backends.mkldnn.is_available():
-        return plan
     H, I = config.hidden_size, config.intermediate_size
     act = lm.ACT_FNS[config.hidden_act]
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dtypes:
         for erf in (True, False):  # the form of gelu_tanh in bf16 follows CPU_FAST_PATHS.erf_gelu_bf16
             with fast_paths(erf_gelu_bf16=erf):
                 form = lm.gelu_form(act, dtype)
@@ -397,30 +427,29 @@ def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int],
     return plan
 
 
-def packed_weights(config: AlbertConfig, rows: int, chunks: dict[str, int],
-                   biases: dict[str, bool]) -> dict[str, bool]:
-    """model.weight_key -> whether each forward projection at `rows` rows, in fp32 and in bf16, without a gradient,
-    is no slower applied from a packed copy of its weight (model.packed_projection) than as model.projection applies
-    it under the row plan `chunks` and the bias plan `biases`: with the copy made once per pass for the fewest
-    layers that share a block (a pass outside model.keep_packed_weights), or, in a model that shares none, made
-    once and kept (a pipeline's passes). No margin, and the answer stands for every row count: packing only drops
-    the reorder oneDNN makes of a plain weight in every call."""
+def packed_weights(config: AlbertConfig, rows: int, chunks: dict[str, int], biases: dict[str, bool],
+                   dtypes: tuple[torch.dtype, ...]) -> dict[str, int]:
+    """model.weight_key -> for each forward projection at `rows` rows, in each of `dtypes`, without a gradient:
+    0 where a call from a packed copy of its weight (model.packed_projection) is no faster than as
+    model.projection applies it under the row plan `chunks` and the bias plan `biases`; else the fewest calls
+    whose savings pay for the packing, so the fewest layers a copy made for one pass must serve (a copy kept
+    across passes, model.keep_packed_weights, pays from the first). The answer stands for every row count:
+    packing only drops the reorder oneDNN makes of a plain weight in every call."""
     plan = {}
-    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
+    if not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
         return plan
-    uses = shared_uses(config)
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dtypes:
         for _, k, m in projection_matmuls(config, rows, "infer"):
             key = lm.weight_key(dtype, k, m)
             x, linear = torch.randn(rows, k, dtype=dtype), torch.nn.Linear(k, m, dtype=dtype)
             switches = dict(row_chunks=chunks, bias_epilogues=biases)
             with torch.no_grad(), lm.keep_packed_weights():
                 seconds = interleaved_medians(
-                    {**{on: _switched(lambda: lm.projection(linear, 1)(x), **switches, packed_weights={key: on})
-                        for on in (False, True)},
+                    {**{packs: _switched(lambda: lm.projection(linear, 1)(x), **switches, packed_weights={key: packs})
+                        for packs in (0, 1)},
                      "pack": lambda: torch.ops.mkldnn._reorder_linear_weight(linear.weight)}, budget_s=0.1)
-            pack = seconds["pack"] if uses > 1 else 0.0
-            plan[key] = pack + uses * seconds[True] <= uses * seconds[False]
+            saved = seconds[0] - seconds[1]
+            plan[key] = max(1, math.ceil(seconds["pack"] / saved)) if saved > 0 else 0
     return plan
 
 
@@ -585,17 +614,16 @@ def interleaved_medians(fns: dict[Any, Callable[[], None]], budget_s: float = 0.
 
 def resolve_bf16(device: torch.device | str, bf16: bool | None, config: AlbertConfig, batch: int, length: int,
                  mode: str = "train") -> tuple[bool, Calibration | None]:
-    """A run's precision: `bf16` when given; else on CUDA where the GPU supports bf16; else on a CPU with native
-    bf16 (AMX or AVX512-BF16), what `calibrate` measures at the run's shape. Apply the calibration's fast
-    paths with `apply_choice` (on every rank, when rank 0 decided)."""
+    """A run's precision: `bf16` when given; else on CUDA where the GPU supports bf16; else on a CPU, what
+    `calibrate` measures at the run's shape (fp32, with its fp32 plans measured, where the CPU has no native bf16:
+    neither AMX nor AVX512-BF16). Apply the calibration's fast paths with `apply_choice` (on every rank, when rank
+    0 decided)."""
     device = torch.device(device)
     if bf16 is not None:
         return bf16, None
     if device.type != "cpu":
         return bf16_supported(str(device)), None
-    if not bf16_supported("cpu"):
-        return False, None
-    result = calibrate(config, batch, length, mode)
+    result = calibrate(config, batch, length, mode, bf16=bf16_supported("cpu"))
     return result.bf16, result
 
 

@@ -79,10 +79,11 @@ class CpuFastPaths:
     """FFN input projections, by gelu_key (at any row count), whose bias and GELU oneDNN applies as it writes the
     output when no gradient is taken (see Projection.activated); empty until `litebert.calibrate` measures the
     run's shapes."""
-    packed_weights: dict[str, bool] = field(default_factory=dict)
+    packed_weights: dict[str, int] = field(default_factory=dict)
     """Projection weights, by weight_key (at any row count), that passes without a gradient apply from a copy
-    reordered into oneDNN's blocked layout once per pass, or once for many inside keep_packed_weights (see
-    packed_projection); empty until `litebert.calibrate` measures the run's shapes."""
+    reordered into oneDNN's blocked layout (see packed_projection): the fewest layers a copy made for one pass
+    must serve to pay for its packing (a copy kept across passes inside keep_packed_weights pays wherever the
+    entry is not 0); empty until `litebert.calibrate` measures the run's shapes."""
 
 
 ATTENTION_BACKWARDS = ("matmul", "kept", "fp32", "sdpa")
@@ -731,9 +732,9 @@ def keep_packed_weights() -> Iterator[None]:
 def packed_projection(weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], uses: int) -> Projection | None:
     """The projection of the weights (out_i, in) and biases (out_i,), concatenated (the fused Q/K/V) and cast to
     the autocast dtype, applied from a copy of the weight in oneDNN's blocked layout, for a pass without a gradient
-    where CPU_FAST_PATHS.packed_weights says so, by the `uses` layers of the pass that share it; None where it
-    does not, where the copy would serve one layer of one pass (outside keep_packed_weights), and on GPUs, under
-    torch.compile or with a gradient (the copy has no autograd).
+    where CPU_FAST_PATHS.packed_weights says so: kept across passes inside keep_packed_weights, else made for the
+    `uses` layers of this pass that share it where they are enough to pay for the packing; None where not, and
+    on GPUs, under torch.compile or with a gradient (the copy has no autograd).
 
     Why: oneDNN reorders a plain weight into its blocked layout inside every matmul, and the shared block of
     ALBERT-base is applied 12 times per forward; kept across passes (keep_packed_weights), the reorder, autocast's
@@ -749,10 +750,9 @@ def packed_projection(weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], u
     if torch.is_grad_enabled() or w.device.type != "cpu" or torch.compiler.is_compiling():
         return None
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else w.dtype
-    if not CPU_FAST_PATHS.packed_weights.get(weight_key(dtype, w.shape[1], sum(t.shape[0] for t in weights))):
-        return None
-    stamp = version_stamp(*weights, *biases) if KEEP_PACKED.get() else None
-    if stamp is None and uses < 2:
+    fewest = CPU_FAST_PATHS.packed_weights.get(weight_key(dtype, w.shape[1], sum(t.shape[0] for t in weights)), 0)
+    stamp = version_stamp(*weights, *biases) if fewest and KEEP_PACKED.get() else None
+    if not fewest or (stamp is None and uses < max(2, fewest)):  # one layer of one pass: the plain weight
         return None
     kept = PACKED.get(w, {}).get(dtype) if stamp is not None else None
     if kept is None or kept[0] != stamp:
