@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, matmul_tflops, set_threads, time_once, use_run_allocator, write_json  # noqa: E402
 from litebert import calibrate  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
+from litebert.hardware import bf16_supported  # noqa: E402
 from litebert.model import AlbertForPreTraining, AlbertForSequenceClassification, CpuFastPaths  # noqa: E402
 
 PREDICTIONS = 20  # max_predictions_per_seq of the ALBERT recipe
@@ -228,13 +229,14 @@ def timed_steps(config: AlbertConfig, batch: int, length: int, bf16: bool, steps
     return out
 
 
-def peak_rates(device: str) -> dict[str, float]:
+def peak_rates(device: str, bf16: bool = True) -> dict[str, float]:
     """This machine's dense matmul TFLOP/s per step dtype (the MFU denominators), measured now: the best of a
     few square sizes, since no single size is the fastest for both dtypes (on the AMX CPU fp32 peaks below
-    2048, bf16 above)."""
+    2048, bf16 above); bf16's only when `bf16` (rows in bf16 are timed)."""
     sizes = (1024, 2048, 4096) if device == "cpu" else (4096, 8192)
     best = lambda dtype: max(matmul_tflops(dtype, n=n, repeats=3, device=device) for n in sizes)  # noqa: E731
-    return {"fp32": best(torch.float32), "bf16-autocast": best(torch.bfloat16), "sizes": list(sizes)}
+    return {"fp32": best(torch.float32), **({"bf16-autocast": best(torch.bfloat16)} if bf16 else {}),
+            "sizes": list(sizes)}
 
 
 def print_row(r: dict) -> None:
@@ -249,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["albert-tiny", "albert-base-v2"],
                         help="presets, or `demo` (the demo's CPU model; run it at 64x64)")
     parser.add_argument("--shapes", nargs="+", default=["8x128", "32x128", "8x512"], help="BATCHxLENGTH")
-    parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
-                        help="fp32, and/or bf16 autocast over fp32 weights (default: both)")
+    parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"],
+                        help="fp32, and/or bf16 autocast over fp32 weights (default: both; fp32 alone on a CPU "
+                             "without native bf16, where torch emulates bf16 matmuls ~80x slower)")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per model (after one warm-up step)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(litebert)")
@@ -259,11 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", choices=list(HEADS), default="pretraining",
                         help="the step: pretraining (MLM + SOP) or classification (a fine-tuning step, 2 labels)")
     args = parser.parse_args(argv)
+    if args.dtypes is None:
+        args.dtypes = ["fp32", "bf16"] if args.device != "cpu" or bf16_supported("cpu") else ["fp32"]
     use_run_allocator()
     set_threads(args.threads)
-    peak = peak_rates(args.device)
-    print(f"best square matmul of {peak['sizes']} on {args.device}: fp32 {peak['fp32']:.3g} TFLOP/s, "
-          f"bf16 {peak['bf16-autocast']:.3g} TFLOP/s")
+    peak = peak_rates(args.device, "bf16" in args.dtypes)
+    bf16 = f"{peak['bf16-autocast']:.3g} TFLOP/s" if "bf16-autocast" in peak else "not timed"
+    print(f"best square matmul of {peak['sizes']} on {args.device}: fp32 {peak['fp32']:.3g} TFLOP/s, bf16 {bf16}")
     header = (f"{'preset':<16}{'shape':<8}{'dtype':>15}{'litebert tok/s':>16}{'HF tok/s':>12}{'ratio':>8}"
               f"{'lb mfu':>8}{'HF mfu':>8}{'  compiled' if args.compile else ''}")
     print(header + "\n" + "-" * len(header))

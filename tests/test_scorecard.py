@@ -57,6 +57,17 @@ def test_each_target_is_read_as_the_issue_states_it():
     assert int8["ratio"] == pytest.approx(5.0) and int8["verdict"] == "" and int8["goal"] is None
 
 
+def test_a_cpu_without_native_bf16_is_scored_against_hf_fp32():
+    """No bf16 contender is timed where bf16 is emulated (an AVX2-only CPU): HF fp32 stands in for HF bf16."""
+    base, demo, _ = results()
+    tokens = {"litebert fp32": 900, "litebert int8 (PyTorch)": 2000, "HF fp32": 700, "ORT HF fp32": 600}
+    inference = {"presets": {"albert-base-v2": {"results": inference_part((8, 128), tokens)}}}
+    served = {(r["target"], r["where"]): r for r in scorecard.score(base, demo, inference)}[
+        "inference", "albert-base-v2 8x128"]
+    assert served["litebert"] == "litebert fp32" and served["reference"] == "HF fp32"
+    assert served["ratio"] == pytest.approx(900 / 700)
+
+
 def test_scoring_alone_names_the_results_it_lacks(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(scorecard, "RESULTS", tmp_path)
     monkeypatch.setattr(scorecard, "cpu_tag", lambda: "testcpu")
