@@ -35,8 +35,9 @@ run's evaluation passes, and keeps the faster.
 
 On a CPU without native bf16 (neither AMX nor AVX512-BF16, e.g. an AVX2-only EPYC, where torch emulates bf16
 matmuls ~80x slower than fp32) bf16 is no candidate: nothing bf16 is timed, the run is fp32, and only the fp32
-plans are measured (oneDNN's bias and GELU epilogues and packed weights against MKL's fp32 matmuls, and the summed
-shared gradient), since oneDNN's fp32 linear may beat MKL's there (1.0-1.5x on that EPYC, more packed).
+plans are measured (row blocks and weight-gradient ways in fp32; oneDNN's bias and GELU epilogues and packed
+weights against MKL's fp32 matmuls; the summed shared gradient), since oneDNN's fp32 linear may beat MKL's there
+(1.0-1.5x on that EPYC, more packed).
 
 Variants are timed round-robin (medians), each round starting one variant later, so load on the machine and
 what one variant leaves behind for the next hit them alike. bf16 variants timed within 5% of the fastest are then
@@ -217,11 +218,12 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
     timer = timer or interleaved_medians
     with torch.random.fork_rng(devices=[]):
         train, rows, dtypes = mode == "train", batch * length, onednn_dtypes(bf16)
-        chunks = row_chunks(config, rows, mode) if bf16 else {}  # bf16's plans
+        run_dtype = torch.bfloat16 if bf16 else torch.float32  # the row and weight-gradient plans: the run's own
+        chunks = row_chunks(config, rows, mode, run_dtype)
         biases = bias_epilogues(config, rows, chunks, dtypes)
         # The GELU plan in both modes: a training run's evaluation passes take no gradient either.
         plans = {"row_chunks": chunks, "bias_epilogues": biases,
-                 "weight_grads": weight_grads(config, rows, shared_uses(config)) if train and bf16 else {},
+                 "weight_grads": weight_grads(config, rows, shared_uses(config), run_dtype) if train else {},
                  "gelu_epilogues": gelu_epilogues(config, rows, chunks, biases, dtypes),
                  "packed_weights": packed_weights(config, rows, chunks, biases, dtypes),
                  "attention_block_heads": attention_blocks(config, batch, length) if train and bf16 else 0}
@@ -357,14 +359,14 @@ def projection_matmuls(config: AlbertConfig, rows: int, mode: str) -> list[tuple
     return sorted({(rows, i, o) for i, o in both})
 
 
-def row_chunks(config: AlbertConfig, rows: int, mode: str) -> dict[str, int]:
-    """model.matmul_key -> the fastest rows per block of each projection matmul in bf16 (0: whole), timed."""
+def row_chunks(config: AlbertConfig, rows: int, mode: str, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
+    """model.matmul_key -> the fastest rows per block of each projection matmul in `dtype` (0: whole), timed."""
     plan = {}
     for n, k, m in projection_matmuls(config, rows, mode):
-        key, blocks = lm.matmul_key(torch.bfloat16, n, k, m), [r for r in ROW_BLOCKS if r < n]
+        key, blocks = lm.matmul_key(dtype, n, k, m), [r for r in ROW_BLOCKS if r < n]
         if not blocks:
             continue
-        a, b = torch.randn(n, k, dtype=torch.bfloat16), torch.randn(k, m, dtype=torch.bfloat16)
+        a, b = torch.randn(n, k, dtype=dtype), torch.randn(k, m, dtype=dtype)
         seconds = interleaved_medians({r: _switched(lambda a=a, b=b: lm.matmul(a, b), row_chunks={key: r})
                                        for r in (0, *blocks)}, budget_s=0.05)
         best = min(blocks, key=seconds.__getitem__)
@@ -453,14 +455,15 @@ def packed_weights(config: AlbertConfig, rows: int, chunks: dict[str, int], bias
     return plan
 
 
-def weight_grads(config: AlbertConfig, rows: int, uses: int = 1) -> dict[str, str]:
-    """model.matmul_key -> the fastest way (model.WEIGHT_GRADS) to compute each projection's bf16 weight and bias
-    gradients at `rows` rows, timed per layer as `uses` layers sharing the projection need them: each layer's
+def weight_grads(config: AlbertConfig, rows: int, uses: int = 1, dtype: torch.dtype = torch.bfloat16
+                 ) -> dict[str, str]:
+    """model.matmul_key -> the fastest way (model.WEIGHT_GRADS) to compute each projection's weight and bias
+    gradients in `dtype` at `rows` rows, timed per layer as `uses` layers sharing the projection need them: each layer's
     added to the sum of those before (when uses > 1), the sum turned to the weight's layout once per `uses`."""
     plan = {}
     for n, k, m in projection_matmuls(config, rows, "infer"):
-        key = lm.matmul_key(torch.bfloat16, n, k, m)
-        x, gy = torch.randn(n, k, dtype=torch.bfloat16), torch.randn(n, m, dtype=torch.bfloat16)
+        key = lm.matmul_key(dtype, n, k, m)
+        x, gy = torch.randn(n, k, dtype=dtype), torch.randn(n, m, dtype=dtype)
         adds, takes = {}, {}
         for how in lm.WEIGHT_GRADS:
             with fast_paths(weight_grads={key: how}):
