@@ -198,8 +198,9 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
               force: bool = False, timer: Callable[..., dict[str, float]] | None = None) -> Calibration:
     """The measured choice for `mode` at (batch, length), from the cache unless `force`; cached when measured.
     `bf16`: whether bf16 is a candidate (default: where the CPU runs it natively, hardware.bf16_supported); where
-    it is not, only the fp32 plans are measured (oneDNN's bias and GELU epilogues and packed weights: on an
-    AVX2-only EPYC its fp32 linear beat MKL's by up to 1.5x) and the run is fp32.
+    it is not, only the fp32 plans are measured (row blocks, weight-gradient ways, oneDNN's bias and GELU
+    epilogues and packed weights: on an AVX2-only EPYC its fp32 linear beat MKL's by up to 1.5x) and the run is
+    fp32.
     `timer(fns, budget_s=...)`, (variant -> run) -> variant -> median seconds, replaces the clock (tests)."""
     if mode not in MODES:
         raise ValueError(f"calibration mode must be one of {', '.join(MODES)}, got {mode!r}")
