@@ -47,7 +47,9 @@ from litebert.quantize import quantize_dynamic_int8  # noqa: E402
 SHAPES = [(8, 128), (32, 128), (8, 512)]
 QUICK_SHAPES = [(8, 128)]
 REFERENCES = ("HF bf16 autocast", "ORT HF fp32")
-"""The contenders whose better is the reference; on a CPU without native bf16 HF fp32 stands in for HF bf16."""
+"""The contenders whose better is the reference; FP32_REFERENCES on a CPU without native bf16."""
+FP32_REFERENCES = ("HF fp32", "ORT HF fp32")
+"""HF fp32 standing in for HF bf16 (HF at the precision a user there would run)."""
 BF16_CONTENDERS = ("litebert bf16 autocast", "litebert bf16 weights", "HF bf16 autocast")
 """Timed only where bf16 is native (hardware.bf16_supported): elsewhere torch emulates bf16 matmuls, about 80x
 slower than fp32 on an AVX2-only EPYC, and no run would choose them."""
@@ -152,7 +154,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
     hf_onnx = on_onnxruntime_thread(sessions["ORT HF fp32"].run)(None, probe_feed)[0]
     hf_onnx_diff = float(np.abs(hf_onnx - ref).max())
 
-    results, compiled = [], {}
+    results, compiled, native = [], {}, bf16_supported("cpu")
     for batch, seq in shapes:
         inputs = inputs_for(ours.config, batch, seq)
         chosen = calibrate.calibrate(ours.config, batch, seq, "infer")  # litebert's bf16 fast paths, as predict's
@@ -165,8 +167,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
                "HF fp32": torch_runner(hf, inputs, False),
                "HF bf16 autocast": torch_runner(hf, inputs, True),
                **{name: ort_runner(s, inputs) for name, s in sessions.items()}}
-        bf16 = bf16_supported("cpu")
-        if not bf16:
+        if not native:
             fns = {name: fn for name, fn in fns.items() if name not in BF16_CONTENDERS}
         if compile:  # fp32, and bf16 (what calibration picks on a CPU with fast bf16 matmuls)
             for name, model in (("litebert fp32", ours), ("litebert bf16 weights", ours_bf16)):
@@ -176,7 +177,7 @@ def bench_preset(preset: str, shapes, repeats: int, threads: int, tmp: Path, com
                 compiled.setdefault(f"{batch}x{seq}", {})[name] = {"compile_s": compile_s, "max_abs_diff": diff}
         seconds = interleaved_medians(fns, warmup=1, repeats=repeats)
         tokens = {name: batch * seq / s for name, s in seconds.items()}
-        reference = max(tokens[r] for r in (REFERENCES if bf16 else ("HF fp32", "ORT HF fp32")))
+        reference = max(tokens[r] for r in (REFERENCES if native else FP32_REFERENCES))
         for name in fns:
             results.append(dict(preset=preset, batch=batch, seq=seq, contender=name, seconds=seconds[name],
                                 tokens_per_s=tokens[name], vs_best_reference=tokens[name] / reference,

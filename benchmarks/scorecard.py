@@ -46,8 +46,9 @@ MFU_SHAPE = (32, 128)
 FULL_PRECISION = ("litebert fp32", "litebert bf16 autocast", "litebert bf16 weights")
 """litebert's inference contenders that count for the target (int8 changes the outputs: reported apart)."""
 INFERENCE_REFERENCES = ("HF bf16 autocast", "ORT HF fp32")
-"""The issue's references; on a CPU without native bf16, where bench_inference times no bf16 contender, HF fp32
-stands in for HF bf16 (HF at the precision a user there would run)."""
+"""The issue's references; FP32_REFERENCES where bench_inference timed no bf16 contender (no native bf16)."""
+FP32_REFERENCES = ("HF fp32", "ORT HF fp32")
+"""HF fp32 standing in for HF bf16 (HF at the precision a user there would run), as bench_inference reads it."""
 
 
 def runs(tag: str, quick: bool) -> dict[str, list[str]]:
@@ -106,9 +107,8 @@ def inference_rows(data: dict) -> list[dict]:
             shapes.setdefault((r["batch"], r["seq"]), {})[r["contender"]] = r
         for (batch, seq), by_name in shapes.items():
             ours = max((by_name[n] for n in FULL_PRECISION if n in by_name), key=lambda r: r["tokens_per_s"])
-            refs = [by_name[n] for n in INFERENCE_REFERENCES if n in by_name]
-            refs += [by_name["HF fp32"]] if "HF bf16 autocast" not in by_name else []
-            ref = max(refs, key=lambda r: r["tokens_per_s"])
+            refs = INFERENCE_REFERENCES if "HF bf16 autocast" in by_name else FP32_REFERENCES
+            ref = max((by_name[n] for n in refs), key=lambda r: r["tokens_per_s"])
             where = f"{preset} {batch}x{seq}"
             rows.append(scored("inference", where, ours["contender"], ours["tokens_per_s"], ref["contender"],
                                ref["tokens_per_s"], ours["tokens_per_s"] / ref["tokens_per_s"],

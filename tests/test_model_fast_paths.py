@@ -7,14 +7,14 @@ import torch.nn.functional as F
 
 import litebert.model as model_module
 from litebert import AlbertConfig, AlbertModel
-from litebert.calibrate import fast_paths
+from litebert.calibrate import fast_paths, onednn_dtypes
 
 TINY = dict(vocab_size=50, embedding_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
             intermediate_size=24, max_position_embeddings=32, hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0)
 
 
-ONEDNN_BF16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+ONEDNN_BF16 = torch.bfloat16 in onednn_dtypes(True)
 """oneDNN has bf16 kernels on this CPU (AVX512 at least; on an AVX2-only CPU its bf16 linear raises)."""
 needs_onednn_bf16 = pytest.mark.skipif(not ONEDNN_BF16, reason="oneDNN has no bf16 kernels on this CPU")
 

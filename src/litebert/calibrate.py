@@ -627,7 +627,7 @@ def resolve_bf16(device: torch.device | str, bf16: bool | None, config: AlbertCo
         return bf16, None
     if device.type != "cpu":
         return bf16_supported(str(device)), None
-    result = calibrate(config, batch, length, mode, bf16=bf16_supported("cpu"))
+    result = calibrate(config, batch, length, mode)  # bf16 a candidate where the CPU has it natively
     return result.bf16, result
 
 
