@@ -19,8 +19,12 @@ $(STAMP): $(PY) pyproject.toml
 
 venv: $(STAMP)
 
+# Two workers keep both cores busy: on the AVX2-only EPYC the suite took 12.6 minutes in one process and 7.8 in two
+# (2026-12-06). Each test file stays on one worker, so its module-scoped fixtures are built once; 0 runs in-process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 demo: $(STAMP)
 	$(VENV)/bin/litebert demo

@@ -6,8 +6,8 @@ import tempfile
 import pytest
 import torch
 
-# Test models are tiny: one thread is as fast as two for them, and it keeps the tests that start extra
-# processes (torchrun, data workers) from fighting over the two cores.
+# Test models are tiny: one thread is as fast as two for them. `make test` runs two pytest workers (pytest-xdist),
+# one per core, and the tests that start extra processes (torchrun, data workers) share them.
 torch.set_num_threads(1)
 
 # Calibrations (litebert.calibrate) measured by the tests stay with this session, not in the user's cache;
