@@ -30,7 +30,13 @@
   - every albert-base forward projection with its bias in fp32 and bf16, at 16 to 4096 rows, without a gradient:
     F.linear (MKL's sgemm in fp32, oneDNN in bf16), oneDNN's linear on the plain weight (which it reorders into
     its blocked layout in every call), and oneDNN's linear on a copy packed once (`model.packed_projection`),
-    with the packing itself timed apart.
+    with the packing itself timed apart; in fp32 also onnxruntime's MatMul + Add on the same weight (its MLAS
+    kernels, what onnxruntime's inference runs on), where onnxruntime is installed. bf16 only where oneDNN has bf16
+    kernels (`litebert.calibrate.onednn_dtypes`).
+  - int8 against fp32 for the same projections at 16 to 1024 rows, without a gradient: oneDNN's fp32 linear on the
+    packed weight; `litebert.quantize.Int8Linear` (oneDNN's u8 x s8 kernel, 7-bit activations where 8 saturate);
+    and fbgemm's dynamic int8 linear (`torch.ao.nn.quantized.dynamic.Linear`, built on quantized tensors that
+    PyTorch has deprecated), with each int8 output's relative error against fp32.
 Variants of one measurement are timed round-robin (common.interleaved_medians).
 
     PYTHONPATH=src .venv/bin/python benchmarks/cpu_kernels.py [--repeats 9] [--threads N] [--only gelu-epilogue ...]
@@ -40,8 +46,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import Callable
 from unittest import mock
 
 import torch
@@ -49,9 +58,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_tag, format_table, interleaved_medians, machine_info, set_threads, use_run_allocator, \
-    write_json  # noqa: E402
+from common import cpu_tag, format_table, interleaved_medians, machine_info, on_onnxruntime_thread, set_threads, \
+    use_run_allocator, write_json  # noqa: E402
 from litebert import model as lm  # noqa: E402
+from litebert.calibrate import onednn_dtypes  # noqa: E402
+from litebert.export import ort_session  # noqa: E402
+from litebert.quantize import Int8Linear  # noqa: E402
 
 BF16 = torch.bfloat16
 
@@ -201,11 +213,33 @@ def gelu_epilogue_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def ort_linear(w: torch.Tensor, b: torch.Tensor) -> Callable[[torch.Tensor], object] | None:
+    """x (N, in) -> onnxruntime's x @ w^T + b, fp32, as a one-node-pair graph (MatMul, Add) in a session on
+    onnxruntime's own thread (common.on_onnxruntime_thread); None without onnxruntime."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    m, k = w.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])], "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", m])],
+        [numpy_helper.from_array(w.t().contiguous().numpy(), "w"), numpy_helper.from_array(b.numpy(), "b")])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "linear.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        session = ort_session(path, torch.get_num_threads(), spinning=False)
+    return on_onnxruntime_thread(lambda x: session.run(None, {"x": x.numpy()}))
+
+
 def packed_weight_rows(repeats: int) -> list[dict]:
-    """ms per call of each forward projection, weight plain or packed once, fp32 and bf16; and of the packing."""
+    """ms per call of each forward projection, weight plain or packed once, in fp32 (and onnxruntime's) and bf16
+    where oneDNN has it; and of the packing."""
     rows = []
     linear_pointwise = torch.ops.mkldnn._linear_pointwise
-    for dtype in (torch.float32, BF16):
+    for dtype in onednn_dtypes(bf16=True):
         for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
             w, b = torch.randn(m, k).to(dtype), torch.randn(m).to(dtype)
             packed = torch.ops.mkldnn._reorder_linear_weight(w)
@@ -218,11 +252,46 @@ def packed_weight_rows(repeats: int) -> list[dict]:
                 fns = {"F.linear": lambda x=x, w=w, b=b: F.linear(x, w, b),
                        "oneDNN, plain weight": lambda x=x, w=w, b=b: linear_pointwise(x, w, b, "none", [], ""),
                        "oneDNN, packed weight": lambda x=x, p=packed, b=b: linear_pointwise(x, p, b, "none", [], "")}
+                ort = ort_linear(w, b) if dtype == torch.float32 else None
+                if ort is not None:
+                    fns["onnxruntime MatMul + Add"] = lambda x=x, ort=ort: ort(x)
                 with torch.inference_mode():
                     seconds = interleaved_medians(fns, warmup=2, repeats=repeats)
                 for variant, sec in seconds.items():
                     rows.append({"kernel": f"{name} projection {n}x{k}x{m}", "variant": variant, "ms": sec * 1e3,
                                  "tflops": 2 * n * k * m / sec / 1e12})
+    return rows
+
+
+def int8_rows(repeats: int) -> list[dict]:
+    """ms per call of each forward projection in fp32 (oneDNN, packed weight) and in int8 (litebert's Int8Linear
+    and fbgemm's dynamic linear), with the int8 outputs' relative error against fp32."""
+    rows = []
+    for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
+        linear = torch.nn.Linear(k, m)
+        packed, b = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach()), linear.bias.detach()
+        fns = {"fp32 oneDNN, packed weight":
+               lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], ""),
+               "int8 Int8Linear (oneDNN)": Int8Linear.from_linear(linear)}
+        if "fbgemm" in torch.backends.quantized.supported_engines:
+            torch.backends.quantized.engine = "fbgemm"
+            w = linear.weight.detach()  # (m, k): one symmetric scale per output channel, as Int8Linear's
+            with warnings.catch_warnings():  # PyTorch deprecates quantized tensors: measured for comparison only
+                warnings.simplefilter("ignore")
+                fbgemm = torch.ao.nn.quantized.dynamic.Linear(k, m, dtype=torch.qint8)
+                fbgemm.set_weight_bias(torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(m, dtype=int),
+                                                                  0, torch.qint8), b)
+            fns["int8 fbgemm dynamic (deprecated API)"] = fbgemm
+        for n in (16, 128, 1024):
+            x = torch.randn(n, k)
+            with torch.inference_mode():
+                seconds = interleaved_medians({name: lambda f=f: f(x) for name, f in fns.items()}, warmup=2,
+                                              repeats=repeats)
+                want = linear(x)
+                error = {name: ((f(x) - want).norm() / want.norm()).item() for name, f in fns.items()}
+            for name, sec in seconds.items():
+                rows.append({"kernel": f"projection {n}x{k}x{m}", "variant": f"{name} (error {error[name]:.1e})",
+                             "ms": sec * 1e3, "tflops": 2 * n * k * m / sec / 1e12})
     return rows
 
 
@@ -256,7 +325,7 @@ def weight_grad_rows(repeats: int) -> list[dict]:
 GROUPS = {"gelu": gelu_rows, "attention": attention_rows, "attention-at-rows": attention_at_rows,
           "matmul": matmul_rows, "row-blocks": row_block_rows,
           "bias": bias_rows, "gelu-epilogue": gelu_epilogue_rows, "weight-grads": weight_grad_rows,
-          "packed-weights": packed_weight_rows}
+          "packed-weights": packed_weight_rows, "int8": int8_rows}
 """--only's names -> the function measuring that group of kernels."""
 
 

@@ -9,7 +9,9 @@ Q/K/V, the attention output, the FFN's two) with `Int8Linear`:
   that multiplies in int8 (VNNI, or AMX where present), rescales to fp32 and adds the bias, and for the FFN's
   first matmul applies its GELU too.
 Embeddings, LayerNorms, attention's softmax and every head stay in fp32: they are a small share of the time and
-where int8 would cost the most accuracy.
+where int8 would cost the most accuracy. Without VNNI it buys a smaller model, not speed: on an AVX2-only EPYC the
+int8 kernel ran 1.1-2.1x slower than fp32 oneDNN on a packed weight at 16 to 128 rows, 2-7% at 1,024
+(benchmarks/cpu_kernels.py --only int8).
 
 Why not the alternatives (measured on the no-AMX Xeon, benchmarks/README.md):
 `torch.ao.quantization.quantize_dynamic` is deprecated (to be removed) and cannot reach the fused Q/K/V, which
