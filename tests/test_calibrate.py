@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 
 import pytest
@@ -135,7 +136,8 @@ def test_close_variants_go_to_a_runoff_whose_longer_timing_decides():
     assert not C.calibrate(TINY, 4, 16, "train", timer=timer, force=True).bf16
 
 
-def test_a_measurement_is_cached_per_machine_and_shape(tmp_path):
+def test_a_measurement_is_cached_per_machine_and_shape(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="litebert")
     calls: list = []
     timer = fake_timer({"fp32": 1.0, **{name: 0.5 + i / 10 for i, name in enumerate(C.BF16_VARIANTS)},
                         **{name: 0.5 + i / 10 for i, name in enumerate(C.BF16_INFER_VARIANTS)},
@@ -145,8 +147,13 @@ def test_a_measurement_is_cached_per_machine_and_shape(tmp_path):
     assert not first.cached and first.bf16 and len(calls) == 3  # the variants, the shared pair, evaluation's pair
     assert calls == [sorted(["fp32", *C.BF16_VARIANTS]), sorted(C.SHARED_VARIANTS), sorted(C.EVALUATION_VARIANTS)]
     assert not first.shared_weight_grad  # per-layer gradients timed faster here
+    # a measurement says so before it starts, with where it will be kept; a cached choice says nothing
+    assert [r.getMessage() for r in caplog.records] == [
+        f"measuring this CPU's fast paths for train at 4x16, once per machine and shape (cached as "
+        f"{C.cache_path(first.key)})"]
     again = C.calibrate(TINY, 4, 16, "train", timer=timer)
     assert again.cached and len(calls) == 3 and again.timings_ms == first.timings_ms
+    assert len(caplog.records) == 1
     assert again.key["torch"] == torch.__version__ and again.key["threads"] == torch.get_num_threads()
     C.calibrate(TINY, 4, 32, "train", timer=timer)  # another length: measured again
     C.calibrate(TINY, 4, 16, "infer", timer=timer)  # inference: its own variants (no attention backward)
