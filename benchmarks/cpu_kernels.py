@@ -218,6 +218,7 @@ def ort_linear(w: torch.Tensor, b: torch.Tensor) -> Callable[[torch.Tensor], obj
     onnxruntime's own thread (common.on_onnxruntime_thread); None without onnxruntime."""
     try:
         import onnx
+        import onnxruntime  # noqa: F401 (ort_session's)
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
