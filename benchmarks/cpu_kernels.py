@@ -271,17 +271,18 @@ def int8_rows(repeats: int) -> list[dict]:
     for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
         linear = torch.nn.Linear(k, m)
         packed, b = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach()), linear.bias.detach()
+        int8 = Int8Linear.from_linear(linear)
         fns = {"fp32 oneDNN, packed weight":
                lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], ""),
-               "int8 Int8Linear (oneDNN)": Int8Linear.from_linear(linear)}
+               "int8 Int8Linear (oneDNN)": int8}
         if "fbgemm" in torch.backends.quantized.supported_engines:
             torch.backends.quantized.engine = "fbgemm"
-            w = linear.weight.detach()  # (m, k): one symmetric scale per output channel, as Int8Linear's
             with warnings.catch_warnings():  # PyTorch deprecates quantized tensors: measured for comparison only
                 warnings.simplefilter("ignore")
                 fbgemm = torch.ao.nn.quantized.dynamic.Linear(k, m, dtype=torch.qint8)
-                fbgemm.set_weight_bias(torch.quantize_per_channel(w, w.abs().amax(1) / 127, torch.zeros(m, dtype=int),
-                                                                  0, torch.qint8), b)
+                # the same int8 weight as Int8Linear's: its per-output-channel scales
+                fbgemm.set_weight_bias(torch.quantize_per_channel(linear.weight.detach(), int8.weight_scale,
+                                                                  int8.weight_zero_point, 0, torch.qint8), b)
             fns["int8 fbgemm dynamic (deprecated API)"] = fbgemm
         for n in (16, 128, 1024):
             x = torch.randn(n, k)
