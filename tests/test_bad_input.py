@@ -3,13 +3,15 @@ expected (exit status 2), or a counted repair reported at the end; nothing half-
 
 Covers `data create` and `pretrain` (binary noise, latin-1, NUL bytes, CRLF, an empty directory, an empty file,
 a very long line, a truncated shard, altered shard bytes), `tokenizer train`, a fine-tuning reader, `export hf`,
-a tokenizer that does not match the data, and a data directory in an older format.
+a tokenizer that does not match the data, and a data directory in an older format; and the library's notes a
+command shows on stderr.
 """
 from __future__ import annotations
 
 import bz2
 import gzip
 import json
+import logging
 import lzma
 import shutil
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litebert.cli import main
+from litebert.cli import main, notes_on_stderr
 
 WORDS = ("the film was good and the acting bad so we left early but the music stayed with me for days "
          "a river ran past the old house where nobody lived any more").split()
@@ -313,3 +315,28 @@ def test_a_tokenizer_other_than_the_models_is_warned_or_refused(corpus, tmp_path
     train_sentencepiece([tmp_path / "other.txt"], tmp_path / "larger", vocab_size=80, num_threads=1)
     assert finetune(tmp_path / "larger", "larger") == 2
     assert "the tokenizer has 80 tokens but the model's vocabulary only 50" in error_line(capsys)
+
+
+def test_a_command_says_on_stderr_before_it_calibrates(corpus, tmp_path, monkeypatch, capsys):
+    """Every command shows the library's notes (logger "litebert") on stderr: pretrain says it is about to measure
+    this CPU's fast paths, which takes up to a minute on a slow CPU, before the wait; a cached choice says nothing."""
+    monkeypatch.setenv("LITEBERT_CALIBRATION_DIR", str(tmp_path / "calibration"))
+    for run, measured in (("run", True), ("again", False)):
+        assert pretrain(corpus / "data", tmp_path / run) == 0
+        err = capsys.readouterr().err.splitlines()
+        notes = [i for i, ln in enumerate(err) if ln.startswith("litebert: measuring this CPU's fast paths for train")]
+        precision = next(i for i, ln in enumerate(err) if ln.startswith("precision: "))
+        assert len(notes) == int(measured) and all(i < precision for i in notes), err
+    assert logging.getLogger("litebert").handlers == []  # nothing left behind once the command returns
+
+
+def test_only_rank_0_of_a_distributed_command_gives_its_notes(monkeypatch, capsys):
+    log = logging.getLogger("litebert")
+    for rank, shown in (("0", ["litebert: a note", "litebert: a warning"]), ("1", ["litebert: a warning"])):
+        monkeypatch.setenv("RANK", rank)
+        with notes_on_stderr():
+            log.info("a note")
+            log.warning("a warning")
+        log.warning("after the command")  # to the caller's logging, not to this handler
+        assert [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("litebert: ")] == shown
+    assert log.level == logging.NOTSET

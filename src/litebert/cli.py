@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from litebert.config import fields
 
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from litebert.hardware import keep_freed_memory
         keep_freed_memory()  # before the first tensor: steps then reuse their memory instead of faulting it in
-        return int(args.func(args) or 0)
+        with notes_on_stderr():
+            return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         # Bad input is reported in one line, without a traceback.
         print(f"litebert {args.command}: error: {err}", file=sys.stderr)
@@ -73,6 +78,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C where no clean stop is set up (pretrain and finetune have their own)
         print(f"litebert {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+@contextmanager
+def notes_on_stderr() -> Iterator[None]:
+    """The library's notes (logger "litebert") on stderr as "litebert: ..." for one command: its warnings, and at
+    INFO what a user would otherwise wait on or miss (a calibration or an ONNX export about to run, variables a
+    conversion skipped). INFO on rank 0 only: under torchrun every rank would say it once more. A library user
+    configures logging as they like; only the command line does it for them."""
+    logger = logging.getLogger("litebert")
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of this call (pytest swaps it per test)
+    handler.setFormatter(logging.Formatter("litebert: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET:
+        logger.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -556,9 +556,6 @@ the next is read, so memory stays bounded by the chunk and an interrupted run ke
 
 
 def _command(args: argparse.Namespace) -> int:
-    # litebert's own notes (an ONNX export made on first use, weights a head does not use) on stderr
-    logging.basicConfig(format="litebert: %(message)s")
-    log.setLevel(logging.INFO)
     if args.pipeline_task == "question-answering" and not args.file:
         if args.question is None or args.context is None:
             raise ValueError("give --question and --context, or --file")
