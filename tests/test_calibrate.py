@@ -450,6 +450,36 @@ def test_a_weight_is_packed_where_that_is_faster_from_the_calls_that_pay_for_the
             == len(keys)
 
 
+def test_plans_that_hold_at_any_row_count_are_timed_at_fewer_rows(monkeypatch):
+    """The GELU epilogue and packed weights of a run with more than PROBE_ROWS rows are timed at PROBE_ROWS, the
+    plain way under the bias plan the run's rows measured for that shape; a shape the run's row plan splits is timed
+    at the run's rows, where the fused and packed ways (whole) race the blocks."""
+    rows, H, I, f32 = 4 * C.PROBE_ROWS, TINY.hidden_size, TINY.intermediate_size, torch.float32
+    at_run, at_probe = lm.matmul_key(f32, rows, H, 3 * H), lm.matmul_key(f32, C.PROBE_ROWS, H, 3 * H)
+    assert C.probe(rows, {}, {at_run: True}, f32, H, 3 * H) == (
+        C.PROBE_ROWS, {"row_chunks": {}, "bias_epilogues": {at_probe: True}})
+    chunks = {lm.matmul_key(f32, rows, H, I): 512}
+    assert C.probe(rows, chunks, {}, f32, H, I) == (rows, {"row_chunks": chunks, "bias_epilogues": {}})
+    assert C.probe(C.PROBE_ROWS, {}, {}, f32, H, H)[0] == C.PROBE_ROWS
+    seen: list = []
+    real_call, real_activated = lm.Projection.__call__, lm.Projection.activated
+    monkeypatch.setattr(lm.Projection, "__call__", lambda self, x: seen.append(
+        (x.shape[0], self.weight.shape, dict(lm.CPU_FAST_PATHS.bias_epilogues))) or real_call(self, x))
+    monkeypatch.setattr(lm.Projection, "activated", lambda self, x, act: seen.append(
+        (x.shape[0], self.weight.shape, "activated")) or real_activated(self, x, act))
+    monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s=0.5: {k: [f() for f in fns.values()] and 1.0
+                                                                              for k in fns})
+    C.packed_weights(TINY, rows, chunks, {at_run: True}, (f32,))
+    calls = {(n, tuple(shape)) for n, shape, *_ in seen}
+    assert calls == {(C.PROBE_ROWS, (3 * H, H)), (C.PROBE_ROWS, (H, H)), (rows, (I, H)), (C.PROBE_ROWS, (H, I))}
+    assert all(plan == {at_probe: True} for _, shape, plan in seen if tuple(shape) == (3 * H, H))
+    seen.clear()
+    C.gelu_epilogues(TINY, rows, chunks, {}, (f32,))
+    assert {n for n, *_ in seen} == {rows}  # the FFN's input projection is split at the run's rows
+    seen.clear()
+    C.gelu_epilogues(TINY, rows, {}, {}, (f32,))
+    assert {n for n, *_ in seen} == {C.PROBE_ROWS}
+
 def test_attention_head_blocks_are_kept_only_where_they_are_clearly_faster(monkeypatch):
     """The matmul attention backward is timed on all heads at once (0) and in the head blocks below batch x heads;
     a block size is kept only at <= 90% of the all-at-once time."""

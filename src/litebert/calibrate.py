@@ -23,10 +23,11 @@ GELU after the matmul and with bias and GELU applied by oneDNN as it writes the 
 (`model.Projection.activated`, for passes without a gradient: inference, and a training run's evaluations), the
 latter kept where it is no slower. Each forward projection is also timed in fp32 and bf16, without a gradient,
 as it runs under those plans and applied from a copy of its weight packed once into oneDNN's blocked layout
-(`model.packed_projection`), the latter kept where it is no slower. In training each projection's weight
-gradient gy^T x is timed as autograd computes it (gy^T a strided view) and with gy or x transposed first
-(`model.SharedGrad`), and the matmul attention backward on all heads at once and in blocks of 4 to 32 heads,
-each kept likewise at 90%. The variants above are then
+(`model.packed_projection`), the latter kept where it is no slower. These two plans hold at any row count, so a
+run of more than PROBE_ROWS rows times them at that many (unless its row plan splits the shape). In training each
+projection's weight gradient gy^T x is timed as autograd computes it (gy^T a strided view) and with gy or x
+transposed first (`model.SharedGrad`), and the matmul attention backward on all heads at once and in blocks of 4
+to 32 heads, each kept likewise at 90%. The variants above are then
 timed with those plans. In training a model that shares blocks across layers, the chosen variant (bf16 or fp32)
 is then timed on a copy of up to four layers sharing its blocks (SHARED_LAYERS), with the shared blocks' weight
 gradients summed in place (`model.Linear`) and as autograd sums them; the faster is kept. A bf16 training choice
@@ -82,9 +83,17 @@ ROW_BLOCKS = (256, 512, 1024)
 MATMUL_MARGIN = 0.9
 """A row-block size, a weight gradient with an operand transposed first or a head-block size of the attention
 backward must take at most this fraction of the plain way's time to be kept."""
+PROBE_ROWS = 1024
+"""Rows at which the plans that hold at any row count (oneDNN's GELU epilogue, packed weights) are timed for a run
+with more, unless the run's row plan splits that shape (see probe). Their gain is per call or a fixed share of it,
+so fewer rows measure it as well, for less: ALBERT-base inference at 32x128 on an AVX2-only EPYC (2 threads, two
+runs each) calibrated in 50.7 and 49.9 s timing them at its 4,096 rows, in 38.7 and 38.3 s at 1,024. Packing paid
+for the same three shapes in both, and at 1,024 rows also for the fourth, whose saving the slower calls had hidden.
+There the packed layout also runs a little faster per row, so the fewest layers that pay for a packing come out
+higher at fewer rows (1 to 4 where 1 at 4,096): an estimate on the safe side."""
 ATTENTION_BLOCKS = (4, 8, 16, 32)
 """Heads per block tried for the matmul attention backward (those below batch x heads)."""
-VERSION = 14
+VERSION = 15
 """Bumped when what is measured changes: older cached results are then measured again."""
 
 
@@ -412,7 +421,8 @@ def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int], bias
     """model.gelu_key -> whether the FFN's input projection at `rows` rows, in each of `dtypes` (bf16 with each GELU
     form the model may take there), is no slower with its bias and GELU applied by oneDNN than as `model.matmul` (under
     the row plan `chunks` and the bias plan `biases`) and then the GELU. No margin: the fused way only drops passes
-    over the output, so the answer at the run's rows stands for every row count (see model.Projection.activated)."""
+    over the output, so the answer stands for every row count (see model.Projection.activated), and is timed at
+    `probe`'s rows."""
     plan = {}
     H, I = config.hidden_size, config.intermediate_size
     act = lm.ACT_FNS[config.hidden_act]
@@ -423,8 +433,9 @@ def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int], bias
             key = lm.gelu_key(dtype, H, I, form) if form else None
             if key is None or key in plan:
                 continue
-            x, w, b = torch.randn(rows, H, dtype=dtype), torch.randn(I, H, dtype=dtype), torch.randn(I, dtype=dtype)
-            switches = dict(row_chunks=chunks, bias_epilogues=biases, erf_gelu_bf16=erf)
+            n, switches = probe(rows, chunks, biases, dtype, H, I)
+            x, w, b = torch.randn(n, H, dtype=dtype), torch.randn(I, H, dtype=dtype), torch.randn(I, dtype=dtype)
+            switches = dict(**switches, erf_gelu_bf16=erf)
             with torch.inference_mode(), fast_paths(**switches, gelu_epilogues={key: True}):
                 projection = lm.Projection(w, b, 1)  # through model.linear, as in a model with plans
                 seconds = interleaved_medians(
@@ -441,15 +452,15 @@ def packed_weights(config: AlbertConfig, rows: int, chunks: dict[str, int], bias
     model.projection applies it under the row plan `chunks` and the bias plan `biases`; else the fewest calls
     whose savings pay for the packing, so the fewest layers a copy made for one pass must serve (a copy kept
     across passes, model.keep_packed_weights, pays from the first). The answer stands for every row count:
-    packing only drops the reorder oneDNN makes of a plain weight in every call."""
+    packing only drops the reorder oneDNN makes of a plain weight in every call. Timed at `probe`'s rows."""
     plan = {}
     if not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
         return plan
     for dtype in dtypes:
         for _, k, m in projection_matmuls(config, rows, "infer"):
             key = lm.weight_key(dtype, k, m)
-            x, linear = torch.randn(rows, k, dtype=dtype), torch.nn.Linear(k, m, dtype=dtype)
-            switches = dict(row_chunks=chunks, bias_epilogues=biases)
+            n, switches = probe(rows, chunks, biases, dtype, k, m)
+            x, linear = torch.randn(n, k, dtype=dtype), torch.nn.Linear(k, m, dtype=dtype)
             with torch.no_grad(), lm.keep_packed_weights():
                 seconds = interleaved_medians(
                     {**{packs: _switched(lambda: lm.projection(linear, 1)(x), **switches, packed_weights={key: packs})
@@ -458,6 +469,19 @@ def packed_weights(config: AlbertConfig, rows: int, chunks: dict[str, int], bias
             saved = seconds[0] - seconds[1]
             plan[key] = max(1, math.ceil(seconds["pack"] / saved)) if saved > 0 else 0
     return plan
+
+
+def probe(rows: int, chunks: dict[str, int], biases: dict[str, bool], dtype: torch.dtype, inner: int, out: int
+          ) -> tuple[int, dict[str, dict]]:
+    """(rows at which to time a plan that holds at any row count for the (inner, out) projection in `dtype`, the
+    row and bias plans `chunks` and `biases` measured at the run's `rows` as they apply at those): PROBE_ROWS where
+    the run has more, with the run's bias plan for the shape; the run's rows where its row plan splits the shape,
+    since the fused and packed ways run whole and their rival in blocks."""
+    key = lm.matmul_key(dtype, rows, inner, out)
+    if rows <= PROBE_ROWS or chunks.get(key):
+        return rows, {"row_chunks": chunks, "bias_epilogues": biases}
+    return PROBE_ROWS, {"row_chunks": {},
+                        "bias_epilogues": {lm.matmul_key(dtype, PROBE_ROWS, inner, out): biases.get(key, False)}}
 
 
 def weight_grads(config: AlbertConfig, rows: int, uses: int = 1, dtype: torch.dtype = torch.bfloat16
