@@ -267,7 +267,9 @@ def packed_weight_rows(repeats: int) -> list[dict]:
 def int8_rows(repeats: int) -> list[dict]:
     """ms per call of each forward projection in fp32 (oneDNN, packed weight) and in int8 (litebert's Int8Linear
     and fbgemm's dynamic linear), with the int8 outputs' relative error against fp32."""
-    rows = []
+    rows, fbgemm_here = [], "fbgemm" in torch.backends.quantized.supported_engines
+    if fbgemm_here:
+        torch.backends.quantized.engine = "fbgemm"
     for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
         linear = torch.nn.Linear(k, m)
         packed, b = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach()), linear.bias.detach()
@@ -275,8 +277,7 @@ def int8_rows(repeats: int) -> list[dict]:
         fns = {"fp32 oneDNN, packed weight":
                lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], ""),
                "int8 Int8Linear (oneDNN)": int8}
-        if "fbgemm" in torch.backends.quantized.supported_engines:
-            torch.backends.quantized.engine = "fbgemm"
+        if fbgemm_here:
             with warnings.catch_warnings():  # PyTorch deprecates quantized tensors: measured for comparison only
                 warnings.simplefilter("ignore")
                 fbgemm = torch.ao.nn.quantized.dynamic.Linear(k, m, dtype=torch.qint8)

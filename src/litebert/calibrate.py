@@ -224,7 +224,7 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
         except (OSError, ValueError, TypeError) as err:
             log.warning("calibration cache %s unreadable (%s): measuring again", path, err)
     # Said before the wait: on a slow CPU the first run at a shape measures for a minute (ALBERT-base inference at
-    # 32x128, fp32 plans only, AVX2-only EPYC: 47 s), where it would otherwise seem to hang.
+    # 32x128, fp32 plans only, AVX2-only EPYC: 38 s), where it would otherwise seem to hang.
     log.info("measuring this CPU's fast paths for %s at %dx%d, once per machine and shape (cached as %s)", mode,
              batch, length, path)
     # The one-layer copy is initialised from torch's global RNG: measuring must not move it, or a run that
