@@ -1,6 +1,6 @@
 """What packed dropout is worth on this CPU: training steps of models that use dropout, with
 `CPU_FAST_PATHS.packed_dropout` on (dropout masks drawn four decisions per 64-bit random word, attention under
-dropout as batched matmuls: `model.dropout_mask`, `model.dropout_attention`) and off (torch's dropout, and SDPA
+dropout as batched matmuls: `kernels.dropout_mask`, `kernels.dropout_attention`) and off (torch's dropout, and SDPA
 with its dropout), on identical copies of the model and batch, interleaved step by step, medians.
 
 Cases (each model's own dropout, 0.1 on hidden states and attention probabilities):

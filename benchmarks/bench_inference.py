@@ -14,7 +14,7 @@ that their allocations do not make the PyTorch contenders fault in fresh pages. 
 round-robin (see common.py); the table gives tokens/s and the ratio to the better of HF bf16 autocast and
 onnxruntime-on-HF. The bf16 and fp32 matmul rates of the machine are measured in the same run, for reference.
 litebert's contenders run with the fast paths `litebert.calibrate` measures for inference at each shape, and keep
-the packed copies of their weights from call to call (`model.keep_packed_weights`), as litebert's pipelines do.
+the packed copies of their weights from call to call (`kernels.keep_packed_weights`), as litebert's pipelines do.
 
     python benchmarks/bench_inference.py [--quick] [--repeats 2] [--threads N] [--presets albert-tiny] [--compile]
         [--shapes 1x16 1x64 1x128]   (batch 1: one request's latency, as a served model sees it)
@@ -41,7 +41,7 @@ from bench_train import model_config  # noqa: E402
 from litebert import AlbertConfig, AlbertModel, calibrate  # noqa: E402
 from litebert.export import export_onnx, ort_session, quantize_int8  # noqa: E402
 from litebert.hardware import bf16_supported  # noqa: E402
-from litebert.model import keep_packed_weights  # noqa: E402
+from litebert.kernels import keep_packed_weights  # noqa: E402
 from litebert.quantize import quantize_dynamic_int8  # noqa: E402
 
 SHAPES = [(8, 128), (32, 128), (8, 512)]

@@ -52,7 +52,8 @@ from common import machine_info, matmul_tflops, set_threads, time_once, use_run_
 from litebert import calibrate  # noqa: E402
 from litebert.config import AlbertConfig  # noqa: E402
 from litebert.hardware import bf16_supported  # noqa: E402
-from litebert.model import AlbertForPreTraining, AlbertForSequenceClassification, CpuFastPaths  # noqa: E402
+from litebert.kernels import CpuFastPaths  # noqa: E402
+from litebert.model import AlbertForPreTraining, AlbertForSequenceClassification  # noqa: E402
 
 PREDICTIONS = 20  # max_predictions_per_seq of the ALBERT recipe
 

@@ -1,20 +1,20 @@
-"""The single-kernel facts behind litebert's CPU fast paths (the numbers model.py's comments cite).
+"""The single-kernel facts behind litebert's CPU fast paths (the numbers kernels.py's comments cite).
 
   - GELU in bf16: the tanh form (ALBERT's "gelu_new") vs the erf form, forward and backward, on an
     albert-base FFN activation (B x T x 3072).
-  - bf16 attention forward + backward per layer (B x 12 heads x 64) through `litebert.model.attention` with each
+  - bf16 attention forward + backward per layer (B x 12 heads x 64) through `litebert.kernels.attention` with each
     CPU_FAST_PATHS.attention_backward: "matmul" (SDPA forward, bf16 matmul backward), "kept" (matmul forward
     keeping its probabilities for that backward), "fp32" (SDPA with the inputs cast up) and "sdpa" (SDPA's own
     bf16 backward), with and without an additive padding mask, at
     B x T = 8x128, 32x128, 8x256, 8x512: where the default ("matmul" up to T = 512) comes from.
-  - bf16 attention of the last layer at the heads' positions only (`litebert.model.attention_at`, R = 21 rows:
+  - bf16 attention of the last layer at the heads' positions only (`litebert.kernels.attention_at`, R = 21 rows:
     20 masked positions and [CLS]; the demo's model 11), forward + backward and forward alone, masked, as SDPA
     and as batched matmuls (the switches set as calibration sets them where `attention` takes matmuls), at
     ALBERT-base 8x128, 32x128, 8x512 and the demo's model (2 heads of 64) at 64x64.
   - bf16 matmul rate of x (M, 768) @ W^T for output widths 768 (Q, K, V apart), 2304 (fused Q/K/V) and 3072
     (FFN in), at M = 1024 rows (8 x 128 tokens) and 4096 (8 x 512).
   - bf16 rate of every albert-base projection matmul (N, K) @ (K, M) (forward and input gradient) at N = 512 to
-    4096 rows, whole and through `litebert.model.matmul` in blocks of 256 / 512 / 1024 rows: where the row-block
+    4096 rows, whole and through `litebert.kernels.matmul` in blocks of 256 / 512 / 1024 rows: where the row-block
     plan that `litebert.calibrate` measures per run comes from.
   - bf16 forward projections with their bias, at 1024 and 4096 rows: added by addmm (which first copies it into
     every row of the output) and by oneDNN's linear as it writes the output (`CPU_FAST_PATHS.bias_epilogues`).
@@ -24,12 +24,12 @@
     The inputs are scaled so the pre-activations have unit variance, as a trained model's roughly do (PyTorch's
     tanh GELU slows down as its inputs grow).
   - bf16 weight (and bias) gradients of every albert-base projection at 1024 and 4096 rows, each way of
-    `litebert.model.WEIGHT_GRADS` (gy^T a strided view; gy transposed first; x transposed first, the bias riding
+    `litebert.kernels.WEIGHT_GRADS` (gy^T a strided view; gy transposed first; x transposed first, the bias riding
     along), one layer's added into a running sum as a shared block's are, and the block transposes themselves:
     where the weight-gradient plan that `litebert.calibrate` measures per run comes from.
   - every albert-base forward projection with its bias in fp32 and bf16, at 16 to 4096 rows, without a gradient:
     F.linear (MKL's sgemm in fp32, oneDNN in bf16), oneDNN's linear on the plain weight (which it reorders into
-    its blocked layout in every call), and oneDNN's linear on a copy packed once (`model.packed_projection`),
+    its blocked layout in every call), and oneDNN's linear on a copy packed once (`kernels.packed_projection`),
     with the packing itself timed apart; in fp32 also onnxruntime's MatMul + Add on the same weight (its MLAS
     kernels, what onnxruntime's inference runs on), where onnxruntime is installed. bf16 only where oneDNN has bf16
     kernels (`litebert.calibrate.onednn_dtypes`).
@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_tag, format_table, interleaved_medians, machine_info, on_onnxruntime_thread, set_threads, \
     use_run_allocator, write_json  # noqa: E402
-from litebert import model as lm  # noqa: E402
+from litebert import kernels  # noqa: E402
 from litebert.calibrate import onednn_dtypes  # noqa: E402
 from litebert.export import ort_session  # noqa: E402
 from litebert.quantize import Int8Linear  # noqa: E402
@@ -83,7 +83,7 @@ def gelu_rows(repeats: int) -> list[dict]:
 
 
 def attention_step(B: int, T: int, how: str, masked: bool):
-    """Forward + backward of model.attention on a (B, T, 3 x 768) bf16 leaf (12 heads of 64) with the attention
+    """Forward + backward of kernels.attention on a (B, T, 3 x 768) bf16 leaf (12 heads of 64) with the attention
     backward `how`."""
     qkv = torch.randn(B, T, 3 * 768).to(BF16).requires_grad_()
     keep = torch.ones(B, T)
@@ -92,9 +92,9 @@ def attention_step(B: int, T: int, how: str, masked: bool):
     grad = torch.randn(B, T, 768).to(BF16)
 
     def run():
-        with mock.patch.object(lm, "CPU_FAST_PATHS", lm.CpuFastPaths(attention_backward=how,
+        with mock.patch.object(kernels, "CPU_FAST_PATHS", kernels.CpuFastPaths(attention_backward=how,
                                                                      attention_backward_max_len=T)):
-            lm.attention(qkv, 12, mask, 0.0).backward(grad)
+            kernels.attention(qkv, 12, mask, 0.0).backward(grad)
     return run
 
 
@@ -102,14 +102,14 @@ def attention_rows(repeats: int) -> list[dict]:
     rows = []
     for B, T in ((8, 128), (32, 128), (8, 256), (8, 512)):
         fns = {f"{how} {'masked' if masked else 'unmasked'}": attention_step(B, T, how, masked)
-               for how in lm.ATTENTION_BACKWARDS for masked in (True, False)}
+               for how in kernels.ATTENTION_BACKWARDS for masked in (True, False)}
         seconds = interleaved_medians(fns, warmup=2, repeats=repeats)
         rows += [{"kernel": f"attention fwd+bwd {B}x{T}", "variant": k, "ms": s * 1e3} for k, s in seconds.items()]
     return rows
 
 
 def attention_at_step(B: int, T: int, H: int, heads: int, R: int, path: str, grad: bool):
-    """model.attention_at on a (B, T, 3H) bf16 input at R rows per sequence (one padded sequence), forward and,
+    """kernels.attention_at on a (B, T, 3H) bf16 input at R rows per sequence (one padded sequence), forward and,
     with `grad`, backward; `path` "sdpa" or "matmul" (the matmul backward / matmul forward switched on)."""
     qkv = torch.randn(B, T, 3 * H).to(BF16).requires_grad_(grad)
     keep = torch.ones(B, T)
@@ -117,11 +117,11 @@ def attention_at_step(B: int, T: int, H: int, heads: int, R: int, path: str, gra
     mask = ((1 - keep) * torch.finfo(BF16).min)[:, None, None, :].to(BF16)
     rows = torch.stack([torch.randperm(T)[:R] for _ in range(B)])
     out_grad = torch.randn(B, R, H).to(BF16)
-    fast = lm.CpuFastPaths(attention_backward=path, attention_forward=path, attention_backward_max_len=T)
+    fast = kernels.CpuFastPaths(attention_backward=path, attention_forward=path, attention_backward_max_len=T)
 
     def run():
-        with mock.patch.object(lm, "CPU_FAST_PATHS", fast), torch.set_grad_enabled(grad):
-            out = lm.attention_at(qkv, rows, heads, mask, 0.0)
+        with mock.patch.object(kernels, "CPU_FAST_PATHS", fast), torch.set_grad_enabled(grad):
+            out = kernels.attention_at(qkv, rows, heads, mask, 0.0)
             if grad:
                 out.backward(out_grad)
     return run
@@ -157,12 +157,12 @@ def row_block_rows(repeats: int) -> list[dict]:
     for n in (512, 768, 1024, 2048, 4096):
         for k, m in ((768, 768), (768, 2304), (768, 3072), (2304, 768), (3072, 768)):
             a, b = torch.randn(n, k).to(BF16), torch.randn(k, m).to(BF16)
-            key = lm.matmul_key(BF16, n, k, m)
+            key = kernels.matmul_key(BF16, n, k, m)
 
             def blocked(rows_per_block, a=a, b=b, key=key):
                 def run():
-                    with mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {key: rows_per_block}):
-                        lm.matmul(a, b)
+                    with mock.patch.object(kernels.CPU_FAST_PATHS, "row_chunks", {key: rows_per_block}):
+                        kernels.matmul(a, b)
                 return run
             fns = {f"{r}-row blocks" if r else "whole": blocked(r) for r in (0, 256, 512, 1024) if r < n}
             for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
@@ -176,12 +176,12 @@ def bias_rows(repeats: int) -> list[dict]:
     for n in (1024, 4096):
         for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
             a, w, bias = torch.randn(n, k).to(BF16), torch.randn(m, k).to(BF16), torch.randn(m).to(BF16)
-            key = lm.matmul_key(BF16, n, k, m)
+            key = kernels.matmul_key(BF16, n, k, m)
 
             def with_bias(fused, a=a, w=w, bias=bias, key=key):
                 def run():
-                    with mock.patch.object(lm.CPU_FAST_PATHS, "bias_epilogues", {key: fused}):
-                        lm.matmul(a, w.t(), bias)
+                    with mock.patch.object(kernels.CPU_FAST_PATHS, "bias_epilogues", {key: fused}):
+                        kernels.matmul(a, w.t(), bias)
                 return run
             fns = {"addmm": with_bias(False), "oneDNN linear": with_bias(True)}
             for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
@@ -196,14 +196,15 @@ def gelu_epilogue_rows(repeats: int) -> list[dict]:
                     (256, 128, 512), (1024, 128, 512), (4096, 128, 512)):
         for dtype, form in ((torch.float32, "tanh"), (torch.float32, "erf"), (BF16, "erf"), (BF16, "tanh")):
             x, w, b = torch.randn(n, k).to(dtype), (torch.randn(m, k) * k ** -0.5).to(dtype), torch.zeros(m, dtype=dtype)
-            act = lm.gelu_pytorch_tanh if form == "tanh" else F.gelu
-            key = lm.gelu_key(dtype, k, m, form)
-            with torch.inference_mode(), mock.patch.object(lm.CPU_FAST_PATHS, "gelu_epilogues", {key: True}):
-                projection = lm.Projection(w, b, 1)
+            act = kernels.gelu_pytorch_tanh if form == "tanh" else F.gelu
+            key = kernels.gelu_key(dtype, k, m, form)
+            with torch.inference_mode(), mock.patch.object(kernels.CPU_FAST_PATHS, "gelu_epilogues", {key: True}):
+                projection = kernels.Projection(w, b, 1)
 
             def run(fused, projection=projection, x=x, act=act, key=key):
                 def call():
-                    with torch.inference_mode(), mock.patch.object(lm.CPU_FAST_PATHS, "gelu_epilogues", {key: fused}):
+                    switch = mock.patch.object(kernels.CPU_FAST_PATHS, "gelu_epilogues", {key: fused})
+                    with torch.inference_mode(), switch:
                         projection.activated(x, act)
                 return call
             fns = {"matmul, then GELU": run(False), "GELU by oneDNN": run(True)}
@@ -303,15 +304,15 @@ def weight_grad_rows(repeats: int) -> list[dict]:
     for n in (1024, 4096):
         for k, m in ((768, 2304), (768, 768), (768, 3072), (3072, 768)):
             x, gy = torch.randn(n, k).to(BF16), torch.randn(n, m).to(BF16)
-            key = lm.matmul_key(BF16, n, k, m)
+            key = kernels.matmul_key(BF16, n, k, m)
             fns = {}
-            for how in lm.WEIGHT_GRADS:
-                with mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {key: how}):
-                    sums = lm.SharedGrad()
+            for how in kernels.WEIGHT_GRADS:
+                with mock.patch.object(kernels.CPU_FAST_PATHS, "weight_grads", {key: how}):
+                    sums = kernels.SharedGrad()
                     sums.add(gy, x)
 
                 def add(sums=sums, how=how):
-                    with mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {key: how}):
+                    with mock.patch.object(kernels.CPU_FAST_PATHS, "weight_grads", {key: how}):
                         sums.add(gy, x)
                 fns[f"{how or 'strided gy^T'}{' transposed first' if how else ''}"] = add
             for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
@@ -319,7 +320,8 @@ def weight_grad_rows(repeats: int) -> list[dict]:
                              "ms": s * 1e3, "tflops": 2 * n * k * m / s / 1e12})
         for k in (768, 3072):
             a = torch.randn(n, k).to(BF16)
-            fns = {"model.transpose": lambda a=a: lm.transpose(a), ".t().contiguous()": lambda a=a: a.t().contiguous()}
+            fns = {"kernels.transpose": lambda a=a: kernels.transpose(a),
+                   ".t().contiguous()": lambda a=a: a.t().contiguous()}
             for name, s in interleaved_medians(fns, warmup=2, repeats=repeats).items():
                 rows.append({"kernel": f"bf16 transpose ({n}, {k})", "variant": name, "ms": s * 1e3})
     return rows

@@ -2,7 +2,8 @@
 together, on an otherwise current albert-base-v2 (or --preset; `demo` is the demo's CPU model), for a training
 step and for inference, at B x T shapes.
 
-The levers (all in litebert/model.py), and how this script switches each off for the length of one call:
+The levers (in litebert/kernels.py; the fused QKV, the mask and the last layer's rows in litebert/model.py), and
+how this script switches each off for the length of one call:
   - fused QKV: `AlbertAttention.forward` runs three (H, H) projections again and `projections` builds nothing
   - exact GELU in bf16: each FFN block's `act` becomes the tanh GELU (ALBERT's own, slow in bf16 on CPU)
   - matmul attention backward (training only): `CPU_FAST_PATHS.attention_backward` set to "fp32" (SDPA with the
@@ -17,7 +18,7 @@ The levers (all in litebert/model.py), and how this script switches each off for
     `CPU_FAST_PATHS.packed_weights` emptied, so oneDNN reorders the plain weight in every matmul; and (inference,
     which runs inside `keep_packed_weights` as the pipelines do) the packed copies made anew in every pass
   - summed shared gradients (training only): `CPU_FAST_PATHS.shared_weight_grad` off, so autograd sums the
-    layers' gradients of a shared projection as separate tensors (model.Linear)
+    layers' gradients of a shared projection as separate tensors (kernels.Linear)
   - matmul row blocks: `CPU_FAST_PATHS.row_chunks` emptied, so every projection matmul runs whole
   - weight gradients with an operand transposed first (training only): `CPU_FAST_PATHS.weight_grads` emptied, so
     every projection's weight gradient is gy^T x with gy^T a strided view, as autograd computes it
@@ -69,6 +70,7 @@ from common import format_table, interleaved_medians, machine_info, set_threads,
     write_json  # noqa: E402
 
 import litebert.model as lm  # noqa: E402
+from litebert import kernels  # noqa: E402
 from litebert import AlbertConfig, calibrate  # noqa: E402
 
 
@@ -80,9 +82,9 @@ def three_projection_forward(self, x, mask, projections=None, rows=None):
     qkv = torch.cat([lin(x) for lin in (self.query, self.key, self.value)], -1)  # (B, T, 3H)
     dropout_p = self.attn_dropout if self.training else 0.0
     if rows is None:
-        ctx = lm.attention(qkv, self.num_heads, mask, dropout_p)  # (B, T, H)
+        ctx = kernels.attention(qkv, self.num_heads, mask, dropout_p)  # (B, T, H)
     else:
-        ctx = lm.attention_at(qkv, rows, self.num_heads, mask, dropout_p)  # (B, R, H)
+        ctx = kernels.attention_at(qkv, rows, self.num_heads, mask, dropout_p)  # (B, R, H)
         x = lm.gather_positions(x, rows)  # (B, R, H)
     return self.layer_norm(x + self.dropout(self.dense(ctx)))
 
@@ -104,14 +106,14 @@ def every_position(model):
 
 def sdpa_at_rows(model):
     """The last layer's attention at the heads' positions (`attention_at`) by SDPA, whatever the switches say."""
-    at_rows = lm.attention_at
+    at_rows = kernels.attention_at
 
     def sdpa_at(*args):
-        with mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"), \
-                mock.patch.object(lm.CPU_FAST_PATHS, "attention_forward", "sdpa"):
+        with mock.patch.object(kernels.CPU_FAST_PATHS, "attention_backward", "sdpa"), \
+                mock.patch.object(kernels.CPU_FAST_PATHS, "attention_forward", "sdpa"):
             return at_rows(*args)
 
-    return mock.patch.object(lm, "attention_at", sdpa_at)
+    return mock.patch.object(kernels, "attention_at", sdpa_at)
 
 
 def additive_mask(attention_mask, dtype):
@@ -133,7 +135,7 @@ def no_fused_qkv(model):
 def tanh_gelu(model):
     with contextlib.ExitStack() as stack:
         for ffn in (m for m in model.modules() if isinstance(m, lm.AlbertFFN)):
-            stack.enter_context(mock.patch.object(ffn, "act", lm.gelu_pytorch_tanh))
+            stack.enter_context(mock.patch.object(ffn, "act", kernels.gelu_pytorch_tanh))
         yield
 
 
@@ -142,22 +144,22 @@ LEVERS_OFF = {  # variant name → (model → context manager that switches the 
     "tanh GELU in bf16": tanh_gelu,
     # "all off" applies these in order, so the attention backward ends as SDPA's own
     "attention probabilities recomputed":
-        lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "matmul"),
-    "fp32 attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "fp32"),
-    "SDPA attention backward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_backward", "sdpa"),
-    "bias added by addmm": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "bias_epilogues", {}),
-    "GELU after the matmul": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "gelu_epilogues", {}),
-    "weights unpacked": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "packed_weights", {}),
-    "packed weights not kept": lambda model: mock.patch.object(lm, "keep_packed_weights", contextlib.nullcontext),
-    "per-layer shared gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "shared_weight_grad", False),
-    "whole matmuls": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "row_chunks", {}),
-    "autograd's weight gradients": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "weight_grads", {}),
+        lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "attention_backward", "matmul"),
+    "fp32 attention backward": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "attention_backward", "fp32"),
+    "SDPA attention backward": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "attention_backward", "sdpa"),
+    "bias added by addmm": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "bias_epilogues", {}),
+    "GELU after the matmul": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "gelu_epilogues", {}),
+    "weights unpacked": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "packed_weights", {}),
+    "packed weights not kept": lambda model: mock.patch.object(kernels, "keep_packed_weights", contextlib.nullcontext),
+    "per-layer shared gradients": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "shared_weight_grad", False),
+    "whole matmuls": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "row_chunks", {}),
+    "autograd's weight gradients": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "weight_grads", {}),
     "attention backward on all heads at once":
-        lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_block_heads", 0),
+        lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "attention_block_heads", 0),
     "additive all-ones mask": lambda model: mock.patch.object(lm, "extended_attention_mask", additive_mask),
     "last layer at every position": every_position,
     "last layer's attention by SDPA": sdpa_at_rows,
-    "SDPA attention forward": lambda model: mock.patch.object(lm.CPU_FAST_PATHS, "attention_forward", "sdpa"),
+    "SDPA attention forward": lambda model: mock.patch.object(kernels.CPU_FAST_PATHS, "attention_forward", "sdpa"),
 }
 BACKWARD_ONLY = {"fp32 attention backward", "SDPA attention backward", "attention probabilities recomputed",
                  "per-layer shared gradients", "autograd's weight gradients", "attention backward on all heads at once"}
@@ -171,9 +173,9 @@ SKIPPED = {"training": NO_GRADIENT_ONLY | {"packed weights not kept"},
 
 def use_calibration(config: AlbertConfig, batch: int, length: int, mode: str) -> None:
     """The process's fast paths as a run at this shape takes them: back to their defaults, then calibrated."""
-    defaults = lm.CpuFastPaths()
+    defaults = kernels.CpuFastPaths()
     for f in dataclasses.fields(defaults):
-        setattr(lm.CPU_FAST_PATHS, f.name, getattr(defaults, f.name))
+        setattr(kernels.CPU_FAST_PATHS, f.name, getattr(defaults, f.name))
     calibrate.calibrate(config, batch, length, mode).apply()
 
 
@@ -237,7 +239,7 @@ def evaluation_variants(model, batch: dict, bf16: bool = True) -> dict[str, Call
 
 def inference_variants(model, compiled, inputs: dict) -> dict[str, Callable[[], object]]:
     def infer(m=model):
-        with torch.inference_mode(), lm.keep_packed_weights():  # as the pipelines run their models
+        with torch.inference_mode(), kernels.keep_packed_weights():  # as the pipelines run their models
             return m(**inputs)
     table = variants(model, infer, "inference")
     table["1 thread"] = under(lambda: threads(1), infer)

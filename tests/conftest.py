@@ -19,9 +19,9 @@ os.environ.setdefault("LITEBERT_TOKENIZER_DIR", tempfile.mkdtemp(prefix="liteber
 
 @pytest.fixture(autouse=True)
 def _restore_cpu_fast_paths():
-    """A run that applied a calibration changes model.CPU_FAST_PATHS process-wide: after each test, back to the
+    """A run that applied a calibration changes kernels.CPU_FAST_PATHS process-wide: after each test, back to the
     defaults (a module-scoped fixture's run applies its calibration before any test's own set-up could save it)."""
-    from litebert import model
+    from litebert import kernels
     yield
-    for name, value in dataclasses.asdict(model.CpuFastPaths()).items():
-        setattr(model.CPU_FAST_PATHS, name, value)
+    for name, value in dataclasses.asdict(kernels.CpuFastPaths()).items():
+        setattr(kernels.CPU_FAST_PATHS, name, value)

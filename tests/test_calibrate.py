@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from litebert import calibrate as C
+from litebert import kernels
 from litebert import model as lm
 from litebert.config import AlbertConfig
 
@@ -55,13 +56,14 @@ def test_the_fastest_timed_combination_of_fast_paths_is_chosen():
                       "train", 48, KEY)
     assert chosen.bf16 and chosen.erf_gelu_bf16 and chosen.attention_backward == "sdpa"
     chosen.apply()
-    assert lm.CPU_FAST_PATHS.attention_backward == "sdpa" and lm.CPU_FAST_PATHS.erf_gelu_bf16
+    assert kernels.CPU_FAST_PATHS.attention_backward == "sdpa" and kernels.CPU_FAST_PATHS.erf_gelu_bf16
     chosen = C.decide({"fp32": 1.0, "bf16": 0.5, "bf16, fp32 attention backward": 0.7, "bf16, tanh GELU": 0.45},
                       "train", 48, KEY)
     assert chosen.attention_backward == "matmul" and not chosen.erf_gelu_bf16
     chosen.apply()
-    assert (lm.CPU_FAST_PATHS.attention_backward, lm.CPU_FAST_PATHS.attention_backward_max_len) == ("matmul", 48)
-    assert not lm.CPU_FAST_PATHS.erf_gelu_bf16
+    fast = kernels.CPU_FAST_PATHS
+    assert (fast.attention_backward, fast.attention_backward_max_len) == ("matmul", 48)
+    assert not fast.erf_gelu_bf16
     # Each switch alone beats the default, but together they are slower: the pair is not taken untimed
     # (ALBERT-base 32x128 on the AMX Xeon, before the matmul backward: the full step 3.02 s with both switched
     # against 2.70 s with neither, though each alone had looked faster in a one-layer timing).
@@ -70,7 +72,7 @@ def test_the_fastest_timed_combination_of_fast_paths_is_chosen():
     assert not chosen.erf_gelu_bf16 and chosen.attention_backward == "matmul"
     assert C.decide({"fp32": 1.0, "bf16": 0.5}, "infer", 48, KEY).attention_backward == "sdpa"  # no backward
     x = torch.linspace(-4, 4, 101).to(torch.bfloat16)
-    assert torch.equal(lm.gelu_tanh(x), torch.nn.functional.gelu(x, approximate="tanh"))  # the switch is obeyed
+    assert torch.equal(kernels.gelu_tanh(x), torch.nn.functional.gelu(x, approximate="tanh"))  # the switch is obeyed
 
 
 def test_inference_takes_the_attention_forward_it_timed_fastest():
@@ -80,7 +82,8 @@ def test_inference_takes_the_attention_forward_it_timed_fastest():
     assert chosen.bf16 and chosen.erf_gelu_bf16 and chosen.attention_forward == "matmul"
     assert chosen.attention_backward == "sdpa" and "; attention of batched matmuls" in chosen.describe()
     chosen.apply()
-    assert (lm.CPU_FAST_PATHS.attention_forward, lm.CPU_FAST_PATHS.attention_backward_max_len) == ("matmul", 64)
+    fast = kernels.CPU_FAST_PATHS
+    assert (fast.attention_forward, fast.attention_backward_max_len) == ("matmul", 64)
     assert C.decide({"fp32": 1.0, "bf16": 0.5, "bf16, matmul attention": 0.6}, "infer", 64, KEY).attention_forward \
         == "sdpa"
     training = C.decide({"fp32": 1.0, "bf16": 0.5, "bf16, attention probabilities kept": 0.4}, "train", 64, KEY)
@@ -104,9 +107,9 @@ def test_a_bf16_training_choice_times_the_attention_of_its_evaluation_passes():
     fp32 = C.calibrate(TINY, 4, 16, "train", timer=fake_timer(slow_bf16, calls), force=True)
     assert not fp32.bf16 and fp32.attention_forward == "sdpa" and len(calls) == 2  # no bf16: nothing to time
     paths = []
-    real = lm.cpu_attention_path
+    real = kernels.cpu_attention_path
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lm, "cpu_attention_path", lambda qkv, p: paths.append(real(qkv, p)) or paths[-1])
+        mp.setattr(kernels, "cpu_attention_path", lambda qkv, p: paths.append(real(qkv, p)) or paths[-1])
         for name, run in C.evaluation_variants(TINY, 2, 16).items():
             run()
     assert paths == ["sdpa", "forward"]  # each variant reaches the attention it names, without a gradient
@@ -208,9 +211,9 @@ def test_the_timed_layer_runs_at_every_position_so_the_attention_switch_shows(mo
     """A run's last layer computes the heads' positions only, every other layer all of them: the one-layer copy
     must be timed as the others run, or a switch of the full attention would change nothing it times."""
     rows, paths = [], []
-    ffn, path = lm.AlbertFFN.forward, lm.cpu_attention_path
+    ffn, path = lm.AlbertFFN.forward, kernels.cpu_attention_path
     monkeypatch.setattr(lm.AlbertFFN, "forward", lambda self, x, *a: rows.append(x.shape[1]) or ffn(self, x, *a))
-    monkeypatch.setattr(lm, "cpu_attention_path", lambda qkv, p: paths.append(qkv.shape) or path(qkv, p))
+    monkeypatch.setattr(kernels, "cpu_attention_path", lambda qkv, p: paths.append(qkv.shape) or path(qkv, p))
     name = "bf16, SDPA attention backward" if mode == "train" else "bf16, matmul attention"
     C.variants(TINY, 2, 32, mode)[name]()  # 20 masked positions and [CLS] of 32
     assert rows == [32]  # the FFN at every position of each row
@@ -273,7 +276,7 @@ def test_a_pretraining_run_records_its_precision(tmp_path, monkeypatch, capsys):
     assert summary["precision"]["calibration"]["timings_ms"]["bf16"] == 2000.0
     # the shared-gradient pair is timed in the chosen precision and applies in fp32 too
     assert summary["precision"]["calibration"]["shared_weight_grad"] is False
-    assert not lm.CPU_FAST_PATHS.shared_weight_grad
+    assert not kernels.CPU_FAST_PATHS.shared_weight_grad
     # The console gets one line (the fastest bf16 variant against fp32); the summary and cache hold all timings.
     line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("precision: "))
     calibration = summary["precision"]["calibration"]
@@ -298,7 +301,7 @@ def test_matmul_row_blocks_are_kept_only_where_they_are_clearly_faster(monkeypat
     H, I = TINY.hidden_size, TINY.intermediate_size
     shapes = {(H, 3 * H), (H, H), (H, I), (I, H), (3 * H, H)}
     plan = C.row_chunks(TINY, 2048, "train")
-    assert plan == {lm.matmul_key(torch.bfloat16, 2048, k, m): 512 for k, m in shapes}
+    assert plan == {kernels.matmul_key(torch.bfloat16, 2048, k, m): 512 for k, m in shapes}
     assert timed[0] == [0, 256, 512, 1024]
     timings.update({512: 0.95, 1024: 0.92})
     assert set(C.row_chunks(TINY, 2048, "infer").values()) == {0}
@@ -316,22 +319,23 @@ def test_a_calibration_measures_and_records_its_matmul_plan_and_applies_it(monke
     seen: list = []
 
     def timer(fns, budget_s=0.5):  # the variants, the shared pair and evaluation's pair: under the plans measured
-        seen.append((dict(lm.CPU_FAST_PATHS.row_chunks), dict(lm.CPU_FAST_PATHS.weight_grads)))
+        seen.append((dict(kernels.CPU_FAST_PATHS.row_chunks), dict(kernels.CPU_FAST_PATHS.weight_grads)))
         return {name: seconds.get(name, 0.5) for name in fns}
     result = C.calibrate(TINY, 8, 64, "train", timer=timer)  # 512 rows
-    key = lm.matmul_key(torch.bfloat16, 512, TINY.hidden_size, TINY.hidden_size)
+    key = kernels.matmul_key(torch.bfloat16, 512, TINY.hidden_size, TINY.hidden_size)
     assert result.row_chunks[key] == 256 and result.weight_grads[key] == "input"
     assert seen == [(result.row_chunks, result.weight_grads)] * 3
-    assert lm.CPU_FAST_PATHS.row_chunks == {} and lm.CPU_FAST_PATHS.weight_grads == {}  # the process's plans: untouched
+    fast = kernels.CPU_FAST_PATHS
+    assert fast.row_chunks == {} and fast.weight_grads == {}  # the process's plans: untouched
     assert "matmuls 512x32x32 in 256-row blocks" in result.describe()
     assert "; weight gradients 512x32x32 with input transposed, 512x32x64" in result.describe()
     cached = C.calibrate(TINY, 8, 64, "train", timer=timer)
     assert (cached.row_chunks, cached.weight_grads) == (result.row_chunks, result.weight_grads)
     assert C.calibrate(TINY, 8, 64, "infer", timer=timer).weight_grads == {}  # no gradients to compute
-    lm.CPU_FAST_PATHS.row_chunks, lm.CPU_FAST_PATHS.weight_grads = {"bfloat16 7x7x7": 0}, {"bfloat16 7x7x7": ""}
+    fast.row_chunks, fast.weight_grads = {"bfloat16 7x7x7": 0}, {"bfloat16 7x7x7": ""}
     result.apply()  # merged with what other shapes measured
-    assert lm.CPU_FAST_PATHS.row_chunks == {"bfloat16 7x7x7": 0, **result.row_chunks}
-    assert lm.CPU_FAST_PATHS.weight_grads == {"bfloat16 7x7x7": "", **result.weight_grads}
+    assert fast.row_chunks == {"bfloat16 7x7x7": 0, **result.row_chunks}
+    assert fast.weight_grads == {"bfloat16 7x7x7": "", **result.weight_grads}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -342,7 +346,7 @@ def test_a_bias_is_added_by_onednn_where_that_is_no_slower_and_the_matmul_runs_w
     if dtype == torch.bfloat16 and not onednn_bf16():
         pytest.skip("oneDNN has no bf16 kernels on this CPU")
     H, I = TINY.hidden_size, TINY.intermediate_size
-    keys = {(k, m): lm.matmul_key(dtype, 64, k, m) for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    keys = {(k, m): kernels.matmul_key(dtype, 64, k, m) for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
     times = {(H, 3 * H): (1.0, 0.9), (H, H): (1.0, 1.0), (H, I): (1.0, 1.01)}
     calls: list = []
     real = torch.ops.mkldnn._linear_pointwise
@@ -362,10 +366,10 @@ def test_a_bias_is_added_by_onednn_where_that_is_no_slower_and_the_matmul_runs_w
                                 bias_epilogues=plan, key={"batch": 8})
     name = str(dtype).removeprefix("torch.")
     assert f"; bias added by oneDNN in 64x32x32 {name}, 64x32x96 {name})" in calibration.describe()
-    lm.CPU_FAST_PATHS.bias_epilogues = {"bfloat16 7x7x7": True}
+    kernels.CPU_FAST_PATHS.bias_epilogues = {"bfloat16 7x7x7": True}
     calibration.apply()
-    assert lm.CPU_FAST_PATHS.bias_epilogues == {"bfloat16 7x7x7": True, **plan}
-    assert lm.CPU_FAST_PATHS.attention_backward == "kept"
+    assert kernels.CPU_FAST_PATHS.bias_epilogues == {"bfloat16 7x7x7": True, **plan}
+    assert kernels.CPU_FAST_PATHS.attention_backward == "kept"
 
 
 def test_the_ffn_gelu_is_applied_by_onednn_where_that_is_no_slower(monkeypatch):
@@ -374,12 +378,12 @@ def test_the_ffn_gelu_is_applied_by_onednn_where_that_is_no_slower(monkeypatch):
     slower, named in the description and merged into the process's plan; training runs measure it too (their
     evaluation passes take no gradient)."""
     H, I = TINY.hidden_size, TINY.intermediate_size
-    keys = [lm.gelu_key(dtype, H, I, form) for dtype, form in
+    keys = [kernels.gelu_key(dtype, H, I, form) for dtype, form in
             ((torch.float32, "tanh"), (torch.bfloat16, "erf"), (torch.bfloat16, "tanh"))]
     times = dict(zip(keys, ((1.0, 0.7), (1.0, 1.0), (1.0, 1.2))))
-    timed, seen, real = [], [], lm.Projection.activated
-    monkeypatch.setattr(lm.Projection, "activated",
-                        lambda self, x, act: seen.append(dict(lm.CPU_FAST_PATHS.gelu_epilogues)) or real(self, x, act))
+    timed, seen, real = [], [], kernels.Projection.activated
+    monkeypatch.setattr(kernels.Projection, "activated", lambda self, x, act:
+                        seen.append(dict(kernels.CPU_FAST_PATHS.gelu_epilogues)) or real(self, x, act))
 
     def medians(fns, budget_s):  # runs the fused variant once: the plan in force then names the key timed
         assert sorted(fns) == [False, True]
@@ -398,9 +402,9 @@ def test_the_ffn_gelu_is_applied_by_onednn_where_that_is_no_slower(monkeypatch):
     calibration = C.Calibration(mode="infer", bf16=False, erf_gelu_bf16=True, attention_backward="sdpa", length=16,
                                 gelu_epilogues=expected, key={"batch": 4})
     assert "; FFN GELU applied by oneDNN in 32x64 float32 tanh, 32x64 bfloat16 erf)" in calibration.describe()
-    lm.CPU_FAST_PATHS.gelu_epilogues = {"float32 7x7 gelu tanh": True}
+    kernels.CPU_FAST_PATHS.gelu_epilogues = {"float32 7x7 gelu tanh": True}
     calibration.apply()
-    assert lm.CPU_FAST_PATHS.gelu_epilogues == {"float32 7x7 gelu tanh": True, **expected}
+    assert kernels.CPU_FAST_PATHS.gelu_epilogues == {"float32 7x7 gelu tanh": True, **expected}
     monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s=0.5: {k: 1.0 for k in fns})
     for mode in C.MODES:
         assert len(C.calibrate(TINY, 4, 16, mode, timer=lambda fns, **_: {n: 1.0 for n in fns}).gelu_epilogues) \
@@ -413,13 +417,13 @@ def test_a_weight_is_packed_where_that_is_faster_from_the_calls_that_pay_for_the
     calls whose savings pay for the packing; it is named in the description and merged into the process's plan;
     both modes measure it (a training run's evaluation passes take no gradient)."""
     H, I = TINY.hidden_size, TINY.intermediate_size
-    keys = [lm.weight_key(dtype, k, m) for dtype in (torch.float32, torch.bfloat16)
+    keys = [kernels.weight_key(dtype, k, m) for dtype in (torch.float32, torch.bfloat16)
             for k, m in sorted([(H, 3 * H), (H, H), (H, I), (I, H)])]  # in the order timed
     times = dict(zip(keys, ((1.0, 0.875), (1.0, 1.0), (1.0, 1.125), (1.0, 0.5), (1.0, 0.75), (1.0, 1.0),
                             (1.0, 0.9375), (1.0, 1.25))))
-    seen, timed, real = [], [], lm.packed_projection
-    monkeypatch.setattr(lm, "packed_projection",
-                        lambda *a: seen.append((dict(lm.CPU_FAST_PATHS.packed_weights), real(*a))) or seen[-1][1])
+    seen, timed, real = [], [], kernels.packed_projection
+    monkeypatch.setattr(kernels, "packed_projection",
+                        lambda *a: seen.append((dict(kernels.CPU_FAST_PATHS.packed_weights), real(*a))) or seen[-1][1])
 
     def medians(fns, budget_s):  # the unpacked variant runs as it would; the other from a kept packed copy
         assert sorted(fns, key=str) == [0, 1, "pack"]
@@ -441,9 +445,9 @@ def test_a_weight_is_packed_where_that_is_faster_from_the_calls_that_pay_for_the
                                 packed_weights={k: n for k, n in plan.items() if "float32" in k}, key=KEY)
     assert ("; weights packed for oneDNN in 32x32 float32 (from 2 a pass), 64x32 float32 (from 1 a pass))"
             in calibration.describe())
-    lm.CPU_FAST_PATHS.packed_weights = {"float32 7x7": 3}
+    kernels.CPU_FAST_PATHS.packed_weights = {"float32 7x7": 3}
     calibration.apply()
-    assert lm.CPU_FAST_PATHS.packed_weights == {"float32 7x7": 3, **calibration.packed_weights}
+    assert kernels.CPU_FAST_PATHS.packed_weights == {"float32 7x7": 3, **calibration.packed_weights}
     monkeypatch.setattr(C, "interleaved_medians", lambda fns, budget_s=0.5: {k: 1.0 for k in fns})
     for mode in C.MODES:
         assert len(C.calibrate(TINY, 4, 16, mode, timer=lambda fns, **_: {n: 1.0 for n in fns}).packed_weights) \
@@ -455,17 +459,17 @@ def test_plans_that_hold_at_any_row_count_are_timed_at_fewer_rows(monkeypatch):
     plain way under the bias plan the run's rows measured for that shape; a shape the run's row plan splits is timed
     at the run's rows, where the fused and packed ways (whole) race the blocks."""
     rows, H, I, f32 = 4 * C.PROBE_ROWS, TINY.hidden_size, TINY.intermediate_size, torch.float32
-    at_run, at_probe = lm.matmul_key(f32, rows, H, 3 * H), lm.matmul_key(f32, C.PROBE_ROWS, H, 3 * H)
+    at_run, at_probe = kernels.matmul_key(f32, rows, H, 3 * H), kernels.matmul_key(f32, C.PROBE_ROWS, H, 3 * H)
     assert C.probe(rows, {}, {at_run: True}, f32, H, 3 * H) == (
         C.PROBE_ROWS, {"row_chunks": {}, "bias_epilogues": {at_probe: True}})
-    chunks = {lm.matmul_key(f32, rows, H, I): 512}
+    chunks = {kernels.matmul_key(f32, rows, H, I): 512}
     assert C.probe(rows, chunks, {}, f32, H, I) == (rows, {"row_chunks": chunks, "bias_epilogues": {}})
     assert C.probe(C.PROBE_ROWS, {}, {}, f32, H, H)[0] == C.PROBE_ROWS
     seen: list = []
-    real_call, real_activated = lm.Projection.__call__, lm.Projection.activated
-    monkeypatch.setattr(lm.Projection, "__call__", lambda self, x: seen.append(
-        (x.shape[0], self.weight.shape, dict(lm.CPU_FAST_PATHS.bias_epilogues))) or real_call(self, x))
-    monkeypatch.setattr(lm.Projection, "activated", lambda self, x, act: seen.append(
+    real_call, real_activated = kernels.Projection.__call__, kernels.Projection.activated
+    monkeypatch.setattr(kernels.Projection, "__call__", lambda self, x: seen.append(
+        (x.shape[0], self.weight.shape, dict(kernels.CPU_FAST_PATHS.bias_epilogues))) or real_call(self, x))
+    monkeypatch.setattr(kernels.Projection, "activated", lambda self, x, act: seen.append(
         (x.shape[0], self.weight.shape, "activated")) or real_activated(self, x, act))
 
     def run_each_once(fns, budget_s=0.5):
@@ -501,7 +505,7 @@ def test_attention_head_blocks_are_kept_only_where_they_are_clearly_faster(monke
 
 
 def test_a_weight_gradient_way_is_kept_only_where_it_is_clearly_faster(monkeypatch):
-    """Each projection's weight gradient is timed the three ways (model.WEIGHT_GRADS), with turning the sum to the
+    """Each projection's weight gradient is timed the three ways (kernels.WEIGHT_GRADS), with turning the sum to the
     weight's layout charged once per `uses` layers; another way than autograd's is kept only at <= 90% of its
     time, the uses being the fewest layers any block serves."""
     costs = {"": 1.0, "grad": 0.95, "input": 0.7, ("", "take"): 0.0, ("grad", "take"): 0.0, ("input", "take"): 0.6}
@@ -509,7 +513,8 @@ def test_a_weight_gradient_way_is_kept_only_where_it_is_clearly_faster(monkeypat
     assert set(C.weight_grads(TINY, 64, uses=1).values()) == {""}  # 0.7 + 0.6: slower than 1.0
     plan = C.weight_grads(TINY, 64, uses=12)  # 0.7 + 0.05
     H, I = TINY.hidden_size, TINY.intermediate_size
-    assert plan == {lm.matmul_key(torch.bfloat16, 64, k, m): "input" for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    shapes = [(H, 3 * H), (H, H), (H, I), (I, H)]
+    assert plan == {kernels.matmul_key(torch.bfloat16, 64, k, m): "input" for k, m in shapes}
     costs.update({"input": 1.0, "grad": 0.85})
     assert set(C.weight_grads(TINY, 64, uses=12).values()) == {"grad"}
     assert C.shared_uses(TINY) == 3

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import litebert.model as model_module
+from litebert import kernels
 from litebert import AlbertConfig, AlbertModel
 from litebert.calibrate import fast_paths, onednn_dtypes
 
@@ -29,7 +30,7 @@ def test_bf16_gelu_is_the_tanh_form_to_bf16_precision():
     x = _all_bf16()
     xd = x.double()
     exact_tanh_form = 0.5 * xd * (1 + torch.tanh(math.sqrt(2 / math.pi) * (xd + 0.044715 * xd ** 3)))
-    ours = model_module.gelu_tanh(x)
+    ours = kernels.gelu_tanh(x)
     assert ours.dtype == torch.bfloat16
     # Never further from the tanh form than the two GELUs are apart, plus half a bf16 step of rounding.
     half_step = exact_tanh_form.abs() * 2.0 ** -8
@@ -39,25 +40,25 @@ def test_bf16_gelu_is_the_tanh_form_to_bf16_precision():
     assert same > 0.97, same
     # fp32 keeps the tanh form exactly.
     xf = torch.linspace(-6, 6, 1001)
-    assert torch.equal(model_module.gelu_tanh(xf), F.gelu(xf, approximate="tanh"))
+    assert torch.equal(kernels.gelu_tanh(xf), F.gelu(xf, approximate="tanh"))
 
 
 def _fused(q, k, v):
-    """q, k, v (B, nh, T, hs) as the fused projections (B, T, 3H) that model.attention takes."""
+    """q, k, v (B, nh, T, hs) as the fused projections (B, T, 3H) that kernels.attention takes."""
     B, nh, T, hs = q.shape
     return torch.stack([q, k, v]).permute(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs)
 
 
 def _attention_and_grads(q, k, v, mask, how: str, dropout_p: float = 0.0):
-    """Output and (dq, dk, dv) of model.attention with CPU_FAST_PATHS.attention_backward = `how`, as fp32 and
+    """Output and (dq, dk, dv) of kernels.attention with CPU_FAST_PATHS.attention_backward = `how`, as fp32 and
     (B, nh, T, hs)."""
     B, nh, T, hs = q.shape
     with fast_paths(attention_backward=how):
         qkv = _fused(q, k, v).detach().requires_grad_()
-        out = model_module.attention(qkv, nh, mask, dropout_p)  # (B, T, H)
+        out = kernels.attention(qkv, nh, mask, dropout_p)  # (B, T, H)
         out.float().square().sum().backward()
     heads = out.float().view(B, T, nh, hs).transpose(1, 2)
-    return [heads] + list(model_module.split_heads(qkv.grad.float(), nh))
+    return [heads] + list(kernels.split_heads(qkv.grad.float(), nh))
 
 
 def _padded_inputs(dtype):
@@ -76,16 +77,16 @@ def test_the_matmul_attention_backward_is_the_exact_gradient():
     qkv = _fused(*(t[1:, :2, 4:12, :4] for t in (q, k, v))).clone().requires_grad_()  # its last 2 keys are padding
     window = mask[1:, :, :, 4:12]
     for keep in (False, True):  # SDPA's forward; a matmul forward whose probabilities the backward reuses
-        assert torch.autograd.gradcheck(lambda x: model_module.MatmulBackwardAttention.apply(x, window, 2, keep), [qkv])
+        assert torch.autograd.gradcheck(lambda x: kernels.MatmulBackwardAttention.apply(x, window, 2, keep), [qkv])
     q, k, v, mask = _padded_inputs(torch.float32)
     sdpa = _fused(q, k, v).requires_grad_()
-    out = model_module.merge_heads(F.scaled_dot_product_attention(*model_module.split_heads(sdpa, 3), attn_mask=mask))
+    out = kernels.merge_heads(F.scaled_dot_product_attention(*kernels.split_heads(sdpa, 3), attn_mask=mask))
     out.square().sum().backward()
     for keep in (False, True):
         for heads in (0, 4):  # all 6 heads at once; in blocks of 4 heads (the last block shorter, masks per block)
             ours = _fused(q, k, v).requires_grad_()
             with fast_paths(attention_block_heads=heads):
-                ours_out = model_module.MatmulBackwardAttention.apply(ours, mask, 3, keep)
+                ours_out = kernels.MatmulBackwardAttention.apply(ours, mask, 3, keep)
                 ours_out.square().sum().backward()
             assert torch.allclose(ours_out, out, atol=1e-6), (keep, heads)
             assert torch.allclose(ours.grad, sdpa.grad, atol=1e-5, rtol=1e-5), (keep, heads)
@@ -156,7 +157,7 @@ def test_gelu_pytorch_tanh_keeps_the_tanh_form_in_bf16():
     model = AlbertModel(AlbertConfig(**TINY, hidden_act="gelu_pytorch_tanh"))
     x = _all_bf16()
     assert torch.equal(model.encoder.ffn[0].act(x), F.gelu(x, approximate="tanh"))
-    assert not torch.equal(model_module.gelu_tanh(x), F.gelu(x, approximate="tanh"))
+    assert not torch.equal(kernels.gelu_tanh(x), F.gelu(x, approximate="tanh"))
 
 
 # ---------------------------------------------------------------------------------------------- projections
@@ -196,8 +197,8 @@ def _same(a: torch.Tensor, b: torch.Tensor, tolerance: float = 1e-5) -> bool:
 
 def _count_linear_calls(monkeypatch) -> list:
     calls = []
-    real = model_module.Linear.apply
-    monkeypatch.setattr(model_module.Linear, "apply", lambda *a: calls.append(a[3]) or real(*a))
+    real = kernels.Linear.apply
+    monkeypatch.setattr(kernels.Linear, "apply", lambda *a: calls.append(a[3]) or real(*a))
     return calls
 
 
@@ -240,9 +241,9 @@ def test_a_shared_layer_sums_its_weight_gradient_in_place_to_the_same_gradient(s
 
 def test_transpose_in_row_blocks_is_the_transpose():
     a = torch.randn(130, 7)  # not a whole number of blocks
-    assert torch.equal(model_module.transpose(a), a.t()) and model_module.transpose(a).is_contiguous()
+    assert torch.equal(kernels.transpose(a), a.t()) and kernels.transpose(a).is_contiguous()
     buffer = torch.zeros(9, 130)
-    model_module.transpose(a, out=buffer[1:8])
+    kernels.transpose(a, out=buffer[1:8])
     assert torch.equal(buffer[1:8], a.t()) and not buffer[0].any() and not buffer[8].any()
 
 
@@ -257,12 +258,12 @@ def test_weight_gradients_with_an_operand_transposed_first_are_autograds(sharing
     ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
     mask[0, 5:] = 0
     H, I = config.hidden_size, config.intermediate_size
-    plan = {model_module.matmul_key(torch.float32, 21, k, m): how for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    plan = {kernels.matmul_key(torch.float32, 21, k, m): how for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
     probe = torch.randn(3, 7, H)
     loss_of = lambda out: (out.last_hidden_state * probe).sum() + out.pooler_output.sum()  # noqa: E731
     plain = _gradients(model, ids, mask, loss_of, shared_weight_grad=False)
-    transposed, real = [], model_module.transpose
-    monkeypatch.setattr(model_module, "transpose", lambda a, out=None: transposed.append(a.shape) or real(a, out))
+    transposed, real = [], kernels.transpose
+    monkeypatch.setattr(kernels, "transpose", lambda a, out=None: transposed.append(a.shape) or real(a, out))
     for summed in (False, True):
         ours = _gradients(model, ids, mask, loss_of, shared_weight_grad=summed, weight_grads=plan)
         assert ours.keys() == plain.keys()
@@ -274,12 +275,12 @@ def test_weight_gradients_with_an_operand_transposed_first_are_autograds(sharing
 def test_matmul_in_row_blocks_is_the_same_matmul():
     g = torch.Generator().manual_seed(0)
     a, b, bias = torch.randn(10, 8, generator=g), torch.randn(8, 6, generator=g), torch.randn(6, generator=g)
-    with fast_paths(row_chunks={model_module.matmul_key(torch.float32, 10, 8, 6): 4}):
-        blocked, blocked_bias = model_module.matmul(a, b), model_module.matmul(a, b, bias)
-        other_shape = model_module.matmul(a[:9], b)  # not in the plan: whole
+    with fast_paths(row_chunks={kernels.matmul_key(torch.float32, 10, 8, 6): 4}):
+        blocked, blocked_bias = kernels.matmul(a, b), kernels.matmul(a, b, bias)
+        other_shape = kernels.matmul(a[:9], b)  # not in the plan: whole
     assert torch.allclose(blocked, a @ b, atol=1e-6) and torch.allclose(blocked_bias, a @ b + bias, atol=1e-6)
     assert torch.allclose(other_shape, a[:9] @ b, atol=1e-6)
-    assert model_module.matmul_key(torch.bfloat16, 1024, 768, 3072) == "bfloat16 1024x768x3072"
+    assert kernels.matmul_key(torch.bfloat16, 1024, 768, 3072) == "bfloat16 1024x768x3072"
 
 
 def test_a_bias_added_by_onednn_is_addmms_bias():
@@ -288,9 +289,9 @@ def test_a_bias_added_by_onednn_is_addmms_bias():
     g = torch.Generator().manual_seed(0)
     for dtype in (torch.float32, torch.bfloat16) if ONEDNN_BF16 else (torch.float32,):
         a, w, bias = (torch.randn(*shape, generator=g).to(dtype) for shape in ((12, 8), (6, 8), (6,)))
-        with fast_paths(bias_epilogues={model_module.matmul_key(dtype, 12, 8, 6): True}):
-            fused, other_rows = model_module.matmul(a, w.t(), bias), model_module.matmul(a[:9], w.t(), bias)
-            no_bias = model_module.matmul(a, w.t())
+        with fast_paths(bias_epilogues={kernels.matmul_key(dtype, 12, 8, 6): True}):
+            fused, other_rows = kernels.matmul(a, w.t(), bias), kernels.matmul(a[:9], w.t(), bias)
+            no_bias = kernels.matmul(a, w.t())
         tol = 1e-6 if dtype == torch.float32 else 1e-2
         assert torch.allclose(fused.float(), torch.addmm(bias, a, w.t()).float(), atol=tol), dtype
         assert torch.allclose(other_rows.float(), torch.addmm(bias, a[:9], w.t()).float(), atol=tol)
@@ -305,7 +306,7 @@ def test_a_model_with_its_biases_added_by_onednn_computes_the_same_outputs_and_g
     model = AlbertModel(config).eval()
     ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
     H, I = config.hidden_size, config.intermediate_size
-    plan = {model_module.matmul_key(torch.float32, 21, k, m): True for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    plan = {kernels.matmul_key(torch.float32, 21, k, m): True for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
     probe = torch.randn(3, 7, H)
     loss_of = lambda out: (out.last_hidden_state * probe).sum()  # noqa: E731
     fused, real = [], torch.ops.mkldnn._linear_pointwise
@@ -319,14 +320,14 @@ def test_each_activation_names_the_gelu_it_computes():
     """gelu_form says which GELU an FFN's activation computes, so that oneDNN applies that one and no other."""
     f32, bf16 = torch.float32, torch.bfloat16
     acts = model_module.ACT_FNS
-    assert model_module.gelu_form(acts["gelu_new"], f32) == "tanh"
+    assert kernels.gelu_form(acts["gelu_new"], f32) == "tanh"
     with fast_paths(erf_gelu_bf16=True):
-        assert model_module.gelu_form(acts["gelu_new"], bf16) == "erf"
+        assert kernels.gelu_form(acts["gelu_new"], bf16) == "erf"
     with fast_paths(erf_gelu_bf16=False):
-        assert model_module.gelu_form(acts["gelu_fast"], bf16) == "tanh"
-    assert model_module.gelu_form(acts["gelu_pytorch_tanh"], bf16) == "tanh"
-    assert model_module.gelu_form(acts["gelu"], f32) == "erf"
-    assert model_module.gelu_form(acts["relu"], f32) is None
+        assert kernels.gelu_form(acts["gelu_fast"], bf16) == "tanh"
+    assert kernels.gelu_form(acts["gelu_pytorch_tanh"], bf16) == "tanh"
+    assert kernels.gelu_form(acts["gelu"], f32) == "erf"
+    assert kernels.gelu_form(acts["relu"], f32) is None
 
 
 def _gelu_calls(monkeypatch) -> list:
@@ -348,16 +349,16 @@ def test_a_gelu_applied_by_onednn_is_the_activations_own(dtype, act, form, monke
     g = torch.Generator().manual_seed(0)
     x, w, b = (torch.randn(*shape, generator=g).to(dtype) for shape in ((2, 6, 8), (24, 8), (24,)))
     fn = model_module.ACT_FNS[act]
-    plan = {model_module.gelu_key(dtype, 8, 24, form): True}
+    plan = {kernels.gelu_key(dtype, 8, 24, form): True}
     calls = _gelu_calls(monkeypatch)
     with fast_paths(**{**NO_PLANS, "gelu_epilogues": plan}):
         with torch.inference_mode():
-            projection = model_module.Projection(w, b, 1)
+            projection = kernels.Projection(w, b, 1)
             fused, fewer_rows = projection.activated(x, fn), projection.activated(x[:1], fn)
-            narrower = model_module.Projection(w[:20], b[:20], 1).activated(x, fn)  # 8 -> 20: not in the plan
+            narrower = kernels.Projection(w[:20], b[:20], 1).activated(x, fn)  # 8 -> 20: not in the plan
         assert calls == [("gelu", [], "tanh" if form == "tanh" else "none")] * 2
         xg = x.clone().requires_grad_()
-        trained = model_module.Projection(w, b, 1).activated(xg, fn)
+        trained = kernels.Projection(w, b, 1).activated(xg, fn)
         assert len(calls) == 2 and trained.requires_grad  # with a gradient: the GELU after the matmul
     expected = fn(F.linear(x, w, b))
     tol = 1e-5 if dtype == torch.float32 else 2e-2
@@ -374,7 +375,7 @@ def test_a_model_with_its_ffn_gelu_applied_by_onednn_infers_the_same_and_trains_
     config = AlbertConfig(**{**TINY, "num_hidden_layers": 2})
     model = AlbertModel(config).eval()
     ids, mask = torch.randint(5, 50, (3, 7)), torch.ones(3, 7, dtype=torch.long)
-    plan = {model_module.gelu_key(torch.float32, config.hidden_size, config.intermediate_size, "tanh"): True}
+    plan = {kernels.gelu_key(torch.float32, config.hidden_size, config.intermediate_size, "tanh"): True}
     calls = _gelu_calls(monkeypatch)
     with torch.inference_mode():
         expected = model(ids, mask).last_hidden_state
@@ -389,7 +390,7 @@ def test_a_model_with_its_ffn_gelu_applied_by_onednn_infers_the_same_and_trains_
 def _packing_plan(config: AlbertConfig, dtype: torch.dtype, fewest: int = 1) -> dict[str, int]:
     """Every projection weight of the encoder packed in `dtype`, a copy for one pass paying from `fewest` layers."""
     H, I = config.hidden_size, config.intermediate_size
-    return {model_module.weight_key(dtype, k, m): fewest for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
+    return {kernels.weight_key(dtype, k, m): fewest for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}
 
 
 def _count_packings(monkeypatch) -> list:
@@ -415,7 +416,7 @@ def test_a_packed_weight_is_packed_once_and_again_only_when_the_weight_changes(m
     def outputs(packed: bool, autocast: bool = False) -> torch.Tensor:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             with fast_paths(**{**NO_PLANS, "packed_weights": plan if packed else {}}):
-                with model_module.keep_packed_weights():
+                with kernels.keep_packed_weights():
                     return model(ids, mask).last_hidden_state
     assert _same(outputs(False), outputs(True)) and len(packings) == 4  # Q/K/V fused, output, FFN in and out
     assert _same(outputs(False), outputs(True)) and len(packings) == 4  # kept
@@ -463,22 +464,22 @@ def test_a_packed_projection_keeps_its_oneDNN_gelu_and_skips_what_cannot_pack(mo
     x = torch.randn(2, 6, 8, generator=g)
     fn = model_module.ACT_FNS["gelu_new"]
     packings = _count_packings(monkeypatch)
-    plan = {model_module.weight_key(torch.float32, 8, 24): 1}
+    plan = {kernels.weight_key(torch.float32, 8, 24): 1}
     with fast_paths(**{**NO_PLANS, "packed_weights": plan,
-                       "gelu_epilogues": {model_module.gelu_key(torch.float32, 8, 24, "tanh"): True}}):
-        with torch.no_grad(), model_module.keep_packed_weights():
-            packed = model_module.projection(linear, 1)
+                       "gelu_epilogues": {kernels.gelu_key(torch.float32, 8, 24, "tanh"): True}}):
+        with torch.no_grad(), kernels.keep_packed_weights():
+            packed = kernels.projection(linear, 1)
             assert packed.packed and len(packings) == 1
-            assert torch.allclose(model_module.activated(packed, fn, x), fn(linear(x)), atol=1e-5)
+            assert torch.allclose(kernels.activated(packed, fn, x), fn(linear(x)), atol=1e-5)
             assert torch.allclose(packed(x[:1, :2]), linear(x[:1, :2]), atol=1e-5)
-            assert not getattr(model_module.projection(torch.nn.Linear(8, 20), 1), "packed", False)
-        with model_module.keep_packed_weights():
-            assert model_module.projection(linear, 1) is linear  # with a gradient: the module itself
-        with torch.inference_mode(), model_module.keep_packed_weights():
+            assert not getattr(kernels.projection(torch.nn.Linear(8, 20), 1), "packed", False)
+        with kernels.keep_packed_weights():
+            assert kernels.projection(linear, 1) is linear  # with a gradient: the module itself
+        with torch.inference_mode(), kernels.keep_packed_weights():
             made_here = torch.nn.Linear(8, 24)
-            assert not model_module.projection(made_here, 1).packed  # the GELU plan's Projection, unpacked
+            assert not kernels.projection(made_here, 1).packed  # the GELU plan's Projection, unpacked
             for _ in range(2):
-                assert torch.allclose(model_module.projection(made_here, 2)(x), made_here(x), atol=1e-5)
+                assert torch.allclose(kernels.projection(made_here, 2)(x), made_here(x), atol=1e-5)
         assert len(packings) == 3
 
 
@@ -486,7 +487,7 @@ def _blocks_of_4_rows(config: AlbertConfig, rows: int) -> dict[str, int]:
     """A row plan running every projection matmul (forward and input gradient) at `rows` in blocks of 4 rows."""
     H, I = config.hidden_size, config.intermediate_size
     shapes = [(H, 3 * H), (H, H), (H, I), (I, H), (3 * H, H)]
-    return {model_module.matmul_key(dtype, rows, k, m): 4 for k, m in shapes for dtype in (torch.float32, torch.bfloat16)}
+    return {kernels.matmul_key(dtype, rows, k, m): 4 for k, m in shapes for dtype in (torch.float32, torch.bfloat16)}
 
 
 def test_a_model_under_a_row_plan_computes_the_same_outputs_and_gradients(monkeypatch):
@@ -522,18 +523,18 @@ def test_without_a_fast_path_the_projection_is_the_module_itself():
     """No plan and nothing shared (or a GPU, or torch.compile): the nn.Linear runs as itself, hooks and all."""
     linear = torch.nn.Linear(4, 4)
     with fast_paths(**NO_PLANS, shared_weight_grad=True):
-        assert model_module.projection(linear, 1) is linear
-        assert model_module.projection(linear, 3) is not linear  # shared in training: summed gradient
+        assert kernels.projection(linear, 1) is linear
+        assert kernels.projection(linear, 3) is not linear  # shared in training: summed gradient
         with torch.no_grad():
-            assert model_module.projection(linear, 3) is linear
+            assert kernels.projection(linear, 3) is linear
     with fast_paths(row_chunks={"float32 1x4x4": 0}, weight_grads={"float32 1x4x4": ""}):  # measured: as is best
-        assert model_module.projection(linear, 1) is linear
+        assert kernels.projection(linear, 1) is linear
     with fast_paths(**{**NO_PLANS, "weight_grads": {"float32 1x4x4": "input"}}):  # a weight-gradient plan: trains only
-        assert model_module.projection(linear, 1) is not linear
+        assert kernels.projection(linear, 1) is not linear
         with torch.no_grad():
-            assert model_module.projection(linear, 1) is linear
+            assert kernels.projection(linear, 1) is linear
     with fast_paths(shared_weight_grad=False):
-        assert model_module.projection(linear, 3) is linear
+        assert kernels.projection(linear, 3) is linear
 
 
 def test_a_frozen_weight_still_trains_its_bias_through_the_fast_paths():
@@ -607,16 +608,16 @@ def test_attention_of_batched_matmuls_without_a_gradient_is_sdpas_to_bf16_roundi
     qkv = torch.randn(3, 24, 3 * 32)
     mask = model_module.extended_attention_mask(torch.tensor([[1] * 24, [1] * 17 + [0] * 7, [1] * 5 + [0] * 19]),
                                                 torch.float32)
-    exact = model_module.attention(qkv.double(), 4, mask.double(), 0.0)  # fp64 SDPA: the reference
-    monkeypatch.setattr(model_module.CPU_FAST_PATHS, "attention_forward", "matmul")
-    fp32 = model_module.matmul_attention(qkv, mask, 4)[0]
+    exact = kernels.attention(qkv.double(), 4, mask.double(), 0.0)  # fp64 SDPA: the reference
+    monkeypatch.setattr(kernels.CPU_FAST_PATHS, "attention_forward", "matmul")
+    fp32 = kernels.matmul_attention(qkv, mask, 4)[0]
     torch.testing.assert_close(fp32.double(), exact, atol=1e-6, rtol=1e-5)
     with torch.inference_mode():
-        monkeypatch.setattr(model_module.CPU_FAST_PATHS, "attention_forward", "sdpa")
-        sdpa = model_module.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
-        monkeypatch.setattr(model_module.CPU_FAST_PATHS, "attention_forward", "matmul")
-        ours = model_module.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
-    assert torch.equal(ours, model_module.matmul_attention(qkv.bfloat16(), mask.bfloat16(), 4)[0])  # dispatched
+        monkeypatch.setattr(kernels.CPU_FAST_PATHS, "attention_forward", "sdpa")
+        sdpa = kernels.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
+        monkeypatch.setattr(kernels.CPU_FAST_PATHS, "attention_forward", "matmul")
+        ours = kernels.attention(qkv.bfloat16(), 4, mask.bfloat16(), 0.0)
+    assert torch.equal(ours, kernels.matmul_attention(qkv.bfloat16(), mask.bfloat16(), 4)[0])  # dispatched
     # No further from fp64 than SDPA's own bf16 is, give or take a bf16 step of the outputs (|x| < 4 here).
     err_ours, err_sdpa = (ours.double() - exact).abs().max(), (sdpa.double() - exact).abs().max()
     assert err_ours <= err_sdpa + 2 ** -6, (err_ours, err_sdpa)
@@ -625,7 +626,7 @@ def test_attention_of_batched_matmuls_without_a_gradient_is_sdpas_to_bf16_roundi
 def _attention_at_and_grads(qkv: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor, grad: bool):
     qkv = qkv.clone().requires_grad_(grad)
     with torch.set_grad_enabled(grad):
-        out = model_module.attention_at(qkv, rows, 4, mask, 0.0)  # (B, R, H)
+        out = kernels.attention_at(qkv, rows, 4, mask, 0.0)  # (B, R, H)
     if not grad:
         return [out]
     out.backward(torch.linspace(-1, 1, out.numel()).view_as(out).to(out.dtype))
@@ -647,9 +648,9 @@ def test_the_last_layers_attention_of_batched_matmuls_is_sdpas_to_bf16_rounding(
     for path in ("sdpa", "matmul"):
         switch = dict(attention_backward=path) if grad else dict(attention_forward=path)
         for name, value in switch.items():
-            monkeypatch.setattr(model_module.CPU_FAST_PATHS, name, value)
+            monkeypatch.setattr(kernels.CPU_FAST_PATHS, name, value)
         calls = []
-        monkeypatch.setattr(model_module, "probabilities", lambda *a, f=model_module.probabilities: calls.append(1)
+        monkeypatch.setattr(kernels, "probabilities", lambda *a, f=kernels.probabilities: calls.append(1)
                             or f(*a))
         runs[path] = _attention_at_and_grads(qkv.bfloat16(), rows, mask.bfloat16(), grad)
         assert bool(calls) == (path == "matmul"), path  # the switch decides which form runs
@@ -666,7 +667,7 @@ def test_the_last_layers_attention_of_batched_matmuls_is_sdpas_to_bf16_rounding(
 def test_a_packed_dropout_mask_drops_each_element_independently_with_probability_p(p):
     """Four decisions from each 64-bit word: every lane, and every pair of lanes of a word, Bernoulli as asked."""
     torch.manual_seed(0)
-    keep, scale = model_module.dropout_mask((4096, 1024), p, torch.float32)
+    keep, scale = kernels.dropout_mask((4096, 1024), p, torch.float32)
     assert set(keep.unique().tolist()) <= {0.0, 1.0}
     dropped = keep.view(-1, 4) == 0  # the four lanes of each word
     n, sigma = dropped.shape[0], math.sqrt(p * (1 - p) / dropped.shape[0])
@@ -675,33 +676,33 @@ def test_a_packed_dropout_mask_drops_each_element_independently_with_probability
     assert all(abs(b - p * p) < 5 * math.sqrt(p * p * (1 - p * p) / n) for b in both)  # pairs independent
     assert scale == pytest.approx(1 / (1 - p), rel=1e-4)
     torch.manual_seed(0)
-    again = model_module.dropout_mask((4096, 1024), p, torch.bfloat16)[0]  # torch's generator: seeded; any dtype
+    again = kernels.dropout_mask((4096, 1024), p, torch.bfloat16)[0]  # torch's generator: seeded; any dtype
     assert again.dtype == torch.bfloat16 and torch.equal(again.float(), keep)
-    assert model_module.dropout_mask((3, 5), 0.0, torch.float32)[0].eq(1).all()
-    assert model_module.dropout_mask((3, 5), 1.0, torch.float32)[0].eq(0).all()
+    assert kernels.dropout_mask((3, 5), 0.0, torch.float32)[0].eq(1).all()
+    assert kernels.dropout_mask((3, 5), 1.0, torch.float32)[0].eq(0).all()
 
 
 def test_packed_dropout_keeps_the_expectation_and_its_gradient_is_the_mask(monkeypatch):
     x = torch.randn(64, 256, requires_grad=True)
-    drop = model_module.Dropout(0.1)
+    drop = kernels.Dropout(0.1)
     assert drop.eval()(x) is x
     drop.train()
     torch.manual_seed(3)
     y = drop(x)
     torch.manual_seed(3)
-    keep, scale = model_module.dropout_mask(x.shape, 0.1, x.dtype)
+    keep, scale = kernels.dropout_mask(x.shape, 0.1, x.dtype)
     assert torch.equal(y, torch.where(keep.bool(), x * scale, 0))
     y.backward(torch.ones_like(y))
     assert torch.equal(x.grad, keep * scale)
     bf16 = torch.randn(64, 256).bfloat16()  # x times the scale in full precision, rounded once to bf16
     torch.manual_seed(3)
-    keep, scale = model_module.dropout_mask(bf16.shape, 0.1, torch.bfloat16)
+    keep, scale = kernels.dropout_mask(bf16.shape, 0.1, torch.bfloat16)
     torch.manual_seed(3)
     assert torch.equal(drop(bf16), torch.where(keep.bool(), (bf16.float() * scale).bfloat16(), 0))
     mean = torch.stack([drop(torch.ones(256, 256)) for _ in range(64)]).mean()
     assert mean == pytest.approx(1.0, abs=3e-3)  # E = x: 4M draws, sigma ~1.6e-4
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # torch.compile: its own dropout, fused
-    assert not model_module.packs_dropout(x, 0.1)
+    assert not kernels.packs_dropout(x, 0.1)
     monkeypatch.undo()
     with fast_paths(packed_dropout=False):  # torch's own dropout: other draws, the same law
         assert drop(torch.ones(256, 256)).eq(0).float().mean() == pytest.approx(0.1, abs=0.01)
@@ -717,12 +718,12 @@ def test_attention_under_dropout_is_the_attention_of_its_mask(dtype, monkeypatch
     mask = torch.zeros(B, 1, 1, T, dtype=dtype)
     mask[1, ..., -2:] = torch.finfo(dtype).min
     torch.manual_seed(5)
-    out = model_module.dropout_attention(qkv, mask, nh, 0.3)
+    out = kernels.dropout_attention(qkv, mask, nh, 0.3)
     torch.manual_seed(5)
-    keep, scale = model_module.dropout_mask((B * nh, T, T), 0.3, dtype)
-    q, k, v = (x.double() for x in model_module.split_heads(qkv, nh))  # (B, nh, T, hs)
+    keep, scale = kernels.dropout_mask((B * nh, T, T), 0.3, dtype)
+    q, k, v = (x.double() for x in kernels.split_heads(qkv, nh))  # (B, nh, T, hs)
     probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(H // nh) + mask.double(), -1)
-    ref = model_module.merge_heads((probs * keep.view(B, nh, T, T) * scale) @ v)
+    ref = kernels.merge_heads((probs * keep.view(B, nh, T, T) * scale) @ v)
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=3e-2, rtol=3e-2)
     torch.testing.assert_close(out.double(), ref, **tol)
     g = torch.randn_like(ref)
@@ -731,17 +732,17 @@ def test_attention_under_dropout_is_the_attention_of_its_mask(dtype, monkeypatch
     torch.testing.assert_close(grad.double(), grad_ref.double(), **tol)
     torch.manual_seed(5)
     with fast_paths(attention_block_heads=1):  # the backward a head at a time: the same gradient
-        (blocked,) = torch.autograd.grad(model_module.dropout_attention(qkv, mask, nh, 0.3), qkv, g.to(dtype))
+        (blocked,) = torch.autograd.grad(kernels.dropout_attention(qkv, mask, nh, 0.3), qkv, g.to(dtype))
     torch.testing.assert_close(blocked, grad, **tol)
     # the last layer's queries at a few rows only: the same formula, its own mask of (B*nh, R, T)
     rows = torch.tensor([[0, 5], [6, 0]])  # (B, R)
     torch.manual_seed(6)
-    out = model_module.attention_at(qkv, rows, nh, mask, 0.3)
+    out = kernels.attention_at(qkv, rows, nh, mask, 0.3)
     torch.manual_seed(6)
-    keep, scale = model_module.dropout_mask((B * nh, 2, T), 0.3, dtype)
+    keep, scale = kernels.dropout_mask((B * nh, 2, T), 0.3, dtype)
     probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(H // nh) + mask.double(), -1)  # a fresh graph
     at = probs.gather(2, rows[:, None, :, None].expand(B, nh, 2, T))  # (B, nh, R, T)
-    ref = model_module.merge_heads((at * keep.view(B, nh, 2, T) * scale) @ v)
+    ref = kernels.merge_heads((at * keep.view(B, nh, 2, T) * scale) @ v)
     torch.testing.assert_close(out.double(), ref, **tol)
     (grad,) = torch.autograd.grad(out, qkv, g[:, :2].to(dtype))
     (grad_ref,) = torch.autograd.grad(ref, qkv, g[:, :2])
@@ -750,8 +751,8 @@ def test_attention_under_dropout_is_the_attention_of_its_mask(dtype, monkeypatch
     config = AlbertConfig(**{**TINY, "attention_probs_dropout_prob": 0.2})
     model = AlbertModel(config).train()
     ids = torch.randint(0, 50, (2, 9))
-    calls, real = [], model_module.dropout_mask
-    monkeypatch.setattr(model_module, "dropout_mask", lambda shape, *a: calls.append(tuple(shape)) or real(shape, *a))
+    calls, real = [], kernels.dropout_mask
+    monkeypatch.setattr(kernels, "dropout_mask", lambda shape, *a: calls.append(tuple(shape)) or real(shape, *a))
     model(ids, output_positions=torch.tensor([[0, 3], [0, 1]]))
     with fast_paths(packed_dropout=False):
         model(ids, output_positions=torch.tensor([[0, 3], [0, 1]]))

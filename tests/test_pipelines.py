@@ -158,13 +158,13 @@ def test_tag_reads_each_word_and_says_what_it_could_not_tag(models, caplog):
 def test_a_pipeline_keeps_its_packed_weights_from_call_to_call(models, monkeypatch):
     """Where calibration packs the projection weights, a pipeline (which owns its model) packs each once, keeps the
     copies from call to call, and scores as transformers does (fp32, to 1e-5)."""
-    from litebert import model as lm
+    from litebert import kernels
     from litebert.calibrate import fast_paths
 
     ours = pipeline("text-classification", models / "cls", device="cpu", bf16=False, batch_size=2)
     theirs = hf_pipeline("text-classification", models / "cls", "AlbertForSequenceClassification")
     H, I = ours.model.config.hidden_size, ours.model.config.intermediate_size
-    plan = {lm.weight_key(torch.float32, k, m): 5 for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}  # > 2 layers
+    plan = {kernels.weight_key(torch.float32, k, m): 5 for k, m in [(H, 3 * H), (H, H), (H, I), (I, H)]}  # > 2 layers
     packings, real = [], torch.ops.mkldnn._reorder_linear_weight
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", lambda w, *a: packings.append(w.shape) or real(w))
     with fast_paths(packed_weights=plan):

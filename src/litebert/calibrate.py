@@ -14,23 +14,23 @@ benchmark mode does, `calibrate` times the candidates once and keeps the fastest
             attention or attention of batched matmuls
 
 Before those, each bf16 matmul shape of the model's projections at the run's B*T rows (forward, and in training
-the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`model.matmul`): oneDNN runs some
+the input gradients) is timed whole and in blocks of 256, 512 and 1024 rows (`kernels.matmul`): oneDNN runs some
 shapes at half its rate whole and at the full one in blocks. A block size is kept where it takes at most 90% of
 the whole matmul's time. Each projection's forward matmul that runs whole is also timed, in fp32 and bf16, with its
 bias added by addmm (a pass copying the bias into the output first) and by oneDNN's linear (added as it writes),
 and the latter is kept where it is no slower. The FFN's input projection is also timed in fp32 and bf16 with its
 GELU after the matmul and with bias and GELU applied by oneDNN as it writes the output
-(`model.Projection.activated`, for passes without a gradient: inference, and a training run's evaluations), the
+(`kernels.Projection.activated`, for passes without a gradient: inference, and a training run's evaluations), the
 latter kept where it is no slower. Each forward projection is also timed in fp32 and bf16, without a gradient,
 as it runs under those plans and applied from a copy of its weight packed once into oneDNN's blocked layout
-(`model.packed_projection`), the latter kept where it is no slower. These two plans hold at any row count, so a
+(`kernels.packed_projection`), the latter kept where it is no slower. These two plans hold at any row count, so a
 run of more than PROBE_ROWS rows times them at that many (unless its row plan splits the shape). In training each
 projection's weight gradient gy^T x is timed as autograd computes it (gy^T a strided view) and with gy or x
-transposed first (`model.SharedGrad`), and the matmul attention backward on all heads at once and in blocks of 4
+transposed first (`kernels.SharedGrad`), and the matmul attention backward on all heads at once and in blocks of 4
 to 32 heads, each kept likewise at 90%. The variants above are then
 timed with those plans. In training a model that shares blocks across layers, the chosen variant (bf16 or fp32)
 is then timed on a copy of up to four layers sharing its blocks (SHARED_LAYERS), with the shared blocks' weight
-gradients summed in place (`model.Linear`) and as autograd sums them; the faster is kept. A bf16 training choice
+gradients summed in place (`kernels.Linear`) and as autograd sums them; the faster is kept. A bf16 training choice
 then times the one-layer copy's forward without a gradient with SDPA's attention and with batched matmuls, for the
 run's evaluation passes, and keeps the faster.
 
@@ -68,6 +68,7 @@ from typing import Any
 
 import torch
 
+from litebert import kernels
 from litebert import model as lm
 from litebert.config import AlbertConfig
 from litebert.files import write_json_atomic
@@ -108,24 +109,24 @@ class Calibration:
     """bf16 autocast pays at this shape on this machine."""
     erf_gelu_bf16: bool
     attention_backward: str
-    """model.ATTENTION_BACKWARDS: "matmul", "fp32" or "sdpa" (inference: "sdpa", there is no backward)."""
+    """kernels.ATTENTION_BACKWARDS: "matmul", "fp32" or "sdpa" (inference: "sdpa", there is no backward)."""
     length: int
     attention_forward: str = "sdpa"
-    """How attention without a gradient runs (model.CpuFastPaths.attention_forward): "sdpa" or "matmul"; measured
+    """How attention without a gradient runs (kernels.CpuFastPaths.attention_forward): "sdpa" or "matmul"; measured
     in inference, and in bf16 training for the run's evaluation passes."""
     row_chunks: dict[str, int] = field(default_factory=dict)
-    """model.matmul_key -> rows per block (0: whole) of every bf16 projection matmul measured at this shape."""
+    """kernels.matmul_key -> rows per block (0: whole) of every bf16 projection matmul measured at this shape."""
     weight_grads: dict[str, str] = field(default_factory=dict)
-    """model.matmul_key (forward) -> how each bf16 projection's weight gradient runs (model.WEIGHT_GRADS)."""
+    """kernels.matmul_key (forward) -> how each bf16 projection's weight gradient runs (kernels.WEIGHT_GRADS)."""
     attention_block_heads: int = 0
     """Heads per block of the matmul attention backward (0: all at once)."""
     bias_epilogues: dict[str, bool] = field(default_factory=dict)
-    """model.matmul_key -> whether oneDNN's linear adds the bias of each bf16 projection timed whole."""
+    """kernels.matmul_key -> whether oneDNN's linear adds the bias of each bf16 projection timed whole."""
     gelu_epilogues: dict[str, bool] = field(default_factory=dict)
-    """model.gelu_key -> whether oneDNN applies the bias and GELU of the FFN's input projection (inference)."""
+    """kernels.gelu_key -> whether oneDNN applies the bias and GELU of the FFN's input projection (inference)."""
     packed_weights: dict[str, int] = field(default_factory=dict)
-    """model.weight_key -> the fewest layers a copy of each projection's weight packed for one pass must serve to
-    pay for its packing (0: a packed copy is no faster; model.packed_projection)."""
+    """kernels.weight_key -> the fewest layers a copy of each projection's weight packed for one pass must serve to
+    pay for its packing (0: a packed copy is no faster; kernels.packed_projection)."""
     shared_weight_grad: bool = True
     """A shared block sums its weight gradient in place (timed on a copy of up to four layers when the model
     shares)."""
@@ -136,17 +137,17 @@ class Calibration:
 
     def apply(self) -> None:
         """Set the model's CPU fast-path switches to what was measured (process-wide, like torch.backends)."""
-        lm.CPU_FAST_PATHS.erf_gelu_bf16 = self.erf_gelu_bf16
-        lm.CPU_FAST_PATHS.attention_backward = self.attention_backward
-        lm.CPU_FAST_PATHS.attention_backward_max_len = self.length
-        lm.CPU_FAST_PATHS.attention_forward = self.attention_forward
-        lm.CPU_FAST_PATHS.row_chunks = {**lm.CPU_FAST_PATHS.row_chunks, **self.row_chunks}
-        lm.CPU_FAST_PATHS.weight_grads = {**lm.CPU_FAST_PATHS.weight_grads, **self.weight_grads}
-        lm.CPU_FAST_PATHS.attention_block_heads = self.attention_block_heads
-        lm.CPU_FAST_PATHS.bias_epilogues = {**lm.CPU_FAST_PATHS.bias_epilogues, **self.bias_epilogues}
-        lm.CPU_FAST_PATHS.gelu_epilogues = {**lm.CPU_FAST_PATHS.gelu_epilogues, **self.gelu_epilogues}
-        lm.CPU_FAST_PATHS.packed_weights = {**lm.CPU_FAST_PATHS.packed_weights, **self.packed_weights}
-        lm.CPU_FAST_PATHS.shared_weight_grad = self.shared_weight_grad
+        kernels.CPU_FAST_PATHS.erf_gelu_bf16 = self.erf_gelu_bf16
+        kernels.CPU_FAST_PATHS.attention_backward = self.attention_backward
+        kernels.CPU_FAST_PATHS.attention_backward_max_len = self.length
+        kernels.CPU_FAST_PATHS.attention_forward = self.attention_forward
+        kernels.CPU_FAST_PATHS.row_chunks = {**kernels.CPU_FAST_PATHS.row_chunks, **self.row_chunks}
+        kernels.CPU_FAST_PATHS.weight_grads = {**kernels.CPU_FAST_PATHS.weight_grads, **self.weight_grads}
+        kernels.CPU_FAST_PATHS.attention_block_heads = self.attention_block_heads
+        kernels.CPU_FAST_PATHS.bias_epilogues = {**kernels.CPU_FAST_PATHS.bias_epilogues, **self.bias_epilogues}
+        kernels.CPU_FAST_PATHS.gelu_epilogues = {**kernels.CPU_FAST_PATHS.gelu_epilogues, **self.gelu_epilogues}
+        kernels.CPU_FAST_PATHS.packed_weights = {**kernels.CPU_FAST_PATHS.packed_weights, **self.packed_weights}
+        kernels.CPU_FAST_PATHS.shared_weight_grad = self.shared_weight_grad
 
     def headline(self) -> str:
         """The choice in one console line: the fastest bf16 variant's time against fp32's, and where the whole
@@ -246,7 +247,7 @@ def calibrate(config: AlbertConfig, batch: int, length: int, mode: str = "train"
                 fns = variants(config, batch, length, mode)
                 result = decide(runoff(fns, timer(fns), mode, timer), mode, length, key)
             else:  # nothing to choose between: the attention and GELU switches act in bf16 only
-                defaults = lm.CpuFastPaths()
+                defaults = kernels.CpuFastPaths()
                 result = Calibration(mode=mode, bf16=False, erf_gelu_bf16=defaults.erf_gelu_bf16,
                                      attention_backward=defaults.attention_backward, length=length, key=key)
             result = dataclasses.replace(result, **plans)
@@ -374,14 +375,14 @@ def projection_matmuls(config: AlbertConfig, rows: int, mode: str) -> list[tuple
 
 
 def row_chunks(config: AlbertConfig, rows: int, mode: str, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
-    """model.matmul_key -> the fastest rows per block of each projection matmul in `dtype` (0: whole), timed."""
+    """kernels.matmul_key -> the fastest rows per block of each projection matmul in `dtype` (0: whole), timed."""
     plan = {}
     for n, k, m in projection_matmuls(config, rows, mode):
-        key, blocks = lm.matmul_key(dtype, n, k, m), [r for r in ROW_BLOCKS if r < n]
+        key, blocks = kernels.matmul_key(dtype, n, k, m), [r for r in ROW_BLOCKS if r < n]
         if not blocks:
             continue
         a, b = torch.randn(n, k, dtype=dtype), torch.randn(k, m, dtype=dtype)
-        seconds = interleaved_medians({r: _switched(lambda a=a, b=b: lm.matmul(a, b), row_chunks={key: r})
+        seconds = interleaved_medians({r: _switched(lambda a=a, b=b: kernels.matmul(a, b), row_chunks={key: r})
                                        for r in (0, *blocks)}, budget_s=0.05)
         best = min(blocks, key=seconds.__getitem__)
         plan[key] = best if seconds[best] <= MATMUL_MARGIN * seconds[0] else 0
@@ -400,44 +401,45 @@ def onednn_dtypes(bf16: bool) -> tuple[torch.dtype, ...]:
 
 def bias_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int],
                    dtypes: tuple[torch.dtype, ...]) -> dict[str, bool]:
-    """model.matmul_key -> whether each forward projection matmul in `dtypes` that runs whole (no row blocks in
+    """kernels.matmul_key -> whether each forward projection matmul in `dtypes` that runs whole (no row blocks in
     `chunks`) is no slower with its bias added by oneDNN's linear than by addmm (fp32: MKL's). No margin: the
     fused way only drops a pass over the output, so where the two time alike either choice costs nothing."""
     plan = {}
     for dtype in dtypes:
         for n, k, m in projection_matmuls(config, rows, "infer"):
-            key = lm.matmul_key(dtype, n, k, m)
+            key = kernels.matmul_key(dtype, n, k, m)
             if chunks.get(key):
                 continue
             a, w, bias = torch.randn(n, k, dtype=dtype), torch.randn(m, k, dtype=dtype), torch.randn(m, dtype=dtype)
-            seconds = interleaved_medians({on: _switched(lambda: lm.matmul(a, w.t(), bias), bias_epilogues={key: on})
-                                           for on in (False, True)}, budget_s=0.1)
+            seconds = interleaved_medians({on: _switched(lambda: kernels.matmul(a, w.t(), bias),
+                                                         bias_epilogues={key: on}) for on in (False, True)},
+                                          budget_s=0.1)
             plan[key] = seconds[True] <= seconds[False]
     return plan
 
 
 def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int], biases: dict[str, bool],
                    dtypes: tuple[torch.dtype, ...]) -> dict[str, bool]:
-    """model.gelu_key -> whether the FFN's input projection at `rows` rows, in each of `dtypes` (bf16 with each GELU
-    form the model may take there), is no slower with its bias and GELU applied by oneDNN than as `model.matmul` (under
-    the row plan `chunks` and the bias plan `biases`) and then the GELU. No margin: the fused way only drops passes
-    over the output, so the answer stands for every row count (see model.Projection.activated), and is timed at
-    `probe`'s rows."""
+    """kernels.gelu_key -> whether the FFN's input projection at `rows` rows, in each of `dtypes` (bf16 with each
+    GELU form the model may take there), is no slower with its bias and GELU applied by oneDNN than as
+    `kernels.matmul` (under the row plan `chunks` and the bias plan `biases`) and then the GELU. No margin: the
+    fused way only drops passes over the output, so the answer stands for every row count (see
+    kernels.Projection.activated), and is timed at `probe`'s rows."""
     plan = {}
     H, I = config.hidden_size, config.intermediate_size
     act = lm.ACT_FNS[config.hidden_act]
     for dtype in dtypes:
         for erf in (True, False):  # the form of gelu_tanh in bf16 follows CPU_FAST_PATHS.erf_gelu_bf16
             with fast_paths(erf_gelu_bf16=erf):
-                form = lm.gelu_form(act, dtype)
-            key = lm.gelu_key(dtype, H, I, form) if form else None
+                form = kernels.gelu_form(act, dtype)
+            key = kernels.gelu_key(dtype, H, I, form) if form else None
             if key is None or key in plan:
                 continue
             n, switches = probe(rows, chunks, biases, dtype, H, I)
             x, w, b = torch.randn(n, H, dtype=dtype), torch.randn(I, H, dtype=dtype), torch.randn(I, dtype=dtype)
             switches = dict(**switches, erf_gelu_bf16=erf)
             with torch.inference_mode(), fast_paths(**switches, gelu_epilogues={key: True}):
-                projection = lm.Projection(w, b, 1)  # through model.linear, as in a model with plans
+                projection = kernels.Projection(w, b, 1)  # through kernels.linear, as in a model with plans
                 seconds = interleaved_medians(
                     {on: _switched(lambda: projection.activated(x, act), **switches, gelu_epilogues={key: on})
                      for on in (False, True)}, budget_s=0.1)
@@ -447,24 +449,24 @@ def gelu_epilogues(config: AlbertConfig, rows: int, chunks: dict[str, int], bias
 
 def packed_weights(config: AlbertConfig, rows: int, chunks: dict[str, int], biases: dict[str, bool],
                    dtypes: tuple[torch.dtype, ...]) -> dict[str, int]:
-    """model.weight_key -> for each forward projection at `rows` rows, in each of `dtypes`, without a gradient:
-    0 where a call from a packed copy of its weight (model.packed_projection) is no faster than as
-    model.projection applies it under the row plan `chunks` and the bias plan `biases`; else the fewest calls
+    """kernels.weight_key -> for each forward projection at `rows` rows, in each of `dtypes`, without a gradient:
+    0 where a call from a packed copy of its weight (kernels.packed_projection) is no faster than as
+    kernels.projection applies it under the row plan `chunks` and the bias plan `biases`; else the fewest calls
     whose savings pay for the packing, so the fewest layers a copy made for one pass must serve (a copy kept
-    across passes, model.keep_packed_weights, pays from the first). The answer stands for every row count:
+    across passes, kernels.keep_packed_weights, pays from the first). The answer stands for every row count:
     packing only drops the reorder oneDNN makes of a plain weight in every call. Timed at `probe`'s rows."""
     plan = {}
     if not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
         return plan
     for dtype in dtypes:
         for _, k, m in projection_matmuls(config, rows, "infer"):
-            key = lm.weight_key(dtype, k, m)
+            key = kernels.weight_key(dtype, k, m)
             n, switches = probe(rows, chunks, biases, dtype, k, m)
             x, linear = torch.randn(n, k, dtype=dtype), torch.nn.Linear(k, m, dtype=dtype)
-            with torch.no_grad(), lm.keep_packed_weights():
+            with torch.no_grad(), kernels.keep_packed_weights():
                 seconds = interleaved_medians(
-                    {**{packs: _switched(lambda: lm.projection(linear, 1)(x), **switches, packed_weights={key: packs})
-                        for packs in (0, 1)},
+                    {**{packs: _switched(lambda: kernels.projection(linear, 1)(x), **switches,
+                                         packed_weights={key: packs}) for packs in (0, 1)},
                      "pack": lambda: torch.ops.mkldnn._reorder_linear_weight(linear.weight)}, budget_s=0.1)
             saved = seconds[0] - seconds[1]
             plan[key] = max(1, math.ceil(seconds["pack"] / saved)) if saved > 0 else 0
@@ -477,51 +479,51 @@ def probe(rows: int, chunks: dict[str, int], biases: dict[str, bool], dtype: tor
     row and bias plans `chunks` and `biases` measured at the run's `rows` as they apply at those): PROBE_ROWS where
     the run has more, with the run's bias plan for the shape; the run's rows where its row plan splits the shape,
     since the fused and packed ways run whole and their rival in blocks."""
-    key = lm.matmul_key(dtype, rows, inner, out)
+    key = kernels.matmul_key(dtype, rows, inner, out)
     if rows <= PROBE_ROWS or chunks.get(key):
         return rows, {"row_chunks": chunks, "bias_epilogues": biases}
     return PROBE_ROWS, {"row_chunks": {},
-                        "bias_epilogues": {lm.matmul_key(dtype, PROBE_ROWS, inner, out): biases.get(key, False)}}
+                        "bias_epilogues": {kernels.matmul_key(dtype, PROBE_ROWS, inner, out): biases.get(key, False)}}
 
 
 def weight_grads(config: AlbertConfig, rows: int, uses: int = 1, dtype: torch.dtype = torch.bfloat16
                  ) -> dict[str, str]:
-    """model.matmul_key -> the fastest way (model.WEIGHT_GRADS) to compute each projection's weight and bias
+    """kernels.matmul_key -> the fastest way (kernels.WEIGHT_GRADS) to compute each projection's weight and bias
     gradients in `dtype` at `rows` rows, timed per layer as `uses` layers sharing the projection need them: each layer's
     added to the sum of those before (when uses > 1), the sum turned to the weight's layout once per `uses`."""
     plan = {}
     for n, k, m in projection_matmuls(config, rows, "infer"):
-        key = lm.matmul_key(dtype, n, k, m)
+        key = kernels.matmul_key(dtype, n, k, m)
         x, gy = torch.randn(n, k, dtype=dtype), torch.randn(n, m, dtype=dtype)
         adds, takes = {}, {}
-        for how in lm.WEIGHT_GRADS:
+        for how in kernels.WEIGHT_GRADS:
             with fast_paths(weight_grads={key: how}):
-                sums = lm.SharedGrad()
+                sums = kernels.SharedGrad()
                 sums.add(gy, x)
-            adds[how] = _switched(lambda sums=sums: sums.add(gy, x) if uses > 1 else lm.SharedGrad().add(gy, x),
+            adds[how] = _switched(lambda sums=sums: sums.add(gy, x) if uses > 1 else kernels.SharedGrad().add(gy, x),
                                   weight_grads={key: how})
             takes[how] = lambda sums=sums, filled=(sums.sum, sums.bias): _take(sums, *filled)
         seconds = interleaved_medians({**adds, **{(how, "take"): fn for how, fn in takes.items()}}, budget_s=0.05)
-        cost = {how: seconds[how] + seconds[how, "take"] / uses for how in lm.WEIGHT_GRADS}
+        cost = {how: seconds[how] + seconds[how, "take"] / uses for how in kernels.WEIGHT_GRADS}
         best = min(cost, key=cost.__getitem__)
         plan[key] = best if cost[best] <= MATMUL_MARGIN * cost[""] else ""
     return plan
 
 
-def _take(sums: lm.SharedGrad, total: torch.Tensor, bias: torch.Tensor | None) -> None:
+def _take(sums: kernels.SharedGrad, total: torch.Tensor, bias: torch.Tensor | None) -> None:
     sums.sum, sums.bias = total, bias
     sums.take()
 
 
 def attention_blocks(config: AlbertConfig, batch: int, length: int) -> int:
-    """The fastest heads per block (model.CPU_FAST_PATHS.attention_block_heads; 0: all at once) of the bf16 matmul
+    """The fastest heads per block (kernels.CPU_FAST_PATHS.attention_block_heads; 0: all at once) of the bf16 matmul
     attention backward at (batch, length), timed on random fused projections (the backward only)."""
     heads = batch * config.num_attention_heads
     blocks = [h for h in ATTENTION_BLOCKS if h < heads]
     if not blocks:
         return 0
     qkv = torch.randn(batch, length, 3 * config.hidden_size, dtype=torch.bfloat16, requires_grad=True)
-    out = lm.MatmulBackwardAttention.apply(qkv, None, config.num_attention_heads)
+    out = kernels.MatmulBackwardAttention.apply(qkv, None, config.num_attention_heads)
     grad = torch.randn_like(out)
 
     def backward() -> None:
@@ -682,19 +684,19 @@ def _autocast(bf16: bool):
 
 @contextmanager
 def fast_paths(**switches: Any) -> Iterator[None]:
-    """model.CPU_FAST_PATHS fields set for the length of the block."""
-    saved = dataclasses.asdict(lm.CPU_FAST_PATHS)
+    """kernels.CPU_FAST_PATHS fields set for the length of the block."""
+    saved = dataclasses.asdict(kernels.CPU_FAST_PATHS)
     for name, value in switches.items():
-        setattr(lm.CPU_FAST_PATHS, name, value)
+        setattr(kernels.CPU_FAST_PATHS, name, value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(lm.CPU_FAST_PATHS, name, value)
+            setattr(kernels.CPU_FAST_PATHS, name, value)
 
 
 def _switched(fn: Callable[[], None], **switches: Any) -> Callable[[], None]:
-    """`fn` with model.CPU_FAST_PATHS fields set for the call only."""
+    """`fn` with kernels.CPU_FAST_PATHS fields set for the call only."""
     def run() -> None:
         with fast_paths(**switches):
             fn()

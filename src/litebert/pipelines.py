@@ -52,8 +52,9 @@ import torch
 from litebert import pairs
 from litebert.export import BACKENDS
 from litebert.files import open_text
+from litebert.kernels import keep_packed_weights
 from litebert.model import AlbertForMaskedLM, AlbertForQuestionAnswering, AlbertForSequenceClassification, \
-    AlbertForTokenClassification, AlbertModel, keep_packed_weights
+    AlbertForTokenClassification, AlbertModel
 
 
 log = logging.getLogger("litebert")

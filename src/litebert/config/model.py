@@ -41,7 +41,7 @@ class AlbertConfig:
     """Width of the feed-forward block (4H in the paper)."""
     hidden_act: str = "gelu_new"
     """`gelu_new` is the tanh approximation the official code uses (in bf16 on CPU litebert evaluates it in the
-    erf form, see model.gelu_tanh; `gelu_pytorch_tanh` keeps tanh everywhere); `gelu` is the exact erf form."""
+    erf form, see kernels.gelu_tanh; `gelu_pytorch_tanh` keeps tanh everywhere); `gelu` is the exact erf form."""
     hidden_dropout_prob: float = 0.0
     attention_probs_dropout_prob: float = 0.0
     classifier_dropout_prob: float = 0.1
