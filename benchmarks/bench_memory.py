@@ -39,7 +39,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import hf_albert_config, hf_step, make_batch, model_config, ours_step, to_device  # noqa: E402
+from bench_train import hf_albert_config, hf_step, make_batch, model_config, ours_step, predictions_for, \
+    to_device  # noqa: E402
 from common import cpu_tag, format_table, interleaved_medians, machine_info, set_threads, time_once, \
     write_json  # noqa: E402
 from litebert import distributed as D  # noqa: E402
@@ -75,7 +76,7 @@ def training_step(contender: str, preset: str, batch: int, length: int, bf16: bo
     """(one training step as a function, the model, its optimizer, the batch, the forward)."""
     model, forward = build(contender, preset, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    b = to_device(make_batch(model_config(preset), batch, length), device)
+    b = to_device(make_batch(model_config(preset), batch, length, predictions=predictions_for(preset)), device)
     autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def step() -> None:

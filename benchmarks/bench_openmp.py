@@ -43,7 +43,7 @@ def child(case: str) -> float:
     sys.path.insert(0, str(HERE.parent / "src"))
     sys.path.insert(0, str(HERE))
     from bench_inference import inputs_for, random_weights
-    from bench_train import make_batch, model_config, ours_step
+    from bench_train import make_batch, model_config, ours_step, predictions_for
     from common import use_run_allocator
 
     from litebert import calibrate
@@ -56,7 +56,8 @@ def child(case: str) -> float:
         bf16, choice = calibrate.resolve_bf16("cpu", None, config, batch, length, "train")
         if choice is not None:
             choice.apply()
-        model, data = AlbertForPreTraining(config).train(), make_batch(config, batch, length)
+        model = AlbertForPreTraining(config).train()
+        data = make_batch(config, batch, length, predictions=predictions_for("demo"))
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
         def call() -> None:

@@ -58,10 +58,21 @@ from litebert.model import AlbertForPreTraining, AlbertForSequenceClassification
 PREDICTIONS = 20  # max_predictions_per_seq of the ALBERT recipe
 
 
-def make_batch(config: AlbertConfig, batch: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def predictions_for(preset: str) -> int:
+    """Masked positions per sequence in a preset's pretraining step: the ALBERT recipe's 20, or for `demo` the
+    demo's own (DemoConfig.max_predictions: 15% of its 64 positions), so that its rows time the step it runs."""
+    if preset != "demo":
+        return PREDICTIONS
+    from litebert.config import DemoConfig
+
+    return DemoConfig().max_predictions
+
+
+def make_batch(config: AlbertConfig, batch: int, length: int, seed: int = 0,
+               predictions: int = PREDICTIONS) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, config.vocab_size, (batch, length), generator=g)
-    positions = torch.stack([torch.randperm(length - 1, generator=g)[:PREDICTIONS] + 1 for _ in range(batch)])
+    positions = torch.stack([torch.randperm(length - 1, generator=g)[:predictions] + 1 for _ in range(batch)])
     positions = positions.sort(-1).values  # (B, P)
     targets = torch.gather(ids, 1, positions)  # (B, P)
     full = torch.full_like(ids, -100).scatter(1, positions, targets)  # (B, T): HF's labels
@@ -123,9 +134,9 @@ def train_flops(config: AlbertConfig, batch: int, length: int, predictions: int 
     return 3.0 * (encoder_flops(config, batch, length, min(length, P + 1)) + head)
 
 
-def classify_flops(config: AlbertConfig, batch: int, length: int) -> float:
+def classify_flops(config: AlbertConfig, batch: int, length: int, predictions: int = 0) -> float:
     """Useful model FLOPs of one sequence-classification step: the last layer at [CLS] only, the pooler and the
-    classifier."""
+    classifier (`predictions`: none in this step; the argument keeps the heads' signature)."""
     H = config.hidden_size
     return 3.0 * (encoder_flops(config, batch, length, 1) + 2 * batch * H * (H + config.num_labels))
 
@@ -137,7 +148,7 @@ class Head:
     hf: str  # transformers' class of the same job
     ours_step: Callable[[torch.nn.Module, dict], torch.Tensor]
     hf_step: Callable[[torch.nn.Module, dict], torch.Tensor]
-    flops: Callable[[AlbertConfig, int, int], float]  # (config, batch, length) → useful FLOPs of a step
+    flops: Callable[[AlbertConfig, int, int, int], float]  # (config, batch, length, predictions) → FLOPs of a step
 
 
 HEADS = {
@@ -189,7 +200,7 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
     with calibrate.fast_paths(**dataclasses.asdict(CpuFastPaths())):
         if applies:
             chosen.apply()
-        out = timed_steps(config, batch, length, bf16, steps, device, compile_ours, head)
+        out = timed_steps(config, batch, length, bf16, steps, device, compile_ours, head, predictions_for(preset))
     out["preset"], out["head"] = preset, head
     out["calibrated"] = None if chosen is None else "bf16-autocast" if chosen.bf16 else "fp32"
     out["fast_paths"] = chosen.describe() if applies else "defaults"
@@ -197,10 +208,11 @@ def bench(preset: str, batch: int, length: int, bf16: bool, steps: int, device: 
 
 
 def timed_steps(config: AlbertConfig, batch: int, length: int, bf16: bool, steps: int, device: str,
-                compile_ours: bool, head: str = "pretraining") -> dict:
-    """Each contender's training steps at (batch, length), interleaved: medians, tokens/s and ratios."""
+                compile_ours: bool, head: str = "pretraining", predictions: int = PREDICTIONS) -> dict:
+    """Each contender's training steps at (batch, length), `predictions` masked positions per sequence,
+    interleaved: medians, tokens/s and ratios."""
     runs = contenders(config, device, compile_ours, head)
-    b = to_device(make_batch(config, batch, length), device)
+    b = to_device(make_batch(config, batch, length, predictions=predictions), device)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, (m, _) in runs.items()}
     autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
 
@@ -218,7 +230,8 @@ def timed_steps(config: AlbertConfig, batch: int, length: int, bf16: bool, steps
         for name in runs:
             times[name].append(time_once(lambda: step(name)))
     out = {"batch": batch, "seq_length": length, "device": device,
-           "dtype": "bf16-autocast" if bf16 else "fp32", "flops_per_step": HEADS[head].flops(config, batch, length)}
+           "dtype": "bf16-autocast" if bf16 else "fp32", "predictions": predictions,
+           "flops_per_step": HEADS[head].flops(config, batch, length, predictions)}
     for name, ts in times.items():
         key = name.replace(" ", "_")
         out[f"{key}_step_s"] = statistics.median(ts)
@@ -285,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(r)
                 print_row(r)
     what = ("training step (forward + backward + AdamW), median s and tokens/s; HF loss over (B, T) labels, "
-            f"litebert over (B, P={PREDICTIONS}) masked positions; mfu = useful model FLOPs per step (3 x analytic "
-            "forward, MLM head over the masked positions for both) / step time / matmul rate of the step's dtype")
+            "litebert over (B, P) masked positions (P in each row's `predictions`: 20, the demo's model its own 10); "
+            "mfu = useful model FLOPs per step (3 x analytic forward, MLM head over the masked positions for both) / "
+            "step time / matmul rate of the step's dtype")
     if args.head == "classification":
         what = ("sequence-classification training step (forward + backward + AdamW; 2 labels), median s and "
                 "tokens/s; mfu = useful model FLOPs per step (3 x analytic forward, the last layer at [CLS] only, "

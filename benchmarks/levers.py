@@ -65,7 +65,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import inputs_for, random_weights  # noqa: E402
-from bench_train import make_batch, model_config, ours_step  # noqa: E402
+from bench_train import make_batch, model_config, ours_step, predictions_for  # noqa: E402
 from common import format_table, interleaved_medians, machine_info, set_threads, use_run_allocator, \
     write_json  # noqa: E402
 
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         batch, length = map(int, shape.split("x"))
         if {"training", "evaluation"} & set(args.modes):  # a training run's evaluations take its calibration
             use_calibration(trainee.config, batch, length, "train")
-            data = make_batch(trainee.config, batch, length)
+            data = make_batch(trainee.config, batch, length, predictions=predictions_for(args.preset))
         if "training" in args.modes:
             results += measure("training step", shape, training_variants(trainee, optimizer, data, bf16), args.repeats)
         if "evaluation" in args.modes:

@@ -69,8 +69,7 @@ def case_setup(case: str, mode: str, dtype: str):
     else:
         config, predictions = AlbertConfig.preset("albert-base-v2"), 20
     torch.manual_seed(0)
-    b = make_batch(config, batch, length)
-    b["positions"], b["targets"] = b["positions"][:, :predictions], b["targets"][:, :predictions]
+    b = make_batch(config, batch, length, predictions=predictions)
     asked = None if dtype == "auto" else dtype == "bf16"
     choice = calibrate.precision_choice("cpu", asked, config, batch, length, mode)
     calibrate.apply_choice(choice)

@@ -8,7 +8,8 @@ instruction-set cap such as ONEDNN_MAX_CPU_ISA, so an emulated kind never passes
 in its own process, writing benchmarks/results/scorecard_<cpu>_{train_base,train_demo,inference}.json:
 
     bench_train.py     --presets albert-base-v2  (8x128, 32x128, 8x512; fp32 and bf16 autocast)
-    bench_train.py     --presets demo --shapes 64x64  (the demo's pretraining model at its shape)
+    bench_train.py     --presets demo --shapes 64x64  (the demo's pretraining step: its model, shape and 10
+                                                     masked positions a sequence)
     bench_inference.py --presets albert-base-v2
 
 and scores them into scorecard_<cpu>.json (`--parts` re-runs some of them and scores with the others' saved
