@@ -5,9 +5,10 @@ layer) → AlbertModel (+ tanh pooler) → heads. The module knows nothing of tr
 and saving checkpoints lives in `litebert.convert` (reached through `from_pretrained` / `save_pretrained`).
 
 How the heavy operations run (attention, the projections, dropout, the GELU) is `litebert.kernels`' business,
-with the CPU fast paths that `litebert.calibrate` switches per machine; the model only calls them. Two speed
+with the CPU fast paths that `litebert.calibrate` switches per machine; the model only calls them. Three speed
 choices are the model's own, each worth measured in benchmarks/levers.py: `AlbertAttention.fused_qkv` (one Q/K/V
-matmul, built once per forward for a shared block) and `extended_attention_mask` (no mask when nothing is padded).
+matmul, built once per forward for a shared block), `extended_attention_mask` (no mask when nothing is padded)
+and `AlbertEncoder.forward`'s last layer at the heads' positions only.
 
 Shapes: B batch, T sequence length, H hidden size, E embedding size, V vocabulary, nh heads, hs head size,
 P masked positions per sequence, C choices, k top-k candidates.
@@ -24,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from litebert.config import AlbertConfig
 from litebert import kernels
+from litebert.config import AlbertConfig
 
 
 ACT_FNS = {
