@@ -29,10 +29,9 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import make_batch, ours_step  # noqa: E402
+from bench_train import make_batch, model_config, ours_step, predictions_for  # noqa: E402
 from common import cpu_tag, format_table, machine_info, set_threads, use_run_allocator, write_json  # noqa: E402
 from litebert import calibrate  # noqa: E402
-from litebert.config import AlbertConfig, DemoConfig  # noqa: E402
 from litebert.model import AlbertForPreTraining, AlbertModel  # noqa: E402
 
 GROUPS = [  # (group, substrings of the op name), first match wins
@@ -53,23 +52,14 @@ def group_of(name: str) -> str:
     return next((g for g, keys in GROUPS if any(k in lowered for k in keys)), "other")
 
 
-def demo_config() -> tuple[AlbertConfig, int, int, int]:
-    """The demo's model (vocab 8000 as its tokenizer) and step shape: (config, batch, length, predictions)."""
-    d = DemoConfig()
-    config = AlbertConfig.preset(d.preset, **d.model_overrides, vocab_size=8000)
-    return config, d.micro_batch, d.seq_length, d.max_predictions
-
-
 def case_setup(case: str, mode: str, dtype: str):
     """(callable running one step or pass, tokens per call, bf16 or not)."""
     name, shape = case.split("-")
     batch, length = map(int, shape.split("x"))
-    if name == "demo":
-        config, _, _, predictions = demo_config()
-    else:
-        config, predictions = AlbertConfig.preset("albert-base-v2"), 20
+    preset = "demo" if name == "demo" else "albert-base-v2"
+    config = model_config(preset)
     torch.manual_seed(0)
-    b = make_batch(config, batch, length, predictions=predictions)
+    b = make_batch(config, batch, length, predictions=predictions_for(preset))
     asked = None if dtype == "auto" else dtype == "bf16"
     choice = calibrate.precision_choice("cpu", asked, config, batch, length, mode)
     calibrate.apply_choice(choice)
