@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
 
+# ---------------------------------------------------------------------------------------------- the switches
 @dataclass
 class CpuFastPaths:
     """Switches of the CPU-only fast paths below (bf16 and fp32). The defaults are what an AMX Xeon measured;
@@ -92,6 +93,7 @@ transposed first, "input" as x^T gy with x transposed first (see SharedGrad)."""
 CPU_FAST_PATHS = CpuFastPaths()
 
 
+# ---------------------------------------------------------------------------------------------- GELU
 def gelu_tanh(x: Tensor) -> Tensor:
     """GELU in its tanh form (ALBERT's "gelu_new"), except for bf16 on CPU, where the exact (erf) GELU runs.
 
@@ -126,11 +128,7 @@ def gelu_key(dtype: torch.dtype, inner: int, out: int, form: str) -> str:
     return f"{str(dtype).removeprefix('torch.')} {inner}x{out} gelu {form}"
 
 
-def weight_key(dtype: torch.dtype, inner: int, out: int) -> str:
-    """CPU_FAST_PATHS.packed_weights's key of an (out, inner) projection weight applied in `dtype`, any rows."""
-    return f"{str(dtype).removeprefix('torch.')} {inner}x{out}"
-
-
+# ---------------------------------------------------------------------------------------------- attention
 def split_heads(qkv: Tensor, num_heads: int) -> Tensor:
     """The fused projections (B, T, 3H) as q, k, v: a (3, B, nh, T, hs) view."""
     B, T, _ = qkv.shape
@@ -338,6 +336,7 @@ def probabilities(q: Tensor, k: Tensor, masks: Tensor | None) -> Tensor:
     return torch.softmax(scores, -1)
 
 
+# ---------------------------------------------------------------------------------------------- dropout
 def dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, dtype: torch.dtype) -> tuple[Tensor, float]:
     """(keep (`dtype`, `shape`: 1 kept, 0 dropped), scale): each element dropped with probability t / 65536,
     t = round(p * 65536), and the scale 1 / (1 - t / 65536) that keeps the expectation. Four decisions come from
@@ -389,6 +388,7 @@ def dropout_attention(qkv: Tensor, mask: Tensor | None, num_heads: int, dropout_
     return MatmulBackwardAttention.apply(qkv, mask, num_heads, True, dropout_p)
 
 
+# ---------------------------------------------------------------------------------------------- matmuls and projections
 def matmul_key(dtype: torch.dtype, rows: int, inner: int, out: int) -> str:
     """CPU_FAST_PATHS.row_chunks's key of a (rows, inner) @ (inner, out) matmul in `dtype`."""
     return f"{str(dtype).removeprefix('torch.')} {rows}x{inner}x{out}"
@@ -616,6 +616,12 @@ def projection(linear: nn.Module, uses: int) -> Callable[[Tensor], Tensor]:
     if packed is not None:
         return packed
     return Projection(linear.weight, linear.bias, uses) if linear_fast_paths(linear.weight, uses)[0] else linear
+
+
+# ---------------------------------------------------------------------------------------------- packed weights
+def weight_key(dtype: torch.dtype, inner: int, out: int) -> str:
+    """CPU_FAST_PATHS.packed_weights's key of an (out, inner) projection weight applied in `dtype`, any rows."""
+    return f"{str(dtype).removeprefix('torch.')} {inner}x{out}"
 
 
 PACKED = WeakIdKeyDictionary()
