@@ -33,6 +33,10 @@
     with the packing itself timed apart; in fp32 also onnxruntime's MatMul + Add on the same weight (its MLAS
     kernels, what onnxruntime's inference runs on), where onnxruntime is installed. bf16 only where oneDNN has bf16
     kernels (`litebert.calibrate.onednn_dtypes`).
+  - the same four projections as a pass applies them, 12 times over from one set of weights (ALBERT-base's shared
+    block), each feeding the next, fp32, at 16 to 1,024 rows: oneDNN's linear on packed copies against
+    onnxruntime's MatMul + Add chain on the same weights. Unlike the group above, where one weight is applied
+    again and again and stays in cache, the 28 MB of weights stream from memory here as they do in a real pass.
   - int8 against fp32 for the same projections at 16 to 1024 rows, without a gradient: oneDNN's fp32 linear on the
     packed weight; `litebert.quantize.Int8Linear` (oneDNN's u8 x s8 kernel, 7-bit activations where 8 saturate);
     and fbgemm's dynamic int8 linear (`torch.ao.nn.quantized.dynamic.Linear`, built on quantized tensors that
@@ -214,23 +218,36 @@ def gelu_epilogue_rows(repeats: int) -> list[dict]:
     return rows
 
 
-def ort_linear(w: torch.Tensor, b: torch.Tensor) -> Callable[[torch.Tensor], object] | None:
-    """x (N, in) -> onnxruntime's x @ w^T + b, fp32, as a one-node-pair graph (MatMul, Add) in a session on
-    onnxruntime's own thread (common.on_onnxruntime_thread); None without onnxruntime."""
+def ort_projections(weights: list[torch.Tensor], biases: list[torch.Tensor], order: list[int]
+                    ) -> Callable[[torch.Tensor], object] | None:
+    """x (N, in) -> onnxruntime applying the fp32 projections weights[i] (out_i, in_i) + biases[i] for i in
+    `order`, each to the last's output cut to its first in_i columns (MatMul, Add, and a Slice where the widths
+    differ), in a session on onnxruntime's own thread (common.on_onnxruntime_thread); None without onnxruntime."""
     try:
+        import numpy as np
         import onnx
         import onnxruntime  # noqa: F401 (ort_session's)
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
-    m, k = w.shape
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])], "linear",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", m])],
-        [numpy_helper.from_array(w.t().contiguous().numpy(), "w"), numpy_helper.from_array(b.numpy(), "b")])
+    inits = [numpy_helper.from_array(a, name) for i, (w, b) in enumerate(zip(weights, biases))
+             for a, name in ((w.t().contiguous().numpy(), f"w{i}"), (b.numpy(), f"b{i}"))]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), name) for v, name in (([0], "start"), ([1], "axis"))]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", weights[order[0]].shape[1]])]
+    nodes, h, width = [], "x", weights[order[0]].shape[1]
+    for step, i in enumerate(order):
+        inner = weights[i].shape[1]
+        if inner != width:  # the fused Q/K/V's output cut to one projection's width, as attention hands it on
+            inits.append(numpy_helper.from_array(np.array([inner], np.int64), f"end{step}"))
+            nodes.append(helper.make_node("Slice", [h, "start", f"end{step}", "axis"], [f"s{step}"]))
+            h = f"s{step}"
+        nodes += [helper.make_node("MatMul", [h, f"w{i}"], [f"m{step}"]),
+                  helper.make_node("Add", [f"m{step}", f"b{i}"], [f"y{step}"])]
+        h, width = f"y{step}", weights[i].shape[0]
+    graph = helper.make_graph(nodes, "projections", inputs,
+                              [helper.make_tensor_value_info(h, TensorProto.FLOAT, ["N", width])], inits)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "linear.onnx"
+        path = Path(tmp) / "projections.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
         session = ort_session(path, torch.get_num_threads(), spinning=False)
     return on_onnxruntime_thread(lambda x: session.run(None, {"x": x.numpy()}))
@@ -254,7 +271,7 @@ def packed_weight_rows(repeats: int) -> list[dict]:
                 fns = {"F.linear": lambda x=x, w=w, b=b: F.linear(x, w, b),
                        "oneDNN, plain weight": lambda x=x, w=w, b=b: linear_pointwise(x, w, b, "none", [], ""),
                        "oneDNN, packed weight": lambda x=x, p=packed, b=b: linear_pointwise(x, p, b, "none", [], "")}
-                ort = ort_linear(w, b) if dtype == torch.float32 else None
+                ort = ort_projections([w], [b], [0]) if dtype == torch.float32 else None
                 if ort is not None:
                     fns["onnxruntime MatMul + Add"] = lambda x=x, ort=ort: ort(x)
                 with torch.inference_mode():
@@ -262,6 +279,41 @@ def packed_weight_rows(repeats: int) -> list[dict]:
                 for variant, sec in seconds.items():
                     rows.append({"kernel": f"{name} projection {n}x{k}x{m}", "variant": variant, "ms": sec * 1e3,
                                  "tflops": 2 * n * k * m / sec / 1e12})
+    return rows
+
+
+BLOCK = ((2304, 768), (768, 768), (3072, 768), (768, 3072))
+"""ALBERT-base's shared block's projections as (out, in), in a pass's order: fused Q/K/V, attention output, FFN
+in, FFN out."""
+
+
+def layer_chain_rows(repeats: int) -> list[dict]:
+    """ms per pass of the block's four projections applied 12 times over, each to the last's output (the fused
+    Q/K/V's cut to its first 768 columns), fp32: oneDNN's linear on packed copies against onnxruntime."""
+    torch.manual_seed(0)
+    weights = [torch.randn(m, k) / k ** 0.5 for m, k in BLOCK]  # unit-scale outputs, so 12 layers stay finite
+    biases = [torch.randn(m) * 0.1 for m, _ in BLOCK]
+    packed = [torch.ops.mkldnn._reorder_linear_weight(w) for w in weights]
+    order = list(range(len(BLOCK))) * 12
+    ort = ort_projections(weights, biases, order)
+
+    def onednn(x: torch.Tensor) -> torch.Tensor:
+        for i in order:
+            x = torch.ops.mkldnn._linear_pointwise(x[:, :BLOCK[i][1]], packed[i], biases[i], "none", [], "")
+        return x
+
+    rows, flops_per_row = [], 2 * 12 * sum(m * k for m, k in BLOCK)
+    for n in (16, 64, 128, 1024):
+        x = torch.randn(n, BLOCK[0][1])
+        fns = {"oneDNN, packed weights": lambda x=x: onednn(x)}
+        if ort is not None:
+            fns["onnxruntime MatMul + Add"] = lambda x=x: ort(x)
+        with torch.inference_mode():
+            seconds = interleaved_medians(fns, warmup=2, repeats=repeats)
+            apart = float((onednn(x) - torch.from_numpy(ort(x)[0])).abs().max()) if ort is not None else None
+        for variant, sec in seconds.items():
+            rows.append({"kernel": f"float32 block of 4 projections x 12, {n} rows", "variant": variant,
+                         "ms": sec * 1e3, "tflops": n * flops_per_row / sec / 1e12, "max_abs_diff": apart})
     return rows
 
 
@@ -330,7 +382,7 @@ def weight_grad_rows(repeats: int) -> list[dict]:
 GROUPS = {"gelu": gelu_rows, "attention": attention_rows, "attention-at-rows": attention_at_rows,
           "matmul": matmul_rows, "row-blocks": row_block_rows,
           "bias": bias_rows, "gelu-epilogue": gelu_epilogue_rows, "weight-grads": weight_grad_rows,
-          "packed-weights": packed_weight_rows, "int8": int8_rows}
+          "packed-weights": packed_weight_rows, "layer-chain": layer_chain_rows, "int8": int8_rows}
 """--only's names -> the function measuring that group of kernels."""
 
 
