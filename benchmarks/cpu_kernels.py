@@ -233,8 +233,8 @@ def ort_projections(weights: list[torch.Tensor], biases: list[torch.Tensor], ord
     inits = [numpy_helper.from_array(a, name) for i, (w, b) in enumerate(zip(weights, biases))
              for a, name in ((w.t().contiguous().numpy(), f"w{i}"), (b.numpy(), f"b{i}"))]
     inits += [numpy_helper.from_array(np.array(v, np.int64), name) for v, name in (([0], "start"), ([1], "axis"))]
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", weights[order[0]].shape[1]])]
     nodes, h, width = [], "x", weights[order[0]].shape[1]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])]
     for step, i in enumerate(order):
         inner = weights[i].shape[1]
         if inner != width:  # the fused Q/K/V's output cut to one projection's width, as attention hands it on
